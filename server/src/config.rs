@@ -1,0 +1,221 @@
+//! One typed configuration, from an optional TOML file plus `TESSERA_*`
+//! environment variables (nested keys with `__`, e.g.
+//! `TESSERA_DATABASE__POOL_SIZE`). Defaults make `tessera dev` work with no
+//! configuration at all.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: String,
+    /// Tenants are served at `<slug>.<base_domain>`; the bare domain serves
+    /// the platform-owner API.
+    pub base_domain: String,
+    /// PostgreSQL URL. Unset: `serve` refuses to start and `dev` runs a
+    /// private PostgreSQL.
+    pub database_url: Option<String>,
+    /// HMAC secret for tokens (at least 32 bytes), or read from `jwt_key_file`.
+    pub jwt_secret: Option<String>,
+    pub jwt_key_file: Option<PathBuf>,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub provisioning: ProvisioningConfig,
+    pub runtime: RuntimeConfig,
+    pub dev: DevConfig,
+    /// Expose the no-tenancy baseline routes used by bench/ (never in production).
+    pub bench_routes: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    pub pool_size: usize,
+    pub acquire_timeout_secs: u64,
+    /// Connections older than this are closed instead of reused.
+    pub connection_max_lifetime_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    pub token_ttl_secs: u64,
+    /// Login attempts allowed per account per minute.
+    pub login_per_account_per_minute: u32,
+    /// Login attempts allowed per client address per minute.
+    pub login_per_address_per_minute: u32,
+    /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_timeout_secs: u64,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// An EnvFilter directive, e.g. `info,tessera_server=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ProvisioningConfig {
+    /// Where a tenant's schema is exported before it is deleted.
+    pub export_dir: PathBuf,
+    /// `pg_dump` to use for exports; found on PATH or in the PostgreSQL install if unset.
+    pub pg_dump: Option<PathBuf>,
+    /// Tenant schemas migrated at once by `tessera migrate`.
+    pub migrate_parallelism: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RuntimeConfig {
+    /// Safety-net interval for reconciling tenant workers with the database
+    /// (changes are normally picked up at once through notifications).
+    pub reconcile_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DevConfig {
+    /// Where `tessera dev` keeps its private PostgreSQL and keys.
+    pub data_dir: Option<PathBuf>,
+    pub postgres_port: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            base_domain: "localhost".into(),
+            database_url: None,
+            jwt_secret: None,
+            jwt_key_file: None,
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
+            provisioning: ProvisioningConfig::default(),
+            runtime: RuntimeConfig::default(),
+            dev: DevConfig::default(),
+            bench_routes: false,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { pool_size: 16, acquire_timeout_secs: 5, connection_max_lifetime_secs: 1800 }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl_secs: 3600,
+            login_per_account_per_minute: 10,
+            login_per_address_per_minute: 60,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024, shutdown_timeout_secs: 30, workers: 0 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Pretty, level: "info,refinery_core=warn,tokio_postgres=warn".into() }
+    }
+}
+
+impl Default for ProvisioningConfig {
+    fn default() -> Self {
+        Self { export_dir: PathBuf::from("tenant-exports"), pg_dump: None, migrate_parallelism: 4 }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { reconcile_interval_secs: 30 }
+    }
+}
+
+impl Default for DevConfig {
+    fn default() -> Self {
+        Self { data_dir: None, postgres_port: 54329 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot load configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Load from `file` (if given, it must exist) and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let env = config::Environment::with_prefix("TESSERA").prefix_separator("_").separator("__").try_parsing(true);
+        let config: Config = builder.add_source(env).build()?.try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let base = &self.base_domain;
+        let base_ok = !base.is_empty()
+            && base.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !base.split('.').any(str::is_empty);
+        if !base_ok {
+            return Err(ConfigError::Invalid(format!("base_domain '{base}' is not a lowercase DNS name")));
+        }
+        if self.database.pool_size == 0 {
+            return Err(ConfigError::Invalid("database.pool_size must be at least 1".into()));
+        }
+        if self.provisioning.migrate_parallelism == 0 {
+            return Err(ConfigError::Invalid("provisioning.migrate_parallelism must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn require_database_url(&self) -> Result<&str, ConfigError> {
+        self.database_url.as_deref().ok_or_else(|| {
+            ConfigError::Invalid(
+                "no database configured: set TESSERA_DATABASE_URL (or use `tessera dev`, which runs its own PostgreSQL)".into(),
+            )
+        })
+    }
+}

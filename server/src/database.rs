@@ -1,0 +1,92 @@
+//! The node's one PostgreSQL pool and the connection rules every query obeys.
+//!
+//! Driver choice: tokio-postgres pooled by deadpool-postgres, migrated by
+//! refinery (which has no sqlx driver). See docs/architecture.md.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::config::DatabaseConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("no database connection available: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("invalid database URL: {0}")]
+    Url(String),
+    #[error("expected exactly one row")]
+    NotExactlyOne,
+}
+
+impl DbError {
+    /// The SQLSTATE of a failed statement, if PostgreSQL sent one.
+    pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            DbError::Postgres(e) => e.code(),
+            _ => None,
+        }
+    }
+
+    pub fn is_unique_violation(&self) -> bool {
+        self.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    }
+}
+
+/// Search path of every pooled session: it holds no tenant tables, so a
+/// query that forgot its tenant scope fails instead of reading some other
+/// tenant's rows. Platform tables are always schema-qualified.
+pub const FAIL_CLOSED_SEARCH_PATH: &str = "pg_catalog";
+
+/// Parse a URL into a tokio-postgres config with Tessera's session defaults.
+pub fn pg_config(url: &str) -> Result<tokio_postgres::Config, DbError> {
+    let mut cfg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| DbError::Url(e.to_string()))?;
+    cfg.options(format!("-c search_path={FAIL_CLOSED_SEARCH_PATH}"));
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("tessera");
+    }
+    cfg.connect_timeout(Duration::from_secs(5));
+    Ok(cfg)
+}
+
+/// Build the node-wide pool. One pool serves every tenant.
+pub fn build_pool(db: &DatabaseConfig, url: &str) -> Result<Pool, DbError> {
+    let manager = Manager::from_config(
+        pg_config(url)?,
+        NoTls,
+        // Sessions carry no state between uses (tenant scope is transaction
+        // local), so checking the socket is enough.
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    let max_lifetime = Duration::from_secs(db.connection_max_lifetime_secs);
+    Pool::builder(manager)
+        .max_size(db.pool_size)
+        .wait_timeout(Some(Duration::from_secs(db.acquire_timeout_secs)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        // Each backend caches the catalog of every schema it touched; retire
+        // connections so thousands of tenant schemas do not pile up in one.
+        .pre_recycle(Hook::sync_fn(move |_, metrics| {
+            if metrics.age() > max_lifetime {
+                Err(HookError::Message("connection reached its maximum lifetime".into()))
+            } else {
+                Ok(())
+            }
+        }))
+        .build()
+        .map_err(|e| DbError::Url(e.to_string()))
+}
+
+/// Open one connection outside the pool (migrations, LISTEN).
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
+    let (client, connection) = pg_config(url)?.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "database connection closed");
+        }
+    });
+    Ok(client)
+}

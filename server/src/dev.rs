@@ -1,0 +1,116 @@
+//! `tessera dev`: the whole platform on a laptop, with a demo tenant.
+//!
+//! Without a configured database it runs a private PostgreSQL (see
+//! `local_postgres`), keeps a generated token key next to it, migrates,
+//! creates a platform owner and the `demo` tenant with known local-only
+//! credentials, prints how to sign in, and serves until Ctrl-C.
+
+use anyhow::Context;
+use base64::Engine;
+use rand::RngCore;
+
+use crate::{
+    config::Config,
+    local_postgres::{default_data_dir, LocalPostgres},
+    provisioning::{migrate, NewTenant, ProvisioningError},
+    startup::Application,
+    telemetry,
+    tenancy::TenantSlug,
+};
+
+pub const DEMO_TENANT: &str = "demo";
+pub const DEMO_OWNER: (&str, &str) = ("owner@localhost", "tessera-owner");
+pub const DEMO_USER: (&str, &str) = ("admin@demo.localhost", "tessera-demo");
+
+pub fn random_password() -> String {
+    let mut bytes = [0u8; 18];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    let data_dir = config.dev.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let local = match config.database_url {
+        Some(_) => None,
+        None => {
+            let pg = LocalPostgres::new(data_dir.clone(), config.dev.postgres_port)?;
+            println!("starting a private PostgreSQL in {} (port {})", data_dir.display(), config.dev.postgres_port);
+            pg.start().await?;
+            pg.ensure_database("tessera").await?;
+            config.database_url = Some(pg.url("tessera"));
+            Some(pg)
+        }
+    };
+    if config.jwt_secret.is_none() && config.jwt_key_file.is_none() {
+        let key_file = data_dir.join("jwt.key");
+        if !key_file.exists() {
+            std::fs::write(&key_file, random_password() + &random_password())?;
+        }
+        config.jwt_key_file = Some(key_file);
+    }
+    if config.provisioning.export_dir.is_relative() {
+        config.provisioning.export_dir = data_dir.join(&config.provisioning.export_dir);
+    }
+    let result = serve_demo(config).await;
+    if let Some(pg) = local {
+        if let Err(e) = pg.stop().await {
+            eprintln!("could not stop the private PostgreSQL: {e}");
+        }
+    }
+    result
+}
+
+async fn serve_demo(config: Config) -> anyhow::Result<()> {
+    let url = config.require_database_url()?.to_string();
+    migrate::migrate_platform(&url).await?;
+    migrate::migrate_tenants(&url, config.provisioning.migrate_parallelism, |_| {}).await?;
+    let (listen, base) = (config.listen.clone(), config.base_domain.clone());
+    let app = Application::build(config).await?;
+    seed_demo(&app).await?;
+    let port = app.port();
+    let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
+    println!(
+        "\nTessera is running.\n\
+         \n  Tenant API     http://{DEMO_TENANT}.{base}:{port}/api   ({} / {})\
+         \n  Platform API   http://{base}:{port}/api/platform   ({} / {})\
+         \n  Health         http://{host}:{port}/readyz\
+         \n\nTry:\n  curl -s http://{DEMO_TENANT}.{base}:{port}/api/auth/login -H 'content-type: application/json' \\\n    -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'\n\nPress Ctrl-C to stop.\n",
+        DEMO_USER.0, DEMO_USER.1, DEMO_OWNER.0, DEMO_OWNER.1, DEMO_USER.0, DEMO_USER.1
+    );
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+/// Create the demo owner and tenant, or reset their passwords to the
+/// printed ones if they already exist.
+async fn seed_demo(app: &Application) -> anyhow::Result<()> {
+    let state = app.state();
+    state.provisioner.upsert_platform_owner(DEMO_OWNER.0, DEMO_OWNER.1.into()).await?;
+    let new = NewTenant {
+        slug: DEMO_TENANT.into(),
+        name: Some("Demo".into()),
+        owner_email: DEMO_USER.0.into(),
+        owner_password: Some(DEMO_USER.1.into()),
+    };
+    match state.provisioner.create_tenant(new).await {
+        Ok(_) => {}
+        Err(ProvisioningError::SlugTaken(_)) => {
+            let slug = TenantSlug::parse(DEMO_TENANT)?;
+            let tenant = state.directory.lookup(&slug).await?.context("demo tenant vanished")?;
+            let hash = state.auth.passwords.hash(DEMO_USER.1.into()).await?;
+            let mut tx = state.tenant_db.begin(&tenant).await?;
+            tx.execute(
+                "INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, 'owner') \
+                 ON CONFLICT (email) DO UPDATE SET password_hash = excluded.password_hash, disabled = false",
+                &[&uuid::Uuid::now_v7(), &DEMO_USER.0, &hash],
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state.reconcile_workers().await;
+    Ok(())
+}

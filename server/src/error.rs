@@ -1,0 +1,180 @@
+//! The one place where domain errors become HTTP responses.
+//!
+//! Every error body is `{"error": {"code": "...", "message": "..."}}`; the
+//! code is stable and machine-readable, the message is for people. Internal
+//! causes are logged (with the request's span: tenant, request_id) and never
+//! sent to the client.
+
+use actix_web::{
+    error::{JsonPayloadError, PathError, QueryPayloadError},
+    http::{header, StatusCode},
+    HttpRequest, HttpResponse, ResponseError,
+};
+use serde_json::json;
+
+use crate::{
+    auth::AuthError,
+    database::DbError,
+    provisioning::ProvisioningError,
+    tenancy::{HostError, SlugError},
+    resources::ResourceError,
+};
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), retry_after_secs: None }
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// Log the cause and answer 500 without revealing it.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after_secs {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        response.json(json!({"error": {"code": self.code, "message": self.message}}))
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Pool(_) => {
+                tracing::error!(error = %e, "database unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is not reachable; try again")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<HostError> for ApiError {
+    fn from(e: HostError) -> Self {
+        match e {
+            HostError::NotATenant(_) => ApiError::not_found("tenant_not_found", "no tenant is served at this host"),
+            HostError::Missing | HostError::Malformed | HostError::ForeignDomain => {
+                ApiError::bad_request("invalid_host", e.to_string())
+            }
+        }
+    }
+}
+
+impl From<SlugError> for ApiError {
+    fn from(e: SlugError) -> Self {
+        ApiError::bad_request("invalid_slug", e.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        use AuthError::*;
+        let status = match &e {
+            MissingCredentials | InvalidToken | InvalidCredentials | InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Forbidden { .. } => StatusCode::FORBIDDEN,
+            WrongHost => StatusCode::NOT_FOUND,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Db(_) | Hashing(_) | Token(_) => return ApiError::internal(e),
+        };
+        let mut error = ApiError::new(status, e.code(), e.to_string());
+        if let RateLimited { retry_after_secs } = e {
+            error.retry_after_secs = Some(retry_after_secs);
+        }
+        error
+    }
+}
+
+impl From<ProvisioningError> for ApiError {
+    fn from(e: ProvisioningError) -> Self {
+        use ProvisioningError::*;
+        let status = match &e {
+            Slug(_) | Invalid(_) | ConfirmationMismatch => StatusCode::BAD_REQUEST,
+            SlugTaken(_) | OwnerExists => StatusCode::CONFLICT,
+            NotFound(_) => StatusCode::NOT_FOUND,
+            Db(_) | Migration(_) | Export(_) | Auth(_) => return ApiError::internal(e),
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<ResourceError> for ApiError {
+    fn from(e: ResourceError) -> Self {
+        use ResourceError::*;
+        let status = match &e {
+            Invalid { .. } => StatusCode::BAD_REQUEST,
+            NotFound { .. } => StatusCode::NOT_FOUND,
+            Conflict { .. } | LastOwner => StatusCode::CONFLICT,
+            Forbidden(_) => StatusCode::FORBIDDEN,
+            Db(_) | Auth(_) => return ApiError::internal(e),
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+/// Bodies that are not the JSON an endpoint expects.
+pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        ),
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the request body must be JSON (Content-Type: application/json)",
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::bad_request("invalid_body", e.to_string()),
+        JsonPayloadError::Deserialize(e) => ApiError::bad_request("invalid_json", e.to_string()),
+        other => ApiError::bad_request("invalid_body", other.to_string()),
+    };
+    api.into()
+}
+
+pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request("invalid_path", err.to_string()).into()
+}
+
+pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request("invalid_query", err.to_string()).into()
+}
+
+/// Unknown routes.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("not_found", "no such endpoint"))
+}

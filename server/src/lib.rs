@@ -1,0 +1,16 @@
+//! Tessera server node. See docs/architecture.md for the map.
+
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod database;
+pub mod dev;
+pub mod error;
+pub mod local_postgres;
+pub mod provisioning;
+pub mod resources;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod tenancy;

@@ -1,0 +1,29 @@
+//! Thin HTTP handlers: extract typed input, call one domain function, map
+//! the result. Business rules live in the domain modules.
+
+mod auth;
+mod bench;
+mod health;
+mod platform;
+mod tenant;
+
+use actix_web::web;
+
+pub use health::{healthz, readyz};
+
+/// Every route of the API, platform and tenant alike; which host a route
+/// answers on is decided by its extractors (`TenantCaller`, `PlatformCaller`).
+pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .service(
+            web::scope("/api")
+                .route("/auth/login", web::post().to(auth::login))
+                .route("/me", web::get().to(tenant::me))
+                .configure(tenant::configure)
+                .configure(platform::configure),
+        );
+    if bench_routes {
+        cfg.configure(bench::configure);
+    }
+}

@@ -1,0 +1,93 @@
+//! The platform-owner API (on the bare base domain).
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    auth::PlatformCaller,
+    error::ApiError,
+    provisioning::NewTenant,
+    startup::AppState,
+    tenancy::TenantStatus,
+};
+
+type Reply = Result<HttpResponse, ApiError>;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/platform/tenants", web::get().to(list))
+        .route("/platform/tenants", web::post().to(create))
+        .route("/platform/tenants/{slug}", web::get().to(get))
+        .route("/platform/tenants/{slug}", web::delete().to(delete))
+        .route("/platform/tenants/{slug}/suspend", web::post().to(suspend))
+        .route("/platform/tenants/{slug}/resume", web::post().to(resume))
+        .route("/platform/node", web::get().to(node));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    slug: String,
+    name: Option<String>,
+    owner_email: String,
+    owner_password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    confirm: Option<String>,
+}
+
+async fn list(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
+    Ok(HttpResponse::Ok().json(json!({"items": state.provisioner.list().await?})))
+}
+
+async fn create(state: web::Data<AppState>, _caller: PlatformCaller, body: web::Json<CreateTenant>) -> Reply {
+    let b = body.into_inner();
+    let created = state
+        .provisioner
+        .create_tenant(NewTenant { slug: b.slug, name: b.name, owner_email: b.owner_email, owner_password: b.owner_password })
+        .await?;
+    state.reconcile_workers().await;
+    Ok(HttpResponse::Created().json(created))
+}
+
+async fn get(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(state.provisioner.get(&slug).await?))
+}
+
+async fn set_status(state: &AppState, slug: &str, status: TenantStatus) -> Reply {
+    let tenant = state.provisioner.set_status(slug, status).await?;
+    state.reconcile_workers().await;
+    Ok(HttpResponse::Ok().json(tenant))
+}
+
+async fn suspend(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>) -> Reply {
+    set_status(&state, &slug, TenantStatus::Suspended).await
+}
+
+async fn resume(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>) -> Reply {
+    set_status(&state, &slug, TenantStatus::Active).await
+}
+
+/// `DELETE /api/platform/tenants/{slug}?confirm={slug}`: export, then drop.
+async fn delete(
+    state: web::Data<AppState>,
+    caller: PlatformCaller,
+    slug: web::Path<String>,
+    query: web::Query<DeleteQuery>,
+) -> Reply {
+    let confirm = query.into_inner().confirm.unwrap_or_default();
+    let deleted = state.provisioner.delete(&slug, &confirm, &caller.email).await?;
+    state.reconcile_workers().await;
+    Ok(HttpResponse::Ok().json(deleted))
+}
+
+/// `GET /api/platform/node`: this node and the tenant workers it runs.
+async fn node(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
+    Ok(HttpResponse::Ok().json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "workers": state.supervisor.status(),
+    })))
+}

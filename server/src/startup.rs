@@ -1,0 +1,215 @@
+//! Build the node once: pool, tenant directory, auth, provisioning, the
+//! worker supervisor; then the HTTP server on top of them.
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::{
+    body::MessageBody,
+    dev::{Server, ServerHandle, ServiceRequest, ServiceResponse},
+    http::header::{self, HeaderValue},
+    middleware::{from_fn, Next},
+    web, App, HttpMessage, HttpServer,
+};
+use deadpool_postgres::Pool;
+use tessera_runtime::{Supervisor, TenantSpec};
+use tokio_util::sync::CancellationToken;
+use tracing_actix_web::{RequestId, TracingLogger};
+
+use crate::{
+    auth::{AuthService, LoginLimiter, Passwords, TokenKeys},
+    config::Config,
+    database::{build_pool, DbError},
+    error::{self, ApiError},
+    provisioning::{migrate, Provisioner, ProvisioningError},
+    routes,
+    telemetry::RequestSpan,
+    tenancy::{classify, HostTarget, TenantDb, TenantDirectory},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Provisioning(#[from] ProvisioningError),
+    #[error("token key: {0}")]
+    Key(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+}
+
+/// Everything a request handler may use, built once per node.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: Pool,
+    pub tenant_db: TenantDb,
+    pub directory: TenantDirectory,
+    pub auth: AuthService,
+    pub provisioner: Provisioner,
+    pub supervisor: Supervisor,
+}
+
+fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
+    let secret = match (&config.jwt_secret, &config.jwt_key_file) {
+        (Some(secret), _) => secret.as_bytes().to_vec(),
+        (None, Some(path)) => std::fs::read(path).map_err(|e| StartupError::Key(format!("{}: {e}", path.display())))?,
+        (None, None) => {
+            return Err(StartupError::Key(
+                "no token key configured: set TESSERA_JWT_SECRET (32+ bytes) or TESSERA_JWT_KEY_FILE".into(),
+            ))
+        }
+    };
+    let secret = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
+    TokenKeys::from_secret(&secret, config.auth.token_ttl_secs).map_err(StartupError::Key)
+}
+
+impl AppState {
+    pub fn build(config: Config, shutdown: CancellationToken) -> Result<Self, StartupError> {
+        let url = config.require_database_url()?.to_string();
+        let pool = build_pool(&config.database, &url)?;
+        let directory = TenantDirectory::new(pool.clone());
+        let passwords = Passwords::new(4);
+        let auth = AuthService {
+            tokens: token_keys(&config)?,
+            passwords: passwords.clone(),
+            limiter: LoginLimiter::new(config.auth.login_per_account_per_minute, config.auth.login_per_address_per_minute),
+        };
+        let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url);
+        Ok(Self {
+            tenant_db: TenantDb::new(pool.clone()),
+            supervisor: Supervisor::new(shutdown),
+            config: Arc::new(config),
+            pool,
+            directory,
+            auth,
+            provisioner,
+        })
+    }
+
+    /// Make this node's workers match the active tenants.
+    pub async fn reconcile_workers(&self) {
+        match self.directory.list_active().await {
+            Ok(tenants) => self.supervisor.reconcile(
+                tenants
+                    .into_iter()
+                    .map(|t| TenantSpec { id: t.id, slug: t.slug.to_string(), schema: t.schema.to_string() })
+                    .collect(),
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot list tenants; workers left as they are"),
+        }
+    }
+}
+
+/// Reconcile on every tenant change notification, and on an interval as a
+/// safety net.
+fn spawn_reconciler(state: web::Data<AppState>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let interval = Duration::from_secs(state.config.runtime.reconcile_interval_secs.max(1));
+    let mut changes = state.directory.subscribe();
+    tokio::spawn(async move {
+        loop {
+            state.reconcile_workers().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    })
+}
+
+/// Classify the host before anything else runs, so hostile or foreign hosts
+/// are refused before any database work. Probes answer on any host.
+async fn host_guard(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let path = req.path();
+    if path != "/healthz" && path != "/readyz" && !path.starts_with("/bench/") {
+        let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered");
+        let host = match req.headers().get(header::HOST) {
+            Some(value) => Some(value.to_str().map_err(|_| ApiError::from(crate::tenancy::HostError::Malformed))?),
+            None => req.uri().authority().map(|a| a.as_str()),
+        };
+        let target = classify(host, &state.config.base_domain).map_err(ApiError::from)?;
+        if let HostTarget::Tenant(slug) = &target {
+            tracing::Span::current().record("tenant", slug.as_str());
+        }
+        req.extensions_mut().insert(target);
+    }
+    let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
+    let mut response = next.call(req).await?;
+    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response.headers_mut().insert(header::HeaderName::from_static("x-request-id"), id);
+    }
+    Ok(response)
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Migrate the platform schema, build the state and bind the listener.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        migrate::migrate_platform(config.require_database_url()?).await?;
+        let listener = TcpListener::bind(&config.listen).map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
+        Self::build_with_listener(config, listener)
+    }
+
+    pub fn build_with_listener(config: Config, listener: TcpListener) -> Result<Self, StartupError> {
+        let port = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?.port();
+        let shutdown = CancellationToken::new();
+        let url = config.require_database_url()?.to_string();
+        let state = web::Data::new(AppState::build(config, shutdown.clone())?);
+        state.directory.spawn_listener(url, shutdown.clone());
+        spawn_reconciler(state.clone(), shutdown.clone());
+        let server = http_server(state.clone(), listener)?;
+        Ok(Self { port, server, state, shutdown })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serve until a shutdown signal (SIGINT/SIGTERM) or `handle().stop()`;
+    /// in-flight requests finish first, then tenant workers stop.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.shutdown.cancel();
+        self.state.supervisor.shutdown().await;
+        tracing::info!("node stopped");
+        result
+    }
+}
+
+fn http_server(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, StartupError> {
+    let config = state.config.clone();
+    let json = web::JsonConfig::default().limit(config.http.max_body_bytes).error_handler(error::json_error);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(host_guard))
+            .wrap(TracingLogger::<RequestSpan>::new())
+            .app_data(state.clone())
+            .app_data(json.clone())
+            .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            .configure(|cfg| routes::configure(cfg, state.config.bench_routes))
+            .default_service(web::to(error::not_found))
+    })
+    .shutdown_timeout(config.http.shutdown_timeout_secs);
+    if config.http.workers > 0 {
+        server = server.workers(config.http.workers);
+    }
+    let addr = config.listen.clone();
+    Ok(server.listen(listener).map_err(|source| StartupError::Bind { addr, source })?.run())
+}

@@ -1,0 +1,80 @@
+//! Which tenant a request is for, and the tenant-scoped database handle.
+//!
+//! Owns: host classification, the slug → tenant directory (cached,
+//! invalidated through PostgreSQL NOTIFY), and `TenantTx`, the only way to
+//! run SQL against tenant tables. Must never build SQL from unvalidated input.
+
+mod db;
+mod directory;
+mod host;
+mod slug;
+
+pub use db::{TenantDb, TenantTx};
+pub use directory::{TenantDirectory, TENANT_CHANGES_CHANNEL};
+pub use host::{classify, HostError, HostTarget};
+pub use slug::{SchemaName, SlugError, TenantSlug};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Active => "active",
+            TenantStatus::Suspended => "suspended",
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(Self::Active),
+            "suspended" => Some(Self::Suspended),
+            _ => None,
+        }
+    }
+}
+
+/// A tenant as recorded in `platform.tenants`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub id: Uuid,
+    #[serde(serialize_with = "serialize_display")]
+    pub slug: TenantSlug,
+    #[serde(skip)]
+    pub schema: SchemaName,
+    pub name: String,
+    pub status: TenantStatus,
+    pub schema_version: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// Columns of `platform.tenants`, in the order `Tenant::from_row` reads them.
+pub const TENANT_COLUMNS: &str = "id, slug, schema_name, name, status, schema_version, created_at";
+
+impl Tenant {
+    /// Build from a row selected with [`TENANT_COLUMNS`]. A row that does not
+    /// hold a valid slug or schema is refused rather than trusted.
+    pub fn from_row(row: &tokio_postgres::Row) -> Option<Self> {
+        Some(Self {
+            id: row.get(0),
+            slug: TenantSlug::parse(row.get::<_, &str>(1)).ok()?,
+            schema: SchemaName::from_stored(row.get(2))?,
+            name: row.get(3),
+            status: TenantStatus::parse(row.get(4))?,
+            schema_version: row.get(5),
+            created_at: row.get(6),
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! Starts, stops and restarts tenant workers so that exactly the desired set
+//! runs on this node.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use serde::Serialize;
+use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::worker::{self, TenantSpec, WorkerCommand};
+
+const COMMAND_QUEUE: usize = 64;
+/// A worker that panics is restarted after this pause, so a crash loop
+/// cannot spin a core.
+const RESTART_BACKOFF: Duration = Duration::from_millis(500);
+
+struct Running {
+    spec: TenantSpec,
+    cancel: CancellationToken,
+    commands: mpsc::Sender<WorkerCommand>,
+    handle: JoinHandle<()>,
+    started_at: SystemTime,
+    restarts: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerStatus {
+    pub tenant_id: Uuid,
+    pub tenant: String,
+    pub started_at: SystemTime,
+    pub restarts: u32,
+}
+
+#[derive(Clone)]
+pub struct Supervisor {
+    workers: Arc<Mutex<HashMap<Uuid, Running>>>,
+    shutdown: CancellationToken,
+}
+
+impl Supervisor {
+    pub fn new(shutdown: CancellationToken) -> Self {
+        Self { workers: Arc::new(Mutex::new(HashMap::new())), shutdown }
+    }
+
+    /// Converge on `desired`: start missing workers, stop the ones no longer
+    /// wanted, restart the ones that died.
+    pub fn reconcile(&self, desired: Vec<TenantSpec>) {
+        let mut workers = self.workers.lock().expect("supervisor lock");
+        let wanted: HashMap<Uuid, TenantSpec> = desired.into_iter().map(|s| (s.id, s)).collect();
+        workers.retain(|id, running| {
+            let keep = wanted.get(id) == Some(&running.spec);
+            if !keep {
+                running.cancel.cancel();
+            }
+            keep
+        });
+        for (id, spec) in wanted {
+            let restarts = match workers.get(&id) {
+                Some(running) if !running.handle.is_finished() => continue,
+                Some(running) => {
+                    tracing::warn!(tenant = %spec.slug, "tenant worker died; restarting");
+                    running.restarts + 1
+                }
+                None => 0,
+            };
+            let running = self.spawn(spec, restarts);
+            workers.insert(id, running);
+        }
+    }
+
+    fn spawn(&self, spec: TenantSpec, restarts: u32) -> Running {
+        let cancel = self.shutdown.child_token();
+        let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+        let task_spec = spec.clone();
+        let task_cancel = cancel.clone();
+        let handle = tokio::spawn(async move {
+            if restarts > 0 {
+                tokio::time::sleep(RESTART_BACKOFF).await;
+            }
+            worker::run(task_spec, rx, task_cancel).await
+        });
+        Running { spec, cancel, commands, handle, started_at: SystemTime::now(), restarts }
+    }
+
+    pub fn status(&self) -> Vec<WorkerStatus> {
+        let workers = self.workers.lock().expect("supervisor lock");
+        let mut list: Vec<WorkerStatus> = workers
+            .iter()
+            .filter(|(_, r)| !r.handle.is_finished())
+            .map(|(id, r)| WorkerStatus { tenant_id: *id, tenant: r.spec.slug.clone(), started_at: r.started_at, restarts: r.restarts })
+            .collect();
+        list.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        list
+    }
+
+    /// Send a command to a tenant's worker, if it runs here.
+    pub async fn send(&self, tenant: Uuid, command: WorkerCommand) -> bool {
+        let sender = self.workers.lock().expect("supervisor lock").get(&tenant).map(|r| r.commands.clone());
+        match sender {
+            Some(tx) => tx.send(command).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Stop every worker and wait for them to finish.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        let handles: Vec<JoinHandle<()>> = self.workers.lock().expect("supervisor lock").drain().map(|(_, r)| r.handle).collect();
+        for handle in handles {
+            let _ = handle.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(slug: &str) -> TenantSpec {
+        TenantSpec { id: Uuid::new_v4(), slug: slug.into(), schema: format!("t_{slug}") }
+    }
+
+    async fn ping(sup: &Supervisor, id: Uuid) -> Option<String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !sup.send(id, WorkerCommand::Ping(tx)).await {
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    #[tokio::test]
+    async fn converges_on_the_desired_set() {
+        let sup = Supervisor::new(CancellationToken::new());
+        let (a, b) = (spec("alpha"), spec("beta"));
+        sup.reconcile(vec![a.clone(), b.clone()]);
+        assert_eq!(ping(&sup, a.id).await.as_deref(), Some("alpha"));
+        assert_eq!(ping(&sup, b.id).await.as_deref(), Some("beta"));
+        sup.reconcile(vec![b.clone()]);
+        assert_eq!(ping(&sup, a.id).await, None);
+        assert_eq!(sup.status().iter().map(|s| s.tenant.as_str()).collect::<Vec<_>>(), vec!["beta"]);
+        sup.shutdown().await;
+        assert!(sup.status().is_empty());
+    }
+}
