@@ -143,6 +143,7 @@ async fn host_guard(req: ServiceRequest, next: Next<impl MessageBody>) -> Result
     Ok(response)
 }
 
+
 pub struct Application {
     port: u16,
     server: Server,

@@ -1,1 +1,13 @@
+//! One test binary for the whole suite (one link, shared harness in src/).
 
+mod auth;
+mod bad_input;
+mod cli;
+mod concurrency;
+mod hosts;
+mod isolation;
+mod migrations;
+mod operations;
+mod provisioning;
+mod roles;
+mod smoke;

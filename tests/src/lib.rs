@@ -1,0 +1,252 @@
+//! The shared integration-test harness: `spawn_app()` starts the real server
+//! on a random port against a fresh PostgreSQL database of its own, with the
+//! platform schema migrated and a platform owner created, and returns
+//! helpers that read like the user stories the tests tell.
+
+use std::{net::TcpListener, time::Duration};
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{json, Value};
+use tessera_server::{
+    config::Config,
+    provisioning::migrate,
+    startup::{AppState, Application},
+};
+use tokio::sync::OnceCell;
+
+pub use tessera_server;
+
+pub const PLATFORM_OWNER: (&str, &str) = ("owner@platform.test", "platform-owner-pass");
+pub const BASE_DOMAIN: &str = "localhost";
+
+/// The server PostgreSQL the tests use; each test gets its own database on it.
+pub fn admin_url() -> String {
+    std::env::var("TESSERA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// `admin_url` with another database name.
+pub fn url_for_database(name: &str) -> String {
+    let admin = admin_url();
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b.to_string(), format!("?{q}")),
+        None => (admin.clone(), String::new()),
+    };
+    let (server, _) = base.rsplit_once('/').expect("database URL has a path");
+    format!("{server}/{name}{query}")
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    client
+}
+
+static CLEANUP: OnceCell<()> = OnceCell::const_new();
+
+/// Drop databases left by earlier test processes that are no longer running.
+async fn drop_stale_databases() {
+    let admin = connect(&admin_url()).await;
+    let rows = admin
+        .query("SELECT datname FROM pg_database WHERE datname LIKE 'tessera\\_test\\_%'", &[])
+        .await
+        .expect("list test databases");
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| p == std::process::id() || std::path::Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+        }
+    }
+}
+
+/// Create an empty database for one test; returns its name and URL.
+pub async fn fresh_database() -> (String, String) {
+    CLEANUP.get_or_init(drop_stale_databases).await;
+    let name = format!("tessera_test_{}_{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    connect(&admin_url()).await.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
+    let url = url_for_database(&name);
+    (name, url)
+}
+
+/// A configuration for tests: loopback, random port, quiet logs, generous
+/// login limits (the rate-limit test sets its own).
+pub fn test_config(database_url: &str) -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".into();
+    config.base_domain = BASE_DOMAIN.into();
+    config.database_url = Some(database_url.into());
+    config.jwt_secret = Some(format!("test-secret-{}", uuid::Uuid::new_v4()));
+    config.database.pool_size = 8;
+    config.auth.login_per_account_per_minute = 1000;
+    config.auth.login_per_address_per_minute = 100_000;
+    config.http.workers = 2;
+    config.http.shutdown_timeout_secs = 2;
+    config.log.level = std::env::var("TESSERA_TEST_LOG").unwrap_or_else(|_| "error".into());
+    config.provisioning.export_dir = std::env::temp_dir().join(format!("tessera-test-exports-{}", uuid::Uuid::new_v4().simple()));
+    config
+}
+
+pub struct TestApp {
+    pub port: u16,
+    pub database_name: String,
+    pub database_url: String,
+    pub config: Config,
+    pub state: actix_web::web::Data<AppState>,
+    pub http: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Start the app with a tweaked configuration.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let (database_name, database_url) = fresh_database().await;
+    let mut config = test_config(&database_url);
+    tweak(&mut config);
+    tessera_server::telemetry::init(&config.log);
+    migrate::migrate_platform(&database_url).await.expect("migrate platform schema");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a random port");
+    let app = Application::build_with_listener(config.clone(), listener).expect("build app");
+    let (port, state, handle) = (app.port(), app.state(), app.handle());
+    tokio::spawn(app.run_until_stopped());
+    state
+        .provisioner
+        .init_platform(PLATFORM_OWNER.0, PLATFORM_OWNER.1.into())
+        .await
+        .expect("create platform owner");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
+    TestApp { port, database_name, database_url, config, state, http, handle }
+}
+
+/// A tenant created through the platform API, with its first owner.
+#[derive(Debug, Clone)]
+pub struct TestTenant {
+    pub slug: String,
+    pub id: String,
+    pub owner_email: String,
+    pub owner_password: String,
+}
+
+impl TestApp {
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A request to `path` with an explicit Host header (sent to loopback).
+    pub fn request_with_host(&self, method: Method, host: &str, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base_url())).header("host", host)
+    }
+
+    /// A request to a tenant's host, `<slug>.localhost:<port>`.
+    pub fn tenant_request(&self, method: Method, slug: &str, path: &str) -> RequestBuilder {
+        self.request_with_host(method, &format!("{slug}.{BASE_DOMAIN}:{}", self.port), path)
+    }
+
+    /// A request to the platform host, `localhost:<port>`.
+    pub fn platform_request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request_with_host(method, &format!("{BASE_DOMAIN}:{}", self.port), path)
+    }
+
+    pub async fn platform_token(&self) -> String {
+        let response = self
+            .platform_request(Method::POST, "/api/auth/login")
+            .json(&json!({"email": PLATFORM_OWNER.0, "password": PLATFORM_OWNER.1}))
+            .send()
+            .await
+            .expect("platform login");
+        assert_eq!(response.status(), StatusCode::OK, "platform login");
+        response.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
+    }
+
+    /// Create a tenant through `POST /api/platform/tenants`.
+    pub async fn create_tenant(&self, slug: &str) -> TestTenant {
+        let token = self.platform_token().await;
+        self.create_tenant_with_token(&token, slug).await
+    }
+
+    pub async fn create_tenant_with_token(&self, platform_token: &str, slug: &str) -> TestTenant {
+        let owner_email = format!("owner@{slug}.test");
+        let owner_password = format!("{slug}-owner-password");
+        let response = self
+            .platform_request(Method::POST, "/api/platform/tenants")
+            .bearer_auth(platform_token)
+            .json(&json!({"slug": slug, "owner_email": owner_email, "owner_password": owner_password}))
+            .send()
+            .await
+            .expect("create tenant");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "create tenant {slug}: {body}");
+        TestTenant { slug: slug.into(), id: body["tenant"]["id"].as_str().unwrap().into(), owner_email, owner_password }
+    }
+
+    /// Sign in on a tenant's host and return the token.
+    pub async fn login(&self, slug: &str, email: &str, password: &str) -> String {
+        let response = self
+            .tenant_request(Method::POST, slug, "/api/auth/login")
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("login");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "login {email} on {slug}: {body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn owner_token(&self, tenant: &TestTenant) -> String {
+        self.login(&tenant.slug, &tenant.owner_email, &tenant.owner_password).await
+    }
+
+    /// Create a user with `role` in a tenant (as its owner) and sign them in.
+    pub async fn user_with_role(&self, tenant: &TestTenant, role: &str) -> String {
+        let owner = self.owner_token(tenant).await;
+        let email = format!("{role}-{}@{}.test", uuid::Uuid::new_v4().simple(), tenant.slug);
+        let response = self
+            .tenant_request(Method::POST, &tenant.slug, "/api/users")
+            .bearer_auth(&owner)
+            .json(&json!({"email": email, "password": "a-good-password", "role": role}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "create {role}");
+        self.login(&tenant.slug, &email, "a-good-password").await
+    }
+
+    /// A direct connection to this test's database, for assertions.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        connect(&self.database_url).await
+    }
+
+    /// Stop the server gracefully (in-flight requests finish).
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// Read a JSON error body and return its code.
+pub async fn error_code(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.expect("JSON error body");
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}")).to_string()
+}
+
+/// Poll `check` until it returns true or `deadline` passes.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
