@@ -4,9 +4,10 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -24,7 +25,7 @@ struct Running {
     cancel: CancellationToken,
     commands: mpsc::Sender<WorkerCommand>,
     handle: JoinHandle<()>,
-    started_at: SystemTime,
+    started_at: DateTime<Utc>,
     restarts: u32,
 }
 
@@ -32,7 +33,7 @@ struct Running {
 pub struct WorkerStatus {
     pub tenant_id: Uuid,
     pub tenant: String,
-    pub started_at: SystemTime,
+    pub started_at: DateTime<Utc>,
     pub restarts: u32,
 }
 
@@ -84,7 +85,7 @@ impl Supervisor {
             }
             worker::run(task_spec, rx, task_cancel).await
         });
-        Running { spec, cancel, commands, handle, started_at: SystemTime::now(), restarts }
+        Running { spec, cancel, commands, handle, started_at: Utc::now(), restarts }
     }
 
     pub fn status(&self) -> Vec<WorkerStatus> {
