@@ -19,9 +19,30 @@ pub use tessera_server;
 pub const PLATFORM_OWNER: (&str, &str) = ("owner@platform.test", "platform-owner-pass");
 pub const BASE_DOMAIN: &str = "localhost";
 
-/// The server PostgreSQL the tests use; each test gets its own database on it.
+/// The PostgreSQL server the tests use; each test gets its own database on it.
 pub fn admin_url() -> String {
+    ADMIN_URL.get().cloned().unwrap_or_else(configured_admin_url)
+}
+
+fn configured_admin_url() -> String {
     std::env::var("TESSERA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+static ADMIN_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Use the configured server; on a fresh machine where none answers (and
+/// none was configured), run a private one from the installed PostgreSQL
+/// binaries, as `tessera dev` does.
+async fn choose_server() -> String {
+    let configured = configured_admin_url();
+    let explicit = std::env::var_os("TESSERA_TEST_DATABASE_URL").is_some();
+    if explicit || tokio_postgres::connect(&configured, tokio_postgres::NoTls).await.is_ok() {
+        return configured;
+    }
+    use tessera_server::local_postgres::{default_data_dir, LocalPostgres};
+    let private = LocalPostgres::new(default_data_dir().join("test"), 54330).expect("PostgreSQL binaries for the tests");
+    private.start().await.expect("start a private PostgreSQL for the tests");
+    private.url("postgres")
 }
 
 /// `admin_url` with another database name.
@@ -43,8 +64,10 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 
 static CLEANUP: OnceCell<()> = OnceCell::const_new();
 
-/// Drop databases left by earlier test processes that are no longer running.
+/// Pick the server, then drop databases left by earlier test processes
+/// that are no longer running.
 async fn drop_stale_databases() {
+    let _ = ADMIN_URL.set(choose_server().await);
     let admin = connect(&admin_url()).await;
     let rows = admin
         .query("SELECT datname FROM pg_database WHERE datname LIKE 'tessera\\_test\\_%'", &[])
