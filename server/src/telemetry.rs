@@ -15,7 +15,10 @@ use crate::config::{LogConfig, LogFormat};
 /// Install the global subscriber (once per process; later calls are no-ops,
 /// which lets tests build several apps in one process).
 pub fn init(log: &LogConfig) {
-    let filter = EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let filter = EnvFilter::try_new(&log.level).unwrap_or_else(|e| {
+        eprintln!("log.level '{}' is not a valid filter ({e}); using 'info'", log.level);
+        EnvFilter::new("info")
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_span_events(FmtSpan::CLOSE).with_writer(std::io::stderr);
     let _ = match log.format {
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
