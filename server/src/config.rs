@@ -182,13 +182,23 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Load from `file` (if given, it must exist) and the environment.
+    /// Load from `file` (if given, it must exist) and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, None)
+    }
+
+    /// Load from `file` and `env` (the process environment when `None`).
+    pub fn load_with_env(file: Option<&Path>, env: Option<config::Map<String, String>>) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).required(true));
         }
-        let env = config::Environment::with_prefix("TESSERA").prefix_separator("_").separator("__").try_parsing(true);
+        let env = config::Environment::with_prefix("TESSERA")
+            .prefix_separator("_")
+            .separator("__")
+            // No try_parsing: it would turn a numeric secret like "0123" into
+            // the number 123. Typed fields parse their strings on deserialising.
+            .source(env);
         let config: Config = builder.add_source(env).build()?.try_deserialize()?;
         config.validate()?;
         Ok(config)
@@ -217,5 +227,58 @@ impl Config {
                 "no database configured: set TESSERA_DATABASE_URL (or use `tessera dev`, which runs its own PostgreSQL)".into(),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<config::Map<String, String>> {
+        Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn defaults_make_a_local_start_work() {
+        let config = Config::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(config.base_domain, "localhost");
+        assert!(config.database_url.is_none());
+        assert!(config.require_database_url().is_err());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("tessera-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tessera.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nbase_domain = \"eu1.example.com\"\n[database]\npool_size = 3\n").unwrap();
+        let config = Config::load_with_env(
+            Some(&file),
+            env(&[
+                ("TESSERA_DATABASE_URL", "postgres://db/tessera"),
+                ("TESSERA_JWT_SECRET", "0123456789"),
+                ("TESSERA_DATABASE__POOL_SIZE", "7"),
+                ("TESSERA_LOG__FORMAT", "json"),
+                ("TESSERA_BENCH_ROUTES", "true"),
+                ("TESSERA_UNRELATED_SETTING", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:9000");
+        assert_eq!(config.base_domain, "eu1.example.com");
+        assert_eq!(config.database_url.as_deref(), Some("postgres://db/tessera"));
+        assert_eq!(config.jwt_secret.as_deref(), Some("0123456789"));
+        assert_eq!(config.database.pool_size, 7);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert!(config.bench_routes);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn invalid_values_are_reported() {
+        assert!(Config::load_with_env(None, env(&[("TESSERA_BASE_DOMAIN", "Bad Domain")])).is_err());
+        assert!(Config::load_with_env(None, env(&[("TESSERA_DATABASE__POOL_SIZE", "lots")])).is_err());
+        assert!(Config::load_with_env(Some(Path::new("/nonexistent/tessera.toml")), env(&[])).is_err());
     }
 }
