@@ -104,12 +104,14 @@ impl From<SlugError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         use AuthError::*;
-        let status = match &e {
+        let status = match e {
             MissingCredentials | InvalidToken | InvalidCredentials | InvalidApiKey => StatusCode::UNAUTHORIZED,
             Forbidden { .. } => StatusCode::FORBIDDEN,
             WrongHost => StatusCode::NOT_FOUND,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Db(_) | Hashing(_) | Token(_) => return ApiError::internal(e),
+            // An unreachable database is a 503 wherever it surfaces.
+            Db(db) => return db.into(),
+            Hashing(_) | Token(_) => return ApiError::internal(e),
         };
         let mut error = ApiError::new(status, e.code(), e.to_string());
         if let RateLimited { retry_after_secs } = e {
@@ -122,11 +124,13 @@ impl From<AuthError> for ApiError {
 impl From<ProvisioningError> for ApiError {
     fn from(e: ProvisioningError) -> Self {
         use ProvisioningError::*;
-        let status = match &e {
+        let status = match e {
             Slug(_) | Invalid(_) | ConfirmationMismatch => StatusCode::BAD_REQUEST,
             SlugTaken(_) | OwnerExists => StatusCode::CONFLICT,
             NotFound(_) => StatusCode::NOT_FOUND,
-            Db(_) | Migration(_) | Export(_) | Auth(_) => return ApiError::internal(e),
+            Db(db) => return db.into(),
+            Auth(auth) => return auth.into(),
+            Migration(_) | Export(_) => return ApiError::internal(e),
         };
         ApiError::new(status, e.code(), e.to_string())
     }
@@ -135,12 +139,13 @@ impl From<ProvisioningError> for ApiError {
 impl From<ResourceError> for ApiError {
     fn from(e: ResourceError) -> Self {
         use ResourceError::*;
-        let status = match &e {
+        let status = match e {
             Invalid { .. } => StatusCode::BAD_REQUEST,
             NotFound { .. } => StatusCode::NOT_FOUND,
             Conflict { .. } | LastOwner => StatusCode::CONFLICT,
             Forbidden(_) => StatusCode::FORBIDDEN,
-            Db(_) | Auth(_) => return ApiError::internal(e),
+            Db(db) => return db.into(),
+            Auth(auth) => return auth.into(),
         };
         ApiError::new(status, e.code(), e.to_string())
     }

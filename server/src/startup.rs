@@ -4,7 +4,7 @@
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{
-    body::MessageBody,
+    body::{BoxBody, EitherBody, MessageBody},
     dev::{Server, ServerHandle, ServiceRequest, ServiceResponse},
     http::header::{self, HeaderValue},
     middleware::{from_fn, Next},
@@ -120,27 +120,40 @@ fn spawn_reconciler(state: web::Data<AppState>, shutdown: CancellationToken) -> 
 }
 
 /// Classify the host before anything else runs, so hostile or foreign hosts
-/// are refused before any database work. Probes answer on any host.
-async fn host_guard(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let path = req.path();
-    if path != "/healthz" && path != "/readyz" && !path.starts_with("/bench/") {
-        let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered");
-        let host = match req.headers().get(header::HOST) {
-            Some(value) => Some(value.to_str().map_err(|_| ApiError::from(crate::tenancy::HostError::Malformed))?),
-            None => req.uri().authority().map(|a| a.as_str()),
-        };
-        let target = classify(host, &state.config.base_domain).map_err(ApiError::from)?;
-        if let HostTarget::Tenant(slug) = &target {
-            tracing::Span::current().record("tenant", slug.as_str());
-        }
-        req.extensions_mut().insert(target);
-    }
+/// are refused before any database work. Probes answer on any host. Every
+/// response, refusals included, carries the request's id.
+async fn host_guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
     let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
-    let mut response = next.call(req).await?;
+    let mut response = match resolve_host(&req) {
+        Ok(()) => next.call(req).await?.map_into_left_body(),
+        Err(refused) => req.error_response(refused).map_into_right_body(),
+    };
     if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response.headers_mut().insert(header::HeaderName::from_static("x-request-id"), id);
     }
     Ok(response)
+}
+
+/// Record which part of the platform the request is for (`HostTarget`).
+fn resolve_host(req: &ServiceRequest) -> Result<(), ApiError> {
+    let path = req.path();
+    if path == "/healthz" || path == "/readyz" || path.starts_with("/bench/") {
+        return Ok(());
+    }
+    let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered");
+    let host = match req.headers().get(header::HOST) {
+        Some(value) => Some(value.to_str().map_err(|_| ApiError::from(crate::tenancy::HostError::Malformed))?),
+        None => req.uri().authority().map(|a| a.as_str()),
+    };
+    let target = classify(host, &state.config.base_domain)?;
+    if let HostTarget::Tenant(slug) = &target {
+        tracing::Span::current().record("tenant", slug.as_str());
+    }
+    req.extensions_mut().insert(target);
+    Ok(())
 }
 
 

@@ -1,1 +1,313 @@
-//! (tests to come)
+//! No tenant ever sees another tenant's rows, even when a small pool hands the
+//! same PostgreSQL sessions to every tenant in turn under heavy concurrency;
+//! and the tenant scope never outlives its transaction.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
+
+use futures::{future::join_all, stream, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tessera_server::tenancy::SchemaName;
+use tessera_tests::{spawn_app_with, TestApp, TestTenant, BASE_DOMAIN};
+
+const TENANTS: usize = 20;
+const REQUESTS: usize = 1200;
+
+struct Seeded {
+    tenant: TestTenant,
+    token: String,
+    /// How many variables this tenant holds (`owner` plus its extras).
+    variables: usize,
+}
+
+/// Tenant `i` holds `owner` = its slug and `i` extra variables whose values
+/// also name it, so any foreign row in an answer is recognisable.
+async fn seed(app: &TestApp) -> Vec<Seeded> {
+    let platform = app.platform_token().await;
+    let slugs: Vec<String> = (0..TENANTS).map(|i| format!("tenant-{i:02}")).collect();
+    let tenants: Vec<TestTenant> = stream::iter(&slugs)
+        .map(|slug| app.create_tenant_with_token(&platform, slug))
+        .buffered(4)
+        .collect()
+        .await;
+    let tokens: Vec<String> = stream::iter(&tenants).map(|t| app.owner_token(t)).buffered(4).collect().await;
+    let mut writes = Vec::new();
+    for (i, (tenant, token)) in tenants.iter().zip(&tokens).enumerate() {
+        writes.push(put_variable(app, &tenant.slug, token, "owner".into(), json!(tenant.slug)));
+        for j in 0..i {
+            writes.push(put_variable(app, &tenant.slug, token, format!("extra_{j}"), json!(format!("{}:{j}", tenant.slug))));
+        }
+    }
+    for (status, body) in join_all(writes).await {
+        assert_eq!(status, StatusCode::OK, "seeding: {body}");
+    }
+    tenants
+        .into_iter()
+        .zip(tokens)
+        .enumerate()
+        .map(|(i, (tenant, token))| Seeded { tenant, token, variables: i + 1 })
+        .collect()
+}
+
+async fn put_variable(app: &TestApp, slug: &str, token: &str, name: String, value: Value) -> (StatusCode, Value) {
+    let response = app
+        .tenant_request(Method::PUT, slug, &format!("/api/variables/{name}"))
+        .bearer_auth(token)
+        .json(&json!({"value": value}))
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    List,
+    GetOwner,
+    Me,
+    PutOwner,
+}
+
+/// One request for `seeded`; returns a description of what was wrong with
+/// the answer, if anything.
+async fn call_and_check(app: &TestApp, http: &reqwest::Client, seeded: &Seeded, call: Call, n: usize) -> Result<(), String> {
+    let slug = seeded.tenant.slug.as_str();
+    let request = |method: Method, path: &str| {
+        http.request(method, format!("{}{path}", app.base_url())).header("host", format!("{slug}.{BASE_DOMAIN}:{}", app.port))
+    };
+    let request = match call {
+        Call::List => request(Method::GET, "/api/variables"),
+        Call::GetOwner => request(Method::GET, "/api/variables/owner"),
+        Call::Me => request(Method::GET, "/api/me"),
+        Call::PutOwner => request(Method::PUT, "/api/variables/owner")
+            .json(&json!({"value": slug, "description": format!("write {n} by {slug}")})),
+    };
+    let response = request.bearer_auth(&seeded.token).send().await.map_err(|e| format!("transport error: {call:?} #{n}: {e}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| format!("unreadable body: {call:?} #{n}: {e}"))?;
+    if status != StatusCode::OK {
+        return Err(format!("status {status}: {call:?} #{n} on {slug}: {body}"));
+    }
+    let ok = match call {
+        Call::List => {
+            let items = body["items"].as_array().cloned().unwrap_or_default();
+            items.len() == seeded.variables
+                && items.iter().all(|v| match v["name"].as_str() {
+                    Some("owner") => v["value"] == slug,
+                    Some(_) => v["value"].as_str().is_some_and(|s| s.starts_with(&format!("{slug}:"))),
+                    None => false,
+                })
+        }
+        Call::GetOwner => body["name"] == "owner" && body["value"] == slug,
+        Call::Me => body["tenant"]["slug"] == slug && body["principal"]["email"] == seeded.tenant.owner_email.as_str(),
+        Call::PutOwner => {
+            body["value"] == slug && body["description"].as_str().is_some_and(|d| d.ends_with(&format!("by {slug}")))
+        }
+    };
+    if ok { Ok(()) } else { Err(format!("LEAK: {call:?} #{n} on {slug} answered another tenant's data: {body}")) }
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_requests_over_twenty_tenants_on_four_connections_never_mix_tenants() {
+    // Four connections for everything: each is handed from tenant to tenant
+    // constantly. The test is about isolation, not latency, so requests may
+    // queue for a connection (and for the CPU on a busy machine) for long.
+    let app = spawn_app_with(|c| {
+        c.database.pool_size = 4;
+        c.database.acquire_timeout_secs = 60;
+    })
+    .await;
+    let tenants = seed(&app).await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(90)).build().unwrap();
+
+    let calls = [Call::List, Call::GetOwner, Call::Me, Call::PutOwner];
+    let requests = (0..REQUESTS).map(|n| {
+        let seeded = &tenants[n % TENANTS];
+        let call = calls[(n / TENANTS + n) % calls.len()];
+        call_and_check(&app, &http, seeded, call, n)
+    });
+    let outcomes = join_all(requests).await;
+    let failures: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for failure in &failures {
+        *kinds.entry(failure.split(':').next().unwrap_or_default()).or_default() += 1;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {REQUESTS} answers were wrong ({kinds:?}), e.g. {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+
+    // Every write landed in its own tenant's schema and nowhere else.
+    let db = app.db().await;
+    for seeded in &tenants {
+        let schema = format!("t_{}", seeded.tenant.slug.replace('-', "_"));
+        let rows = db.query(&format!("SELECT name, value, description FROM {schema}.variables"), &[]).await.unwrap();
+        assert_eq!(rows.len(), seeded.variables, "{schema}");
+        for row in rows {
+            let (name, value, description): (String, Value, String) = (row.get(0), row.get(1), row.get(2));
+            let value = value.as_str().unwrap().to_string();
+            if name == "owner" {
+                assert_eq!(value, seeded.tenant.slug, "{schema}");
+                assert!(description.is_empty() || description.ends_with(&format!("by {}", seeded.tenant.slug)), "{schema}: {description}");
+            } else {
+                assert!(value.starts_with(&format!("{}:", seeded.tenant.slug)), "{schema}: {value}");
+            }
+        }
+    }
+}
+
+async fn search_path(tx: &mut tessera_server::tenancy::TenantTx) -> (String, i32) {
+    let row = tx.query_one("SELECT current_setting('search_path'), pg_backend_pid()", &[]).await.unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn tenant_scope_lives_only_inside_its_transaction() {
+    let app = spawn_app_with(|c| c.database.pool_size = 2).await;
+    let platform = app.platform_token().await;
+    for slug in ["acme", "globex", "initech"] {
+        app.create_tenant_with_token(&platform, slug).await;
+    }
+    let provisioner = &app.state.provisioner;
+    let (acme, globex, initech) =
+        (provisioner.get("acme").await.unwrap(), provisioner.get("globex").await.unwrap(), provisioner.get("initech").await.unwrap());
+    let db = &app.state.tenant_db;
+
+    // Two transactions for different tenants open at once, statements
+    // interleaved: each sees only its own schema.
+    let mut a = db.begin(&acme).await.unwrap();
+    let mut g = db.begin(&globex).await.unwrap();
+    let shown = a.query_one("SHOW search_path", &[]).await.unwrap().get::<_, String>(0);
+    assert_eq!(shown, "t_acme");
+    let shown = g.query_one("SHOW search_path", &[]).await.unwrap().get::<_, String>(0);
+    assert_eq!(shown, "t_globex");
+    let owner_a: String = a.query_one("SELECT email FROM users", &[]).await.unwrap().get(0);
+    let owner_g: String = g.query_one("SELECT email FROM users", &[]).await.unwrap().get(0);
+    assert_eq!((owner_a.as_str(), owner_g.as_str()), ("owner@acme.test", "owner@globex.test"));
+    assert_eq!(a.query_one("SHOW search_path", &[]).await.unwrap().get::<_, String>(0), "t_acme");
+    a.commit().await.unwrap();
+    g.commit().await.unwrap();
+
+    // With two connections, six transactions over three tenants must put
+    // different tenants on the same backend; each still sees its own schema.
+    let mut tenants_per_backend: HashMap<i32, Vec<String>> = HashMap::new();
+    for round in 0..2 {
+        for (tenant, schema) in [(&initech, "t_initech"), (&acme, "t_acme"), (&globex, "t_globex")] {
+            let mut tx = db.begin(tenant).await.unwrap();
+            let (path, pid) = search_path(&mut tx).await;
+            assert_eq!(path, schema, "round {round}");
+            tenants_per_backend.entry(pid).or_default().push(schema.to_string());
+            tx.commit().await.unwrap();
+        }
+    }
+    assert!(
+        tenants_per_backend.values().any(|schemas| schemas.iter().any(|s| s != &schemas[0])),
+        "some backend served several tenants: {tenants_per_backend:?}"
+    );
+
+    // Outside a TenantTx a pooled session sees no tenant tables at all.
+    let plain: Vec<_> = join_all([app.state.pool.get(), app.state.pool.get()]).await.into_iter().map(Result::unwrap).collect();
+    for client in &plain {
+        let path: String = client.query_one("SHOW search_path", &[]).await.unwrap().get(0);
+        assert_eq!(path, "pg_catalog");
+        let unscoped = client.query("SELECT email FROM users", &[]).await.expect_err("unqualified tenant table is invisible");
+        assert_eq!(unscoped.code(), Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE), "{unscoped:?}");
+    }
+    drop(plain);
+
+    // A transaction dropped after a write, without commit, is rolled back
+    // and its session goes back to the pool clean.
+    let mut dropped = db.begin(&acme).await.unwrap();
+    let inserted = dropped
+        .execute("INSERT INTO variables (name, value) VALUES ('uncommitted', '\"never\"')", &[])
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    let (_, dropped_pid) = search_path(&mut dropped).await;
+    drop(dropped);
+
+    let mut check = db.begin_in_schema(&SchemaName::from_stored("t_acme".into()).unwrap()).await.unwrap();
+    let found = check.query_opt("SELECT 1 FROM variables WHERE name = 'uncommitted'", &[]).await.unwrap();
+    assert!(found.is_none(), "the dropped transaction's write was rolled back");
+    check.commit().await.unwrap();
+    let direct: i64 = app
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM t_acme.variables WHERE name = 'uncommitted'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(direct, 0);
+
+    let sessions: Vec<_> = join_all([app.state.pool.get(), app.state.pool.get()]).await.into_iter().map(Result::unwrap).collect();
+    let mut saw_dropped_backend = false;
+    for client in &sessions {
+        // In an open transaction now() would be its start, not this
+        // statement's (a simple query: one message, one timestamp); and the
+        // dropped write's transaction id would still be assigned.
+        let probe = client
+            .simple_query(
+                "SELECT pg_backend_pid(), now() = statement_timestamp(), pg_current_xact_id_if_assigned() IS NULL, \
+                 current_setting('search_path')",
+            )
+            .await
+            .unwrap();
+        let row = probe
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+                _ => None,
+            })
+            .expect("one row");
+        saw_dropped_backend |= row.get(0) == Some(dropped_pid.to_string().as_str());
+        assert_eq!(row.get(1), Some("t"), "no transaction left open on a pooled session");
+        assert_eq!(row.get(2), Some("t"), "no transaction id held by a pooled session");
+        assert_eq!(row.get(3), Some("pg_catalog"));
+    }
+    assert!(saw_dropped_backend, "the dropped transaction's session was returned to the pool");
+    drop(sessions);
+    let idle_in_tx: i64 = app
+        .db()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(idle_in_tx, 0);
+}
+
+#[tokio::test]
+async fn the_same_statement_prepared_for_one_tenant_reads_the_next_tenants_rows() {
+    // Statements are cached per connection; one prepared while serving acme
+    // is reused for globex on the same session and must read globex's table.
+    let app = spawn_app_with(|c| c.database.pool_size = 1).await;
+    let platform = app.platform_token().await;
+    for slug in ["acme", "globex"] {
+        let tenant = app.create_tenant_with_token(&platform, slug).await;
+        let token = app.owner_token(&tenant).await;
+        let (status, _) = put_variable(&app, slug, &token, "owner".into(), json!(slug)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let acme = app.state.provisioner.get("acme").await.unwrap();
+    let globex = app.state.provisioner.get("globex").await.unwrap();
+    let mut pids = Vec::new();
+    for round in 0..3 {
+        for tenant in [&acme, &globex] {
+            let mut tx = app.state.tenant_db.begin(tenant).await.unwrap();
+            let row = tx.query_one("SELECT value, pg_backend_pid() FROM variables WHERE name = 'owner'", &[]).await.unwrap();
+            assert_eq!(row.get::<_, Value>(0), json!(tenant.slug.as_str()), "round {round}");
+            pids.push(row.get::<_, i32>(1));
+            tx.release();
+        }
+    }
+    pids.dedup();
+    assert_eq!(pids.len(), 1, "one session served both tenants throughout");
+}

@@ -63,8 +63,24 @@ pub async fn migrate_platform(database_url: &str) -> Result<usize, ProvisioningE
         .set_migration_table_name(PLATFORM_HISTORY)
         .run_async(&mut client)
         .await
-        .map_err(|e| ProvisioningError::Migration(e.to_string()))?;
+        .map_err(|e| ProvisioningError::Migration(with_causes(&e)))?;
     Ok(report.applied_migrations().len())
+}
+
+/// An error with its causes. Refinery and tokio-postgres keep what actually
+/// went wrong (PostgreSQL's own message) in the source chain, behind a bare
+/// "db error"; a migration report without it cannot be acted on.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Apply refinery's migrations to one tenant schema on `client` (a session
@@ -81,7 +97,7 @@ async fn migrate_one(client: &mut Client, schema: &SchemaName, latest: i32) -> R
             .set_migration_table_name(format!("{}.{HISTORY_TABLE}", schema.quoted()))
             .run_async(client)
             .await
-            .map_err(|e| ProvisioningError::Migration(format!("{schema}: {e}")))?;
+            .map_err(|e| ProvisioningError::Migration(format!("{schema}: {}", with_causes(&e))))?;
         client
             .execute(
                 "UPDATE platform.tenants SET schema_version = $2, updated_at = now() \

@@ -78,9 +78,8 @@ pub async fn create(db: &TenantDb, caller: &TenantCaller, new: NewApiKey) -> Res
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<ApiKey>, ResourceError> {
     caller.require(Role::Admin)?;
-    let mut tx = db.begin(&caller.tenant).await?;
-    let rows = tx.query(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at"), &[]).await?;
-    tx.release();
+    let tx = db.begin(&caller.tenant).await?;
+    let rows = tx.read_and_end(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at"), &[]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 

@@ -71,18 +71,16 @@ fn check_grant(caller: &TenantCaller, role: Role) -> Result<(), ResourceError> {
 }
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<User>, ResourceError> {
-    let mut tx = db.begin(&caller.tenant).await?;
-    let rows = tx.query(&format!("SELECT {COLUMNS} FROM users ORDER BY email"), &[]).await?;
-    tx.release();
+    let tx = db.begin(&caller.tenant).await?;
+    let rows = tx.read_and_end(&format!("SELECT {COLUMNS} FROM users ORDER BY email"), &[]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 pub async fn get(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<User, ResourceError> {
     let id = parse_id("user", id)?;
-    let mut tx = db.begin(&caller.tenant).await?;
-    let row = tx.query_opt(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"), &[&id]).await?;
-    tx.release();
-    row.map(|r| from_row(&r)).ok_or(ResourceError::NotFound { kind: "user", id: id.to_string() })
+    let tx = db.begin(&caller.tenant).await?;
+    let rows = tx.read_and_end(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"), &[&id]).await?;
+    rows.first().map(from_row).ok_or(ResourceError::NotFound { kind: "user", id: id.to_string() })
 }
 
 pub async fn create(db: &TenantDb, passwords: &Passwords, caller: &TenantCaller, new: NewUser) -> Result<User, ResourceError> {

@@ -49,18 +49,16 @@ fn not_found(name: &str) -> ResourceError {
 }
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<Variable>, ResourceError> {
-    let mut tx = db.begin(&caller.tenant).await?;
-    let rows = tx.query(&format!("SELECT {COLUMNS} FROM variables ORDER BY name"), &[]).await?;
-    tx.release();
+    let tx = db.begin(&caller.tenant).await?;
+    let rows = tx.read_and_end(&format!("SELECT {COLUMNS} FROM variables ORDER BY name"), &[]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 pub async fn get(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<Variable, ResourceError> {
     check_name(name).map_err(|_| not_found(name))?;
-    let mut tx = db.begin(&caller.tenant).await?;
-    let row = tx.query_opt(&format!("SELECT {COLUMNS} FROM variables WHERE name = $1"), &[&name]).await?;
-    tx.release();
-    row.map(|r| from_row(&r)).ok_or_else(|| not_found(name))
+    let tx = db.begin(&caller.tenant).await?;
+    let rows = tx.read_and_end(&format!("SELECT {COLUMNS} FROM variables WHERE name = $1"), &[&name]).await?;
+    rows.first().map(from_row).ok_or_else(|| not_found(name))
 }
 
 /// Create or replace a variable.
