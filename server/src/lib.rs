@@ -8,6 +8,7 @@ pub mod database;
 pub mod dev;
 pub mod error;
 pub mod local_postgres;
+pub mod notifications;
 pub mod provisioning;
 pub mod resources;
 pub mod routes;

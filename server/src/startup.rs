@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::{
-    auth::{AuthService, LoginLimiter, Passwords, TokenKeys},
+    auth::{AccountStanding, AuthService, LoginLimiter, Passwords, TokenKeys},
     config::Config,
     database::{build_pool, DbError},
     error::{self, ApiError},
@@ -75,6 +75,7 @@ impl AppState {
             tokens: token_keys(&config)?,
             passwords: passwords.clone(),
             limiter: LoginLimiter::new(config.auth.login_per_account_per_minute, config.auth.login_per_address_per_minute),
+            standing: AccountStanding::default(),
         };
         let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url);
         Ok(Self {
@@ -177,7 +178,9 @@ impl Application {
         let shutdown = CancellationToken::new();
         let url = config.require_database_url()?.to_string();
         let state = web::Data::new(AppState::build(config, shutdown.clone())?);
-        state.directory.spawn_listener(url, shutdown.clone());
+        let subscribers: Vec<Arc<dyn crate::notifications::Subscriber>> =
+            vec![Arc::new(state.directory.clone()), Arc::new(state.auth.standing.clone())];
+        crate::notifications::spawn_listener(url, subscribers, shutdown.clone());
         spawn_reconciler(state.clone(), shutdown.clone());
         let server = http_server(state.clone(), listener)?;
         Ok(Self { port, server, state, shutdown })

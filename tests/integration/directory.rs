@@ -74,3 +74,41 @@ async fn suspending_through_one_node_blocks_the_tenant_on_every_node() {
     let back = eventually(Duration::from_secs(2), || async { status_on(&app, other, "acme", &token).await.0 == StatusCode::OK }).await;
     assert!(back, "the other node did not pick up the resume");
 }
+
+#[tokio::test]
+async fn demoting_a_user_through_one_node_takes_effect_on_every_node() {
+    let app = spawn_app().await;
+    let other = second_node(&app).await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let editor = app.user_with_role(&acme, "editor").await;
+    let role_on_other = || async {
+        let me: serde_json::Value = app
+            .http
+            .get(format!("http://127.0.0.1:{other}/api/me"))
+            .header("host", format!("acme.localhost:{other}"))
+            .bearer_auth(&editor)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        me["role"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(role_on_other().await, "editor", "warms the other node's cache");
+
+    let me: serde_json::Value =
+        app.tenant_request(Method::GET, "acme", "/api/me").bearer_auth(&editor).send().await.unwrap().json().await.unwrap();
+    let id = me["principal"]["id"].as_str().unwrap().to_string();
+    let demoted = app
+        .tenant_request(Method::PATCH, "acme", &format!("/api/users/{id}"))
+        .bearer_auth(&owner)
+        .json(&serde_json::json!({"role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(demoted.status(), StatusCode::OK);
+    let seen = eventually(Duration::from_secs(2), || async { role_on_other().await == "viewer" }).await;
+    assert!(seen, "the other node kept the user's old role");
+}

@@ -270,3 +270,36 @@ async fn nobody_creates_an_api_key_above_their_own_role() {
     let owner_keys = keys["items"].as_array().unwrap().iter().filter(|k| k["role"] == "owner").count();
     assert_eq!(owner_keys, 1, "only the owner made an owner key");
 }
+
+/// A token says who signed in; what they may do is their standing now.
+#[tokio::test]
+async fn changing_a_users_standing_takes_effect_on_their_existing_token() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let (editor_id, editor) = member(&app, &acme, "editor").await;
+    assert_eq!(put_variable(&app, &editor, "x", json!(1)).await.status(), StatusCode::OK);
+
+    // Demoted to viewer: the same token can no longer write.
+    let demote = call(&app, Method::PATCH, &format!("/api/users/{editor_id}"), &owner, Some(json!({"role": "viewer"}))).await;
+    assert_eq!(demote.status(), StatusCode::OK);
+    assert_eq!(status_and_code(put_variable(&app, &editor, "x", json!(2)).await).await, forbidden());
+    let me: Value = call(&app, Method::GET, "/api/me", &editor, None).await.json().await.unwrap();
+    assert_eq!(me["role"], "viewer");
+
+    // Disabled: the token stops working altogether; enabled again, it works.
+    let disable = call(&app, Method::PATCH, &format!("/api/users/{editor_id}"), &owner, Some(json!({"disabled": true}))).await;
+    assert_eq!(disable.status(), StatusCode::OK);
+    let refused = call(&app, Method::GET, "/api/me", &editor, None).await;
+    assert_eq!(status_and_code(refused).await, (StatusCode::UNAUTHORIZED, "invalid_token".into()));
+    call(&app, Method::PATCH, &format!("/api/users/{editor_id}"), &owner, Some(json!({"disabled": false}))).await;
+    assert_eq!(call(&app, Method::GET, "/api/me", &editor, None).await.status(), StatusCode::OK);
+
+    // Deleted: gone for good.
+    let delete = call(&app, Method::DELETE, &format!("/api/users/{editor_id}"), &owner, None).await;
+    assert_eq!(delete.status(), StatusCode::NO_CONTENT);
+    let refused = call(&app, Method::GET, "/api/variables", &editor, None).await;
+    assert_eq!(status_and_code(refused).await, (StatusCode::UNAUTHORIZED, "invalid_token".into()));
+    let gone = call(&app, Method::GET, &format!("/api/users/{editor_id}"), &owner, None).await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+}

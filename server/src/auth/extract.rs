@@ -135,7 +135,16 @@ impl FromRequest for TenantCaller {
                 if claims.tid != Some(tenant.id) {
                     return Err(AuthError::InvalidToken.into());
                 }
-                let role = claims.role.ok_or(AuthError::InvalidToken)?;
+                // The token says who; the user's current standing says what
+                // they may do (a demoted, disabled or deleted user's token
+                // loses its powers at once).
+                let role = state
+                    .auth
+                    .standing
+                    .current_role(&state.tenant_db, &tenant, claims.sub)
+                    .await
+                    .map_err(AuthError::from)?
+                    .ok_or(AuthError::InvalidToken)?;
                 (Principal::User { id: claims.sub, email: claims.email }, role)
             };
             tracing::Span::current().record("user", tracing::field::display(principal_id(&principal)));

@@ -9,12 +9,14 @@ mod extract;
 mod password;
 mod rate_limit;
 mod roles;
+mod standing;
 mod token;
 
 pub use extract::{client_address, PlatformCaller, Principal, TenantCaller, TenantHost};
 pub use password::Passwords;
 pub use rate_limit::LoginLimiter;
 pub use roles::Role;
+pub use standing::{announce_change, AccountStanding, USER_CHANGES_CHANNEL};
 pub use token::{tenant_audience, Claims, IssuedToken, TokenKeys, PLATFORM_AUDIENCE};
 
 use deadpool_postgres::Pool;
@@ -70,6 +72,7 @@ pub struct AuthService {
     pub tokens: TokenKeys,
     pub passwords: Passwords,
     pub limiter: LoginLimiter,
+    pub standing: AccountStanding,
 }
 
 impl AuthService {

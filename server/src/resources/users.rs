@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{parse_id, ResourceError};
 use crate::{
-    auth::{Passwords, Role, TenantCaller},
+    auth::{announce_change, Passwords, Role, TenantCaller},
     provisioning::normalize_email,
     tenancy::{TenantDb, TenantTx},
 };
@@ -157,11 +157,13 @@ pub async fn update(
         )
         .await?;
     ensure_an_owner_remains(&mut tx).await?;
+    announce_change(&mut tx, caller.tenant.id, id).await?;
     tx.commit().await?;
     Ok(from_row(&row))
 }
 
-pub async fn delete(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<(), ResourceError> {
+/// Delete a user; returns the id of the user deleted.
+pub async fn delete(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<Uuid, ResourceError> {
     caller.require(Role::Admin)?;
     let id = parse_id("user", id)?;
     let mut tx = db.begin(&caller.tenant).await?;
@@ -174,6 +176,7 @@ pub async fn delete(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<()
         caller.require(Role::Owner)?;
     }
     ensure_an_owner_remains(&mut tx).await?;
+    announce_change(&mut tx, caller.tenant.id, id).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(id)
 }

@@ -56,11 +56,14 @@ async fn update_user(
     body: web::Json<users::UserChanges>,
 ) -> Reply {
     let user = users::update(&state.tenant_db, &state.auth.passwords, &caller, &id, body.into_inner()).await?;
+    // Other nodes hear of it through NOTIFY; this one forgets at once.
+    state.auth.standing.invalidate(caller.tenant.id, user.id);
     Ok(HttpResponse::Ok().json(user))
 }
 
 async fn delete_user(state: web::Data<AppState>, caller: TenantCaller, id: web::Path<String>) -> Reply {
-    users::delete(&state.tenant_db, &caller, &id).await?;
+    let deleted = users::delete(&state.tenant_db, &caller, &id).await?;
+    state.auth.standing.invalidate(caller.tenant.id, deleted);
     Ok(HttpResponse::NoContent().finish())
 }
 

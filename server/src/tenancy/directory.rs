@@ -9,14 +9,11 @@
 use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::Pool;
-use futures::StreamExt;
 use moka::sync::Cache;
-use tokio::sync::{mpsc, watch};
-use tokio_postgres::{AsyncMessage, NoTls};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::watch;
 
 use super::{Tenant, TenantSlug, TENANT_COLUMNS};
-use crate::database::{pg_config, DbError};
+use crate::database::DbError;
 
 pub const TENANT_CHANGES_CHANNEL: &str = "tessera_tenant_changes";
 
@@ -80,55 +77,18 @@ impl TenantDirectory {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
     }
+}
 
-    /// Follow change notifications until `shutdown`, reconnecting on loss.
-    pub fn spawn_listener(&self, database_url: String, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let directory = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    result = directory.listen_once(&database_url) => {
-                        if let Err(e) = result {
-                            tracing::warn!(error = %e, "tenant change listener lost its connection; retrying");
-                        }
-                    }
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        })
+impl crate::notifications::Subscriber for TenantDirectory {
+    fn channel(&self) -> &'static str {
+        TENANT_CHANGES_CHANNEL
     }
 
-    async fn listen_once(&self, database_url: &str) -> Result<(), DbError> {
-        let (client, mut connection) = pg_config(database_url)?.connect(NoTls).await?;
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let driver = tokio::spawn(async move {
-            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(n)) => {
-                        if tx.send(n.payload().to_string()).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "listener connection ended");
-                        break;
-                    }
-                }
-            }
-        });
-        client.batch_execute(&format!("LISTEN {TENANT_CHANGES_CHANNEL}")).await?;
-        // Anything may have changed while we were not listening.
+    fn notified(&self, slug: &str) {
+        self.invalidate(slug);
+    }
+
+    fn resync(&self) {
         self.invalidate_all();
-        while let Some(slug) = rx.recv().await {
-            self.invalidate(&slug);
-        }
-        driver.abort();
-        Ok(())
     }
 }
