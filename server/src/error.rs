@@ -41,15 +41,31 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    /// Log the cause and answer 500 without revealing it.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
+    /// Log the cause (with its whole source chain) and answer 500 without
+    /// revealing it.
+    pub fn internal(cause: impl std::error::Error) -> Self {
+        tracing::error!(error = %with_causes(&cause), "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
     }
 
     pub fn code(&self) -> &'static str {
         self.code
     }
+}
+
+/// An error and its sources as one line: tokio-postgres, for one, says only
+/// "db error" at the top and keeps PostgreSQL's message in the source.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl std::fmt::Display for ApiError {

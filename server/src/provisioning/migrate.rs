@@ -16,6 +16,7 @@ use refinery::Migration;
 use tokio_postgres::Client;
 
 use super::ProvisioningError;
+use crate::error::with_causes;
 use crate::{
     database::{connect, DbError},
     tenancy::SchemaName,
@@ -70,18 +71,6 @@ pub async fn migrate_platform(database_url: &str) -> Result<usize, ProvisioningE
 /// An error with its causes. Refinery and tokio-postgres keep what actually
 /// went wrong (PostgreSQL's own message) in the source chain, behind a bare
 /// "db error"; a migration report without it cannot be acted on.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        let part = c.to_string();
-        if !text.contains(&part) {
-            text = format!("{text}: {part}");
-        }
-        cause = c.source();
-    }
-    text
-}
 
 /// Apply refinery's migrations to one tenant schema on `client` (a session
 /// of its own: it sets search_path for the run).
