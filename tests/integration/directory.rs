@@ -57,12 +57,7 @@ async fn suspending_through_one_node_blocks_the_tenant_on_every_node() {
     assert_eq!(status_on(&app, other, "acme", &token).await.0, StatusCode::OK, "warms the other node's cache");
 
     let platform = app.platform_token().await;
-    let suspended = app
-        .platform_request(Method::POST, "/api/platform/tenants/acme/suspend")
-        .bearer_auth(&platform)
-        .send()
-        .await
-        .unwrap();
+    let suspended = app.tenant_lifecycle(&platform, "acme", "suspend").await;
     assert_eq!(suspended.status(), StatusCode::OK);
     let blocked = eventually(Duration::from_secs(2), || async {
         status_on(&app, other, "acme", &token).await == (StatusCode::FORBIDDEN, "tenant_suspended".to_string())
@@ -70,7 +65,7 @@ async fn suspending_through_one_node_blocks_the_tenant_on_every_node() {
     .await;
     assert!(blocked, "the other node kept serving a suspended tenant from its cache");
 
-    app.platform_request(Method::POST, "/api/platform/tenants/acme/resume").bearer_auth(&platform).send().await.unwrap();
+    app.tenant_lifecycle(&platform, "acme", "resume").await;
     let back = eventually(Duration::from_secs(2), || async { status_on(&app, other, "acme", &token).await.0 == StatusCode::OK }).await;
     assert!(back, "the other node did not pick up the resume");
 }

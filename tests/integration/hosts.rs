@@ -220,12 +220,7 @@ async fn a_suspended_tenant_is_refused_until_it_is_resumed() {
     assert_eq!(key.status(), StatusCode::CREATED);
     let key = key.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_string();
 
-    let suspended = app
-        .platform_request(Method::POST, "/api/platform/tenants/acme/suspend")
-        .bearer_auth(&platform)
-        .send()
-        .await
-        .unwrap();
+    let suspended = app.tenant_lifecycle(&platform, "acme", "suspend").await;
     assert_eq!(suspended.status(), StatusCode::OK);
     assert_eq!(suspended.json::<Value>().await.unwrap()["status"], "suspended");
 
@@ -246,12 +241,7 @@ async fn a_suspended_tenant_is_refused_until_it_is_resumed() {
     let globex = app.tenant_request(Method::GET, "globex", "/api/me").send().await.unwrap();
     assert_eq!(status_and_code(globex).await, (StatusCode::UNAUTHORIZED, "unauthenticated".into()));
 
-    let resumed = app
-        .platform_request(Method::POST, "/api/platform/tenants/acme/resume")
-        .bearer_auth(&platform)
-        .send()
-        .await
-        .unwrap();
+    let resumed = app.tenant_lifecycle(&platform, "acme", "resume").await;
     assert_eq!(resumed.status(), StatusCode::OK);
     assert_eq!(resumed.json::<Value>().await.unwrap()["status"], "active");
 

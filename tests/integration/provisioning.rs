@@ -231,12 +231,7 @@ async fn a_suspended_tenant_is_refused_and_its_worker_stops_until_it_is_resumed(
     let owner = app.owner_token(&acme).await;
     assert!(workers_become(&app, &token, &["acme", "globex"]).await);
 
-    let suspended = app
-        .platform_request(Method::POST, "/api/platform/tenants/acme/suspend")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let suspended = app.tenant_lifecycle(&token, "acme", "suspend").await;
     assert_eq!(suspended.status(), StatusCode::OK);
     assert_eq!(suspended.json::<Value>().await.unwrap()["status"], "suspended");
     let status: String =
@@ -258,24 +253,14 @@ async fn a_suspended_tenant_is_refused_and_its_worker_stops_until_it_is_resumed(
     assert_eq!(error_code(login).await, "tenant_suspended");
     assert!(workers_become(&app, &token, &["globex"]).await, "acme's worker stops");
 
-    let resumed = app
-        .platform_request(Method::POST, "/api/platform/tenants/acme/resume")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resumed = app.tenant_lifecycle(&token, "acme", "resume").await;
     assert_eq!(resumed.status(), StatusCode::OK);
     assert_eq!(resumed.json::<Value>().await.unwrap()["status"], "active");
     let me = app.tenant_request(Method::GET, "acme", "/api/me").bearer_auth(&owner).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK, "the owner's session works again");
     assert!(workers_become(&app, &token, &["acme", "globex"]).await, "acme's worker is back");
 
-    let unknown = app
-        .platform_request(Method::POST, "/api/platform/tenants/nobody/suspend")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let unknown = app.tenant_lifecycle(&token, "nobody", "suspend").await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(unknown).await, "tenant_not_found");
 }

@@ -206,6 +206,15 @@ impl TestApp {
         TestTenant { slug: slug.into(), id: body["tenant"]["id"].as_str().unwrap().into(), owner_email, owner_password }
     }
 
+    /// `POST /api/platform/tenants/{slug}/{action}` (suspend, resume) as a platform owner.
+    pub async fn tenant_lifecycle(&self, platform_token: &str, slug: &str, action: &str) -> reqwest::Response {
+        self.platform_request(Method::POST, &format!("/api/platform/tenants/{slug}/{action}"))
+            .bearer_auth(platform_token)
+            .send()
+            .await
+            .expect("tenant lifecycle request")
+    }
+
     /// Sign in on a tenant's host and return the token.
     pub async fn login(&self, slug: &str, email: &str, password: &str) -> String {
         let response = self

@@ -87,11 +87,12 @@ impl AuthService {
     ) -> Result<IssuedToken, AuthError> {
         let email = email.trim().to_lowercase();
         self.limiter.check(&format!("{}:{email}", tenant.id), address)?;
-        let mut tx = db.begin(tenant).await?;
+        let tx = db.begin(tenant).await?;
         let row = tx
-            .query_opt("SELECT id, password_hash, role, disabled FROM users WHERE email = $1", &[&email])
-            .await?;
-        tx.release();
+            .read_and_end("SELECT id, password_hash, role, disabled FROM users WHERE email = $1", &[&email])
+            .await?
+            .into_iter()
+            .next();
         let hash = row.as_ref().map(|r| r.get::<_, String>(1));
         let verified = self.passwords.verify(password, hash).await?;
         let row = match row {

@@ -23,7 +23,7 @@ async fn baseline_variable(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(AuthError::MissingCredentials)?;
-    let claims = jsonwebtoken_audience_free(&state, token)?;
+    verify_with_own_audience(&state, token)?;
     let schema = SchemaName::from_stored(schema).ok_or_else(|| ApiError::bad_request("invalid_schema", "bad schema"))?;
     let client = state.pool.get().await.map_err(crate::database::DbError::from)?;
     let sql = format!("SELECT name, value, description, updated_at FROM {}.variables WHERE name = $1", schema.quoted());
@@ -33,7 +33,6 @@ async fn baseline_variable(
         .await
         .map_err(crate::database::DbError::from)?
         .ok_or_else(|| ApiError::not_found("not_found", "no such variable"))?;
-    let _ = claims;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "name": row.get::<_, String>(0),
         "value": row.get::<_, serde_json::Value>(1),
@@ -44,7 +43,7 @@ async fn baseline_variable(
 
 /// Verify signature and expiry exactly like a tenant request does, taking
 /// the audience from the token itself (there is no host to bind it to).
-fn jsonwebtoken_audience_free(state: &AppState, token: &str) -> Result<crate::auth::Claims, ApiError> {
+fn verify_with_own_audience(state: &AppState, token: &str) -> Result<(), ApiError> {
     let unverified_aud = token
         .split('.')
         .nth(1)
@@ -52,5 +51,6 @@ fn jsonwebtoken_audience_free(state: &AppState, token: &str) -> Result<crate::au
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v.get("aud").and_then(|a| a.as_str()).map(str::to_string))
         .ok_or(AuthError::InvalidToken)?;
-    Ok(state.auth.tokens.verify(token, &unverified_aud)?)
+    state.auth.tokens.verify(token, &unverified_aud)?;
+    Ok(())
 }

@@ -112,18 +112,10 @@ impl TenantTx {
         Ok(())
     }
 
-    /// End a transaction that only read: the connection finishes it in the
-    /// background, so the caller does not wait for the round trip.
-    pub fn release(self) {
-        drop(self)
-    }
-
     /// Run one last read and end the transaction with it: the `BEGIN` and
     /// scope (if not sent yet), the statement and `COMMIT` go out in one
     /// pipeline, so a one-statement read costs a single round trip and its
-    /// connection goes straight back to the pool (`release` would hold it for
-    /// a second round trip, the background `ROLLBACK`). For reads only: it
-    /// commits.
+    /// connection goes straight back to the pool. For reads only: it commits.
     pub async fn read_and_end(mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         let begin = self.pending_begin.take();
         let client = self.client.as_ref().expect("transaction is live until consumed");
