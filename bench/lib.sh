@@ -1,0 +1,141 @@
+# Shared helpers for the bench/ scripts. Sourced, not run.
+#
+# Environment (all optional):
+#   PGHOST, PGPORT, PGUSER   PostgreSQL server for the benchmark databases
+#                            (default 127.0.0.1, 5432, postgres; trust auth)
+#   SKIP_BUILD=1             use the existing release binary instead of
+#                            running `cargo build --release -p tessera-server`
+#   TESSERA_BIN              path of a tessera binary to use (implies SKIP_BUILD)
+#   KEEP_DB=1                leave the benchmark database behind for inspection
+
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$BENCH_DIR/.." && pwd)"
+
+export PGHOST="${PGHOST:-127.0.0.1}"
+export PGPORT="${PGPORT:-5432}"
+export PGUSER="${PGUSER:-postgres}"
+
+# A token key for the benchmark server only (32+ bytes), never a real one.
+BENCH_JWT_SECRET="tessera-bench-only-secret-0123456789abcdef"
+
+log() { printf '[%s %s] %s\n' "$(date +%H:%M:%S)" "${BENCH_NAME:-bench}" "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+need() {
+    command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not installed"
+}
+
+# Build (or locate) the release binary; sets TESSERA.
+build_tessera() {
+    if [[ -n "${TESSERA_BIN:-}" ]]; then
+        TESSERA="$TESSERA_BIN"
+    else
+        local target_dir="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+        if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+            need cargo
+            log "building the release binary (cargo build --release -p tessera-server)"
+            (cd "$REPO_ROOT" && cargo build --release -p tessera-server --quiet)
+        fi
+        TESSERA="$target_dir/release/tessera"
+    fi
+    [[ -x "$TESSERA" ]] || die "no tessera binary at $TESSERA"
+}
+
+psql_admin() {
+    PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -d postgres "$@"
+}
+
+# Create a fresh database named $1 (dropped first if it exists); sets DB_NAME
+# and TESSERA_DATABASE_URL.
+fresh_database() {
+    DB_NAME="$1"
+    need psql
+    psql_admin -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
+    psql_admin -c "CREATE DATABASE $DB_NAME" >/dev/null
+    export TESSERA_DATABASE_URL="postgres://${PGUSER}@${PGHOST}:${PGPORT}/${DB_NAME}"
+    log "fresh database $DB_NAME"
+}
+
+db_psql() {
+    psql -X -q -v ON_ERROR_STOP=1 -d "$DB_NAME" "$@"
+}
+
+# A free TCP port on the loopback interface.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+SERVER_PID=""
+WORK_DIR=""
+
+# Start `tessera serve` on a free loopback port (extra TESSERA_* settings in the
+# caller's environment apply); sets PORT and SERVER_PID and waits until ready.
+start_server() {
+    PORT="$(free_port)"
+    TESSERA_LISTEN="127.0.0.1:$PORT" \
+    TESSERA_BASE_DOMAIN=localhost \
+    TESSERA_JWT_SECRET="$BENCH_JWT_SECRET" \
+    TESSERA_LOG__LEVEL="${TESSERA_LOG__LEVEL:-warn}" \
+    TESSERA_PROVISIONING__EXPORT_DIR="$WORK_DIR/exports" \
+        "$TESSERA" serve >"$WORK_DIR/server.log" 2>&1 &
+    SERVER_PID=$!
+    local i
+    for i in $(seq 1 100); do
+        if curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null; then
+            log "server pid $SERVER_PID listening on 127.0.0.1:$PORT"
+            return 0
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK_DIR/server.log" >&2; die "server exited during start-up"; }
+        sleep 0.1
+    done
+    cat "$WORK_DIR/server.log" >&2
+    die "server did not become healthy within 10 s"
+}
+
+stop_server() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        local i
+        for i in $(seq 1 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+
+cleanup() {
+    local rc=$?
+    stop_server
+    if [[ -n "${DB_NAME:-}" && "${KEEP_DB:-0}" != 1 ]]; then
+        psql_admin -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 || true
+    fi
+    if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
+        if [[ $rc -ne 0 && -s "$WORK_DIR/server.log" ]]; then
+            log "last lines of the server log:"
+            tail -n 20 "$WORK_DIR/server.log" >&2 || true
+        fi
+        rm -rf "$WORK_DIR"
+    fi
+    exit $rc
+}
+
+# Common start: a private work directory and the cleanup trap.
+bench_init() {
+    BENCH_NAME="$1"
+    need python3
+    need curl
+    WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/tessera-bench-$BENCH_NAME.XXXXXX")"
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    log "machine: $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# Other work on the machine skews every figure: say how busy it was.
+report_load() {
+    echo "  machine: $(nproc) cores; load average (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
