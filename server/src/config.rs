@@ -39,6 +39,9 @@ pub struct DatabaseConfig {
     pub acquire_timeout_secs: u64,
     /// Connections older than this are closed instead of reused.
     pub connection_max_lifetime_secs: u64,
+    /// Tenant statements are prepared per tenant schema; a connection whose
+    /// cache grows past this many is emptied when it goes back to the pool.
+    pub max_cached_statements: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,7 +131,7 @@ impl Default for Config {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { pool_size: 16, acquire_timeout_secs: 5, connection_max_lifetime_secs: 1800 }
+        Self { pool_size: 16, acquire_timeout_secs: 5, connection_max_lifetime_secs: 1800, max_cached_statements: 512 }
     }
 }
 

@@ -62,6 +62,7 @@ pub fn build_pool(db: &DatabaseConfig, url: &str) -> Result<Pool, DbError> {
         ManagerConfig { recycling_method: RecyclingMethod::Fast },
     );
     let max_lifetime = Duration::from_secs(db.connection_max_lifetime_secs);
+    let max_statements = db.max_cached_statements;
     Pool::builder(manager)
         .max_size(db.pool_size)
         .wait_timeout(Some(Duration::from_secs(db.acquire_timeout_secs)))
@@ -69,12 +70,16 @@ pub fn build_pool(db: &DatabaseConfig, url: &str) -> Result<Pool, DbError> {
         .runtime(deadpool_postgres::Runtime::Tokio1)
         // Each backend caches the catalog of every schema it touched; retire
         // connections so thousands of tenant schemas do not pile up in one.
-        .pre_recycle(Hook::sync_fn(move |_, metrics| {
+        .pre_recycle(Hook::sync_fn(move |client, metrics| {
             if metrics.age() > max_lifetime {
-                Err(HookError::Message("connection reached its maximum lifetime".into()))
-            } else {
-                Ok(())
+                return Err(HookError::Message("connection reached its maximum lifetime".into()));
             }
+            // Statements are prepared per tenant schema: bound how many one
+            // session keeps (dropping them deallocates them in PostgreSQL).
+            if client.statement_cache.size() > max_statements {
+                client.statement_cache.clear();
+            }
+            Ok(())
         }))
         .build()
         .map_err(|e| DbError::Url(e.to_string()))

@@ -102,7 +102,7 @@ async fn seed_demo(app: &Application) -> anyhow::Result<()> {
             let hash = state.auth.passwords.hash(DEMO_USER.1.into()).await?;
             let mut tx = state.tenant_db.begin(&tenant).await?;
             tx.execute(
-                "INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, 'owner') \
+                "INSERT INTO @tenant.users (id, email, password_hash, role) VALUES ($1, $2, $3, 'owner') \
                  ON CONFLICT (email) DO UPDATE SET password_hash = excluded.password_hash, disabled = false",
                 &[&uuid::Uuid::now_v7(), &DEMO_USER.0, &hash],
             )

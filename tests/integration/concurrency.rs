@@ -1,6 +1,6 @@
 //! No tenant ever sees another tenant's rows, even when a small pool hands the
 //! same PostgreSQL sessions to every tenant in turn under heavy concurrency;
-//! and the tenant scope never outlives its transaction.
+//! and the tenant scope lives in each statement, never on a session.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -161,13 +161,14 @@ async fn a_thousand_concurrent_requests_over_twenty_tenants_on_four_connections_
     }
 }
 
-async fn search_path(tx: &mut tessera_server::tenancy::TenantTx) -> (String, i32) {
+/// The backend a transaction runs on, and the session's search_path there.
+async fn session_of(tx: &mut tessera_server::tenancy::TenantTx) -> (String, i32) {
     let row = tx.query_one("SELECT current_setting('search_path'), pg_backend_pid()", &[]).await.unwrap();
     (row.get(0), row.get(1))
 }
 
 #[tokio::test]
-async fn tenant_scope_lives_only_inside_its_transaction() {
+async fn tenant_scope_is_in_each_statement_and_never_on_the_session() {
     let app = spawn_app_with(|c| c.database.pool_size = 2).await;
     let platform = app.platform_token().await;
     for slug in ["acme", "globex", "initech"] {
@@ -179,38 +180,43 @@ async fn tenant_scope_lives_only_inside_its_transaction() {
     let db = &app.state.tenant_db;
 
     // Two transactions for different tenants open at once, statements
-    // interleaved: each sees only its own schema.
+    // interleaved: each reads only its own tenant's tables.
     let mut a = db.begin(&acme).await.unwrap();
     let mut g = db.begin(&globex).await.unwrap();
-    let shown = a.query_one("SHOW search_path", &[]).await.unwrap().get::<_, String>(0);
-    assert_eq!(shown, "t_acme");
-    let shown = g.query_one("SHOW search_path", &[]).await.unwrap().get::<_, String>(0);
-    assert_eq!(shown, "t_globex");
-    let owner_a: String = a.query_one("SELECT email FROM users", &[]).await.unwrap().get(0);
-    let owner_g: String = g.query_one("SELECT email FROM users", &[]).await.unwrap().get(0);
+    let owner_a: String = a.query_one("SELECT email FROM @tenant.users", &[]).await.unwrap().get(0);
+    let owner_g: String = g.query_one("SELECT email FROM @tenant.users", &[]).await.unwrap().get(0);
     assert_eq!((owner_a.as_str(), owner_g.as_str()), ("owner@acme.test", "owner@globex.test"));
-    assert_eq!(a.query_one("SHOW search_path", &[]).await.unwrap().get::<_, String>(0), "t_acme");
     a.commit().await.unwrap();
     g.commit().await.unwrap();
 
-    // With two connections, six transactions over three tenants must put
-    // different tenants on the same backend; each still sees its own schema.
+    // With two connections, six transactions over three tenants put
+    // different tenants on the same backend; each reads its own rows and no
+    // session ever holds a tenant's search_path.
     let mut tenants_per_backend: HashMap<i32, Vec<String>> = HashMap::new();
     for round in 0..2 {
-        for (tenant, schema) in [(&initech, "t_initech"), (&acme, "t_acme"), (&globex, "t_globex")] {
+        for tenant in [&initech, &acme, &globex] {
             let mut tx = db.begin(tenant).await.unwrap();
-            let (path, pid) = search_path(&mut tx).await;
-            assert_eq!(path, schema, "round {round}");
-            tenants_per_backend.entry(pid).or_default().push(schema.to_string());
+            let (path, pid) = session_of(&mut tx).await;
+            assert_eq!(path, "pg_catalog", "round {round}");
+            let email: String = tx.query_one("SELECT email FROM @tenant.users", &[]).await.unwrap().get(0);
+            assert_eq!(email, format!("owner@{}.test", tenant.slug), "round {round}");
+            tenants_per_backend.entry(pid).or_default().push(tenant.slug.to_string());
             tx.commit().await.unwrap();
         }
     }
     assert!(
-        tenants_per_backend.values().any(|schemas| schemas.iter().any(|s| s != &schemas[0])),
+        tenants_per_backend.values().any(|slugs| slugs.iter().any(|s| s != &slugs[0])),
         "some backend served several tenants: {tenants_per_backend:?}"
     );
 
-    // Outside a TenantTx a pooled session sees no tenant tables at all.
+    // A statement that forgot the tenant marker finds no tenant table: it
+    // fails instead of reading some tenant's rows, in a transaction or not.
+    let mut forgetful = db.begin(&acme).await.unwrap();
+    let unscoped = forgetful.query("SELECT email FROM users", &[]).await.expect_err("unqualified tenant table is invisible");
+    assert_eq!(unscoped.code(), Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE), "{unscoped:?}");
+    drop(forgetful);
+    let unscoped = db.read(&acme, "SELECT email FROM users", &[]).await.expect_err("unqualified tenant table is invisible");
+    assert_eq!(unscoped.code(), Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE), "{unscoped:?}");
     let plain: Vec<_> = join_all([app.state.pool.get(), app.state.pool.get()]).await.into_iter().map(Result::unwrap).collect();
     for client in &plain {
         let path: String = client.query_one("SHOW search_path", &[]).await.unwrap().get(0);
@@ -224,15 +230,15 @@ async fn tenant_scope_lives_only_inside_its_transaction() {
     // and its session goes back to the pool clean.
     let mut dropped = db.begin(&acme).await.unwrap();
     let inserted = dropped
-        .execute("INSERT INTO variables (name, value) VALUES ('uncommitted', '\"never\"')", &[])
+        .execute("INSERT INTO @tenant.variables (name, value) VALUES ('uncommitted', '\"never\"')", &[])
         .await
         .unwrap();
     assert_eq!(inserted, 1);
-    let (_, dropped_pid) = search_path(&mut dropped).await;
+    let (_, dropped_pid) = session_of(&mut dropped).await;
     drop(dropped);
 
     let mut check = db.begin_in_schema(&SchemaName::from_stored("t_acme".into()).unwrap()).await.unwrap();
-    let found = check.query_opt("SELECT 1 FROM variables WHERE name = 'uncommitted'", &[]).await.unwrap();
+    let found = check.query_opt("SELECT 1 FROM @tenant.variables WHERE name = 'uncommitted'", &[]).await.unwrap();
     assert!(found.is_none(), "the dropped transaction's write was rolled back");
     check.commit().await.unwrap();
     let direct: i64 = app
@@ -302,7 +308,7 @@ async fn the_same_statement_prepared_for_one_tenant_reads_the_next_tenants_rows(
     for round in 0..3 {
         for tenant in [&acme, &globex] {
             let mut tx = app.state.tenant_db.begin(tenant).await.unwrap();
-            let row = tx.query_one("SELECT value, pg_backend_pid() FROM variables WHERE name = 'owner'", &[]).await.unwrap();
+            let row = tx.query_one("SELECT value, pg_backend_pid() FROM @tenant.variables WHERE name = 'owner'", &[]).await.unwrap();
             assert_eq!(row.get::<_, Value>(0), json!(tenant.slug.as_str()), "round {round}");
             pids.push(row.get::<_, i32>(1));
             drop(tx); // rolls back before the connection is reused
@@ -310,4 +316,34 @@ async fn the_same_statement_prepared_for_one_tenant_reads_the_next_tenants_rows(
     }
     pids.dedup();
     assert_eq!(pids.len(), 1, "one session served both tenants throughout");
+}
+
+/// Statements are prepared per tenant schema; a connection that has served
+/// many tenants drops its cache instead of holding every tenant's plans.
+#[tokio::test]
+async fn per_tenant_statements_are_bounded_on_each_connection() {
+    let app = spawn_app_with(|c| {
+        c.database.pool_size = 1;
+        c.database.max_cached_statements = 4;
+    })
+    .await;
+    let platform = app.platform_token().await;
+    let mut tenants = Vec::new();
+    for i in 0..8 {
+        let slug = format!("tenant-{i}");
+        app.create_tenant_with_token(&platform, &slug).await;
+        tenants.push(app.state.provisioner.get(&slug).await.unwrap());
+    }
+    for tenant in &tenants {
+        let rows = app.state.tenant_db.read(tenant, "SELECT count(*) FROM @tenant.users", &[]).await.unwrap();
+        assert_eq!(rows[0].get::<_, i64>(0), 1);
+    }
+    let rows = app
+        .state
+        .tenant_db
+        .read(&tenants[0], "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%users%'", &[])
+        .await
+        .unwrap();
+    let prepared = rows[0].get::<_, i64>(0);
+    assert!(prepared <= 5, "the one connection still holds {prepared} tenant statements");
 }

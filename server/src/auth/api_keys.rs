@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{AuthError, Role};
-use crate::tenancy::TenantTx;
+use crate::tenancy::{Tenant, TenantDb};
 
 pub const KEY_PREFIX: &str = "tsk_";
 /// How much of a key is kept in clear so people can tell keys apart.
@@ -37,22 +37,22 @@ pub fn looks_like_key(credential: &str) -> bool {
 }
 
 /// The key behind `secret` in this tenant, if it exists and is not revoked;
-/// records its use (at most once a minute, to keep reads cheap).
-pub async fn authenticate(tx: &mut TenantTx, secret: &str) -> Result<(Uuid, String, Role), AuthError> {
-    let row = tx
-        .query_opt(
-            "SELECT id, name, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+/// records its use (at most once a minute, so reads stay cheap), all in one
+/// statement.
+pub async fn authenticate(db: &TenantDb, tenant: &Tenant, secret: &str) -> Result<(Uuid, String, Role), AuthError> {
+    let rows = db
+        .read(
+            tenant,
+            "WITH key AS (SELECT id, name, role, last_used_at FROM @tenant.api_keys \
+                          WHERE key_hash = $1 AND revoked_at IS NULL), \
+                  touched AS (UPDATE @tenant.api_keys k SET last_used_at = now() FROM key \
+                              WHERE k.id = key.id \
+                                AND (key.last_used_at IS NULL OR key.last_used_at < now() - interval '1 minute')) \
+             SELECT id, name, role FROM key",
             &[&digest(secret)],
         )
-        .await?
-        .ok_or(AuthError::InvalidApiKey)?;
-    let id: Uuid = row.get(0);
+        .await?;
+    let row = rows.first().ok_or(AuthError::InvalidApiKey)?;
     let role = Role::parse(row.get(2)).ok_or(AuthError::InvalidApiKey)?;
-    tx.execute(
-        "UPDATE api_keys SET last_used_at = now() \
-         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-        &[&id],
-    )
-    .await?;
-    Ok((id, row.get(1), role))
+    Ok((row.get(0), row.get(1), role))
 }

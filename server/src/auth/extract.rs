@@ -126,9 +126,7 @@ impl FromRequest for TenantCaller {
             let tenant = TenantHost::resolve(&state, target).await?;
             let credential = credential.ok_or(AuthError::MissingCredentials)?;
             let (principal, role) = if api_keys::looks_like_key(&credential) {
-                let mut tx = state.tenant_db.begin(&tenant).await.map_err(AuthError::from)?;
-                let (id, name, role) = api_keys::authenticate(&mut tx, &credential).await?;
-                tx.commit().await.map_err(AuthError::from)?;
+                let (id, name, role) = api_keys::authenticate(&state.tenant_db, &tenant, &credential).await?;
                 (Principal::ApiKey { id, name }, role)
             } else {
                 let claims = state.auth.tokens.verify(&credential, &super::tenant_audience(tenant.id))?;

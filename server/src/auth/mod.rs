@@ -87,9 +87,7 @@ impl AuthService {
     ) -> Result<IssuedToken, AuthError> {
         let email = email.trim().to_lowercase();
         self.limiter.check(&format!("{}:{email}", tenant.id), address)?;
-        let tx = db.begin(tenant).await?;
-        let row = tx
-            .read_and_end("SELECT id, password_hash, role, disabled FROM users WHERE email = $1", &[&email])
+        let row = db.read(tenant, "SELECT id, password_hash, role, disabled FROM @tenant.users WHERE email = $1", &[&email])
             .await?
             .into_iter()
             .next();

@@ -43,8 +43,7 @@ impl AccountStanding {
         if let Some(hit) = self.cache.get(&key) {
             return Ok(hit);
         }
-        let tx = db.begin(tenant).await?;
-        let rows = tx.read_and_end("SELECT role FROM users WHERE id = $1 AND NOT disabled", &[&user]).await?;
+        let rows = db.read(tenant, "SELECT role FROM @tenant.users WHERE id = $1 AND NOT disabled", &[&user]).await?;
         let standing = rows.first().and_then(|r| Role::parse(r.get(0)));
         self.cache.insert(key, standing);
         Ok(standing)

@@ -66,7 +66,7 @@ pub async fn create(db: &TenantDb, caller: &TenantCaller, new: NewApiKey) -> Res
     let row = tx
         .query_one(
             &format!(
-                "INSERT INTO api_keys (id, name, prefix, key_hash, role, created_by) VALUES ($1, $2, $3, $4, $5, $6) \
+                "INSERT INTO @tenant.api_keys (id, name, prefix, key_hash, role, created_by) VALUES ($1, $2, $3, $4, $5, $6) \
                  RETURNING {COLUMNS}"
             ),
             &[&Uuid::now_v7(), &name, &key.display_prefix, &key.digest, &new.role.as_str(), &caller.user_id()],
@@ -78,8 +78,7 @@ pub async fn create(db: &TenantDb, caller: &TenantCaller, new: NewApiKey) -> Res
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<ApiKey>, ResourceError> {
     caller.require(Role::Admin)?;
-    let tx = db.begin(&caller.tenant).await?;
-    let rows = tx.read_and_end(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at"), &[]).await?;
+    let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.api_keys ORDER BY created_at"), &[]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
@@ -89,7 +88,7 @@ pub async fn revoke(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<Ap
     let mut tx = db.begin(&caller.tenant).await?;
     let row = tx
         .query_opt(
-            &format!("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {COLUMNS}"),
+            &format!("UPDATE @tenant.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {COLUMNS}"),
             &[&id],
         )
         .await?

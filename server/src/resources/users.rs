@@ -71,15 +71,13 @@ fn check_grant(caller: &TenantCaller, role: Role) -> Result<(), ResourceError> {
 }
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<User>, ResourceError> {
-    let tx = db.begin(&caller.tenant).await?;
-    let rows = tx.read_and_end(&format!("SELECT {COLUMNS} FROM users ORDER BY email"), &[]).await?;
+    let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.users ORDER BY email"), &[]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 pub async fn get(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<User, ResourceError> {
     let id = parse_id("user", id)?;
-    let tx = db.begin(&caller.tenant).await?;
-    let rows = tx.read_and_end(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"), &[&id]).await?;
+    let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.users WHERE id = $1"), &[&id]).await?;
     rows.first().map(from_row).ok_or(ResourceError::NotFound { kind: "user", id: id.to_string() })
 }
 
@@ -93,7 +91,7 @@ pub async fn create(db: &TenantDb, passwords: &Passwords, caller: &TenantCaller,
     let row = tx
         .query_opt(
             &format!(
-                "INSERT INTO users (id, email, display_name, password_hash, role) VALUES ($1, $2, $3, $4, $5) \
+                "INSERT INTO @tenant.users (id, email, display_name, password_hash, role) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (email) DO NOTHING RETURNING {COLUMNS}"
             ),
             &[&Uuid::now_v7(), &email, &new.display_name, &hash, &new.role.as_str()],
@@ -106,7 +104,7 @@ pub async fn create(db: &TenantDb, passwords: &Passwords, caller: &TenantCaller,
 
 /// Fail unless, after the change, the tenant still has an enabled owner.
 async fn ensure_an_owner_remains(tx: &mut TenantTx) -> Result<(), ResourceError> {
-    let row = tx.query_one("SELECT count(*) FROM users WHERE role = 'owner' AND NOT disabled", &[]).await?;
+    let row = tx.query_one("SELECT count(*) FROM @tenant.users WHERE role = 'owner' AND NOT disabled", &[]).await?;
     if row.get::<_, i64>(0) == 0 {
         return Err(ResourceError::LastOwner);
     }
@@ -137,9 +135,9 @@ pub async fn update(
     };
     let mut tx = db.begin(&caller.tenant).await?;
     // Lock the row: concurrent demotions must not both pass the owner check.
-    tx.query("SELECT 1 FROM users WHERE role = 'owner' FOR UPDATE", &[]).await?;
+    tx.query("SELECT 1 FROM @tenant.users WHERE role = 'owner' FOR UPDATE", &[]).await?;
     let current = tx
-        .query_opt("SELECT role FROM users WHERE id = $1 FOR UPDATE", &[&id])
+        .query_opt("SELECT role FROM @tenant.users WHERE id = $1 FOR UPDATE", &[&id])
         .await?
         .ok_or(ResourceError::NotFound { kind: "user", id: id.to_string() })?;
     // Only an owner may change an owner.
@@ -149,7 +147,7 @@ pub async fn update(
     let row = tx
         .query_one(
             &format!(
-                "UPDATE users SET role = coalesce($2, role), display_name = coalesce($3, display_name), \
+                "UPDATE @tenant.users SET role = coalesce($2, role), display_name = coalesce($3, display_name), \
                  disabled = coalesce($4, disabled), password_hash = coalesce($5, password_hash), updated_at = now() \
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),
@@ -167,9 +165,9 @@ pub async fn delete(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<Uu
     caller.require(Role::Admin)?;
     let id = parse_id("user", id)?;
     let mut tx = db.begin(&caller.tenant).await?;
-    tx.query("SELECT 1 FROM users WHERE role = 'owner' FOR UPDATE", &[]).await?;
+    tx.query("SELECT 1 FROM @tenant.users WHERE role = 'owner' FOR UPDATE", &[]).await?;
     let current = tx
-        .query_opt("DELETE FROM users WHERE id = $1 RETURNING role", &[&id])
+        .query_opt("DELETE FROM @tenant.users WHERE id = $1 RETURNING role", &[&id])
         .await?
         .ok_or(ResourceError::NotFound { kind: "user", id: id.to_string() })?;
     if Role::parse(current.get(0)) == Some(Role::Owner) {

@@ -49,15 +49,13 @@ fn not_found(name: &str) -> ResourceError {
 }
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<Variable>, ResourceError> {
-    let tx = db.begin(&caller.tenant).await?;
-    let rows = tx.read_and_end(&format!("SELECT {COLUMNS} FROM variables ORDER BY name"), &[]).await?;
+    let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.variables ORDER BY name"), &[]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 pub async fn get(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<Variable, ResourceError> {
     check_name(name).map_err(|_| not_found(name))?;
-    let tx = db.begin(&caller.tenant).await?;
-    let rows = tx.read_and_end(&format!("SELECT {COLUMNS} FROM variables WHERE name = $1"), &[&name]).await?;
+    let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.variables WHERE name = $1"), &[&name]).await?;
     rows.first().map(from_row).ok_or_else(|| not_found(name))
 }
 
@@ -75,7 +73,7 @@ pub async fn put(db: &TenantDb, caller: &TenantCaller, name: &str, input: Variab
     let row = tx
         .query_one(
             &format!(
-                "INSERT INTO variables (name, value, description, updated_by) VALUES ($1, $2, $3, $4) \
+                "INSERT INTO @tenant.variables (name, value, description, updated_by) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value, description = excluded.description, \
                  updated_by = excluded.updated_by, updated_at = now() RETURNING {COLUMNS}"
             ),
@@ -90,7 +88,7 @@ pub async fn delete(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<
     caller.require(Role::Editor)?;
     check_name(name).map_err(|_| not_found(name))?;
     let mut tx = db.begin(&caller.tenant).await?;
-    let n = tx.execute("DELETE FROM variables WHERE name = $1", &[&name]).await?;
+    let n = tx.execute("DELETE FROM @tenant.variables WHERE name = $1", &[&name]).await?;
     if n == 0 {
         return Err(not_found(name));
     }

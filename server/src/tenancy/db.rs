@@ -1,11 +1,19 @@
-//! The only way to touch a tenant's tables: a transaction bound to its schema.
+//! The only way to touch a tenant's tables.
 //!
-//! `TenantTx` sets `search_path` with `SET LOCAL` inside its own
-//! transaction, so the scope ends with the transaction and a pooled
-//! connection can never carry one tenant's schema into another request. The
-//! `BEGIN` is pipelined with the first statement, so scoping costs no extra
-//! round trip; a one-statement read also pipelines its `COMMIT`
-//! (`read_and_end`), so it costs a single round trip in all.
+//! Tenant SQL names every table through the [`TENANT`] marker
+//! (`SELECT .. FROM @tenant.users`), replaced here by the tenant's quoted
+//! schema name, which comes only from a validated [`SchemaName`].
+//!
+//! Why schema-qualified statements rather than `SET LOCAL search_path`: a
+//! scoped transaction costs three extra statements per request, and
+//! PostgreSQL re-plans a cached statement each time a connection switches
+//! tenant; a qualified statement is a single statement whose plan is cached
+//! per tenant (see docs/performance.md). Nothing is set on the session, so
+//! nothing can follow a pooled connection into another request; and pooled
+//! sessions run with `search_path = pg_catalog`, so a statement that forgot
+//! the marker finds no tenant table and fails instead of reading another
+//! tenant's rows. Per-tenant statements grow each connection's statement
+//! cache, which the pool empties past `database.max_cached_statements`.
 
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::{types::ToSql, Row};
@@ -15,7 +23,14 @@ use crate::database::DbError;
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-/// Hands out tenant-scoped transactions from the node's single pool.
+/// Written before a table name in tenant SQL: `@tenant.users`.
+pub const TENANT: &str = "@tenant.";
+
+fn qualify(sql: &str, schema: &SchemaName) -> String {
+    sql.replace(TENANT, &format!("{}.", schema.quoted()))
+}
+
+/// Runs statements against one tenant's tables, from the node's single pool.
 #[derive(Clone)]
 pub struct TenantDb {
     pool: Pool,
@@ -26,53 +41,52 @@ impl TenantDb {
         Self { pool }
     }
 
-    pub async fn begin(&self, tenant: &Tenant) -> Result<TenantTx, DbError> {
-        TenantTx::begin(&self.pool, &tenant.schema).await
+    /// One statement on its own (its own implicit transaction): for reads
+    /// that need no other statement, in a single round trip.
+    pub async fn read(&self, tenant: &Tenant, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(&qualify(sql, &tenant.schema)).await?;
+        Ok(client.query(&statement, params).await?)
     }
 
-    /// A transaction on a schema that has no directory entry yet (provisioning
-    /// checks, tests of the scoping itself).
+    /// A transaction for work of several statements.
+    pub async fn begin(&self, tenant: &Tenant) -> Result<TenantTx, DbError> {
+        self.begin_in_schema(&tenant.schema).await
+    }
+
+    /// A transaction on a schema that has no directory entry (tests of the
+    /// scoping itself).
     pub async fn begin_in_schema(&self, schema: &SchemaName) -> Result<TenantTx, DbError> {
-        TenantTx::begin(&self.pool, schema).await
+        let client = self.pool.get().await?;
+        Ok(TenantTx { client: Some(client), schema: schema.clone(), begun: false })
     }
 }
 
-/// An open transaction whose unqualified names resolve in one tenant schema.
-/// Dropping it without `commit` rolls it back before the connection is reused.
+/// An open transaction whose `@tenant.` names are one tenant's tables.
+/// `BEGIN` is pipelined with the first statement. Dropping it without
+/// `commit` rolls it back before the connection is reused.
 pub struct TenantTx {
     client: Option<Object>,
-    /// The `BEGIN` + scope statement, until it has been sent.
-    pending_begin: Option<String>,
+    schema: SchemaName,
+    begun: bool,
 }
 
 impl TenantTx {
-    async fn begin(pool: &Pool, schema: &SchemaName) -> Result<Self, DbError> {
-        let client = pool.get().await?;
-        // The schema name is validated to [a-z0-9_] (see SchemaName), so it is
-        // safe as a quoted identifier; SET LOCAL keeps it to the transaction.
-        // (SET is a utility statement: unlike SELECT set_config(..) it is not
-        // planned, which saves work on every request.)
-        let begin = format!("BEGIN; SET LOCAL search_path TO {}", schema.quoted());
-        Ok(Self { client: Some(client), pending_begin: Some(begin) })
-    }
-
     pub async fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        let sql = qualify(sql, &self.schema);
         let client = self.client.as_ref().expect("transaction is live until consumed");
         let run = async {
-            // Preparing after the scope is set (same pipeline) resolves names
-            // in the tenant schema; a cached statement is re-analysed by
-            // PostgreSQL when search_path differs from when it was prepared.
-            let statement = client.prepare_cached(sql).await?;
+            let statement = client.prepare_cached(&sql).await?;
             client.query(&statement, params).await
         };
-        match self.pending_begin.take() {
-            Some(begin) => {
-                let (began, rows) = tokio::join!(client.batch_execute(&begin), run);
-                began?;
-                Ok(rows?)
-            }
-            None => Ok(run.await?),
+        if self.begun {
+            return Ok(run.await?);
         }
+        // Sent in this order on their first poll: BEGIN always goes first.
+        let (began, rows) = tokio::join!(client.batch_execute("BEGIN"), run);
+        self.begun = true;
+        began?;
+        Ok(rows?)
     }
 
     pub async fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
@@ -89,68 +103,34 @@ impl TenantTx {
 
     /// Run a statement and return the number of rows it touched.
     pub async fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        let sql = qualify(sql, &self.schema);
         let client = self.client.as_ref().expect("transaction is live until consumed");
         let run = async {
-            let statement = client.prepare_cached(sql).await?;
+            let statement = client.prepare_cached(&sql).await?;
             client.execute(&statement, params).await
         };
-        match self.pending_begin.take() {
-            Some(begin) => {
-                let (began, n) = tokio::join!(client.batch_execute(&begin), run);
-                began?;
-                Ok(n?)
-            }
-            None => Ok(run.await?),
+        if self.begun {
+            return Ok(run.await?);
         }
+        let (began, n) = tokio::join!(client.batch_execute("BEGIN"), run);
+        self.begun = true;
+        began?;
+        Ok(n?)
     }
 
     pub async fn commit(mut self) -> Result<(), DbError> {
         let client = self.client.take().expect("transaction is live until consumed");
-        if self.pending_begin.is_none() {
+        if self.begun {
             client.batch_execute("COMMIT").await?;
         }
         Ok(())
-    }
-
-    /// Run one last read and end the transaction with it: the `BEGIN` and
-    /// scope (if not sent yet), the statement and `COMMIT` go out in one
-    /// pipeline, so a one-statement read costs a single round trip and its
-    /// connection goes straight back to the pool. For reads only: it commits.
-    pub async fn read_and_end(mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        let begin = self.pending_begin.take();
-        let client = self.client.as_ref().expect("transaction is live until consumed");
-        let run = async {
-            match client.prepare_cached(sql).await {
-                // Each is sent on its first poll, in this order, behind the
-                // BEGIN: the COMMIT never overtakes the statement.
-                Ok(statement) => {
-                    let (rows, ended) = tokio::join!(client.query(&statement, params), client.batch_execute("COMMIT"));
-                    (rows, ended)
-                }
-                Err(e) => (Err(e), client.batch_execute("ROLLBACK").await),
-            }
-        };
-        let (began, (rows, ended)) = match begin {
-            Some(begin) => tokio::join!(client.batch_execute(&begin), run),
-            None => (Ok(()), run.await),
-        };
-        // Finished here, not in Drop (which still covers a cancelled call).
-        let client = self.client.take().expect("transaction is live until consumed");
-        if ended.is_err() {
-            // Its transaction may still be open: never reuse this session.
-            let _ = Object::take(client);
-        }
-        began?;
-        let rows = rows?;
-        ended?;
-        Ok(rows)
     }
 }
 
 impl Drop for TenantTx {
     fn drop(&mut self) {
         let Some(client) = self.client.take() else { return };
-        if self.pending_begin.is_some() {
+        if !self.begun {
             return; // nothing was sent: the session is clean
         }
         match tokio::runtime::Handle::try_current() {
