@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What tenancy costs on the hot path: throughput and p99 of a one-row read
-# through the tenant API (host resolution, directory lookup, schema-scoped
-# transaction) versus the same read on the bench-only baseline route (same
-# token check and query, none of the tenancy), in the same run.
+# through the tenant API (host resolution, directory lookup, account
+# standing, the tenant's schema-qualified statement) versus the same read on
+# the bench-only baseline route (same token check and query, none of the
+# tenancy), in the same run.
 #
 # Target: tenant throughput at least 85% of baseline (cost <= 15%).
 #

@@ -1,6 +1,7 @@
 //! Baseline routes for bench/ only (enabled by `bench_routes`): the same
 //! one-row read as `GET /api/variables/{name}`, with the same token check,
-//! but no host resolution, no directory lookup and no scoped transaction.
+//! and the same schema-qualified statement, but no host resolution, no
+//! directory lookup and no account-standing check.
 //! The difference between the two is what tenancy costs.
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
