@@ -4,8 +4,10 @@
 //! Owns the lifecycle of tenant workers (start, stop, restart after a panic)
 //! and nothing about where the list of tenants comes from: the server hands
 //! the supervisor the desired set and the supervisor converges on it. The
-//! integration engine (triggers, executions) will live inside each worker.
+//! integration engine (triggers, executions) will live inside each worker;
+//! [`definition`] holds the declarative format integrations are written in.
 
+pub mod definition;
 mod supervisor;
 mod worker;
 

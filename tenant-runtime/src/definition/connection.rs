@@ -1,0 +1,151 @@
+//! The spec of a `Connection`: how to authenticate to one external system.
+//!
+//! Secret-bearing fields are [`Secret`]s, so `Debug` output of any of these
+//! types never shows a credential.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Secret, schema::one_key_per_variant};
+
+/// Exactly one kind of credential, written as a one-key object:
+/// `bearer: {token: …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(transform = one_key_per_variant)]
+pub enum ConnectionSpec {
+    /// An API key sent in a request header.
+    ApiKey(ApiKeyConnection),
+    /// HTTP basic authentication.
+    Basic(BasicConnection),
+    /// A static bearer token.
+    Bearer(BearerConnection),
+    /// OAuth 2.0 client credentials grant; tokens are fetched and refreshed automatically.
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2ClientCredentials(OAuth2ClientCredentialsConnection),
+    /// A PostgreSQL database.
+    Postgres(PostgresConnection),
+    /// An AMQP 0.9.1 broker (RabbitMQ).
+    Amqp(AmqpConnection),
+}
+
+impl ConnectionSpec {
+    pub fn kind(&self) -> ConnectionKind {
+        match self {
+            Self::ApiKey(_) => ConnectionKind::ApiKey,
+            Self::Basic(_) => ConnectionKind::Basic,
+            Self::Bearer(_) => ConnectionKind::Bearer,
+            Self::OAuth2ClientCredentials(_) => ConnectionKind::OAuth2ClientCredentials,
+            Self::Postgres(_) => ConnectionKind::Postgres,
+            Self::Amqp(_) => ConnectionKind::Amqp,
+        }
+    }
+}
+
+/// What a connection connects to, without its credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionKind {
+    ApiKey,
+    Basic,
+    Bearer,
+    OAuth2ClientCredentials,
+    Postgres,
+    Amqp,
+}
+
+impl ConnectionKind {
+    /// The kinds an `http` step can authenticate with.
+    pub const HTTP: &[Self] = &[Self::ApiKey, Self::Basic, Self::Bearer, Self::OAuth2ClientCredentials];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::Basic => "basic",
+            Self::Bearer => "bearer",
+            Self::OAuth2ClientCredentials => "oauth2_client_credentials",
+            Self::Postgres => "postgres",
+            Self::Amqp => "amqp",
+        }
+    }
+}
+
+impl fmt::Display for ConnectionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConnection {
+    /// The header that carries the key.
+    #[schemars(example = "X-Api-Key")]
+    pub header: String,
+    pub value: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicConnection {
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BearerConnection {
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2ClientCredentialsConnection {
+    /// The authorization server's token endpoint.
+    #[schemars(example = "https://auth.example.com/oauth/token")]
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConnection {
+    /// A connection URL; it usually holds a password, so it is a secret as a whole.
+    #[schemars(example = "postgres://app:password@db.internal:5432/orders")]
+    pub url: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConnection {
+    /// A connection URL; it usually holds a password, so it is a secret as a whole.
+    #[schemars(example = "amqp://app:password@rabbitmq.internal:5672/%2f")]
+    pub url: Secret,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_masks_every_secret() {
+        let specs = [
+            r#"{"api_key": {"header": "X-Api-Key", "value": "s3cr3t"}}"#,
+            r#"{"basic": {"username": "bob", "password": "s3cr3t"}}"#,
+            r#"{"bearer": {"token": "s3cr3t"}}"#,
+            r#"{"oauth2_client_credentials": {"token_url": "https://a/t", "client_id": "id", "client_secret": "s3cr3t"}}"#,
+            r#"{"postgres": {"url": "postgres://u:s3cr3t@h/db"}}"#,
+            r#"{"amqp": {"url": "amqp://u:s3cr3t@h"}}"#,
+        ];
+        for json in specs {
+            let spec: ConnectionSpec = serde_json::from_str(json).unwrap();
+            let debug = format!("{spec:?}");
+            assert!(!debug.contains("s3cr3t"), "{debug}");
+            assert!(debug.contains("***"), "{debug}");
+        }
+    }
+}

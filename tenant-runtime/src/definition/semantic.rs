@@ -1,0 +1,163 @@
+//! Rules that span several values and so cannot be schema keywords: step
+//! names unique across an integration's whole tree of steps, one name per
+//! resource kind in a file, a back-off that does not shrink, and
+//! connections of the right kind.
+//!
+//! Connections are checked only when the one referred to is defined in the
+//! same file. A connection defined elsewhere is the server's to resolve.
+
+use std::collections::{HashMap, hash_map::Entry};
+
+use super::{
+    Action, Backoff, ConnectionKind, IntegrationSpec, Name, Resource, ResourceKind, Step, Trigger, WebhookAuth,
+    error::{Issue, Path},
+};
+
+/// Issues found across `resources`, each with the index of its resource.
+pub(crate) fn check(resources: &[Resource]) -> Vec<(usize, Issue)> {
+    let mut issues = duplicate_names(resources);
+    let connections: HashMap<&Name, ConnectionKind> = resources
+        .iter()
+        .filter_map(|resource| match resource {
+            Resource::Connection(connection) => Some((&connection.metadata.name, connection.spec.kind())),
+            Resource::Integration(_) => None,
+        })
+        .collect();
+    for (index, resource) in resources.iter().enumerate() {
+        if let Resource::Integration(integration) = resource {
+            let found = IntegrationChecker::run(&integration.spec, &connections);
+            issues.extend(found.into_iter().map(|issue| (index, issue)));
+        }
+    }
+    issues
+}
+
+fn duplicate_names(resources: &[Resource]) -> Vec<(usize, Issue)> {
+    let mut first_seen: HashMap<(ResourceKind, &Name), usize> = HashMap::new();
+    let mut issues = Vec::new();
+    for (index, resource) in resources.iter().enumerate() {
+        let (kind, name) = (resource.kind(), resource.name());
+        match first_seen.entry((kind, name)) {
+            Entry::Occupied(first) => {
+                let message = format!("{kind} `{name}` is already defined in document {}", first.get() + 1);
+                issues.push((index, Issue::at(Path::root().key("metadata").key("name"), message)));
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(index);
+            }
+        }
+    }
+    issues
+}
+
+struct IntegrationChecker<'a> {
+    connections: &'a HashMap<&'a Name, ConnectionKind>,
+    /// Where each step name was first used.
+    step_names: HashMap<&'a str, Path>,
+    issues: Vec<Issue>,
+}
+
+impl<'a> IntegrationChecker<'a> {
+    fn run(spec: &'a IntegrationSpec, connections: &'a HashMap<&'a Name, ConnectionKind>) -> Vec<Issue> {
+        let mut checker = Self { connections, step_names: HashMap::new(), issues: Vec::new() };
+        let spec_path = Path::root().key("spec");
+        for (i, trigger) in spec.triggers.iter().enumerate() {
+            checker.trigger(trigger, &spec_path.key("triggers").index(i));
+        }
+        checker.steps(&spec.steps, &spec_path.key("steps"));
+        checker.steps(&spec.on_error, &spec_path.key("on_error"));
+        checker.issues
+    }
+
+    fn trigger(&mut self, trigger: &Trigger, path: &Path) {
+        match trigger {
+            Trigger::Queue(queue) => {
+                let kinds = [ConnectionKind::Amqp];
+                self.connection(&queue.connection, &kinds, "a queue trigger", &path.key("queue").key("connection"));
+            }
+            Trigger::Webhook(webhook) => {
+                if let WebhookAuth::Hmac(hmac) = &webhook.auth {
+                    let path = path.key("webhook").key("auth").key("hmac").key("secret_from_connection");
+                    let kinds = [ConnectionKind::ApiKey, ConnectionKind::Bearer];
+                    self.connection(&hmac.secret_from_connection, &kinds, "an hmac secret", &path);
+                }
+            }
+            Trigger::Manual(_) | Trigger::Schedule(_) => {}
+        }
+    }
+
+    /// Check `steps` and everything nested in them, depth first in the
+    /// order they are written, so a duplicate is reported at its second
+    /// appearance.
+    fn steps(&mut self, steps: &'a [Step], path: &Path) {
+        for (i, step) in steps.iter().enumerate() {
+            let here = path.index(i);
+            self.step(step, &here);
+            for (suffix, nested) in step.action.nested_steps() {
+                self.steps(nested, &here.join(&suffix));
+            }
+            self.steps(&step.on_error, &here.key("on_error"));
+        }
+    }
+
+    fn step(&mut self, step: &'a Step, path: &Path) {
+        let name_path = path.key("name");
+        if let Some(first) = self.step_names.get(step.name.as_str()) {
+            let message = format!("step name `{}` is already used at {first}", step.name);
+            self.issues.push(Issue::at(name_path, message));
+        } else {
+            self.step_names.insert(step.name.as_str(), name_path);
+        }
+        if let Some(retry) = &step.retry {
+            self.backoff(&retry.backoff, &path.key("retry").key("backoff"));
+        }
+        self.action(&step.action, &path.key(step.action.key()));
+    }
+
+    fn action(&mut self, action: &Action, path: &Path) {
+        match action {
+            Action::Http(http) => {
+                if let Some(connection) = &http.connection {
+                    self.connection(connection, ConnectionKind::HTTP, "an http step", &path.key("connection"));
+                }
+            }
+            Action::Sql(sql) => {
+                self.connection(&sql.connection, &[ConnectionKind::Postgres], "an sql step", &path.key("connection"));
+            }
+            Action::Publish(publish) => {
+                let kinds = [ConnectionKind::Amqp];
+                self.connection(&publish.connection, &kinds, "a publish step", &path.key("connection"));
+            }
+            Action::Parallel(parallel) => {
+                let mut first_seen = HashMap::new();
+                for (i, branch) in parallel.branches.iter().enumerate() {
+                    if let Entry::Occupied(first) = first_seen.entry(branch.name.as_str()) {
+                        let message =
+                            format!("branch name `{}` is already used by branch {}", branch.name, first.get());
+                        self.issues.push(Issue::at(path.key("branches").index(i).key("name"), message));
+                    } else {
+                        first_seen.insert(branch.name.as_str(), i);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn backoff(&mut self, backoff: &Backoff, path: &Path) {
+        if backoff.initial > backoff.max {
+            let message = format!("`initial` ({}) is longer than `max` ({})", backoff.initial, backoff.max);
+            self.issues.push(Issue::at(path.key("initial"), message));
+        }
+    }
+
+    /// A connection defined in this file must be of one of `kinds`.
+    fn connection(&mut self, name: &Name, kinds: &[ConnectionKind], user: &str, path: &Path) {
+        let Some(kind) = self.connections.get(name) else { return };
+        if !kinds.contains(kind) {
+            let expected: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            let message = format!("connection `{name}` is of kind {kind}, but {user} needs {}", expected.join(" or "));
+            self.issues.push(Issue::at(path.clone(), message));
+        }
+    }
+}
