@@ -71,6 +71,7 @@ impl AppState {
         let pool = build_pool(&config.database, &url)?;
         let directory = TenantDirectory::new(pool.clone());
         let passwords = Passwords::new(4);
+        passwords.warm_up();
         let auth = AuthService {
             tokens: token_keys(&config)?,
             passwords: passwords.clone(),

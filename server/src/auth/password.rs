@@ -1,7 +1,7 @@
 //! Password hashing with argon2id at OWASP's recommended cost
 //! (19 MiB, 2 passes, 1 lane), off the async threads.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use argon2::{
     password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use super::AuthError;
 
 pub const MIN_PASSWORD_LEN: usize = 8;
+const DUMMY_PASSWORD: &str = "tessera-dummy-password-never-valid";
 /// Hashing cost grows with input; refuse absurd inputs before hashing.
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
@@ -21,8 +22,9 @@ pub struct Passwords {
     /// Each hash holds 19 MiB; bound how many run at once.
     permits: Arc<Semaphore>,
     /// Verified against when the account does not exist, so an unknown user
-    /// costs the same time as a wrong password.
-    dummy_hash: Arc<String>,
+    /// costs the same time as a wrong password. Made on first need: a CLI
+    /// command that only hashes never pays for it.
+    dummy_hash: Arc<OnceLock<String>>,
 }
 
 fn argon2() -> Argon2<'static> {
@@ -49,8 +51,16 @@ fn verify_blocking(password: &str, hash: &str) -> bool {
 
 impl Passwords {
     pub fn new(max_concurrent: usize) -> Self {
-        let dummy = hash_blocking("tessera-dummy-password-never-valid").expect("hashing works");
-        Self { permits: Arc::new(Semaphore::new(max_concurrent.max(1))), dummy_hash: Arc::new(dummy) }
+        Self { permits: Arc::new(Semaphore::new(max_concurrent.max(1))), dummy_hash: Arc::new(OnceLock::new()) }
+    }
+
+    /// Make the dummy hash now, off the request path (servers call this at
+    /// start so even the first unknown-user login takes the usual time).
+    pub fn warm_up(&self) {
+        let dummy = self.dummy_hash.clone();
+        tokio::task::spawn_blocking(move || {
+            dummy.get_or_init(|| hash_blocking(DUMMY_PASSWORD).expect("hashing works"));
+        });
     }
 
     /// Check the length rules a new password must meet.
@@ -78,9 +88,14 @@ impl Passwords {
             return Ok(false);
         }
         let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| self.dummy_hash.as_ref().clone());
+        let dummy = self.dummy_hash.clone();
         let _permit = self.permits.acquire().await.map_err(|e| AuthError::Hashing(e.to_string()))?;
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(&password, &hash))
+        let ok = tokio::task::spawn_blocking(move || {
+            let hash = hash.unwrap_or_else(|| {
+                dummy.get_or_init(|| hash_blocking(DUMMY_PASSWORD).expect("hashing works")).clone()
+            });
+            verify_blocking(&password, &hash)
+        })
             .await
             .map_err(|e| AuthError::Hashing(e.to_string()))?;
         Ok(ok && known)
