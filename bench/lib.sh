@@ -19,6 +19,8 @@ export PGUSER="${PGUSER:-postgres}"
 
 # A token key for the benchmark server only (32+ bytes), never a real one.
 BENCH_JWT_SECRET="tessera-bench-only-secret-0123456789abcdef"
+# Base64 of 32 bytes: seals connection secrets (none are created here).
+BENCH_SECRETS_KEY="dGVzc2VyYS1iZW5jaC1vbmx5LXNlYWxpbmcta2V5ISE="
 
 log() { printf '[%s %s] %s\n' "$(date +%H:%M:%S)" "${BENCH_NAME:-bench}" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -77,6 +79,7 @@ start_server() {
     TESSERA_LISTEN="127.0.0.1:$PORT" \
     TESSERA_BASE_DOMAIN=localhost \
     TESSERA_JWT_SECRET="$BENCH_JWT_SECRET" \
+    TESSERA_SECRETS__KEY="$BENCH_SECRETS_KEY" \
     TESSERA_LOG__LEVEL="${TESSERA_LOG__LEVEL:-warn}" \
     TESSERA_PROVISIONING__EXPORT_DIR="$WORK_DIR/exports" \
         "$TESSERA" serve >"$WORK_DIR/server.log" 2>&1 &

@@ -21,6 +21,7 @@ pub struct Config {
     /// HMAC secret for tokens (at least 32 bytes), or read from `jwt_key_file`.
     pub jwt_secret: Option<String>,
     pub jwt_key_file: Option<PathBuf>,
+    pub secrets: SecretsConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub http: HttpConfig,
@@ -30,6 +31,29 @@ pub struct Config {
     pub dev: DevConfig,
     /// Expose the no-tenancy baseline routes used by bench/ (never in production).
     pub bench_routes: bool,
+}
+
+/// Keys that seal connection secrets at rest (see `sealing`). Each is base64
+/// of 32 random bytes.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SecretsConfig {
+    /// The current key; or read from `key_file`.
+    pub key: Option<String>,
+    pub key_file: Option<PathBuf>,
+    /// Retired keys, still accepted to open what they sealed (rotation).
+    pub previous_keys: Vec<String>,
+}
+
+/// Keys stay out of logs and error reports.
+impl std::fmt::Debug for SecretsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsConfig")
+            .field("key", &self.key.as_ref().map(|_| "***"))
+            .field("key_file", &self.key_file)
+            .field("previous_keys", &self.previous_keys.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +141,7 @@ impl Default for Config {
             database_url: None,
             jwt_secret: None,
             jwt_key_file: None,
+            secrets: SecretsConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),

@@ -1,9 +1,9 @@
 //! `tessera dev`: the whole platform on a laptop, with a demo tenant.
 //!
 //! Without a configured database it runs a private PostgreSQL (see
-//! `local_postgres`), keeps a generated token key next to it, migrates,
-//! creates a platform owner and the `demo` tenant with known local-only
-//! credentials, prints how to sign in, and serves until Ctrl-C.
+//! `local_postgres`), keeps a generated token key and secrets key next to
+//! it, migrates, creates a platform owner and the `demo` tenant with known
+//! local-only credentials, prints how to sign in, and serves until Ctrl-C.
 
 use anyhow::Context;
 use base64::Engine;
@@ -49,6 +49,13 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             std::fs::write(&key_file, random_password() + &random_password())?;
         }
         config.jwt_key_file = Some(key_file);
+    }
+    if config.secrets.key.is_none() && config.secrets.key_file.is_none() {
+        let key_file = data_dir.join("secrets.key");
+        if !key_file.exists() {
+            std::fs::write(&key_file, crate::sealing::generate_key())?;
+        }
+        config.secrets.key_file = Some(key_file);
     }
     if config.provisioning.export_dir.is_relative() {
         config.provisioning.export_dir = data_dir.join(&config.provisioning.export_dir);

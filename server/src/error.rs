@@ -18,6 +18,7 @@ use crate::{
     provisioning::ProvisioningError,
     tenancy::{HostError, SlugError},
     resources::ResourceError,
+    routes::BodyError,
 };
 
 #[derive(Debug)]
@@ -26,11 +27,13 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after_secs: Option<u64>,
+    /// Itemised problems, sent as `error.errors` (an invalid definition).
+    errors: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after_secs: None }
+        Self { status, code, message: message.into(), retry_after_secs: None, errors: None }
     }
 
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
@@ -84,7 +87,11 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after_secs {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        response.json(json!({"error": {"code": self.code, "message": self.message}}))
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(errors) = &self.errors {
+            error["errors"] = errors.clone();
+        }
+        response.json(json!({ "error": error }))
     }
 }
 
@@ -157,11 +164,28 @@ impl From<ResourceError> for ApiError {
         use ResourceError::*;
         let status = match e {
             Invalid { .. } => StatusCode::BAD_REQUEST,
+            InvalidDefinition(ref errors) => {
+                let mut api = ApiError::bad_request(e.code(), e.to_string());
+                api.errors = Some(serde_json::to_value(errors.errors()).expect("definition errors serialise"));
+                return api;
+            }
             NotFound { .. } => StatusCode::NOT_FOUND,
             Conflict { .. } | LastOwner => StatusCode::CONFLICT,
             Forbidden(_) => StatusCode::FORBIDDEN,
             Db(db) => return db.into(),
             Auth(auth) => return auth.into(),
+            Sealing(_) => return ApiError::internal(e),
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        let status = match e {
+            BodyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::NotUtf8 | BodyError::Read(_) => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.code(), e.to_string())
     }

@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod provisioning;
 pub mod resources;
 pub mod routes;
+pub mod sealing;
 pub mod startup;
 pub mod telemetry;
 pub mod tenancy;

@@ -22,6 +22,7 @@ use crate::{
     error::{self, ApiError},
     provisioning::{migrate, Provisioner, ProvisioningError},
     routes,
+    sealing::KeyRing,
     telemetry::RequestSpan,
     tenancy::{classify, HostTarget, TenantDb, TenantDirectory},
 };
@@ -36,6 +37,8 @@ pub enum StartupError {
     Provisioning(#[from] ProvisioningError),
     #[error("token key: {0}")]
     Key(String),
+    #[error("secrets key: {0}")]
+    Sealing(#[from] crate::sealing::SealingError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
 }
@@ -49,6 +52,8 @@ pub struct AppState {
     pub auth: AuthService,
     pub provisioner: Provisioner,
     pub supervisor: Supervisor,
+    /// Seals and opens connection secrets.
+    pub sealing: Arc<KeyRing>,
 }
 
 fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
@@ -78,6 +83,7 @@ impl AppState {
             limiter: LoginLimiter::new(config.auth.login_per_account_per_minute, config.auth.login_per_address_per_minute),
             standing: AccountStanding::default(),
         };
+        let sealing = Arc::new(KeyRing::from_config(&config.secrets)?);
         let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url);
         Ok(Self {
             tenant_db: TenantDb::new(pool.clone()),
@@ -87,6 +93,7 @@ impl AppState {
             directory,
             auth,
             provisioner,
+            sealing,
         })
     }
 

@@ -10,6 +10,7 @@ use std::{
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tessera_server::provisioning::migrate::latest_tenant_version;
 use tessera_tests::{connect, eventually, fresh_database};
 use tokio::process::Command;
 
@@ -121,7 +122,8 @@ async fn an_operator_sets_up_the_platform_and_administers_a_tenant_from_the_comm
     let created =
         run(&env, &["tenant", "create", "acme", "--owner-email", "owner@acme.test", "--owner-password", "acme-owner-password"]).await;
     assert!(created.ok(), "{created:?}");
-    assert!(created.stdout.contains("tenant acme created (schema t_acme, version 2)"), "{created:?}");
+    let expected = format!("tenant acme created (schema t_acme, version {})", latest_tenant_version());
+    assert!(created.stdout.contains(&expected), "{created:?}");
     assert!(created.stdout.contains("owner: owner@acme.test"), "{created:?}");
     let taken = run(&env, &["tenant", "create", "acme", "--owner-email", "x@acme.test", "--owner-password", "acme-owner-password"]).await;
     assert!(!taken.ok() && taken.stderr.contains("already exists"), "{taken:?}");
@@ -130,7 +132,7 @@ async fn an_operator_sets_up_the_platform_and_administers_a_tenant_from_the_comm
     assert_eq!(tenants.len(), 1);
     assert_eq!(tenants[0]["slug"], "acme");
     assert_eq!(tenants[0]["status"], "active");
-    assert_eq!(tenants[0]["schema_version"], 2);
+    assert_eq!(tenants[0]["schema_version"], latest_tenant_version());
     let table = run(&env, &["tenant", "list"]).await;
     assert!(table.ok() && table.stdout.contains("SLUG") && table.stdout.contains("acme"), "{table:?}");
 
@@ -210,7 +212,7 @@ async fn migrate_brings_a_tenant_on_an_old_schema_up_to_date_and_reports_progres
     assert!(migrated.ok(), "{migrated:?}");
     assert!(migrated.stderr.contains("tenant schemas: 1/1 migrated, 0 failed"), "progress is shown: {migrated:?}");
     assert!(migrated.stdout.contains("tenant schemas: 1 migrated, 0 failed, 1 behind before the run"), "{migrated:?}");
-    assert_eq!(tenants_json(&env).await[0]["schema_version"], 2);
+    assert_eq!(tenants_json(&env).await[0]["schema_version"], latest_tenant_version());
     let versions: Vec<i32> = connect(&url)
         .await
         .query("SELECT version FROM t_acme.refinery_schema_history ORDER BY version", &[])
@@ -219,7 +221,7 @@ async fn migrate_brings_a_tenant_on_an_old_schema_up_to_date_and_reports_progres
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, (1..=latest_tenant_version()).collect::<Vec<_>>());
 
     let again = run(&env, &["migrate"]).await;
     assert!(again.ok() && again.stdout.contains("tenant schemas: 0 migrated, 0 failed, 0 behind"), "{again:?}");
@@ -247,13 +249,13 @@ async fn a_tenant_that_fails_to_migrate_is_reported_with_its_reason_and_the_reru
         .iter()
         .map(|t| (t["slug"].as_str().unwrap().to_string(), t["schema_version"].as_i64().unwrap()))
         .collect();
-    assert_eq!(versions, [("acme".to_string(), 2), ("globex".to_string(), 1)]);
+    assert_eq!(versions, [("acme".to_string(), latest_tenant_version().into()), ("globex".to_string(), 1)]);
 
     db.batch_execute("DROP TABLE t_globex.variables").await.unwrap();
     let rerun = run(&env, &["migrate"]).await;
     assert!(rerun.ok(), "{rerun:?}");
     assert!(rerun.stdout.contains("tenant schemas: 1 migrated, 0 failed, 1 behind before the run"), "only globex is left: {rerun:?}");
-    assert!(tenants_json(&env).await.iter().all(|t| t["schema_version"] == 2));
+    assert!(tenants_json(&env).await.iter().all(|t| t["schema_version"] == latest_tenant_version()));
 }
 
 #[tokio::test]
@@ -262,6 +264,14 @@ async fn serve_without_a_database_refuses_to_start_and_says_what_to_set() {
     assert_eq!(started.code, Some(1), "{started:?}");
     assert!(started.stderr.contains("TESSERA_DATABASE_URL"), "the message names the setting: {started:?}");
     assert!(started.stderr.contains("tessera dev"), "and the alternative: {started:?}");
+}
+
+#[tokio::test]
+async fn serve_without_a_secrets_key_refuses_to_start_and_says_what_to_set() {
+    let (_, url) = fresh_database().await;
+    let started = run(&[("TESSERA_DATABASE_URL", url), ("TESSERA_JWT_SECRET", "x".repeat(40))], &["serve"]).await;
+    assert_eq!(started.code, Some(1), "{started:?}");
+    assert!(started.stderr.contains("TESSERA_SECRETS__KEY"), "the message names the setting: {started:?}");
 }
 
 fn free_port() -> u16 {
@@ -282,6 +292,7 @@ async fn serve_writes_json_logs_per_request_and_stops_cleanly_on_sigterm() {
         ("TESSERA_DATABASE_URL", url.clone()),
         ("TESSERA_LISTEN", format!("127.0.0.1:{port}")),
         ("TESSERA_JWT_SECRET", format!("serve-test-secret-{}", uuid::Uuid::new_v4().simple())),
+        ("TESSERA_SECRETS__KEY", tessera_server::sealing::generate_key()),
         ("TESSERA_LOG__FORMAT", "json".into()),
         ("TESSERA_LOG__LEVEL", "info".into()),
         ("TESSERA_HTTP__SHUTDOWN_TIMEOUT_SECS", shutdown_timeout.as_secs().to_string()),

@@ -6,6 +6,7 @@ mod cli;
 mod directory;
 mod concurrency;
 mod hosts;
+mod integrations;
 mod isolation;
 mod migrations;
 mod operations;

@@ -100,6 +100,7 @@ pub fn test_config(database_url: &str) -> Config {
     config.base_domain = BASE_DOMAIN.into();
     config.database_url = Some(database_url.into());
     config.jwt_secret = Some(format!("test-secret-{}", uuid::Uuid::new_v4()));
+    config.secrets.key = Some(tessera_server::sealing::generate_key());
     config.database.pool_size = 8;
     config.auth.login_per_account_per_minute = 1000;
     config.auth.login_per_address_per_minute = 100_000;

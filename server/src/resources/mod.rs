@@ -1,14 +1,20 @@
-//! A tenant's own resources behind its API: users, API keys and variables.
+//! A tenant's own resources behind its API: users, API keys, variables, and
+//! the integrations and connections applied from definition files.
 //!
 //! Every function takes the caller (which carries the tenant) and runs in a
 //! `TenantTx`, so it can only ever see that tenant's rows. Role checks live
 //! here, next to the rule they protect, not in the handlers.
 
 pub mod api_keys;
+pub mod apply;
+pub mod connections;
+pub mod integrations;
 pub mod users;
 pub mod variables;
 
-use crate::{auth::AuthError, database::DbError};
+use tessera_runtime::definition::DefinitionErrors;
+
+use crate::{auth::AuthError, database::DbError, sealing::SealingError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
@@ -20,12 +26,17 @@ pub enum ResourceError {
     Conflict { kind: &'static str, id: String },
     #[error("a tenant keeps at least one active owner")]
     LastOwner,
+    /// Every problem of a definition file; nothing of it was stored.
+    #[error("the definition has {} problem(s); nothing was applied", .0.len())]
+    InvalidDefinition(DefinitionErrors),
     #[error(transparent)]
     Forbidden(AuthError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
     Auth(AuthError),
+    #[error(transparent)]
+    Sealing(#[from] SealingError),
 }
 
 impl From<AuthError> for ResourceError {
@@ -44,8 +55,9 @@ impl ResourceError {
             ResourceError::NotFound { .. } => "not_found",
             ResourceError::Conflict { .. } => "conflict",
             ResourceError::LastOwner => "last_owner",
+            ResourceError::InvalidDefinition(_) => "invalid_definition",
             ResourceError::Forbidden(_) => "forbidden",
-            ResourceError::Db(_) | ResourceError::Auth(_) => "internal_error",
+            ResourceError::Db(_) | ResourceError::Auth(_) | ResourceError::Sealing(_) => "internal_error",
         }
     }
 
@@ -57,4 +69,11 @@ impl ResourceError {
 /// Parse a path id; a malformed one cannot name any row, so it is a 404.
 pub(crate) fn parse_id(kind: &'static str, raw: &str) -> Result<uuid::Uuid, ResourceError> {
     raw.parse().map_err(|_| ResourceError::NotFound { kind, id: raw.to_string() })
+}
+
+/// Parse a path name of an integration or connection; one outside the
+/// alphabet of names cannot name any row, so it is a 404.
+pub(crate) fn parse_name(kind: &'static str, raw: &str) -> Result<tessera_runtime::definition::Name, ResourceError> {
+    tessera_runtime::definition::Name::try_from(raw.to_string())
+        .map_err(|_| ResourceError::NotFound { kind, id: raw.to_string() })
 }

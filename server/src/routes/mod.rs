@@ -3,12 +3,14 @@
 
 mod auth;
 mod bench;
+mod definition_body;
 mod health;
 mod platform;
 mod tenant;
 
 use actix_web::web;
 
+pub use definition_body::BodyError;
 pub use health::{healthz, readyz};
 
 /// Every route of the API, platform and tenant alike; which host a route

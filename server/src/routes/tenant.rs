@@ -1,12 +1,14 @@
 //! The tenant API (on `<slug>.<base_domain>`).
 
 use actix_web::{web, HttpResponse};
+use serde::Deserialize;
 use serde_json::json;
 
+use super::definition_body::DefinitionText;
 use crate::{
     auth::TenantCaller,
     error::ApiError,
-    resources::{api_keys, users, variables},
+    resources::{api_keys, apply, connections, integrations, users, variables},
     startup::AppState,
 };
 
@@ -24,7 +26,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/variables", web::get().to(list_variables))
         .route("/variables/{name}", web::get().to(get_variable))
         .route("/variables/{name}", web::put().to(put_variable))
-        .route("/variables/{name}", web::delete().to(delete_variable));
+        .route("/variables/{name}", web::delete().to(delete_variable))
+        .route("/apply", web::post().to(apply_definitions))
+        .route("/schema", web::get().to(schema))
+        .route("/integrations", web::get().to(list_integrations))
+        .route("/integrations/{name}", web::get().to(get_integration))
+        .route("/integrations/{name}", web::delete().to(delete_integration))
+        .route("/integrations/{name}/versions", web::get().to(list_versions))
+        .route("/integrations/{name}/versions/{version}", web::get().to(get_version))
+        .route("/integrations/{name}/rollback", web::post().to(rollback_integration))
+        .route("/connections", web::get().to(list_connections))
+        .route("/connections/{name}", web::get().to(get_connection))
+        .route("/connections/{name}", web::delete().to(delete_connection));
 }
 
 /// `GET /api/me`: the caller's tenant, identity and role.
@@ -98,5 +111,65 @@ async fn put_variable(
 
 async fn delete_variable(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
     variables::delete(&state.tenant_db, &caller, &name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn apply_definitions(state: web::Data<AppState>, caller: TenantCaller, body: DefinitionText) -> Reply {
+    let applied = apply::apply(&state.tenant_db, &state.sealing, &caller, &body.0).await?;
+    Ok(HttpResponse::Ok().json(json!({"items": applied})))
+}
+
+/// `GET /api/schema`: the JSON Schema of definition files, for editors.
+async fn schema(_caller: TenantCaller) -> HttpResponse {
+    HttpResponse::Ok().json(tessera_runtime::definition::json_schema())
+}
+
+async fn list_integrations(state: web::Data<AppState>, caller: TenantCaller) -> Reply {
+    Ok(HttpResponse::Ok().json(json!({"items": integrations::list(&state.tenant_db, &caller).await?})))
+}
+
+async fn get_integration(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(integrations::get(&state.tenant_db, &caller, &name).await?))
+}
+
+async fn delete_integration(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
+    integrations::delete(&state.tenant_db, &caller, &name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_versions(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(json!({"items": integrations::versions(&state.tenant_db, &caller, &name).await?})))
+}
+
+async fn get_version(state: web::Data<AppState>, caller: TenantCaller, path: web::Path<(String, i32)>) -> Reply {
+    let (name, version) = path.into_inner();
+    Ok(HttpResponse::Ok().json(integrations::version(&state.tenant_db, &caller, &name, version).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    version: i32,
+}
+
+async fn rollback_integration(
+    state: web::Data<AppState>,
+    caller: TenantCaller,
+    name: web::Path<String>,
+    body: web::Json<RollbackRequest>,
+) -> Reply {
+    Ok(HttpResponse::Ok().json(integrations::rollback(&state.tenant_db, &caller, &name, body.version).await?))
+}
+
+async fn list_connections(state: web::Data<AppState>, caller: TenantCaller) -> Reply {
+    Ok(HttpResponse::Ok().json(json!({"items": connections::list(&state.tenant_db, &caller).await?})))
+}
+
+async fn get_connection(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(connections::get(&state.tenant_db, &caller, &name).await?))
+}
+
+async fn delete_connection(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
+    connections::delete(&state.tenant_db, &caller, &name).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -71,6 +71,16 @@ impl ConnectionKind {
     }
 }
 
+impl std::str::FromStr for ConnectionKind {
+    type Err = String;
+
+    /// The inverse of [`ConnectionKind::as_str`], for kinds stored as text.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let all = [Self::ApiKey, Self::Basic, Self::Bearer, Self::OAuth2ClientCredentials, Self::Postgres, Self::Amqp];
+        all.into_iter().find(|kind| kind.as_str() == text).ok_or_else(|| format!("unknown connection kind `{text}`"))
+    }
+}
+
 impl fmt::Display for ConnectionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -51,6 +51,21 @@ use source::{LoadedResource, SourceMap};
 /// a list of resources (such as a JSON array). Either all resources are
 /// valid and returned in file order, or every problem is reported.
 pub fn parse_documents(source: &str) -> Result<Vec<Resource>, DefinitionErrors> {
+    parse(source, None)
+}
+
+/// Connections that exist outside a file, by name: those a tenant has stored.
+pub type StoredConnections = std::collections::HashMap<Name, ConnectionKind>;
+
+/// [`parse_documents`] for a file applied where `stored` are the only
+/// connections besides the file's own: a reference to any other connection
+/// is an error, at its path, and so is one to a stored connection of the
+/// wrong kind.
+pub fn parse_documents_against(source: &str, stored: &StoredConnections) -> Result<Vec<Resource>, DefinitionErrors> {
+    parse(source, Some(stored))
+}
+
+fn parse(source: &str, stored: Option<&StoredConnections>) -> Result<Vec<Resource>, DefinitionErrors> {
     let loaded = source::load(source).map_err(|error| DefinitionErrors::new(vec![error]))?;
     if loaded.is_empty() {
         return Err(DefinitionErrors::new(vec![DefinitionError {
@@ -75,7 +90,7 @@ pub fn parse_documents(source: &str) -> Result<Vec<Resource>, DefinitionErrors> 
             Err(issues) => errors.extend(issues.into_iter().map(|issue| place(issue, number, &document.map))),
         }
     }
-    for (index, issue) in semantic::check(&resources) {
+    for (index, issue) in semantic::check(&resources, stored) {
         let (number, map) = &origins[index];
         errors.push(place(issue, *number, map));
     }

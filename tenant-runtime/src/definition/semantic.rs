@@ -3,29 +3,34 @@
 //! resource kind in a file, a back-off that does not shrink, and
 //! connections of the right kind.
 //!
-//! Connections are checked only when the one referred to is defined in the
-//! same file. A connection defined elsewhere is the server's to resolve.
+//! Connections are checked when the one referred to is defined in the same
+//! file or, when the caller knows them (the server, applying into a tenant),
+//! among the connections already stored; then a name found in neither is an
+//! error too.
 
 use std::collections::{HashMap, hash_map::Entry};
 
 use super::{
-    Action, Backoff, ConnectionKind, IntegrationSpec, Name, Resource, ResourceKind, Step, Trigger, WebhookAuth,
+    Action, Backoff, ConnectionKind, IntegrationSpec, Name, Resource, ResourceKind, Step, StoredConnections, Trigger,
+    WebhookAuth,
     error::{Issue, Path},
 };
 
 /// Issues found across `resources`, each with the index of its resource.
-pub(crate) fn check(resources: &[Resource]) -> Vec<(usize, Issue)> {
+/// With `stored`, every connection referred to must be in the file or there.
+pub(crate) fn check(resources: &[Resource], stored: Option<&StoredConnections>) -> Vec<(usize, Issue)> {
     let mut issues = duplicate_names(resources);
-    let connections: HashMap<&Name, ConnectionKind> = resources
-        .iter()
-        .filter_map(|resource| match resource {
-            Resource::Connection(connection) => Some((&connection.metadata.name, connection.spec.kind())),
-            Resource::Integration(_) => None,
-        })
-        .collect();
+    // The file's connections replace stored ones of the same name.
+    let mut connections: HashMap<&Name, ConnectionKind> =
+        stored.into_iter().flatten().map(|(name, kind)| (name, *kind)).collect();
+    connections.extend(resources.iter().filter_map(|resource| match resource {
+        Resource::Connection(connection) => Some((&connection.metadata.name, connection.spec.kind())),
+        Resource::Integration(_) => None,
+    }));
+    let complete = stored.is_some();
     for (index, resource) in resources.iter().enumerate() {
         if let Resource::Integration(integration) = resource {
-            let found = IntegrationChecker::run(&integration.spec, &connections);
+            let found = IntegrationChecker::run(&integration.spec, &connections, complete);
             issues.extend(found.into_iter().map(|issue| (index, issue)));
         }
     }
@@ -52,14 +57,16 @@ fn duplicate_names(resources: &[Resource]) -> Vec<(usize, Issue)> {
 
 struct IntegrationChecker<'a> {
     connections: &'a HashMap<&'a Name, ConnectionKind>,
+    /// `connections` holds every connection there is: a name outside it is an error.
+    complete: bool,
     /// Where each step name was first used.
     step_names: HashMap<&'a str, Path>,
     issues: Vec<Issue>,
 }
 
 impl<'a> IntegrationChecker<'a> {
-    fn run(spec: &'a IntegrationSpec, connections: &'a HashMap<&'a Name, ConnectionKind>) -> Vec<Issue> {
-        let mut checker = Self { connections, step_names: HashMap::new(), issues: Vec::new() };
+    fn run(spec: &'a IntegrationSpec, connections: &'a HashMap<&'a Name, ConnectionKind>, complete: bool) -> Vec<Issue> {
+        let mut checker = Self { connections, complete, step_names: HashMap::new(), issues: Vec::new() };
         let spec_path = Path::root().key("spec");
         for (i, trigger) in spec.triggers.iter().enumerate() {
             checker.trigger(trigger, &spec_path.key("triggers").index(i));
@@ -151,9 +158,16 @@ impl<'a> IntegrationChecker<'a> {
         }
     }
 
-    /// A connection defined in this file must be of one of `kinds`.
+    /// A connection known here must be of one of `kinds`; when every
+    /// connection is known, it must exist.
     fn connection(&mut self, name: &Name, kinds: &[ConnectionKind], user: &str, path: &Path) {
-        let Some(kind) = self.connections.get(name) else { return };
+        let Some(kind) = self.connections.get(name) else {
+            if self.complete {
+                let message = format!("connection `{name}` does not exist: define it in this file or apply it first");
+                self.issues.push(Issue::at(path.clone(), message));
+            }
+            return;
+        };
         if !kinds.contains(kind) {
             let expected: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
             let message = format!("connection `{name}` is of kind {kind}, but {user} needs {}", expected.join(" or "));

@@ -465,3 +465,46 @@ fn the_schema_compiles_and_accepts_stored_resources_one_by_one_or_as_a_list() {
     }
     assert!(!root.is_valid(&json!([{"kind": "Integration"}])));
 }
+
+// ---------------------------------------------------------------------------
+// Against a tenant's stored connections
+
+/// An integration whose one step reads `connection` with SQL.
+fn sql_integration(connection: &str) -> String {
+    integration(&format!(
+        "  steps:\n    - name: read\n      sql:\n        connection: {connection}\n        statement: SELECT 1\n"
+    ))
+}
+
+fn stored(pairs: &[(&str, ConnectionKind)]) -> StoredConnections {
+    pairs.iter().map(|(name, kind)| (Name::try_from(name.to_string()).unwrap(), *kind)).collect()
+}
+
+#[test]
+fn against_stored_connections_an_unknown_reference_is_an_error_at_its_position() {
+    let errors = parse_documents_against(&sql_integration("missing-db"), &stored(&[])).unwrap_err();
+    let found: Vec<_> = errors.errors().iter().map(|e| (e.path.as_str(), e.line, e.column)).collect();
+    assert_eq!(found, [("spec.steps[0].sql.connection", 9, 21)], "{errors}");
+    assert!(errors.errors()[0].message.contains("does not exist"), "{errors}");
+    // Without a tenant to look in, the same file is fine.
+    assert!(parse_documents(&sql_integration("missing-db")).is_ok());
+}
+
+#[test]
+fn against_stored_connections_known_ones_resolve_and_their_kind_is_checked() {
+    let source = sql_integration("orders-db");
+    assert!(parse_documents_against(&source, &stored(&[("orders-db", ConnectionKind::Postgres)])).is_ok());
+    let wrong = parse_documents_against(&source, &stored(&[("orders-db", ConnectionKind::Amqp)])).unwrap_err();
+    assert!(wrong.errors()[0].message.contains("is of kind amqp"), "{wrong}");
+    // The file's own connections count too (all of orders.yaml's are in it).
+    let self_contained = parse_documents_against(ORDERS, &stored(&[]));
+    assert!(self_contained.is_ok(), "{:?}", self_contained.err().map(|e| e.to_string()));
+}
+
+#[test]
+fn connection_kinds_read_back_from_their_text() {
+    for kind in [ConnectionKind::ApiKey, ConnectionKind::OAuth2ClientCredentials, ConnectionKind::Amqp] {
+        assert_eq!(kind.as_str().parse::<ConnectionKind>(), Ok(kind));
+    }
+    assert!("ftp".parse::<ConnectionKind>().is_err());
+}

@@ -1,0 +1,51 @@
+//! Applying a definition file (`POST /api/apply`): every resource in it is
+//! validated first, against the tenant's stored connections too, and then
+//! all are stored in one transaction, or none.
+
+use serde::Serialize;
+use tessera_runtime::definition::{parse_documents_against, Resource};
+
+use super::{connections, integrations, ResourceError};
+use crate::{
+    auth::{Role, TenantCaller},
+    sealing::KeyRing,
+    tenancy::TenantDb,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Created,
+    Updated,
+    /// Identical to what was stored: no new version.
+    Unchanged,
+}
+
+/// What applying one resource did.
+#[derive(Debug, Serialize)]
+pub struct Applied {
+    pub kind: &'static str,
+    pub name: String,
+    pub version: i32,
+    pub result: Outcome,
+}
+
+/// Validate and store every resource in `source` (YAML or JSON).
+pub async fn apply(db: &TenantDb, keys: &KeyRing, caller: &TenantCaller, source: &str) -> Result<Vec<Applied>, ResourceError> {
+    caller.require(Role::Editor)?;
+    let mut tx = db.begin(&caller.tenant).await?;
+    // Read inside the transaction, with the rows locked against deletion, so
+    // the connections the file is checked against still exist at commit.
+    let stored = connections::stored_kinds(&mut tx).await?;
+    let resources = parse_documents_against(source, &stored).map_err(ResourceError::InvalidDefinition)?;
+    let mut applied = Vec::with_capacity(resources.len());
+    for resource in &resources {
+        applied.push(match resource {
+            Resource::Connection(connection) => connections::apply(&mut tx, keys, caller, connection).await?,
+            Resource::Integration(integration) => integrations::apply(&mut tx, caller, integration).await?,
+        });
+    }
+    tx.commit().await?;
+    tracing::info!(resources = applied.len(), "definitions applied");
+    Ok(applied)
+}

@@ -1,0 +1,134 @@
+//! A tenant's connections: credentials for external systems, stored sealed
+//! (see `sealing`) and never returned. The API shows what a connection is
+//! (kind, description, version), not what it holds. Viewers read; editors
+//! and above write.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tessera_runtime::definition::{Connection, ConnectionKind, Name, Resource, StoredConnections};
+use tokio_postgres::Row;
+
+use super::{
+    apply::{Applied, Outcome},
+    parse_name, ResourceError,
+};
+use crate::{
+    auth::{Role, TenantCaller},
+    sealing::{KeyRing, Sealed},
+    tenancy::{TenantDb, TenantTx},
+};
+
+/// A connection without its secrets.
+#[derive(Debug, Serialize)]
+pub struct ConnectionInfo {
+    pub name: String,
+    pub kind: String,
+    pub description: String,
+    pub version: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const KIND: &str = "connection";
+const COLUMNS: &str = "name, kind, description, version, created_at, updated_at";
+
+fn from_row(row: &Row) -> ConnectionInfo {
+    ConnectionInfo {
+        name: row.get(0),
+        kind: row.get(1),
+        description: row.get(2),
+        version: row.get(3),
+        created_at: row.get(4),
+        updated_at: row.get(5),
+    }
+}
+
+fn not_found(name: &str) -> ResourceError {
+    ResourceError::NotFound { kind: KIND, id: name.to_string() }
+}
+
+/// What a sealed connection is bound to: a sealed value moved to another
+/// connection or tenant does not open.
+fn context(caller: &TenantCaller, name: &str) -> Vec<u8> {
+    format!("tessera/connection/{}/{name}", caller.tenant.id).into_bytes()
+}
+
+pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<ConnectionInfo>, ResourceError> {
+    let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.connections ORDER BY name"), &[]).await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+pub async fn get(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<ConnectionInfo, ResourceError> {
+    let name = parse_name(KIND, name)?;
+    let sql = format!("SELECT {COLUMNS} FROM @tenant.connections WHERE name = $1");
+    let rows = db.read(&caller.tenant, &sql, &[&name.as_str()]).await?;
+    rows.first().map(from_row).ok_or_else(|| not_found(name.as_str()))
+}
+
+pub async fn delete(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<(), ResourceError> {
+    caller.require(Role::Editor)?;
+    let name = parse_name(KIND, name)?;
+    let mut tx = db.begin(&caller.tenant).await?;
+    let n = tx.execute("DELETE FROM @tenant.connections WHERE name = $1", &[&name.as_str()]).await?;
+    if n == 0 {
+        return Err(not_found(name.as_str()));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The tenant's connections by name and kind, locked against deletion
+/// (`FOR KEY SHARE`, which does not block updating them) until `tx` ends.
+pub(super) async fn stored_kinds(tx: &mut TenantTx) -> Result<StoredConnections, ResourceError> {
+    let rows = tx.query("SELECT name, kind FROM @tenant.connections FOR KEY SHARE", &[]).await?;
+    // A row that no longer parses (renamed kind) cannot be referred to.
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let name = Name::try_from(row.get::<_, String>(0)).ok()?;
+            let kind = row.get::<_, String>(1).parse::<ConnectionKind>().ok()?;
+            Some((name, kind))
+        })
+        .collect())
+}
+
+/// Store `connection` sealed in `tx`: created, updated (a new version) if
+/// it differs from what is stored, or unchanged.
+pub(super) async fn apply(
+    tx: &mut TenantTx,
+    keys: &KeyRing,
+    caller: &TenantCaller,
+    connection: &Connection,
+) -> Result<Applied, ResourceError> {
+    let name = connection.metadata.name.as_str();
+    let resource = serde_json::to_value(Resource::Connection(connection.clone())).expect("a resource serialises to JSON");
+    let context = context(caller, name);
+    let sealed = keys.seal(resource.to_string().as_bytes(), &context);
+    let kind = connection.spec.kind().as_str();
+    let description = connection.metadata.description.clone().unwrap_or_default();
+    let applied = |version, result| Applied { kind: "Connection", name: name.to_string(), version, result };
+
+    let insert = "INSERT INTO @tenant.connections (name, kind, description, secret, key_id) VALUES ($1, $2, $3, $4, $5) \
+                  ON CONFLICT (name) DO NOTHING RETURNING version";
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&name, &kind, &description, &sealed.bytes, &sealed.key_id];
+    if let Some(row) = tx.query_opt(insert, &params).await? {
+        return Ok(applied(row.get(0), Outcome::Created));
+    }
+    let lock = "SELECT secret, key_id, version FROM @tenant.connections WHERE name = $1 FOR NO KEY UPDATE";
+    let row = tx.query_one(lock, &[&name]).await?;
+    let stored = Sealed { bytes: row.get(0), key_id: row.get(1) };
+    let version: i32 = row.get(2);
+    let previous: serde_json::Value = serde_json::from_slice(&keys.open(&stored, &context)?).unwrap_or_default();
+    if previous == resource {
+        // Unchanged, but an apply is a good moment to move it to the current key.
+        if stored.key_id != sealed.key_id {
+            let sql = "UPDATE @tenant.connections SET secret = $2, key_id = $3 WHERE name = $1";
+            tx.execute(sql, &[&name, &sealed.bytes, &sealed.key_id]).await?;
+        }
+        return Ok(applied(version, Outcome::Unchanged));
+    }
+    let update = "UPDATE @tenant.connections SET kind = $2, description = $3, secret = $4, key_id = $5, \
+                  version = version + 1, updated_at = now() WHERE name = $1 RETURNING version";
+    let row = tx.query_one(update, &params).await?;
+    Ok(applied(row.get(0), Outcome::Updated))
+}
