@@ -1,5 +1,7 @@
 //! The `tessera` command line: one binary for running a node, the local
-//! demo, migrations and tenant administration.
+//! demo, migrations and tenant administration (on the database), and for
+//! managing a tenant's integrations through its API (`login`, `apply`,
+//! `get`, `rollback`, `delete`: see `client/`).
 
 use std::path::PathBuf;
 
@@ -34,6 +36,123 @@ pub enum Command {
     /// Tenant administration (works directly on the database).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Sign in to a tenant's API and keep the credential in a profile.
+    Login(LoginArgs),
+    /// Forget a profile and its credential.
+    Logout(ProfileArgs),
+    /// Create or update integrations and connections from definition files.
+    Apply(ApplyArgs),
+    /// Show integrations or connections.
+    Get(GetArgs),
+    /// Make an older version of an integration current again (as a new version).
+    Rollback(RollbackArgs),
+    /// Delete an integration or a connection.
+    Delete(DeleteArgs),
+}
+
+/// Which stored profile to use.
+#[derive(Debug, Clone, Args)]
+pub struct ProfileArgs {
+    /// Profile name.
+    #[arg(long, env = "TESSERA_PROFILE", default_value = "default")]
+    pub profile: String,
+    /// Profile file (default: <user config dir>/tessera/profiles.toml).
+    #[arg(long, env = "TESSERA_PROFILE_FILE")]
+    pub profile_file: Option<PathBuf>,
+}
+
+/// Where to send an API call: the profile, or these overrides (for CI).
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Tenant API URL, e.g. https://acme.example.com (overrides the profile's).
+    #[arg(long, env = "TESSERA_SERVER")]
+    pub server: Option<String>,
+    /// Token or API key to send (overrides the profile's).
+    #[arg(long, env = "TESSERA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Tenant API URL, e.g. http://acme.localhost:8080.
+    #[arg(long, env = "TESSERA_SERVER")]
+    pub server: String,
+    /// Sign in as this user (asks for the password when none is given).
+    #[arg(long, required_unless_present = "api_key", conflicts_with = "api_key")]
+    pub email: Option<String>,
+    /// The user's password. Prefer TESSERA_PASSWORD or the prompt: a
+    /// password on the command line is visible to other local users.
+    #[arg(long, env = "TESSERA_PASSWORD", hide_env_values = true, requires = "email")]
+    pub password: Option<String>,
+    /// Store this API key (tsk_...) instead of signing in as a user.
+    #[arg(long, env = "TESSERA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub target: ServerArgs,
+    /// A definition file, a directory of them (*.yaml, *.yml, *.json), or -
+    /// for stdin. Repeatable; applied in the order given, each file all or
+    /// nothing.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// A kind of resource, singular or plural.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResourceKind {
+    #[value(alias = "integrations")]
+    Integration,
+    #[value(alias = "connections")]
+    Connection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub target: ServerArgs,
+    /// integrations or connections.
+    pub kind: ResourceKind,
+    /// One resource; all of them when omitted.
+    pub name: Option<String>,
+    /// List an integration's versions.
+    #[arg(long, requires = "name")]
+    pub versions: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub target: ServerArgs,
+    /// The integration.
+    pub name: String,
+    /// The version whose definition becomes current again.
+    #[arg(long)]
+    pub to_version: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub target: ServerArgs,
+    /// integration or connection.
+    pub kind: ResourceKind,
+    pub name: String,
 }
 
 #[derive(Debug, Args)]

@@ -6,11 +6,15 @@ use std::{
     time::Instant,
 };
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
 use crate::{
     auth::Passwords,
-    cli::{Cli, Command, MigrateArgs, PlatformCommand, TenantCommand},
+    cli::{
+        ApplyArgs, Cli, Command, DeleteArgs, GetArgs, LoginArgs, MigrateArgs, OutputFormat, PlatformCommand, ProfileArgs,
+        ResourceKind, RollbackArgs, ServerArgs, TenantCommand,
+    },
+    client::{api::Kind, render, source, ApiClient, ApiError, Credential, Profile, ProfileFile},
     config::Config,
     database::build_pool,
     provisioning::{migrate, NewTenant, Provisioner},
@@ -20,13 +24,24 @@ use crate::{
 };
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // API client commands need no node configuration: they only talk HTTP.
+    let command = match cli.command {
+        Command::Login(args) => return login(args).await,
+        Command::Logout(args) => return logout(args),
+        Command::Apply(args) => return apply(args).await,
+        Command::Get(args) => return get(args).await,
+        Command::Rollback(args) => return rollback(args).await,
+        Command::Delete(args) => return delete(args).await,
+        node_command => node_command,
+    };
     let config = Config::load(cli.config.as_deref())?;
-    match cli.command {
+    match command {
         Command::Serve => serve(config).await,
         Command::Dev => crate::dev::run(config).await,
         Command::Migrate(args) => migrate_all(&config, args).await,
         Command::Platform(cmd) => platform(config, cmd).await,
         Command::Tenant(cmd) => tenant(config, cmd).await,
+        _ => unreachable!("client commands returned above"),
     }
 }
 
@@ -143,5 +158,126 @@ async fn tenant(config: Config, cmd: TenantCommand) -> anyhow::Result<()> {
             println!("tenant {slug} deleted; export: {}", deleted.export_path);
         }
     }
+    Ok(())
+}
+
+// ---- API client commands (see client/) ----
+
+async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let file = ProfileFile::at(args.profile.profile_file)?;
+    let credential = match (args.api_key, args.email) {
+        (Some(key), _) => {
+            // Check the key before storing it, so a typo fails now rather
+            // than in the next CI run.
+            ApiClient::new(&args.server, Some(key.clone()))?.me().await?;
+            Credential::ApiKey(key)
+        }
+        (None, Some(email)) => {
+            let password = password(args.password)?;
+            Credential::Token(ApiClient::new(&args.server, None)?.login(&email, &password).await?)
+        }
+        (None, None) => bail!("pass --email (to sign in as a user) or --api-key"),
+    };
+    let server = ApiClient::new(&args.server, None)?.server().to_string();
+    let kind = credential.describe();
+    file.save(&args.profile.profile, Profile { server: server.clone(), credential })?;
+    println!("logged in to {server} ({kind} saved as profile {:?} in {})", args.profile.profile, file.path().display());
+    Ok(())
+}
+
+/// The password given, or asked for without echo when a person is there.
+fn password(given: Option<String>) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if let Some(password) = given {
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no password: pass --password, set TESSERA_PASSWORD, or run in a terminal to be asked for it");
+    }
+    rpassword::prompt_password("Password: ").context("reading the password")
+}
+
+fn logout(args: ProfileArgs) -> anyhow::Result<()> {
+    let file = ProfileFile::at(args.profile_file)?;
+    match file.remove(&args.profile)? {
+        Some(profile) => println!("logged out of {} (profile {:?} removed)", profile.server, args.profile),
+        None => println!("no profile {:?} in {}", args.profile, file.path().display()),
+    }
+    Ok(())
+}
+
+/// A client for one call: `--server`/`--token` (or their environment
+/// variables) over the stored profile.
+fn api_client(target: ServerArgs) -> anyhow::Result<ApiClient> {
+    let name = target.profile.profile;
+    let stored = ProfileFile::at(target.profile.profile_file)?.get(&name)?;
+    let Some(server) = target.server.clone().or_else(|| stored.as_ref().map(|p| p.server.clone())) else {
+        bail!("no server: run `tessera login --server URL ...` (profile {name:?}) or pass --server");
+    };
+    let client = ApiClient::new(&server, None)?;
+    // A stored credential belongs to its server: a --server override never
+    // receives another server's token.
+    let credential = target.token.or_else(|| {
+        stored.filter(|p| p.server.trim_end_matches('/') == client.server()).map(|p| p.credential.secret().to_string())
+    });
+    Ok(ApiClient::new(&server, credential)?)
+}
+
+fn kind(kind: ResourceKind) -> Kind {
+    match kind {
+        ResourceKind::Integration => Kind::Integration,
+        ResourceKind::Connection => Kind::Connection,
+    }
+}
+
+/// Applies each file in turn, each one all or nothing; stops at the first
+/// file the server refuses, since later files may build on it.
+async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
+    let client = api_client(args.target)?;
+    for file in source::read_all(&args.files)? {
+        match client.apply(file.text, file.content_type).await {
+            Ok(applied) => applied.iter().for_each(|r| println!("{}", render::applied(r))),
+            Err(ApiError::InvalidDefinition(problems)) => {
+                for problem in &problems {
+                    eprintln!("{}", render::problem(&file.name, problem));
+                }
+                bail!("{}: {} error(s); nothing from this file was applied", file.name, problems.len());
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("applying {}", file.name))),
+        }
+    }
+    Ok(())
+}
+
+async fn get(args: GetArgs) -> anyhow::Result<()> {
+    let client = api_client(args.target)?;
+    let kind = kind(args.kind);
+    let answer = match (&args.name, args.versions) {
+        (Some(name), true) if kind == Kind::Integration => client.versions(name).await?,
+        (_, true) => bail!("--versions is for integrations"),
+        (Some(name), false) => client.get(kind, name).await?,
+        (None, false) => client.list(kind).await?,
+    };
+    let printed = match args.output {
+        OutputFormat::Json => serde_json::to_string_pretty(&answer)?,
+        OutputFormat::Table if args.versions => render::versions(&answer),
+        OutputFormat::Table => render::resources(kind, &answer),
+    };
+    println!("{printed}");
+    Ok(())
+}
+
+async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    let client = api_client(args.target)?;
+    let now = client.rollback(&args.name, args.to_version).await?;
+    println!("integration/{} rolled back to version {} (now version {})", args.name, args.to_version, now["version"]);
+    Ok(())
+}
+
+async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
+    let client = api_client(args.target)?;
+    let kind = kind(args.kind);
+    client.delete(kind, &args.name).await?;
+    println!("{}/{} deleted", kind.singular(), args.name);
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod database;

@@ -5,9 +5,11 @@
 //! and nothing about where the list of tenants comes from: the server hands
 //! the supervisor the desired set and the supervisor converges on it. The
 //! integration engine (triggers, executions) will live inside each worker;
-//! [`definition`] holds the declarative format integrations are written in.
+//! [`definition`] holds the declarative format integrations are written in,
+//! [`expression`] the jq expressions and templates inside them.
 
 pub mod definition;
+pub mod expression;
 mod supervisor;
 mod worker;
 

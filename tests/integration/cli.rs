@@ -16,7 +16,7 @@ use tokio::process::Command;
 
 /// The `tessera` binary cargo built next to this test binary
 /// (`target/debug/tessera`).
-fn tessera_bin() -> PathBuf {
+pub(crate) fn tessera_bin() -> PathBuf {
     let mut candidates = Vec::new();
     if let Some(profile_dir) = std::env::current_exe().ok().and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf)) {
         candidates.push(profile_dir.join("tessera"));
@@ -31,10 +31,10 @@ fn tessera_bin() -> PathBuf {
 }
 
 /// A unique scratch directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(label: &str) -> Self {
+    pub(crate) fn new(label: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("tessera-cli-{label}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)

@@ -3,6 +3,7 @@
 mod auth;
 mod bad_input;
 mod cli;
+mod cli_client;
 mod directory;
 mod concurrency;
 mod hosts;

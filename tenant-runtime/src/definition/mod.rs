@@ -11,7 +11,8 @@
 //! - the JSON Schema of the format ([`json_schema`]), published as
 //!   `docs/schema/tessera-v1.schema.json` for editors.
 //!
-//! It never does I/O, evaluates jq expressions, encrypts secrets or looks up
+//! It never does I/O, evaluates jq expressions (it compiles them, through
+//! [`crate::expression`], to report syntax errors), encrypts secrets or looks up
 //! resources stored elsewhere: those belong to the server and the engine.
 //! It checks only what one file can tell.
 //!
@@ -23,13 +24,15 @@
 //! 3. deserialisation into the types, which seldom fails on a schema-valid
 //!    value (a number too large for its type does); a failure is still
 //!    reported at its path;
-//! 4. `semantic`: rules across values, such as unique step names.
+//! 4. `semantic`: rules across values, such as unique step names, and
+//!    `expressions`: every jq expression and template compiles.
 //!
 //! A resource that fails a stage skips the stages after it. The other
 //! resources go on, so one report covers the whole file.
 
 mod connection;
 mod error;
+mod expressions;
 mod integration;
 mod resource;
 mod schema;

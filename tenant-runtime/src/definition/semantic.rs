@@ -1,7 +1,8 @@
 //! Rules that span several values and so cannot be schema keywords: step
 //! names unique across an integration's whole tree of steps, one name per
-//! resource kind in a file, a back-off that does not shrink, and
-//! connections of the right kind.
+//! resource kind in a file, a back-off that does not shrink,
+//! connections of the right kind, and (through [`super::expressions`])
+//! jq expressions and templates that compile.
 //!
 //! Connections are checked when the one referred to is defined in the same
 //! file or, when the caller knows them (the server, applying into a tenant),
@@ -14,6 +15,7 @@ use super::{
     Action, Backoff, ConnectionKind, IntegrationSpec, Name, Resource, ResourceKind, Step, StoredConnections, Trigger,
     WebhookAuth,
     error::{Issue, Path},
+    expressions,
 };
 
 /// Issues found across `resources`, each with the index of its resource.
@@ -119,6 +121,7 @@ impl<'a> IntegrationChecker<'a> {
             self.backoff(&retry.backoff, &path.key("retry").key("backoff"));
         }
         self.action(&step.action, &path.key(step.action.key()));
+        self.issues.extend(expressions::check(&step.action, &path.key(step.action.key())));
     }
 
     fn action(&mut self, action: &Action, path: &Path) {

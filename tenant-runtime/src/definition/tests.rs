@@ -411,6 +411,58 @@ fn names_are_unique_per_kind_within_a_file() {
 }
 
 #[test]
+fn every_bad_expression_and_template_is_reported_with_its_position() {
+    let spec = "  steps:
+    - name: shape
+      transform:
+        expression: .items | map(
+    - name: notify
+      log:
+        message: \"order ${{ .id | }} done\"
+    - name: send
+      http:
+        url: https://x.example/${{ .id }}
+        headers: {X-Id: \"${{ .id }}\"}
+        body:
+          lines: [1, {sku: \"${{ nosuch(1) }}\"}]
+    - name: route
+      choice:
+        branches:
+          - when: .a ==
+            steps:
+              - name: stop
+                fail: {message: \"bad ${{ .x \"}
+";
+    assert_errors(
+        &integration(spec),
+        &[
+            (Some(1), "spec.steps[0].transform.expression", 9, 21, "expected a closing parenthesis"),
+            (Some(1), "spec.steps[1].log.message", 12, 18, "found the end of the expression (line 1, column 17"),
+            (Some(1), "spec.steps[2].http.body.lines[1].sku", 18, 28, "undefined filter `nosuch/1`"),
+            (Some(1), "spec.steps[3].choice.branches[0].when", 22, 19, "invalid jq expression"),
+            (Some(1), "spec.steps[3].choice.branches[0].steps[0].fail.message", 25, 33, "is not closed"),
+        ],
+    );
+}
+
+#[test]
+fn valid_expressions_and_templates_pass() {
+    let spec = "  steps:
+    - name: shape
+      transform: {expression: '.trigger.body.items | map(select(.qty > 0))'}
+    - name: each
+      foreach:
+        items: .steps.shape[]
+        steps:
+          - name: save
+            sql: {connection: db, statement: 'SELECT $1', params: [.item.sku]}
+    - name: tell
+      log: {message: 'order ${{ .trigger.body.id }} has ${{ .steps.shape | length }} lines, not $${{ this }}'}
+";
+    parse_documents(&integration(spec)).unwrap();
+}
+
+#[test]
 fn a_back_off_cannot_start_above_its_maximum() {
     let spec = "  steps:
     - name: fetch

@@ -340,8 +340,9 @@ impl JsonSchema for TimeZone {
 }
 
 /// A jq program, evaluated by the engine (with jaq) against the execution's
-/// data: `.body.items`, `.steps.fetch_orders.body | length > 0`. Only its
-/// presence is checked here; the engine compiles it.
+/// data: `.body.items`, `.steps.fetch_orders.body | length > 0`. Kept as
+/// text; reading a file compiles it (see `expressions`) to report syntax
+/// errors, and the engine compiles it again with [`crate::expression`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Expression(String);
@@ -370,7 +371,8 @@ impl JsonSchema for Expression {
 /// Text with embedded jq expressions between `${{` and `}}`:
 /// `https://api.example.com/orders/${{ .order.id }}`. A template that is
 /// exactly one `${{ … }}` yields that expression's JSON value rather than
-/// text, so a body can pass whole objects through.
+/// text, so a body can pass whole objects through. `$${{` is a literal
+/// `${{`. Compiled by [`crate::expression::Template`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Template(String);

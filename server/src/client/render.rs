@@ -1,0 +1,127 @@
+//! What the client commands print: one line per applied resource, one line
+//! per definition problem, and tables of resources. Pure functions of the
+//! API's answers, so they are tested without a server.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::api::{AppliedResource, DefinitionProblem, Kind};
+
+/// `integration/order-intake created (version 1)`.
+pub fn applied(resource: &AppliedResource) -> String {
+    format!("{}/{} {} (version {})", resource.kind.to_ascii_lowercase(), resource.name, resource.result, resource.version)
+}
+
+/// `FILE: document N, PATH (line L, column C): MESSAGE`; the document and
+/// path are left out when the problem is with the file or resource as a
+/// whole.
+pub fn problem(file: &str, problem: &DefinitionProblem) -> String {
+    let mut place = Vec::new();
+    if let Some(document) = problem.document {
+        place.push(format!("document {document}"));
+    }
+    if !problem.path.is_empty() {
+        place.push(problem.path.clone());
+    }
+    let place = if place.is_empty() { String::new() } else { format!(": {}", place.join(", ")) };
+    format!("{file}{place} (line {}, column {}): {}", problem.line, problem.column, problem.message)
+}
+
+/// A table of the resources in `answer`: a list (`{"items": [...]}`) or a
+/// single resource.
+pub fn resources(kind: Kind, answer: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(answer).iter().map(|item| resource_row(kind, item)).collect();
+    match kind {
+        Kind::Integration => table(&["NAME", "VERSION", "ENABLED", "UPDATED"], rows),
+        Kind::Connection => table(&["NAME", "KIND", "VERSION", "UPDATED"], rows),
+    }
+}
+
+/// A table of an integration's versions.
+pub fn versions(answer: &Value) -> String {
+    let rows = items(answer)
+        .iter()
+        .map(|v| vec![text(&v["version"]), timestamp(&v["created_at"]), text(&v["created_by"])])
+        .collect();
+    table(&["VERSION", "CREATED", "CREATED BY"], rows)
+}
+
+fn items(answer: &Value) -> Vec<&Value> {
+    match answer.get("items").and_then(Value::as_array) {
+        Some(list) => list.iter().collect(),
+        None => vec![answer],
+    }
+}
+
+fn resource_row(kind: Kind, item: &Value) -> Vec<String> {
+    let updated = timestamp(&item["updated_at"]);
+    match kind {
+        // A list says `current_version`, a single integration `version`.
+        Kind::Integration => {
+            let version = if item["current_version"].is_null() { &item["version"] } else { &item["current_version"] };
+            vec![text(&item["name"]), text(version), text(&item["enabled"]), updated]
+        }
+        Kind::Connection => vec![text(&item["name"]), text(&item["kind"]), text(&item["version"]), updated],
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Seconds are enough in a table; `-o json` has the exact value.
+fn timestamp(value: &Value) -> String {
+    match value.as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()) {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        None => text(value),
+    }
+}
+
+/// Left-aligned columns, two spaces apart, no trailing blanks.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header = headers.iter().map(|h| h.to_string()).collect();
+    std::iter::once(header)
+        .chain(rows)
+        .map(|row: Vec<String>| {
+            let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn problems_name_file_document_path_and_position() {
+        let p = DefinitionProblem { document: Some(2), path: "spec.steps[0]".into(), line: 14, column: 7, message: "bad".into() };
+        assert_eq!(problem("a.yaml", &p), "a.yaml: document 2, spec.steps[0] (line 14, column 7): bad");
+        let whole = DefinitionProblem { document: None, path: String::new(), line: 3, column: 1, message: "syntax".into() };
+        assert_eq!(problem("a.yaml", &whole), "a.yaml (line 3, column 1): syntax");
+    }
+
+    #[test]
+    fn integration_tables_read_lists_and_single_resources() {
+        let list = json!({"items": [{"name": "order-intake", "current_version": 2, "enabled": true, "updated_at": "2026-01-02T03:04:05.678Z"}]});
+        assert_eq!(
+            resources(Kind::Integration, &list),
+            "NAME          VERSION  ENABLED  UPDATED\norder-intake  2        true     2026-01-02 03:04:05Z"
+        );
+        let one = json!({"name": "x", "version": 7, "enabled": false, "updated_at": "2026-01-02T03:04:05Z"});
+        assert!(resources(Kind::Integration, &one).ends_with("x     7        false    2026-01-02 03:04:05Z"));
+    }
+}

@@ -1,0 +1,46 @@
+//! The data an execution's expressions and templates read: see the module
+//! documentation of [`super`] for its shape.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::definition::Name;
+
+/// Everything an expression can read during one execution. The engine
+/// builds it, adds each step's output as the step finishes, and converts it
+/// with [`Context::to_value`] for evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Context {
+    /// What started the execution: a webhook's request, a queue message,
+    /// the caller's input.
+    pub trigger: Value,
+    /// The output of each step that has finished, by step name.
+    pub steps: Map<String, Value>,
+    /// The tenant's variables.
+    pub vars: Map<String, Value>,
+    pub execution: ExecutionInfo,
+    /// In the steps nested in a `foreach`: the current item. Absent elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<Value>,
+}
+
+/// Which execution is running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecutionInfo {
+    pub id: uuid::Uuid,
+    pub integration: Name,
+    pub version: u32,
+}
+
+impl Context {
+    /// A context with no step run yet.
+    pub fn new(trigger: Value, vars: Map<String, Value>, execution: ExecutionInfo) -> Self {
+        Self { trigger, steps: Map::new(), vars, execution, item: None }
+    }
+
+    /// The JSON value expressions see as `.`.
+    pub fn to_value(&self) -> Value {
+        // Serialising plain JSON maps and strings cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
