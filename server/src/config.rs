@@ -123,6 +123,11 @@ pub struct RuntimeConfig {
     /// Safety-net interval for reconciling tenant workers with the database
     /// (changes are normally picked up at once through notifications).
     pub reconcile_interval_secs: u64,
+    /// Executions of one tenant that run at once on this node; further ones
+    /// wait for a slot, so one busy tenant cannot take the whole node.
+    pub max_concurrent_executions: usize,
+    /// Time budget of an execution whose integration sets no `timeout`.
+    pub execution_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,7 +196,7 @@ impl Default for ProvisioningConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { reconcile_interval_secs: 30 }
+        Self { reconcile_interval_secs: 30, max_concurrent_executions: 8, execution_timeout_secs: 300 }
     }
 }
 

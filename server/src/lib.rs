@@ -8,6 +8,7 @@ pub mod config;
 pub mod database;
 pub mod dev;
 pub mod error;
+pub mod execution_store;
 pub mod local_postgres;
 pub mod notifications;
 pub mod provisioning;

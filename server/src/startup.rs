@@ -11,7 +11,7 @@ use actix_web::{
     web, App, HttpMessage, HttpServer,
 };
 use deadpool_postgres::Pool;
-use tessera_runtime::{Supervisor, TenantSpec};
+use tessera_runtime::{Engine, Limits, Supervisor, TenantSpec};
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::{RequestId, TracingLogger};
 
@@ -70,6 +70,16 @@ fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
     TokenKeys::from_secret(&secret, config.auth.token_ttl_secs).map_err(StartupError::Key)
 }
 
+/// The runtime's engine: executions stored in tenant schemas, under the
+/// configured limits.
+fn engine(config: &Config, db: TenantDb) -> Engine {
+    let limits = Limits {
+        concurrency: config.runtime.max_concurrent_executions.max(1),
+        default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)),
+    };
+    Engine { store: Arc::new(crate::execution_store::PgExecutionStore::new(db)), limits }
+}
+
 impl AppState {
     pub fn build(config: Config, shutdown: CancellationToken) -> Result<Self, StartupError> {
         let url = config.require_database_url()?.to_string();
@@ -85,9 +95,10 @@ impl AppState {
         };
         let sealing = Arc::new(KeyRing::from_config(&config.secrets)?);
         let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url);
+        let tenant_db = TenantDb::new(pool.clone());
         Ok(Self {
-            tenant_db: TenantDb::new(pool.clone()),
-            supervisor: Supervisor::new(shutdown),
+            supervisor: Supervisor::new(shutdown, engine(&config, tenant_db.clone())),
+            tenant_db,
             config: Arc::new(config),
             pool,
             directory,

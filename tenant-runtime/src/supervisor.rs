@@ -13,7 +13,10 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::worker::{self, TenantSpec, WorkerCommand};
+use crate::{
+    execution::Engine,
+    worker::{self, TenantSpec, WorkerCommand},
+};
 
 const COMMAND_QUEUE: usize = 64;
 /// A worker that panics is restarted after this pause, so a crash loop
@@ -41,11 +44,12 @@ pub struct WorkerStatus {
 pub struct Supervisor {
     workers: Arc<Mutex<HashMap<Uuid, Running>>>,
     shutdown: CancellationToken,
+    engine: Engine,
 }
 
 impl Supervisor {
-    pub fn new(shutdown: CancellationToken) -> Self {
-        Self { workers: Arc::new(Mutex::new(HashMap::new())), shutdown }
+    pub fn new(shutdown: CancellationToken, engine: Engine) -> Self {
+        Self { workers: Arc::new(Mutex::new(HashMap::new())), shutdown, engine }
     }
 
     /// Converge on `desired`: start missing workers, stop the ones no longer
@@ -79,11 +83,12 @@ impl Supervisor {
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let task_spec = spec.clone();
         let task_cancel = cancel.clone();
+        let engine = self.engine.clone();
         let handle = tokio::spawn(async move {
             if restarts > 0 {
                 tokio::time::sleep(RESTART_BACKOFF).await;
             }
-            worker::run(task_spec, rx, task_cancel).await
+            worker::run(task_spec, engine, rx, task_cancel).await
         });
         Running { spec, cancel, commands, handle, started_at: Utc::now(), restarts }
     }
@@ -136,7 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn converges_on_the_desired_set() {
-        let sup = Supervisor::new(CancellationToken::new());
+        let sup = Supervisor::new(CancellationToken::new(), crate::execution::tests::engine(Default::default()));
         let (a, b) = (spec("alpha"), spec("beta"));
         sup.reconcile(vec![a.clone(), b.clone()]);
         assert_eq!(ping(&sup, a.id).await.as_deref(), Some("alpha"));

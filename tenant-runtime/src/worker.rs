@@ -1,8 +1,19 @@
-//! One tenant's worker task.
+//! One tenant's worker task: it runs the tenant's executions, at most
+//! `Limits::concurrency` at once, each as its own task.
 
-use tokio::sync::mpsc;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use tokio::{
+    sync::{mpsc, Semaphore},
+    task::{self, JoinError, JoinSet},
+};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::execution::{self, Engine};
 
 /// What the supervisor needs to know about a tenant to run its worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,27 +23,102 @@ pub struct TenantSpec {
     pub schema: String,
 }
 
-/// Messages a worker accepts. The engine adds triggers here.
+/// Messages a worker accepts.
 #[derive(Debug)]
 pub enum WorkerCommand {
     /// Answer with the tenant's slug: proves the worker is alive and serving.
     Ping(tokio::sync::oneshot::Sender<String>),
+    /// Run this (committed, `queued`) execution. Only a wake-up call: the
+    /// database is the source of truth, and a worker that starts picks up
+    /// every unfinished execution of its tenant.
+    Execute(Uuid),
 }
 
-/// The worker's main loop: serve commands until cancelled. It holds no
-/// resources while idle, so thousands of idle tenants cost little.
-pub(crate) async fn run(spec: TenantSpec, mut commands: mpsc::Receiver<WorkerCommand>, cancel: CancellationToken) {
+/// The worker's main loop: resume what a stopped node left unfinished,
+/// then serve commands until cancelled. Idle, it holds no connection and
+/// no task but its own, so thousands of idle tenants cost little.
+pub(crate) async fn run(spec: TenantSpec, engine: Engine, mut commands: mpsc::Receiver<WorkerCommand>, cancel: CancellationToken) {
     tracing::debug!(tenant = %spec.slug, "tenant worker started");
+    let mut executions = Executions::new(spec.clone(), engine);
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = executions.resume() => {}
+    }
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
+            Some(done) = executions.tasks.join_next_with_id() => executions.finished(done),
             command = commands.recv() => match command {
                 Some(WorkerCommand::Ping(reply)) => {
                     let _ = reply.send(spec.slug.clone());
                 }
+                Some(WorkerCommand::Execute(id)) => executions.start(id),
                 None => break,
             },
         }
     }
+    // Dropping the join set aborts running executions: they stay `running`
+    // in the database and resume, from their last checkpoint, when a
+    // worker of this tenant starts again.
     tracing::debug!(tenant = %spec.slug, "tenant worker stopped");
+}
+
+/// The executions this worker runs. Owned by the worker's task, so
+/// stopping the worker stops them too.
+struct Executions {
+    spec: Arc<TenantSpec>,
+    engine: Engine,
+    /// The per-tenant concurrency limit.
+    permits: Arc<Semaphore>,
+    tasks: JoinSet<Uuid>,
+    /// So a wake-up for an execution already running here does not start
+    /// it twice.
+    running: HashSet<Uuid>,
+    by_task: HashMap<task::Id, Uuid>,
+}
+
+impl Executions {
+    fn new(spec: TenantSpec, engine: Engine) -> Self {
+        let permits = Arc::new(Semaphore::new(engine.limits.concurrency.max(1)));
+        Self { spec: Arc::new(spec), engine, permits, tasks: JoinSet::new(), running: HashSet::new(), by_task: HashMap::new() }
+    }
+
+    async fn resume(&mut self) {
+        match self.engine.store.unfinished(&self.spec).await {
+            Ok(ids) => {
+                if !ids.is_empty() {
+                    tracing::info!(tenant = %self.spec.slug, count = ids.len(), "resuming unfinished executions");
+                }
+                ids.into_iter().for_each(|id| self.start(id));
+            }
+            // Warn, not error: a tenant whose schema is not migrated yet has
+            // no executions table, and it has nothing to resume either.
+            Err(e) => tracing::warn!(tenant = %self.spec.slug, error = %e, "cannot list unfinished executions"),
+        }
+    }
+
+    fn start(&mut self, id: Uuid) {
+        if !self.running.insert(id) {
+            return;
+        }
+        let (spec, engine, permits) = (self.spec.clone(), self.engine.clone(), self.permits.clone());
+        let handle = self.tasks.spawn(async move {
+            // Waiting for a slot holds nothing but this small task.
+            if let Ok(_permit) = permits.acquire_owned().await {
+                execution::run_guarded(&spec, &engine, id).await;
+            }
+            id
+        });
+        self.by_task.insert(handle.id(), id);
+    }
+
+    fn finished(&mut self, done: Result<(task::Id, Uuid), JoinError>) {
+        let task = match &done {
+            Ok((task, _)) => *task,
+            Err(e) => e.id(),
+        };
+        if let Some(id) = self.by_task.remove(&task) {
+            self.running.remove(&id);
+        }
+    }
 }

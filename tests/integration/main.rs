@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod cli_client;
 mod directory;
+mod executions;
 mod concurrency;
 mod hosts;
 mod integrations;

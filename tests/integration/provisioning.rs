@@ -11,6 +11,19 @@ use tessera_tests::{error_code, eventually, spawn_app, TestApp};
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Every table of a fully migrated tenant schema, by name.
+const TENANT_TABLES: [&str; 9] = [
+    "api_keys",
+    "connections",
+    "execution_steps",
+    "executions",
+    "integration_versions",
+    "integrations",
+    "refinery_schema_history",
+    "users",
+    "variables",
+];
+
 async fn create_tenant_request(app: &TestApp, token: &str, slug: &str) -> reqwest::Response {
     app.platform_request(Method::POST, "/api/platform/tenants")
         .bearer_auth(token)
@@ -83,7 +96,7 @@ async fn creating_a_tenant_builds_its_schema_records_it_and_lets_its_owner_sign_
     assert!(body.get("initial_password").is_none(), "a chosen password is never echoed back");
 
     // The schema holds exactly the tenant tables and refinery's history.
-    assert_eq!(tables_in(&app, "t_acme").await, ["api_keys", "connections", "integration_versions", "integrations", "refinery_schema_history", "users", "variables"]);
+    assert_eq!(tables_in(&app, "t_acme").await, TENANT_TABLES);
     let db = app.db().await;
     let versions: Vec<i32> = db
         .query("SELECT version FROM t_acme.refinery_schema_history ORDER BY version", &[])
@@ -192,7 +205,7 @@ async fn a_failure_half_way_through_creating_a_tenant_leaves_nothing_behind() {
     db.batch_execute("DROP EVENT TRIGGER fail_boom_api_keys").await.unwrap();
     let retried = create_tenant_request(&app, &token, "boom").await;
     assert_eq!(retried.status(), StatusCode::CREATED, "the slug is free again after the failure");
-    assert_eq!(tables_in(&app, "t_boom").await, ["api_keys", "connections", "integration_versions", "integrations", "refinery_schema_history", "users", "variables"]);
+    assert_eq!(tables_in(&app, "t_boom").await, TENANT_TABLES);
     app.login("boom", "owner@boom.test", "a-good-owner-password").await;
     assert!(workers_become(&app, &token, &["boom", "other"]).await);
 }

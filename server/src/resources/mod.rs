@@ -8,6 +8,7 @@
 pub mod api_keys;
 pub mod apply;
 pub mod connections;
+pub mod executions;
 pub mod integrations;
 pub mod users;
 pub mod variables;

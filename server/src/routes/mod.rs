@@ -7,6 +7,7 @@ mod definition_body;
 mod health;
 mod platform;
 mod tenant;
+mod trigger_body;
 
 use actix_web::web;
 

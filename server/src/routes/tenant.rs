@@ -4,11 +4,11 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::definition_body::DefinitionText;
+use super::{definition_body::DefinitionText, trigger_body::TriggerBody};
 use crate::{
     auth::TenantCaller,
     error::ApiError,
-    resources::{api_keys, apply, connections, integrations, users, variables},
+    resources::{api_keys, apply, connections, executions, integrations, users, variables},
     startup::AppState,
 };
 
@@ -35,6 +35,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/integrations/{name}/versions", web::get().to(list_versions))
         .route("/integrations/{name}/versions/{version}", web::get().to(get_version))
         .route("/integrations/{name}/rollback", web::post().to(rollback_integration))
+        .route("/integrations/{name}/run", web::post().to(run_integration))
+        .route("/executions", web::get().to(list_executions))
+        .route("/executions/{id}", web::get().to(get_execution))
         .route("/connections", web::get().to(list_connections))
         .route("/connections/{name}", web::get().to(get_connection))
         .route("/connections/{name}", web::delete().to(delete_connection));
@@ -159,6 +162,40 @@ async fn rollback_integration(
     body: web::Json<RollbackRequest>,
 ) -> Reply {
     Ok(HttpResponse::Ok().json(integrations::rollback(&state.tenant_db, &caller, &name, body.version).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunQuery {
+    /// Answer with the final execution (up to `executions::MAX_WAIT`) instead of 202.
+    #[serde(default)]
+    wait: bool,
+}
+
+/// `POST /api/integrations/{name}/run`: 202 once the run is committed, or
+/// 200 with the final execution when `?wait=true` (202 if it is still
+/// unfinished when the wait runs out).
+async fn run_integration(
+    state: web::Data<AppState>,
+    caller: TenantCaller,
+    name: web::Path<String>,
+    query: web::Query<RunQuery>,
+    body: TriggerBody,
+) -> Reply {
+    let queued = executions::run(&state.tenant_db, &state.supervisor, &caller, &name, body.0).await?;
+    if !query.wait {
+        return Ok(HttpResponse::Accepted().json(json!({"id": queued.id, "state": queued.state})));
+    }
+    let execution = executions::wait_for_end(&state.tenant_db, &caller, queued.id, executions::MAX_WAIT).await?;
+    Ok(if execution.is_final() { HttpResponse::Ok() } else { HttpResponse::Accepted() }.json(execution))
+}
+
+async fn list_executions(state: web::Data<AppState>, caller: TenantCaller, filter: web::Query<executions::ExecutionFilter>) -> Reply {
+    Ok(HttpResponse::Ok().json(executions::list(&state.tenant_db, &caller, filter.into_inner()).await?))
+}
+
+async fn get_execution(state: web::Data<AppState>, caller: TenantCaller, id: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(executions::get(&state.tenant_db, &caller, &id).await?))
 }
 
 async fn list_connections(state: web::Data<AppState>, caller: TenantCaller) -> Reply {

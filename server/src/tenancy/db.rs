@@ -44,8 +44,15 @@ impl TenantDb {
     /// One statement on its own (its own implicit transaction): for reads
     /// that need no other statement, in a single round trip.
     pub async fn read(&self, tenant: &Tenant, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        self.statement_in_schema(&tenant.schema, sql, params).await
+    }
+
+    /// One statement on its own, by schema: for the runtime's execution
+    /// store, which knows a tenant by its worker's spec, not a directory
+    /// entry. A write through it commits at once.
+    pub async fn statement_in_schema(&self, schema: &SchemaName, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         let client = self.pool.get().await?;
-        let statement = client.prepare_cached(&qualify(sql, &tenant.schema)).await?;
+        let statement = client.prepare_cached(&qualify(sql, schema)).await?;
         Ok(client.query(&statement, params).await?)
     }
 

@@ -1,0 +1,205 @@
+//! A tenant's executions: manual runs, and the record of every execution
+//! with its steps' checkpoints. Viewers read; editors and above run.
+//!
+//! A run is accepted once its `queued` row is committed; only then is the
+//! tenant's worker woken. A lost wake-up only delays the run: a worker that
+//! starts picks up every unfinished execution of its tenant.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tessera_runtime::{Supervisor, WorkerCommand};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{parse_id, parse_name, ResourceError};
+use crate::{
+    auth::{Role, TenantCaller},
+    tenancy::TenantDb,
+};
+
+/// The longest a `?wait=true` run waits for the final state.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+const MAX_LIMIT: i64 = 100;
+const STATES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+const FINAL_STATES: [&str; 3] = ["succeeded", "failed", "cancelled"];
+
+/// An execution; `steps` only when one execution is asked for.
+#[derive(Debug, Serialize)]
+pub struct Execution {
+    pub id: Uuid,
+    pub integration: String,
+    pub version: i32,
+    pub state: String,
+    pub trigger: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<ExecutionStep>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExecutionStep {
+    pub path: String,
+    pub state: String,
+    pub attempt: i32,
+    pub input: Option<Value>,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Execution {
+    pub fn is_final(&self) -> bool {
+        FINAL_STATES.contains(&self.state.as_str())
+    }
+}
+
+/// A page of executions, newest first; `next_cursor` continues it.
+#[derive(Debug, Serialize)]
+pub struct ExecutionPage {
+    pub items: Vec<Execution>,
+    pub next_cursor: Option<Uuid>,
+}
+
+/// `GET /api/executions` filters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionFilter {
+    pub integration: Option<String>,
+    pub state: Option<String>,
+    /// Only executions created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many (default and maximum 100).
+    pub limit: Option<i64>,
+    /// The last id of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
+const COLUMNS: &str = "id, integration, version, state, trigger, output, error, created_at, started_at, finished_at";
+
+fn from_row(row: &Row) -> Execution {
+    Execution {
+        id: row.get(0),
+        integration: row.get(1),
+        version: row.get(2),
+        state: row.get(3),
+        trigger: row.get(4),
+        output: row.get(5),
+        error: row.get(6),
+        created_at: row.get(7),
+        started_at: row.get(8),
+        finished_at: row.get(9),
+        steps: None,
+    }
+}
+
+fn not_found(id: impl ToString) -> ResourceError {
+    ResourceError::NotFound { kind: "execution", id: id.to_string() }
+}
+
+/// Queue a run of integration `name`'s current version with `payload` as
+/// its trigger body, commit it, then wake the tenant's worker.
+pub async fn run(
+    db: &TenantDb,
+    supervisor: &Supervisor,
+    caller: &TenantCaller,
+    name: &str,
+    payload: Option<Value>,
+) -> Result<Execution, ResourceError> {
+    caller.require(Role::Editor)?;
+    let name = parse_name("integration", name)?;
+    let trigger = json!({"kind": "manual", "body": payload.unwrap_or(Value::Null)});
+    // A disabled integration does not run: to its callers it is not there.
+    let sql = format!(
+        "INSERT INTO @tenant.executions (id, integration, version, trigger) \
+         SELECT $1, name, current_version, $2 FROM @tenant.integrations WHERE name = $3 AND enabled \
+         RETURNING {COLUMNS}"
+    );
+    let mut tx = db.begin(&caller.tenant).await?;
+    let row = tx.query_opt(&sql, &[&Uuid::now_v7(), &trigger, &name.as_str()]).await?;
+    let row = row.ok_or_else(|| ResourceError::NotFound { kind: "integration", id: name.to_string() })?;
+    tx.commit().await?;
+    let execution = from_row(&row);
+    if !supervisor.send(caller.tenant.id, WorkerCommand::Execute(execution.id)).await {
+        tracing::warn!(execution_id = %execution.id, "tenant worker not running here; the execution waits for it");
+    }
+    Ok(execution)
+}
+
+/// The execution once it is final, or as it is when `limit` runs out.
+pub async fn wait_for_end(db: &TenantDb, caller: &TenantCaller, id: Uuid, limit: Duration) -> Result<Execution, ResourceError> {
+    let until = tokio::time::Instant::now() + limit;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let state_sql = "SELECT state FROM @tenant.executions WHERE id = $1";
+        let rows = db.read(&caller.tenant, state_sql, &[&id]).await?;
+        let state: String = rows.first().map(|r| r.get(0)).ok_or_else(|| not_found(id))?;
+        if FINAL_STATES.contains(&state.as_str()) || tokio::time::Instant::now() >= until {
+            return load(db, caller, id).await;
+        }
+        // Polling, not a notification: the execution may run on another node.
+        tokio::time::sleep(pause.min(until - tokio::time::Instant::now())).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+pub async fn list(db: &TenantDb, caller: &TenantCaller, filter: ExecutionFilter) -> Result<ExecutionPage, ResourceError> {
+    if let Some(state) = filter.state.as_deref().filter(|s| !STATES.contains(s)) {
+        return Err(ResourceError::Invalid { field: "state", message: format!("`{state}` is not one of {}", STATES.join(", ")) });
+    }
+    let limit = filter.limit.unwrap_or(MAX_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ResourceError::Invalid { field: "limit", message: format!("must be between 1 and {MAX_LIMIT}") });
+    }
+    // UUIDv7 ids sort by creation time: the id is both the order and the cursor.
+    let sql = format!(
+        "SELECT {COLUMNS} FROM @tenant.executions \
+         WHERE ($1::text IS NULL OR integration = $1) AND ($2::text IS NULL OR state = $2) \
+         AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::uuid IS NULL OR id < $4) \
+         ORDER BY id DESC LIMIT $5"
+    );
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&filter.integration, &filter.state, &filter.since, &filter.cursor, &limit];
+    let items: Vec<Execution> = db.read(&caller.tenant, &sql, &params).await?.iter().map(from_row).collect();
+    let next_cursor = if items.len() as i64 == limit { items.last().map(|e| e.id) } else { None };
+    Ok(ExecutionPage { items, next_cursor })
+}
+
+/// One execution with every step's checkpoint, in the order they ran.
+pub async fn get(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<Execution, ResourceError> {
+    let id = parse_id("execution", id)?;
+    load(db, caller, id).await
+}
+
+async fn load(db: &TenantDb, caller: &TenantCaller, id: Uuid) -> Result<Execution, ResourceError> {
+    let mut tx = db.begin(&caller.tenant).await?;
+    let sql = format!("SELECT {COLUMNS} FROM @tenant.executions WHERE id = $1");
+    let mut execution = tx.query_opt(&sql, &[&id]).await?.map(|r| from_row(&r)).ok_or_else(|| not_found(id))?;
+    let steps_sql = "SELECT path, state, attempt, input, output, error, started_at, finished_at \
+                     FROM @tenant.execution_steps WHERE execution_id = $1 ORDER BY started_at, path";
+    let steps = tx.query(steps_sql, &[&id]).await?;
+    tx.commit().await?;
+    execution.steps = Some(
+        steps
+            .iter()
+            .map(|r| ExecutionStep {
+                path: r.get(0),
+                state: r.get(1),
+                attempt: r.get(2),
+                input: r.get(3),
+                output: r.get(4),
+                error: r.get(5),
+                started_at: r.get(6),
+                finished_at: r.get(7),
+            })
+            .collect(),
+    );
+    Ok(execution)
+}

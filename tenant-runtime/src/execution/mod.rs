@@ -1,0 +1,170 @@
+//! Durable executions: what one execution does, step by step, and the
+//! store that makes it durable.
+//!
+//! The runtime does not know PostgreSQL: the server hands it an
+//! [`ExecutionStore`] (implemented over its tenant-scoped database handle).
+//! The rules it relies on (docs/engine.md): an execution exists once its
+//! `queued` row is committed; each step's checkpoint is committed before the
+//! next step starts; a resumed execution skips every step with a committed
+//! output, so a finished step never runs twice.
+
+mod run;
+mod steps;
+
+use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::worker::TenantSpec;
+
+/// What a store call returns: boxed, so the store can be a trait object
+/// shared by every worker of the node.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Where executions and their checkpoints are kept. Every call names the
+/// tenant, whose schema is the only one it may touch.
+pub trait ExecutionStore: Send + Sync + 'static {
+    /// The tenant's executions left `queued` or `running` (by a node that
+    /// stopped), oldest first.
+    fn unfinished<'a>(&'a self, tenant: &'a TenantSpec) -> StoreFuture<'a, Vec<Uuid>>;
+    /// Mark `id` running and load what running it needs. `None` when it is
+    /// finished, unknown, or being claimed by someone else at this moment.
+    fn claim<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Claimed>>;
+    /// Commit one step's record (its checkpoint).
+    fn checkpoint<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, step: &'a StepRecord) -> StoreFuture<'a, ()>;
+    /// Record the final state of a running execution.
+    fn finish<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, outcome: &'a Outcome) -> StoreFuture<'a, ()>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("execution store: {0}")]
+pub struct StoreError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// A claimed execution: the version it runs and what it already did.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub integration: String,
+    pub version: i32,
+    /// The stored resource of that version (`apiVersion`, `kind`, `metadata`, `spec`).
+    pub definition: Value,
+    /// `{"kind": "manual", "body": …}`
+    pub trigger: Value,
+    /// The tenant's variables.
+    pub vars: Map<String, Value>,
+    /// Outputs of the steps whose checkpoint says they succeeded, by path.
+    pub done: Vec<(String, Value)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Succeeded,
+    Failed,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One step's checkpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    /// The step's place: its name at the top level (`route/branches[0]/notify` inside nesting).
+    pub path: String,
+    pub state: StepState,
+    pub attempt: i32,
+    /// What the step read: the execution's data (without the tenant's variables).
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Failure>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// With the output of its last step.
+    Succeeded(Value),
+    Failed(Failure),
+}
+
+/// Why a step or an execution failed, as stored in its `error` column.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    /// Stable and machine-readable: `expression_failed`, `fail`, `timeout`,
+    /// `unsupported_step`, `invalid_definition`, `panic`, …
+    pub code: &'static str,
+    pub message: String,
+    /// The path of the step that failed, when a step did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+}
+
+impl Failure {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), step: None }
+    }
+}
+
+/// Limits every worker of the node applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Executions of one tenant running at once.
+    pub concurrency: usize,
+    /// Time budget of an execution whose integration sets none.
+    pub default_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { concurrency: 8, default_timeout: Duration::from_secs(300) }
+    }
+}
+
+/// What workers need to run executions: the store and the limits.
+#[derive(Clone)]
+pub struct Engine {
+    pub store: Arc<dyn ExecutionStore>,
+    pub limits: Limits,
+}
+
+/// Run one execution to its end. A panic inside it fails that execution
+/// only; a store failure leaves it `running`, to be resumed when its
+/// tenant's worker starts again.
+pub(crate) async fn run_guarded(tenant: &TenantSpec, engine: &Engine, id: Uuid) {
+    match AssertUnwindSafe(run::execute(tenant, engine, id)).catch_unwind().await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(tenant = %tenant.slug, execution_id = %id, error = %e, "execution interrupted; it resumes when the worker restarts")
+        }
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(tenant = %tenant.slug, execution_id = %id, panic = %message, "execution panicked");
+            let outcome = Outcome::Failed(Failure::new("panic", format!("the execution stopped unexpectedly: {message}")));
+            if let Err(e) = engine.store.finish(tenant, id, &outcome).await {
+                tracing::error!(tenant = %tenant.slug, execution_id = %id, error = %e, "cannot record a panicked execution");
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

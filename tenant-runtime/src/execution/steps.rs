@@ -1,0 +1,98 @@
+//! What each kind of step does. jq is evaluated on blocking threads: jaq
+//! has no step budget, so a runaway expression may only ever hold a
+//! blocking thread, never a worker's async task (the step's timeout
+//! abandons it).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{
+    definition::{Action, LogLevel, Step},
+    expression::{is_truthy, Expression, ExpressionError, Template},
+};
+
+/// Whose step it is, for the events a `log` step writes.
+pub(super) struct Who<'a> {
+    pub tenant: &'a str,
+    pub execution_id: Uuid,
+    pub step: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StepError {
+    #[error(transparent)]
+    Expression(#[from] ExpressionError),
+    /// A `fail` step, with its rendered message.
+    #[error("{0}")]
+    Failed(String),
+    #[error("the step ran longer than its timeout of {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("`{0}` steps are not supported yet")]
+    Unsupported(&'static str),
+    #[error("the expression evaluation stopped unexpectedly")]
+    Evaluator,
+}
+
+impl StepError {
+    pub(super) fn code(&self) -> &'static str {
+        match self {
+            Self::Expression(_) => "expression_failed",
+            Self::Failed(_) => "fail",
+            Self::Timeout(_) => "timeout",
+            Self::Unsupported(_) => "unsupported_step",
+            Self::Evaluator => "internal",
+        }
+    }
+}
+
+/// Run `step`'s action against `data` (the execution's context) and
+/// return its output.
+pub(super) async fn perform(step: &Step, data: Value, who: &Who<'_>) -> Result<Value, StepError> {
+    match &step.action {
+        Action::Transform(transform) => {
+            let text = transform.expression.as_str().to_string();
+            on_blocking_thread(move || Expression::compile(&text)?.evaluate(&data)).await
+        }
+        Action::Log(log) => {
+            let message = render_text(log.message.as_str(), data).await?;
+            emit(log.level, who, &message);
+            Ok(Value::String(message))
+        }
+        Action::Fail(fail) => Err(StepError::Failed(render_text(fail.message.as_str(), data).await?)),
+        Action::Delay(delay) => {
+            tokio::time::sleep(delay.duration.get()).await;
+            Ok(Value::Null)
+        }
+        // `choice` is run by the execution loop, which checkpoints its nested steps.
+        other => Err(StepError::Unsupported(other.key())),
+    }
+}
+
+/// Does jq expression `expression` hold (jq truthiness) for `data`?
+pub(super) async fn holds(expression: &str, data: Value) -> Result<bool, StepError> {
+    let text = expression.to_string();
+    on_blocking_thread(move || Ok(is_truthy(&Expression::compile(&text)?.evaluate(&data)?))).await
+}
+
+async fn render_text(template: &str, data: Value) -> Result<String, StepError> {
+    let text = template.to_string();
+    on_blocking_thread(move || Template::compile(&text)?.render_text(&data)).await
+}
+
+async fn on_blocking_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ExpressionError> + Send + 'static,
+) -> Result<T, StepError> {
+    Ok(tokio::task::spawn_blocking(work).await.map_err(|_| StepError::Evaluator)??)
+}
+
+fn emit(level: LogLevel, who: &Who<'_>, message: &str) {
+    let (tenant, execution_id, step) = (who.tenant, who.execution_id, who.step);
+    match level {
+        LogLevel::Debug => tracing::debug!(tenant, %execution_id, step, "{message}"),
+        LogLevel::Info => tracing::info!(tenant, %execution_id, step, "{message}"),
+        LogLevel::Warn => tracing::warn!(tenant, %execution_id, step, "{message}"),
+        LogLevel::Error => tracing::error!(tenant, %execution_id, step, "{message}"),
+    }
+}
