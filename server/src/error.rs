@@ -17,7 +17,7 @@ use crate::{
     database::DbError,
     provisioning::ProvisioningError,
     tenancy::{HostError, SlugError},
-    resources::ResourceError,
+    resources::{webhooks::WebhookError, ResourceError},
     routes::BodyError,
 };
 
@@ -29,11 +29,14 @@ pub struct ApiError {
     retry_after_secs: Option<u64>,
     /// Itemised problems, sent as `error.errors` (an invalid definition).
     errors: Option<serde_json::Value>,
+    /// The execution an error is about, sent as `error.execution_id`, so a
+    /// caller can name it to the tenant.
+    execution_id: Option<uuid::Uuid>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after_secs: None, errors: None }
+        Self { status, code, message: message.into(), retry_after_secs: None, errors: None, execution_id: None }
     }
 
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
@@ -90,6 +93,9 @@ impl ResponseError for ApiError {
         let mut error = json!({"code": self.code, "message": self.message});
         if let Some(errors) = &self.errors {
             error["errors"] = errors.clone();
+        }
+        if let Some(id) = self.execution_id {
+            error["execution_id"] = json!(id);
         }
         response.json(json!({ "error": error }))
     }
@@ -186,6 +192,27 @@ impl From<BodyError> for ApiError {
             BodyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::NotUtf8 | BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        use WebhookError::*;
+        let status = match e {
+            InvalidSignature => StatusCode::UNAUTHORIZED,
+            ExecutionFailed { id } => {
+                let mut error = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), e.to_string());
+                error.execution_id = Some(id);
+                return error;
+            }
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            InvalidJson(_) | NotUtf8 | Read(_) => StatusCode::BAD_REQUEST,
+            SecretUnavailable(_) | StoredTrigger { .. } => return ApiError::internal(e),
+            Auth(auth) => return auth.into(),
+            Resource(resource) => return resource.into(),
         };
         ApiError::new(status, e.code(), e.to_string())
     }

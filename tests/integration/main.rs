@@ -15,3 +15,4 @@ mod operations;
 mod provisioning;
 mod roles;
 mod smoke;
+mod webhooks;

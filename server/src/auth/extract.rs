@@ -42,11 +42,20 @@ pub fn client_address(req: &HttpRequest, trust_forwarded_for: bool) -> String {
 
 /// The bearer credential, from `Authorization: Bearer ..` or `X-API-Key`.
 fn credential(req: &HttpRequest) -> Option<String> {
-    if let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    let value_of = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    bearer_credential(value_of(header::AUTHORIZATION.as_str()), value_of("x-api-key"))
+}
+
+/// The credential of a request given its `Authorization` and `X-API-Key`
+/// values: shared by the extractors and webhooks, so both read keys alike.
+/// An `Authorization` header of another scheme wins and yields nothing, so
+/// a request is never judged by a second credential it did not mean.
+pub fn bearer_credential(authorization: Option<&str>, x_api_key: Option<&str>) -> Option<String> {
+    if let Some(value) = authorization {
         let (scheme, rest) = value.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string());
     }
-    req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string())
+    x_api_key.map(|v| v.trim().to_string())
 }
 
 /// The active tenant named by the request's host; no credentials needed.

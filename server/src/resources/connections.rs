@@ -15,7 +15,7 @@ use super::{
 use crate::{
     auth::{Role, TenantCaller},
     sealing::{KeyRing, Sealed},
-    tenancy::{TenantDb, TenantTx},
+    tenancy::{Tenant, TenantDb, TenantTx},
 };
 
 /// A connection without its secrets.
@@ -49,8 +49,24 @@ fn not_found(name: &str) -> ResourceError {
 
 /// What a sealed connection is bound to: a sealed value moved to another
 /// connection or tenant does not open.
-fn context(caller: &TenantCaller, name: &str) -> Vec<u8> {
-    format!("tessera/connection/{}/{name}", caller.tenant.id).into_bytes()
+fn context(tenant: &Tenant, name: &str) -> Vec<u8> {
+    format!("tessera/connection/{}/{name}", tenant.id).into_bytes()
+}
+
+/// The connection `name` of `tenant`, opened: for the code that uses its
+/// credentials (never for an API answer). `None` if there is no such
+/// connection.
+pub(crate) async fn open(db: &TenantDb, keys: &KeyRing, tenant: &Tenant, name: &Name) -> Result<Option<Connection>, ResourceError> {
+    let rows = db.read(tenant, "SELECT secret, key_id FROM @tenant.connections WHERE name = $1", &[&name.as_str()]).await?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let sealed = Sealed { bytes: row.get(0), key_id: row.get(1) };
+    let plaintext = keys.open(&sealed, &context(tenant, name.as_str()))?;
+    match serde_json::from_slice::<Resource>(&plaintext) {
+        Ok(Resource::Connection(connection)) => Ok(Some(connection)),
+        // Only a connection is ever sealed into this table; anything else
+        // cannot be used as one.
+        _ => Ok(None),
+    }
 }
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<ConnectionInfo>, ResourceError> {
@@ -102,7 +118,7 @@ pub(super) async fn apply(
 ) -> Result<Applied, ResourceError> {
     let name = connection.metadata.name.as_str();
     let resource = serde_json::to_value(Resource::Connection(connection.clone())).expect("a resource serialises to JSON");
-    let context = context(caller, name);
+    let context = context(&caller.tenant, name);
     let sealed = keys.seal(resource.to_string().as_bytes(), &context);
     let kind = connection.spec.kind().as_str();
     let description = connection.metadata.description.clone().unwrap_or_default();

@@ -1,4 +1,5 @@
-//! A tenant's executions: manual runs, and the record of every execution
+//! A tenant's executions: queueing them (manual runs here, webhooks through
+//! `enqueue`), and the record of every execution
 //! with its steps' checkpoints. Viewers read; editors and above run.
 //!
 //! A run is accepted once its `queued` row is committed; only then is the
@@ -10,14 +11,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tessera_runtime::{Supervisor, WorkerCommand};
+use tessera_runtime::{definition::Name, Supervisor, WorkerCommand};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{parse_id, parse_name, ResourceError};
 use crate::{
     auth::{Role, TenantCaller},
-    tenancy::TenantDb,
+    tenancy::{Tenant, TenantDb},
 };
 
 /// The longest a `?wait=true` run waits for the final state.
@@ -116,33 +117,48 @@ pub async fn run(
     caller.require(Role::Editor)?;
     let name = parse_name("integration", name)?;
     let trigger = json!({"kind": "manual", "body": payload.unwrap_or(Value::Null)});
+    enqueue(db, supervisor, &caller.tenant, &name, None, &trigger).await
+}
+
+/// The one way any trigger starts an execution (rule 1, accept = commit):
+/// insert it `queued`, commit, and only then wake the tenant's worker.
+/// `version` pins the version to run (the one whose trigger accepted the
+/// request); `None` runs the current one.
+pub async fn enqueue(
+    db: &TenantDb,
+    supervisor: &Supervisor,
+    tenant: &Tenant,
+    name: &Name,
+    version: Option<i32>,
+    trigger: &Value,
+) -> Result<Execution, ResourceError> {
     // A disabled integration does not run: to its callers it is not there.
     let sql = format!(
         "INSERT INTO @tenant.executions (id, integration, version, trigger) \
-         SELECT $1, name, current_version, $2 FROM @tenant.integrations WHERE name = $3 AND enabled \
+         SELECT $1, name, COALESCE($4::int, current_version), $2 FROM @tenant.integrations WHERE name = $3 AND enabled \
          RETURNING {COLUMNS}"
     );
-    let mut tx = db.begin(&caller.tenant).await?;
-    let row = tx.query_opt(&sql, &[&Uuid::now_v7(), &trigger, &name.as_str()]).await?;
+    let mut tx = db.begin(tenant).await?;
+    let row = tx.query_opt(&sql, &[&Uuid::now_v7(), trigger, &name.as_str(), &version]).await?;
     let row = row.ok_or_else(|| ResourceError::NotFound { kind: "integration", id: name.to_string() })?;
     tx.commit().await?;
     let execution = from_row(&row);
-    if !supervisor.send(caller.tenant.id, WorkerCommand::Execute(execution.id)).await {
+    if !supervisor.send(tenant.id, WorkerCommand::Execute(execution.id)).await {
         tracing::warn!(execution_id = %execution.id, "tenant worker not running here; the execution waits for it");
     }
     Ok(execution)
 }
 
 /// The execution once it is final, or as it is when `limit` runs out.
-pub async fn wait_for_end(db: &TenantDb, caller: &TenantCaller, id: Uuid, limit: Duration) -> Result<Execution, ResourceError> {
+pub async fn wait_for_end(db: &TenantDb, tenant: &Tenant, id: Uuid, limit: Duration) -> Result<Execution, ResourceError> {
     let until = tokio::time::Instant::now() + limit;
     let mut pause = Duration::from_millis(10);
     loop {
         let state_sql = "SELECT state FROM @tenant.executions WHERE id = $1";
-        let rows = db.read(&caller.tenant, state_sql, &[&id]).await?;
+        let rows = db.read(tenant, state_sql, &[&id]).await?;
         let state: String = rows.first().map(|r| r.get(0)).ok_or_else(|| not_found(id))?;
         if FINAL_STATES.contains(&state.as_str()) || tokio::time::Instant::now() >= until {
-            return load(db, caller, id).await;
+            return load(db, tenant, id).await;
         }
         // Polling, not a notification: the execution may run on another node.
         tokio::time::sleep(pause.min(until - tokio::time::Instant::now())).await;
@@ -175,11 +191,11 @@ pub async fn list(db: &TenantDb, caller: &TenantCaller, filter: ExecutionFilter)
 /// One execution with every step's checkpoint, in the order they ran.
 pub async fn get(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<Execution, ResourceError> {
     let id = parse_id("execution", id)?;
-    load(db, caller, id).await
+    load(db, &caller.tenant, id).await
 }
 
-async fn load(db: &TenantDb, caller: &TenantCaller, id: Uuid) -> Result<Execution, ResourceError> {
-    let mut tx = db.begin(&caller.tenant).await?;
+async fn load(db: &TenantDb, tenant: &Tenant, id: Uuid) -> Result<Execution, ResourceError> {
+    let mut tx = db.begin(tenant).await?;
     let sql = format!("SELECT {COLUMNS} FROM @tenant.executions WHERE id = $1");
     let mut execution = tx.query_opt(&sql, &[&id]).await?.map(|r| from_row(&r)).ok_or_else(|| not_found(id))?;
     let steps_sql = "SELECT path, state, attempt, input, output, error, started_at, finished_at \

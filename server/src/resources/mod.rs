@@ -12,6 +12,7 @@ pub mod executions;
 pub mod integrations;
 pub mod users;
 pub mod variables;
+pub mod webhooks;
 
 use tessera_runtime::definition::DefinitionErrors;
 

@@ -8,6 +8,7 @@ mod health;
 mod platform;
 mod tenant;
 mod trigger_body;
+mod webhook;
 
 use actix_web::web;
 
@@ -19,6 +20,8 @@ pub use health::{healthz, readyz};
 pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        // Outside /api: webhook senders are other systems, not API clients.
+        .route("/hooks/{integration}", web::post().to(webhook::receive))
         .service(
             web::scope("/api")
                 .route("/auth/login", web::post().to(auth::login))

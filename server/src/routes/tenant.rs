@@ -186,7 +186,7 @@ async fn run_integration(
     if !query.wait {
         return Ok(HttpResponse::Accepted().json(json!({"id": queued.id, "state": queued.state})));
     }
-    let execution = executions::wait_for_end(&state.tenant_db, &caller, queued.id, executions::MAX_WAIT).await?;
+    let execution = executions::wait_for_end(&state.tenant_db, &caller.tenant, queued.id, executions::MAX_WAIT).await?;
     Ok(if execution.is_final() { HttpResponse::Ok() } else { HttpResponse::Accepted() }.json(execution))
 }
 

@@ -1,0 +1,66 @@
+//! `POST /hooks/{integration}` on a tenant's host: the request as received
+//! (raw body within `http.max_body_bytes`, headers, query), handed whole to
+//! `resources::webhooks`, which decides everything else.
+
+use actix_web::{dev::Payload, http::header::CONTENT_LENGTH, web, FromRequest, HttpRequest, HttpResponse};
+use futures::{future::LocalBoxFuture, StreamExt};
+use serde_json::json;
+
+use crate::{
+    auth::TenantHost,
+    error::ApiError,
+    resources::webhooks::{self, Delivery, Outcome, WebhookError},
+    startup::AppState,
+};
+
+pub async fn receive(
+    state: web::Data<AppState>,
+    host: TenantHost,
+    name: web::Path<String>,
+    delivery: WebhookDelivery,
+) -> Result<HttpResponse, ApiError> {
+    let outcome =
+        webhooks::accept(&state.tenant_db, &state.supervisor, &state.sealing, &host.0, &name, delivery.0).await?;
+    Ok(match outcome {
+        Outcome::Accepted { id, state } => HttpResponse::Accepted().json(json!({"id": id, "state": state})),
+        Outcome::Finished(output) => HttpResponse::Ok().json(output),
+    })
+}
+
+/// The request as a `Delivery`. The body is read as bytes, not through the
+/// JSON extractor: an HMAC covers the exact bytes sent.
+pub struct WebhookDelivery(Delivery);
+
+impl FromRequest for WebhookDelivery {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req.app_data::<web::Data<AppState>>().map_or(usize::MAX, |s| s.config.http.max_body_bytes);
+        let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let headers: Vec<(String, String)> = req
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_ascii_lowercase(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect();
+        let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).map(|q| q.into_inner());
+        let content_type = headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.clone());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            // Refuse a declared oversize at once; a chunked body is counted as it comes.
+            if declared.is_some_and(|length| length > limit) {
+                return Err(WebhookError::TooLarge { limit }.into());
+            }
+            let query = query.map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+            let mut body = Vec::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| WebhookError::Read(e.to_string()))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(WebhookError::TooLarge { limit }.into());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(WebhookDelivery(Delivery { content_type, body, headers, query }))
+        })
+    }
+}
