@@ -1,9 +1,9 @@
 //! The `tessera` command line: one binary for running a node, the local
 //! demo, migrations and tenant administration (on the database), and for
 //! managing a tenant's integrations through its API (`login`, `apply`,
-//! `get`, `rollback`, `delete`: see `client/`).
+//! `get`, `rollback`, `delete`, `run`, `logs`: see `client/`).
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -42,12 +42,16 @@ pub enum Command {
     Logout(ProfileArgs),
     /// Create or update integrations and connections from definition files.
     Apply(ApplyArgs),
-    /// Show integrations or connections.
+    /// Show integrations, connections or executions.
     Get(GetArgs),
     /// Make an older version of an integration current again (as a new version).
     Rollback(RollbackArgs),
     /// Delete an integration or a connection.
     Delete(DeleteArgs),
+    /// Run an integration now; prints the execution id.
+    Run(RunArgs),
+    /// Show an execution's steps as they are checkpointed, and its final state.
+    Logs(LogsArgs),
 }
 
 /// Which stored profile to use.
@@ -113,6 +117,17 @@ pub enum ResourceKind {
     Connection,
 }
 
+/// What `get` shows: a kind of resource, or executions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GetKind {
+    #[value(alias = "integrations")]
+    Integration,
+    #[value(alias = "connections")]
+    Connection,
+    #[value(alias = "executions")]
+    Execution,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     Table,
@@ -123,13 +138,22 @@ pub enum OutputFormat {
 pub struct GetArgs {
     #[command(flatten)]
     pub target: ServerArgs,
-    /// integrations or connections.
-    pub kind: ResourceKind,
-    /// One resource; all of them when omitted.
+    /// integrations, connections or executions.
+    pub kind: GetKind,
+    /// One resource (or execution id); all of them when omitted.
     pub name: Option<String>,
     /// List an integration's versions.
     #[arg(long, requires = "name")]
     pub versions: bool,
+    /// Executions: only those of this integration.
+    #[arg(long)]
+    pub integration: Option<String>,
+    /// Executions: only those in this state (queued, running, succeeded, failed, cancelled).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Executions: at most this many, newest first (1-100).
+    #[arg(long)]
+    pub limit: Option<u32>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
@@ -153,6 +177,60 @@ pub struct DeleteArgs {
     /// integration or connection.
     pub kind: ResourceKind,
     pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub target: ServerArgs,
+    /// The integration.
+    pub name: String,
+    /// The trigger payload, as JSON.
+    #[arg(short = 'd', long, conflicts_with = "file")]
+    pub data: Option<String>,
+    /// A file holding the JSON payload, or - for stdin.
+    #[arg(short = 'f', long)]
+    pub file: Option<PathBuf>,
+    /// Wait for the end; print the final state and the output (or error)
+    /// as JSON, and exit 1 unless it succeeded.
+    #[arg(long)]
+    pub wait: bool,
+    /// The longest --wait waits (e.g. 90s, 5m).
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub target: ServerArgs,
+    /// The execution.
+    #[arg(required_unless_present = "integration", conflicts_with = "integration")]
+    pub id: Option<String>,
+    /// Follow this integration's newest execution instead.
+    #[arg(long)]
+    pub integration: Option<String>,
+    /// Keep printing steps until the execution is finished.
+    #[arg(long)]
+    pub follow: bool,
+    /// The longest --follow follows (e.g. 90s, 5m).
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `300`, `300s`, `5m`, `1h` or `500ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 90s or 5m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "" | "s" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        "h" => Ok(Duration::from_secs(number * 3600)),
+        _ => Err(format!("`{text}`: the unit must be ms, s, m or h")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -212,4 +290,18 @@ pub enum TenantCommand {
         #[arg(long)]
         confirm: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("300"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5 days").is_err() && parse_duration("s").is_err());
+    }
 }

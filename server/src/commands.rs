@@ -1,9 +1,10 @@
 //! What each `tessera` subcommand does.
 
 use std::{
+    collections::HashSet,
     io::Write,
     sync::atomic::{AtomicUsize, Ordering},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
@@ -11,10 +12,13 @@ use anyhow::{bail, Context};
 use crate::{
     auth::Passwords,
     cli::{
-        ApplyArgs, Cli, Command, DeleteArgs, GetArgs, LoginArgs, MigrateArgs, OutputFormat, PlatformCommand, ProfileArgs,
-        ResourceKind, RollbackArgs, ServerArgs, TenantCommand,
+        ApplyArgs, Cli, Command, DeleteArgs, GetArgs, GetKind, LoginArgs, LogsArgs, MigrateArgs, OutputFormat, PlatformCommand,
+        ProfileArgs, ResourceKind, RollbackArgs, RunArgs, ServerArgs, TenantCommand,
     },
-    client::{api::Kind, render, source, ApiClient, ApiError, Credential, Profile, ProfileFile},
+    client::{
+        api::{is_final, Kind},
+        render, source, ApiClient, ApiError, Credential, ExecutionFilter, Profile, ProfileFile,
+    },
     config::Config,
     database::build_pool,
     provisioning::{migrate, NewTenant, Provisioner},
@@ -32,6 +36,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => return get(args).await,
         Command::Rollback(args) => return rollback(args).await,
         Command::Delete(args) => return delete(args).await,
+        Command::Run(args) => return run_integration(args).await,
+        Command::Logs(args) => return logs(args).await,
         node_command => node_command,
     };
     let config = Config::load(cli.config.as_deref())?;
@@ -250,8 +256,15 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
 }
 
 async fn get(args: GetArgs) -> anyhow::Result<()> {
-    let client = api_client(args.target)?;
-    let kind = kind(args.kind);
+    let client = api_client(args.target.clone())?;
+    let kind = match args.kind {
+        GetKind::Integration => Kind::Integration,
+        GetKind::Connection => Kind::Connection,
+        GetKind::Execution => return get_executions(&client, args).await,
+    };
+    if args.integration.is_some() || args.state.is_some() || args.limit.is_some() {
+        bail!("--integration, --state and --limit are for executions");
+    }
     let answer = match (&args.name, args.versions) {
         (Some(name), true) if kind == Kind::Integration => client.versions(name).await?,
         (_, true) => bail!("--versions is for integrations"),
@@ -262,6 +275,26 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
         OutputFormat::Json => serde_json::to_string_pretty(&answer)?,
         OutputFormat::Table if args.versions => render::versions(&answer),
         OutputFormat::Table => render::resources(kind, &answer),
+    };
+    println!("{printed}");
+    Ok(())
+}
+
+/// `get executions [ID]`: one execution, or the newest ones matching the filters.
+async fn get_executions(client: &ApiClient, args: GetArgs) -> anyhow::Result<()> {
+    if args.versions {
+        bail!("--versions is for integrations");
+    }
+    let answer = match &args.name {
+        Some(id) => client.execution(id).await?,
+        None => {
+            let filter = ExecutionFilter { integration: args.integration, state: args.state, limit: args.limit };
+            client.executions(&filter).await?
+        }
+    };
+    let printed = match args.output {
+        OutputFormat::Json => serde_json::to_string_pretty(&answer)?,
+        OutputFormat::Table => render::executions(&answer),
     };
     println!("{printed}");
     Ok(())
@@ -280,4 +313,101 @@ async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
     client.delete(kind, &args.name).await?;
     println!("{}/{} deleted", kind.singular(), args.name);
     Ok(())
+}
+
+/// How often `logs --follow` and `run --wait` ask how an execution is doing.
+const POLL_INTERVAL: Duration = Duration::from_millis(300);
+
+/// `run NAME`: the execution id; with `--wait`, its final state and output
+/// (or error) as JSON, failing unless it succeeded.
+async fn run_integration(args: RunArgs) -> anyhow::Result<()> {
+    let payload = source::payload(args.data.as_deref(), args.file.as_deref())?;
+    let client = api_client(args.target)?;
+    let started = client.run(&args.name, payload.as_ref(), args.wait).await?;
+    let id = execution_id(&started)?;
+    println!("{id}");
+    if !args.wait {
+        return Ok(());
+    }
+    // The server waits up to its own limit; past it, keep asking.
+    let execution = if is_final(&started) { started } else { wait_until_final(&client, &id, args.timeout).await? };
+    let state = execution["state"].as_str().unwrap_or("unknown");
+    println!("{state}");
+    let result = if state == "succeeded" { &execution["output"] } else { &execution["error"] };
+    println!("{}", serde_json::to_string_pretty(result)?);
+    if state != "succeeded" {
+        bail!("execution {id} {state}");
+    }
+    Ok(())
+}
+
+fn execution_id(execution: &serde_json::Value) -> anyhow::Result<String> {
+    execution["id"].as_str().map(str::to_string).context("the server's answer has no execution id")
+}
+
+async fn wait_until_final(client: &ApiClient, id: &str, limit: Duration) -> anyhow::Result<serde_json::Value> {
+    let until = Instant::now() + limit;
+    loop {
+        let execution = client.execution(id).await?;
+        if is_final(&execution) {
+            return Ok(execution);
+        }
+        if Instant::now() >= until {
+            bail!("execution {id} still {} after {}s", execution["state"], limit.as_secs());
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// `logs ID` / `logs --integration NAME`: one line per checkpointed step,
+/// then the final state; `--follow` (implied by `--integration`) polls
+/// until the execution is finished.
+async fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    let client = api_client(args.target)?;
+    let follow = args.follow || args.integration.is_some();
+    let id = match (args.id, &args.integration) {
+        (Some(id), _) => id,
+        (None, Some(name)) => newest_execution(&client, name).await?,
+        (None, None) => bail!("pass an execution id or --integration NAME"),
+    };
+    let until = Instant::now() + args.timeout;
+    let mut printed = HashSet::new();
+    loop {
+        let execution = client.execution(&id).await?;
+        let done = is_final(&execution) || !follow;
+        print_new_steps(&execution, &mut printed, done);
+        if done {
+            println!("{}", render::outcome(&execution));
+            return Ok(());
+        }
+        if Instant::now() >= until {
+            bail!("execution {id} still {} after {}s (--timeout)", execution["state"], args.timeout.as_secs());
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+async fn newest_execution(client: &ApiClient, integration: &str) -> anyhow::Result<String> {
+    let filter = ExecutionFilter { integration: Some(integration.to_string()), state: None, limit: Some(1) };
+    let page = client.executions(&filter).await?;
+    match page["items"].get(0) {
+        Some(newest) => execution_id(newest),
+        None => bail!("integration {integration:?} has no executions"),
+    }
+}
+
+/// Prints each step checkpoint not printed yet: finished ones as they come,
+/// and on the `last` pass whatever is still running.
+fn print_new_steps(execution: &serde_json::Value, printed: &mut HashSet<(String, i64, String)>, last: bool) {
+    for step in execution["steps"].as_array().into_iter().flatten() {
+        let state = step["state"].as_str().unwrap_or_default();
+        if state == "running" && !last {
+            continue;
+        }
+        let key = (step["path"].as_str().unwrap_or_default().to_string(), step["attempt"].as_i64().unwrap_or(0), state.to_string());
+        if printed.insert(key) {
+            println!("{}", render::step(step));
+        }
+    }
+    let _ = std::io::stdout().flush();
 }

@@ -306,3 +306,97 @@ async fn credentials_are_checked_stored_privately_and_never_printed() {
     term.assert_never_printed(&key);
     term.assert_never_printed(&viewer);
 }
+
+/// transform → log over the run's payload, and one that always fails.
+const RUNNABLE: &str = r#"apiVersion: tessera.dev/v1
+kind: Integration
+metadata:
+  name: order-total
+spec:
+  triggers:
+    - manual: {}
+  steps:
+    - name: total
+      transform:
+        expression: '{order: .trigger.body.id, total: (.trigger.body.items | map(.qty * .price) | add)}'
+    - name: announce
+      log:
+        message: 'order ${{ .steps.total.order }} totals ${{ .steps.total.total }}'
+---
+apiVersion: tessera.dev/v1
+kind: Integration
+metadata:
+  name: rejecter
+spec:
+  triggers:
+    - manual: {}
+  steps:
+    - name: reject
+      fail:
+        message: 'order ${{ .trigger.body.id }} rejected'
+"#;
+
+#[tokio::test]
+async fn a_user_runs_integrations_and_reads_their_logs_from_a_terminal() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("runner").await;
+    let mut term = Terminal::new(&app, &tenant);
+    let server = term.server.clone();
+    let login = term.run(&["login", "--server", &server, "--email", &tenant.owner_email, "--password", &tenant.owner_password]).await;
+    assert!(login.ok(), "{login:?}");
+    let file = term.file("runnable.yaml", RUNNABLE);
+    let applied = term.run(&["apply", "-f", &file]).await;
+    assert!(applied.ok(), "{applied:?}");
+
+    // run --wait: the id, the final state, and the output as JSON.
+    let order = r#"{"id": 7, "items": [{"qty": 2, "price": 5}, {"qty": 1, "price": 3}]}"#;
+    let waited = term.run(&["run", "order-total", "--wait", "-d", order]).await;
+    assert!(waited.ok(), "{waited:?}");
+    let mut lines = waited.stdout.lines();
+    let first_id = lines.next().expect("the id").to_string();
+    assert!(uuid::Uuid::parse_str(&first_id).is_ok(), "{waited:?}");
+    assert_eq!(lines.next(), Some("succeeded"), "{waited:?}");
+    let output: Value = serde_json::from_str(&lines.collect::<Vec<_>>().join("\n")).expect("the output as JSON");
+    assert_eq!(output, json!("order 7 totals 13"), "the last step's output: {waited:?}");
+
+    // run (no wait) prints only the id; logs --follow shows each step and the end.
+    let payload = term.file("order.json", r#"{"id": 8, "items": [{"qty": 3, "price": 2}]}"#);
+    let started = term.run(&["run", "order-total", "-f", &payload]).await;
+    assert!(started.ok(), "{started:?}");
+    let id = started.stdout.trim().to_string();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{started:?}");
+    let logs = term.run(&["logs", "--follow", &id, "--timeout", "30s"]).await;
+    assert!(logs.ok(), "{logs:?}");
+    let lines: Vec<&str> = logs.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "two steps and the end: {logs:?}");
+    assert!(lines[0].starts_with('[') && lines[0].contains("] total succeeded (") && lines[0].ends_with(r#"{"order":8,"total":6}"#), "{logs:?}");
+    assert!(lines[1].contains("] announce succeeded ("), "{logs:?}");
+    assert!(lines[2].starts_with(&format!("execution {id} succeeded")), "{logs:?}");
+    let newest = term.run(&["logs", "--integration", "order-total"]).await;
+    assert!(newest.ok() && newest.stdout.contains(&format!("execution {id} succeeded")), "the newest execution: {newest:?}");
+
+    // A failing integration: run --wait shows the error and exits 1.
+    let failed = term.run(&["run", "rejecter", "--wait", "-d", r#"{"id": 9}"#]).await;
+    assert_eq!(failed.code, Some(1), "{failed:?}");
+    assert!(failed.stdout.lines().nth(1) == Some("failed") && failed.stdout.contains("order 9 rejected"), "{failed:?}");
+    assert!(failed.stderr.contains("failed"), "{failed:?}");
+    let bad_payload = term.run(&["run", "order-total", "-d", "{not json"]).await;
+    assert!(!bad_payload.ok() && bad_payload.stderr.contains("not valid JSON"), "{bad_payload:?}");
+
+    // get executions: a table, filters, and JSON.
+    let table = term.run(&["get", "executions"]).await;
+    assert!(table.ok(), "{table:?}");
+    let mut rows = table.stdout.lines();
+    let header: Vec<&str> = rows.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["ID", "INTEGRATION", "VERSION", "STATE", "CREATED", "DURATION"], "{table:?}");
+    assert_eq!(rows.count(), 3, "{table:?}");
+    let row: Vec<&str> = table.stdout.lines().find(|l| l.starts_with(&first_id)).expect("the first run").split_whitespace().collect();
+    assert_eq!(&row[..4], [first_id.as_str(), "order-total", "1", "succeeded"], "{table:?}");
+    let failures = json_of(term.run(&["get", "executions", "--state", "failed", "-o", "json"]).await);
+    let items = failures["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{failures}");
+    assert_eq!(items[0]["integration"], "rejecter");
+    let limited = json_of(term.run(&["get", "executions", "--integration", "order-total", "--limit", "1", "-o", "json"]).await);
+    assert_eq!(limited["items"].as_array().unwrap().len(), 1, "{limited}");
+    assert_eq!(limited["items"][0]["id"], id.as_str(), "newest first: {limited}");
+}

@@ -77,6 +77,19 @@ impl Kind {
     }
 }
 
+/// The filters `get executions` and `logs --integration` send.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub integration: Option<String>,
+    pub state: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Whether an execution (as the API answers it) is over.
+pub fn is_final(execution: &Value) -> bool {
+    matches!(execution["state"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     error: ErrorDetail,
@@ -179,6 +192,42 @@ impl ApiClient {
         self.send(self.authorised(Method::DELETE, &[kind.collection(), name])).await.map(drop)
     }
 
+    /// `POST /api/integrations/{name}/run[?wait=true]`: `{id, state}`, or
+    /// with `wait` the execution (final unless the server's wait ran out).
+    pub async fn run(&self, name: &str, payload: Option<&Value>, wait: bool) -> Result<Value, ApiError> {
+        let mut url = self.url(&["integrations", name, "run"]);
+        if wait {
+            url.query_pairs_mut().append_pair("wait", "true");
+        }
+        let mut request = self.authorised_url(Method::POST, url);
+        if let Some(payload) = payload {
+            request = request.json(payload);
+        }
+        let response = self.send(request).await?;
+        self.body(response).await
+    }
+
+    /// `GET /api/executions/{id}`: the execution with its steps.
+    pub async fn execution(&self, id: &str) -> Result<Value, ApiError> {
+        self.get_json(&["executions", id]).await
+    }
+
+    /// `GET /api/executions?...`: `{"items": [...], "next_cursor": ...}`.
+    pub async fn executions(&self, filter: &ExecutionFilter) -> Result<Value, ApiError> {
+        let mut url = self.url(&["executions"]);
+        {
+            let mut query = url.query_pairs_mut();
+            let pairs = [("integration", filter.integration.clone()), ("state", filter.state.clone()), ("limit", filter.limit.map(|l| l.to_string()))];
+            for (key, value) in pairs {
+                if let Some(value) = value {
+                    query.append_pair(key, &value);
+                }
+            }
+        }
+        let response = self.send(self.authorised_url(Method::GET, url)).await?;
+        self.body(response).await
+    }
+
     async fn get_json(&self, segments: &[&str]) -> Result<Value, ApiError> {
         let response = self.send(self.authorised(Method::GET, segments)).await?;
         self.body(response).await
@@ -197,7 +246,11 @@ impl ApiClient {
     }
 
     fn authorised(&self, method: Method, segments: &[&str]) -> RequestBuilder {
-        let request = self.http.request(method, self.url(segments));
+        self.authorised_url(method, self.url(segments))
+    }
+
+    fn authorised_url(&self, method: Method, url: Url) -> RequestBuilder {
+        let request = self.http.request(method, url);
         match &self.credential {
             Some(secret) => request.bearer_auth(secret),
             None => request,

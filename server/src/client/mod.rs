@@ -1,6 +1,7 @@
 //! The `tessera` command line as a client of a tenant's REST API, the way
 //! kubectl is a client of Kubernetes: profiles (`profile`), the HTTP calls
-//! (`api`), the files given to `apply` (`source`) and what is printed
+//! (`api`), the files given to `apply` and payloads given to `run`
+//! (`source`) and what is printed
 //! (`render`).
 //!
 //! This module never touches the database and never prints a credential:
@@ -12,6 +13,6 @@ pub mod profile;
 pub mod render;
 pub mod source;
 
-pub use api::{ApiClient, ApiError, DefinitionProblem};
+pub use api::{ApiClient, ApiError, DefinitionProblem, ExecutionFilter};
 pub use profile::{Credential, Profile, ProfileError, ProfileFile};
 pub use source::{Source, SourceError};

@@ -1,5 +1,6 @@
 //! What the client commands print: one line per applied resource, one line
-//! per definition problem, and tables of resources. Pure functions of the
+//! per definition problem, tables of resources and executions, and the
+//! lines of an execution's log. Pure functions of the
 //! API's answers, so they are tested without a server.
 
 use chrono::{DateTime, Utc};
@@ -44,6 +45,68 @@ pub fn versions(answer: &Value) -> String {
         .map(|v| vec![text(&v["version"]), timestamp(&v["created_at"]), text(&v["created_by"])])
         .collect();
     table(&["VERSION", "CREATED", "CREATED BY"], rows)
+}
+
+/// A table of executions (`GET /api/executions`).
+pub fn executions(answer: &Value) -> String {
+    let rows = items(answer)
+        .iter()
+        .map(|e| {
+            let took = duration(&e["started_at"], &e["finished_at"]).unwrap_or_else(|| "-".into());
+            vec![text(&e["id"]), text(&e["integration"]), text(&e["version"]), text(&e["state"]), timestamp(&e["created_at"]), took]
+        })
+        .collect();
+    table(&["ID", "INTEGRATION", "VERSION", "STATE", "CREATED", "DURATION"], rows)
+}
+
+/// The longest a step's output or error is shown in a log line; the API
+/// (or `-o json`) has the whole of it.
+const LOG_VALUE_CHARS: usize = 200;
+
+/// One step of a log: `[time] path state (duration) output-or-error`, the
+/// value as compact JSON.
+pub fn step(step: &Value) -> String {
+    let at = step["finished_at"].as_str().or(step["started_at"].as_str()).and_then(|s| s.parse::<DateTime<Utc>>().ok());
+    let at = at.map_or_else(|| "-".to_string(), |t| t.format("%H:%M:%S%.3f").to_string());
+    let mut line = format!("[{at}] {} {}", text(&step["path"]), text(&step["state"]));
+    if let Some(took) = duration(&step["started_at"], &step["finished_at"]) {
+        line.push_str(&format!(" ({took})"));
+    }
+    let value = if step["error"].is_null() { &step["output"] } else { &step["error"] };
+    if !value.is_null() {
+        line.push(' ');
+        line.push_str(&compact(value));
+    }
+    line
+}
+
+/// The last line of a log: `execution ID STATE (duration)`, and the error
+/// of a failed one.
+pub fn outcome(execution: &Value) -> String {
+    let mut line = format!("execution {} {}", text(&execution["id"]), text(&execution["state"]));
+    if let Some(took) = duration(&execution["started_at"], &execution["finished_at"]) {
+        line.push_str(&format!(" ({took})"));
+    }
+    if !execution["error"].is_null() {
+        line.push_str(": ");
+        line.push_str(&compact(&execution["error"]));
+    }
+    line
+}
+
+fn compact(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(LOG_VALUE_CHARS) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
+/// `12 ms` or `3.4s`, when both ends are known.
+fn duration(started: &Value, finished: &Value) -> Option<String> {
+    let parse = |v: &Value| v.as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok());
+    let millis = (parse(finished)? - parse(started)?).num_milliseconds().max(0);
+    Some(if millis < 1000 { format!("{millis} ms") } else { format!("{:.1}s", millis as f64 / 1000.0) })
 }
 
 fn items(answer: &Value) -> Vec<&Value> {
@@ -112,6 +175,18 @@ mod tests {
         assert_eq!(problem("a.yaml", &p), "a.yaml: document 2, spec.steps[0] (line 14, column 7): bad");
         let whole = DefinitionProblem { document: None, path: String::new(), line: 3, column: 1, message: "syntax".into() };
         assert_eq!(problem("a.yaml", &whole), "a.yaml (line 3, column 1): syntax");
+    }
+
+    #[test]
+    fn log_lines_show_time_path_state_duration_and_value() {
+        let done = json!({"path": "lines", "state": "succeeded", "attempt": 1, "output": {"a": [1, 2]}, "error": null,
+            "started_at": "2026-01-02T03:04:05.100Z", "finished_at": "2026-01-02T03:04:05.112Z"});
+        assert_eq!(step(&done), r#"[03:04:05.112] lines succeeded (12 ms) {"a":[1,2]}"#);
+        let failed = json!({"id": "x", "state": "failed", "error": {"message": "no"},
+            "started_at": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:04:07.5Z"});
+        assert_eq!(outcome(&failed), r#"execution x failed (2.5s): {"message":"no"}"#);
+        let long = json!({"path": "p", "state": "running", "output": "x".repeat(500), "started_at": "2026-01-02T03:04:05Z"});
+        assert!(step(&long).ends_with("...") && step(&long).len() < 260);
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub enum SourceError {
     Read { path: String, source: std::io::Error },
     #[error("{0}: no *.yaml, *.yml or *.json files in this directory")]
     EmptyDirectory(String),
+    #[error("{path}: not valid JSON: {message}")]
+    InvalidPayload { path: String, message: String },
 }
 
 /// One file to apply: its name as the user will recognise it, its text and
@@ -39,6 +41,21 @@ pub fn read_all(arguments: &[PathBuf]) -> Result<Vec<Source>, SourceError> {
         }
     }
     Ok(sources)
+}
+
+/// The JSON payload of `tessera run`: `-d TEXT`, `-f FILE` (or `-f -` for
+/// stdin), or none.
+pub fn payload(data: Option<&str>, file: Option<&Path>) -> Result<Option<serde_json::Value>, SourceError> {
+    let (name, text) = match (data, file) {
+        (Some(text), _) => ("-d".to_string(), text.to_string()),
+        (None, Some(path)) if path.as_os_str() == "-" => ("<stdin>".to_string(), read_stdin()?.text),
+        (None, Some(path)) => {
+            let source = read_file(path)?;
+            (source.name, source.text)
+        }
+        (None, None) => return Ok(None),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| SourceError::InvalidPayload { path: name, message: e.to_string() })
 }
 
 fn read_stdin() -> Result<Source, SourceError> {
@@ -83,6 +100,13 @@ fn definition_files(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_are_json_from_the_command_line() {
+        assert_eq!(payload(Some(r#"{"id": 1}"#), None).unwrap(), Some(serde_json::json!({"id": 1})));
+        assert_eq!(payload(None, None).unwrap(), None);
+        assert!(matches!(payload(Some("{nope"), None), Err(SourceError::InvalidPayload { .. })));
+    }
 
     #[test]
     fn a_directory_gives_its_definition_files_in_name_order() {
