@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tessera_tests::{spawn_app, TestApp, TestTenant};
 use tokio::{io::AsyncWriteExt, process::Command};
 
-use crate::cli::{tessera_bin, TempDir};
+use crate::cli::{tessera_bin, Run, TempDir};
 
 const ORDERS: &str = include_str!("../../tenant-runtime/src/definition/testdata/orders.yaml");
 
@@ -31,18 +31,7 @@ spec:
       no_such_step: {}
 ";
 
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 impl Run {
-    fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-
     fn shows(&self, secret: &str) -> bool {
         self.stdout.contains(secret) || self.stderr.contains(secret)
     }

@@ -29,19 +29,6 @@ const ORDER_SUMMARY_STEPS: &str = r#"    - name: lines
 
 const ORDER: &str = r#"{"id": 42, "items": [{"sku": "A-1", "qty": 2, "price": 5}, {"sku": "B-2", "qty": 0, "price": 9}, {"sku": "C-3", "qty": 1, "price": 3}]}"#;
 
-async fn apply(app: &TestApp, slug: &str, token: &str, yaml: &str) {
-    let response = app
-        .tenant_request(Method::POST, slug, "/api/apply")
-        .bearer_auth(token)
-        .header("content-type", "application/yaml")
-        .body(yaml.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    assert_eq!(status, StatusCode::OK, "apply: {}", response.text().await.unwrap());
-}
-
 async fn run(app: &TestApp, slug: &str, token: &str, name: &str, body: Option<Value>, wait: bool) -> (StatusCode, Value) {
     let path = format!("/api/integrations/{name}/run{}", if wait { "?wait=true" } else { "" });
     let mut request = app.tenant_request(Method::POST, slug, &path).bearer_auth(token);
@@ -49,12 +36,6 @@ async fn run(app: &TestApp, slug: &str, token: &str, name: &str, body: Option<Va
         request = request.json(&body);
     }
     let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(app: &TestApp, slug: &str, token: &str, path: &str) -> (StatusCode, Value) {
-    let response = app.tenant_request(Method::GET, slug, path).bearer_auth(token).send().await.unwrap();
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -72,7 +53,7 @@ async fn a_run_records_every_step_and_ends_with_the_last_output() {
     let app = spawn_app().await;
     let acme = app.create_tenant("acme").await;
     let editor = app.user_with_role(&acme, "editor").await;
-    apply(&app, "acme", &editor, &integration("order-summary", ORDER_SUMMARY_STEPS)).await;
+    app.apply_yaml("acme", &editor, &integration("order-summary", ORDER_SUMMARY_STEPS)).await;
 
     let order: Value = serde_json::from_str(ORDER).unwrap();
     let (status, execution) = run(&app, "acme", &editor, "order-summary", Some(order.clone()), true).await;
@@ -101,7 +82,7 @@ async fn a_run_records_every_step_and_ends_with_the_last_output() {
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     assert_eq!(queued["state"], "queued");
     let path = format!("/api/executions/{}", queued["id"].as_str().unwrap());
-    let done = eventually(Duration::from_secs(10), || async { get(&app, "acme", &editor, &path).await.1["state"] == "succeeded" }).await;
+    let done = eventually(Duration::from_secs(10), || async { app.tenant_get("acme", &editor, &path).await.1["state"] == "succeeded" }).await;
     assert!(done, "the queued execution never finished");
 }
 
@@ -120,7 +101,7 @@ async fn a_failing_expression_fails_the_execution_and_keeps_earlier_checkpoints(
       log:
         message: 'not reached'
 "#;
-    apply(&app, "acme", &owner, &integration("brittle", steps)).await;
+    app.apply_yaml("acme", &owner, &integration("brittle", steps)).await;
 
     let (status, execution) = run(&app, "acme", &owner, "brittle", Some(json!({"id": 7})), true).await;
     assert_eq!(status, StatusCode::OK, "{execution}");
@@ -141,7 +122,7 @@ async fn a_fail_step_fails_the_execution_with_its_message() {
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
     let steps = "    - name: reject\n      fail:\n        message: 'order ${{ .trigger.body.id }} rejected'\n";
-    apply(&app, "acme", &owner, &integration("rejecter", steps)).await;
+    app.apply_yaml("acme", &owner, &integration("rejecter", steps)).await;
 
     let (_, execution) = run(&app, "acme", &owner, "rejecter", Some(json!({"id": 9})), true).await;
     assert_eq!(execution["state"], "failed");
@@ -166,7 +147,7 @@ async fn a_choice_runs_one_branch_and_records_its_steps_under_the_choice() {
             transform:
               expression: '"ship"'
 "#;
-    apply(&app, "acme", &owner, &integration("router", steps)).await;
+    app.apply_yaml("acme", &owner, &integration("router", steps)).await;
 
     for (total, decision, nested) in [(500, "review", "route/branches[0]/big"), (5, "ship", "route/otherwise/small")] {
         let (_, execution) = run(&app, "acme", &owner, "router", Some(json!({"total": total})), true).await;
@@ -182,8 +163,8 @@ async fn only_enabled_integrations_run_and_bodies_are_checked() {
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
     let disabled = integration("paused", "    - name: say\n      log:\n        message: hi\n").replace("spec:\n", "spec:\n  enabled: false\n");
-    apply(&app, "acme", &owner, &disabled).await;
-    apply(&app, "acme", &owner, &integration("greeter", "    - name: say\n      log:\n        message: hi\n")).await;
+    app.apply_yaml("acme", &owner, &disabled).await;
+    app.apply_yaml("acme", &owner, &integration("greeter", "    - name: say\n      log:\n        message: hi\n")).await;
 
     for name in ["paused", "missing", "Not_A_Name"] {
         let (status, body) = run(&app, "acme", &owner, name, None, false).await;
@@ -215,8 +196,8 @@ async fn executions_are_listed_newest_first_with_filters_and_a_cursor() {
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
     let viewer = app.user_with_role(&acme, "viewer").await;
-    apply(&app, "acme", &owner, &integration("greeter", "    - name: say\n      log:\n        message: hi\n")).await;
-    apply(&app, "acme", &owner, &integration("rejecter", "    - name: no\n      fail:\n        message: nope\n")).await;
+    app.apply_yaml("acme", &owner, &integration("greeter", "    - name: say\n      log:\n        message: hi\n")).await;
+    app.apply_yaml("acme", &owner, &integration("rejecter", "    - name: no\n      fail:\n        message: nope\n")).await;
     let before = chrono::Utc::now() - chrono::Duration::seconds(5);
     let mut started = Vec::new();
     for name in ["greeter", "rejecter", "greeter", "rejecter", "greeter"] {
@@ -226,24 +207,24 @@ async fn executions_are_listed_newest_first_with_filters_and_a_cursor() {
     }
     let newest_first: Vec<String> = started.iter().rev().cloned().collect();
 
-    let (status, all) = get(&app, "acme", &viewer, "/api/executions").await;
+    let (status, all) = app.tenant_get("acme", &viewer, "/api/executions").await;
     assert_eq!(status, StatusCode::OK, "viewers read executions: {all}");
     assert_eq!(ids(&all), newest_first);
     assert_eq!(all["next_cursor"], Value::Null);
     assert!(all["items"][0].get("steps").is_none(), "the list leaves the steps out");
 
-    let (_, greeters) = get(&app, "acme", &viewer, "/api/executions?integration=greeter").await;
+    let (_, greeters) = app.tenant_get("acme", &viewer, "/api/executions?integration=greeter").await;
     assert_eq!(ids(&greeters), [started[4].clone(), started[2].clone(), started[0].clone()]);
-    let (_, failed) = get(&app, "acme", &viewer, "/api/executions?state=failed").await;
+    let (_, failed) = app.tenant_get("acme", &viewer, "/api/executions?state=failed").await;
     assert_eq!(ids(&failed), [started[3].clone(), started[1].clone()]);
     let since = |t: chrono::DateTime<chrono::Utc>| format!("/api/executions?since={}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
-    assert_eq!(ids(&get(&app, "acme", &viewer, &since(before)).await.1).len(), 5);
-    assert!(ids(&get(&app, "acme", &viewer, &since(chrono::Utc::now() + chrono::Duration::hours(1))).await.1).is_empty());
+    assert_eq!(ids(&app.tenant_get("acme", &viewer, &since(before)).await.1).len(), 5);
+    assert!(ids(&app.tenant_get("acme", &viewer, &since(chrono::Utc::now() + chrono::Duration::hours(1))).await.1).is_empty());
 
     let mut paged = Vec::new();
     let mut path = "/api/executions?limit=2".to_string();
     loop {
-        let (status, page) = get(&app, "acme", &viewer, &path).await;
+        let (status, page) = app.tenant_get("acme", &viewer, &path).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         paged.extend(ids(&page));
         match page["next_cursor"].as_str() {
@@ -254,12 +235,12 @@ async fn executions_are_listed_newest_first_with_filters_and_a_cursor() {
     assert_eq!(paged, newest_first);
 
     for bad in ["/api/executions?state=sleeping", "/api/executions?limit=101", "/api/executions?limit=0"] {
-        let (status, body) = get(&app, "acme", &viewer, bad).await;
+        let (status, body) = app.tenant_get("acme", &viewer, bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
-    let (status, _) = get(&app, "acme", &viewer, "/api/executions?cursor=not-an-id").await;
+    let (status, _) = app.tenant_get("acme", &viewer, "/api/executions?cursor=not-an-id").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = get(&app, "acme", &viewer, &format!("/api/executions/{}", uuid::Uuid::now_v7())).await;
+    let (status, _) = app.tenant_get("acme", &viewer, &format!("/api/executions/{}", uuid::Uuid::now_v7())).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -269,11 +250,11 @@ async fn viewers_cannot_run_integrations() {
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
     let viewer = app.user_with_role(&acme, "viewer").await;
-    apply(&app, "acme", &owner, &integration("greeter", "    - name: say\n      log:\n        message: hi\n")).await;
+    app.apply_yaml("acme", &owner, &integration("greeter", "    - name: say\n      log:\n        message: hi\n")).await;
 
     let (status, body) = run(&app, "acme", &viewer, "greeter", None, false).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
-    let (_, list) = get(&app, "acme", &viewer, "/api/executions").await;
+    let (_, list) = app.tenant_get("acme", &viewer, "/api/executions").await;
     assert!(ids(&list).is_empty());
 }
 
@@ -283,17 +264,17 @@ async fn a_tenant_cannot_see_or_run_another_tenants_executions() {
     let acme = app.create_tenant("acme").await;
     let globex = app.create_tenant("globex").await;
     let (acme_owner, globex_owner) = (app.owner_token(&acme).await, app.owner_token(&globex).await);
-    apply(&app, "acme", &acme_owner, &integration("greeter", "    - name: say\n      log:\n        message: hi\n")).await;
+    app.apply_yaml("acme", &acme_owner, &integration("greeter", "    - name: say\n      log:\n        message: hi\n")).await;
     let (_, execution) = run(&app, "acme", &acme_owner, "greeter", None, true).await;
     let id = execution["id"].as_str().unwrap();
 
-    let (status, _) = get(&app, "globex", &globex_owner, &format!("/api/executions/{id}")).await;
+    let (status, _) = app.tenant_get("globex", &globex_owner, &format!("/api/executions/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, list) = get(&app, "globex", &globex_owner, "/api/executions").await;
+    let (_, list) = app.tenant_get("globex", &globex_owner, "/api/executions").await;
     assert!(ids(&list).is_empty());
     let (status, _) = run(&app, "globex", &globex_owner, "greeter", None, false).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = get(&app, "globex", &acme_owner, &format!("/api/executions/{id}")).await;
+    let (status, _) = app.tenant_get("globex", &acme_owner, &format!("/api/executions/{id}")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "acme's token does not work on globex's host");
 }
 
@@ -302,20 +283,20 @@ async fn a_tenant_runs_at_most_its_limit_of_executions_at_once() {
     let app = spawn_app_with(|c| c.runtime.max_concurrent_executions = 1).await;
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
-    apply(&app, "acme", &owner, &integration("slow", "    - name: nap\n      delay:\n        duration: 2s\n")).await;
+    app.apply_yaml("acme", &owner, &integration("slow", "    - name: nap\n      delay:\n        duration: 2s\n")).await;
     let (_, first) = run(&app, "acme", &owner, "slow", None, false).await;
     let (_, second) = run(&app, "acme", &owner, "slow", None, false).await;
     let path = |e: &Value| format!("/api/executions/{}", e["id"].as_str().unwrap());
 
-    let first_running = eventually(Duration::from_secs(10), || async { get(&app, "acme", &owner, &path(&first)).await.1["state"] == "running" }).await;
+    let first_running = eventually(Duration::from_secs(10), || async { app.tenant_get("acme", &owner, &path(&first)).await.1["state"] == "running" }).await;
     assert!(first_running);
-    assert_eq!(get(&app, "acme", &owner, &path(&second)).await.1["state"], "queued", "the second waits for a slot");
+    assert_eq!(app.tenant_get("acme", &owner, &path(&second)).await.1["state"], "queued", "the second waits for a slot");
     let both = eventually(Duration::from_secs(10), || async {
-        get(&app, "acme", &owner, &path(&second)).await.1["state"] == "succeeded"
+        app.tenant_get("acme", &owner, &path(&second)).await.1["state"] == "succeeded"
     })
     .await;
     assert!(both, "the second never ran");
-    let (first, second) = (get(&app, "acme", &owner, &path(&first)).await.1, get(&app, "acme", &owner, &path(&second)).await.1);
+    let (first, second) = (app.tenant_get("acme", &owner, &path(&first)).await.1, app.tenant_get("acme", &owner, &path(&second)).await.1);
     let time = |v: &Value| v.as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
     assert!(time(&second["started_at"]) >= time(&first["finished_at"]), "one after the other: {first} {second}");
 }
@@ -349,7 +330,7 @@ async fn an_execution_left_running_by_a_stopped_node_resumes_after_its_last_chec
       transform:
         expression: '{doubled: .steps.double}'
 "#;
-    apply(&app, "acme", &owner, &integration("slow", steps)).await;
+    app.apply_yaml("acme", &owner, &integration("slow", steps)).await;
     let (status, queued) = run(&app, "acme", &owner, "slow", Some(json!({"n": 21})), false).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let id = queued["id"].as_str().unwrap().to_string();

@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use tessera_tests::{error_code, eventually, spawn_app, spawn_app_with, TestApp};
+use tessera_tests::{error_code, eventually, spawn_app, spawn_app_with, status_and_json, TestApp};
 
 /// An integration started by a webhook with the given trigger settings.
 fn hooked(name: &str, webhook: &str, steps: &str) -> String {
@@ -22,31 +22,8 @@ fn hooked(name: &str, webhook: &str, steps: &str) -> String {
 const ECHO_STEPS: &str = "    - name: echo\n      transform:\n        expression: '{order: .trigger.body.id, source: .trigger.headers[\"x-source\"], page: .trigger.query.page}'\n";
 const OPEN: &str = "        auth: none\n";
 
-async fn apply(app: &TestApp, slug: &str, token: &str, yaml: &str) {
-    let response = app
-        .tenant_request(Method::POST, slug, "/api/apply")
-        .bearer_auth(token)
-        .header("content-type", "application/yaml")
-        .body(yaml.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    assert_eq!(status, StatusCode::OK, "apply: {}", response.text().await.unwrap());
-}
-
 fn hook(app: &TestApp, slug: &str, name: &str) -> RequestBuilder {
     app.tenant_request(Method::POST, slug, &format!("/hooks/{name}"))
-}
-
-async fn send(request: RequestBuilder) -> (StatusCode, Value) {
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(app: &TestApp, slug: &str, token: &str, path: &str) -> (StatusCode, Value) {
-    send(app.tenant_request(Method::GET, slug, path).bearer_auth(token)).await
 }
 
 async fn execution_count(app: &TestApp, slug: &str) -> i64 {
@@ -58,11 +35,11 @@ async fn execution_count(app: &TestApp, slug: &str) -> i64 {
 async fn finished(app: &TestApp, slug: &str, token: &str, id: &str) -> Value {
     let path = format!("/api/executions/{id}");
     let done = eventually(Duration::from_secs(10), || async {
-        matches!(get(app, slug, token, &path).await.1["state"].as_str(), Some("succeeded" | "failed"))
+        matches!(app.tenant_get(slug, token, &path).await.1["state"].as_str(), Some("succeeded" | "failed"))
     })
     .await;
     assert!(done, "execution {id} never finished");
-    get(app, slug, token, &path).await.1
+    app.tenant_get(slug, token, &path).await.1
 }
 
 fn hmac_hex(secret: &str, body: &[u8]) -> String {
@@ -73,7 +50,7 @@ fn hmac_hex(secret: &str, body: &[u8]) -> String {
 
 async fn api_key(app: &TestApp, slug: &str, owner: &str, role: &str) -> String {
     let (status, created) =
-        send(app.tenant_request(Method::POST, slug, "/api/api-keys").bearer_auth(owner).json(&json!({"name": role, "role": role}))).await;
+        status_and_json(app.tenant_request(Method::POST, slug, "/api/api-keys").bearer_auth(owner).json(&json!({"name": role, "role": role}))).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     created["secret"].as_str().unwrap().to_string()
 }
@@ -83,14 +60,14 @@ async fn an_accepted_webhook_runs_with_the_request_as_its_trigger() {
     let app = spawn_app_with(|c| c.http.max_body_bytes = 1024).await;
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
-    apply(&app, "acme", &owner, &hooked("orders-in", OPEN, ECHO_STEPS)).await;
+    app.apply_yaml("acme", &owner, &hooked("orders-in", OPEN, ECHO_STEPS)).await;
 
     let request = hook(&app, "acme", "orders-in?page=3")
         .header("X-Source", "shop")
         .header("Cookie", "session=private")
         .bearer_auth("not-for-the-payload")
         .json(&json!({"id": 42}));
-    let (status, accepted) = send(request).await;
+    let (status, accepted) = status_and_json(request).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     assert_eq!(accepted["state"], "queued");
     let execution = finished(&app, "acme", &owner, accepted["id"].as_str().unwrap()).await;
@@ -104,7 +81,7 @@ async fn an_accepted_webhook_runs_with_the_request_as_its_trigger() {
     assert!(!headers.contains_key("authorization") && !headers.contains_key("cookie"), "credentials are not stored: {headers:?}");
 
     // Text is kept as a string; other media types are refused.
-    let (status, accepted) = send(hook(&app, "acme", "orders-in").header("content-type", "text/plain").body("plain words")).await;
+    let (status, accepted) = status_and_json(hook(&app, "acme", "orders-in").header("content-type", "text/plain").body("plain words")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     let execution = finished(&app, "acme", &owner, accepted["id"].as_str().unwrap()).await;
     assert_eq!(execution["trigger"]["body"], "plain words");
@@ -129,18 +106,18 @@ async fn a_synchronous_webhook_answers_with_the_output_or_the_failure() {
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
     let sync = "        synchronous: true\n        timeout: 20s\n";
-    apply(&app, "acme", &owner, &hooked("quote", sync, "    - name: price\n      transform:\n        expression: '{total: (.trigger.body.qty * 5)}'\n")).await;
-    apply(&app, "acme", &owner, &hooked("refuse", sync, "    - name: no\n      fail:\n        message: 'order ${{ .trigger.body.id }} refused'\n")).await;
+    app.apply_yaml("acme", &owner, &hooked("quote", sync, "    - name: price\n      transform:\n        expression: '{total: (.trigger.body.qty * 5)}'\n")).await;
+    app.apply_yaml("acme", &owner, &hooked("refuse", sync, "    - name: no\n      fail:\n        message: 'order ${{ .trigger.body.id }} refused'\n")).await;
 
-    let (status, output) = send(hook(&app, "acme", "quote").json(&json!({"qty": 3}))).await;
+    let (status, output) = status_and_json(hook(&app, "acme", "quote").json(&json!({"qty": 3}))).await;
     assert_eq!(status, StatusCode::OK, "{output}");
     assert_eq!(output, json!({"total": 15}));
 
-    let (status, body) = send(hook(&app, "acme", "refuse").json(&json!({"id": 7}))).await;
+    let (status, body) = status_and_json(hook(&app, "acme", "refuse").json(&json!({"id": 7}))).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(body["error"]["code"], "execution_failed");
     let id = body["error"]["execution_id"].as_str().expect("the failed execution's id");
-    let (_, execution) = get(&app, "acme", &owner, &format!("/api/executions/{id}")).await;
+    let (_, execution) = app.tenant_get("acme", &owner, &format!("/api/executions/{id}")).await;
     assert_eq!(execution["state"], "failed");
     assert!(!body.to_string().contains("order 7 refused"), "the failure's details stay with the tenant: {body}");
 }
@@ -152,10 +129,10 @@ async fn only_an_enabled_integration_of_this_hosts_tenant_with_a_webhook_can_be_
     let globex = app.create_tenant("globex").await;
     let owner = app.owner_token(&acme).await;
     let globex_owner = app.owner_token(&globex).await;
-    apply(&app, "acme", &owner, &hooked("orders-in", OPEN, ECHO_STEPS)).await;
-    apply(&app, "acme", &owner, &hooked("paused", OPEN, ECHO_STEPS).replace("spec:\n", "spec:\n  enabled: false\n")).await;
+    app.apply_yaml("acme", &owner, &hooked("orders-in", OPEN, ECHO_STEPS)).await;
+    app.apply_yaml("acme", &owner, &hooked("paused", OPEN, ECHO_STEPS).replace("spec:\n", "spec:\n  enabled: false\n")).await;
     let manual_only = "apiVersion: tessera.dev/v1\nkind: Integration\nmetadata:\n  name: by-hand\nspec:\n  triggers:\n    - manual: {}\n  steps:\n    - name: say\n      log:\n        message: hi\n";
-    apply(&app, "acme", &owner, manual_only).await;
+    app.apply_yaml("acme", &owner, manual_only).await;
 
     for name in ["nothing-here", "paused", "by-hand", "Not_A_Name"] {
         let code = error_code_of(hook(&app, "acme", name).json(&json!({"id": 1})), StatusCode::NOT_FOUND).await;
@@ -168,13 +145,13 @@ async fn only_an_enabled_integration_of_this_hosts_tenant_with_a_webhook_can_be_
     assert_eq!((execution_count(&app, "acme").await, execution_count(&app, "globex").await), (0, 0));
 
     // The accepted execution belongs to acme alone.
-    let (status, accepted) = send(hook(&app, "acme", "orders-in").json(&json!({"id": 5}))).await;
+    let (status, accepted) = status_and_json(hook(&app, "acme", "orders-in").json(&json!({"id": 5}))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     let id = accepted["id"].as_str().unwrap();
     finished(&app, "acme", &owner, id).await;
-    let (status, _) = get(&app, "globex", &globex_owner, &format!("/api/executions/{id}")).await;
+    let (status, _) = app.tenant_get("globex", &globex_owner, &format!("/api/executions/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(get(&app, "globex", &globex_owner, "/api/executions").await.1["items"], json!([]));
+    assert_eq!(app.tenant_get("globex", &globex_owner, "/api/executions").await.1["items"], json!([]));
     assert_eq!((execution_count(&app, "acme").await, execution_count(&app, "globex").await), (1, 0));
 }
 
@@ -184,18 +161,18 @@ async fn an_hmac_webhook_needs_a_matching_signature_of_the_raw_body() {
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
     let connections = "apiVersion: tessera.dev/v1\nkind: Connection\nmetadata:\n  name: shop-secret\nspec:\n  api_key:\n    header: X-Unused\n    value: whsec_hex\n---\napiVersion: tessera.dev/v1\nkind: Connection\nmetadata:\n  name: bank-secret\nspec:\n  bearer:\n    token: whsec_b64\n";
-    apply(&app, "acme", &owner, connections).await;
+    app.apply_yaml("acme", &owner, connections).await;
     let hex_auth = "        auth:\n          hmac:\n            secret_from_connection: shop-secret\n            header: X-Hub-Signature-256\n            prefix: 'sha256='\n";
     let b64_auth = "        auth:\n          hmac:\n            secret_from_connection: bank-secret\n            header: X-Signature\n            encoding: base64\n";
-    apply(&app, "acme", &owner, &hooked("shop-hook", hex_auth, ECHO_STEPS)).await;
-    apply(&app, "acme", &owner, &hooked("bank-hook", b64_auth, ECHO_STEPS)).await;
+    app.apply_yaml("acme", &owner, &hooked("shop-hook", hex_auth, ECHO_STEPS)).await;
+    app.apply_yaml("acme", &owner, &hooked("bank-hook", b64_auth, ECHO_STEPS)).await;
 
     // The signature covers the exact bytes, whitespace included.
     let body = br#"{"id": 42,  "note": "signed"}"#.to_vec();
     let signed = |name: &str, header: &str, value: String| {
         hook(&app, "acme", name).header("content-type", "application/json").header(header, value).body(body.clone())
     };
-    let (status, accepted) = send(signed("shop-hook", "X-Hub-Signature-256", format!("sha256={}", hmac_hex("whsec_hex", &body)))).await;
+    let (status, accepted) = status_and_json(signed("shop-hook", "X-Hub-Signature-256", format!("sha256={}", hmac_hex("whsec_hex", &body)))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     let execution = finished(&app, "acme", &owner, accepted["id"].as_str().unwrap()).await;
     assert_eq!(execution["output"]["order"], 42);
@@ -203,7 +180,7 @@ async fn an_hmac_webhook_needs_a_matching_signature_of_the_raw_body() {
     let mut mac = Hmac::<Sha256>::new_from_slice(b"whsec_b64").unwrap();
     mac.update(&body);
     let b64 = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    assert_eq!(send(signed("bank-hook", "X-Signature", b64)).await.0, StatusCode::ACCEPTED);
+    assert_eq!(status_and_json(signed("bank-hook", "X-Signature", b64)).await.0, StatusCode::ACCEPTED);
 
     let refused = [
         signed("shop-hook", "X-Hub-Signature-256", format!("sha256={}", hmac_hex("wrong-secret", &body))),
@@ -226,7 +203,7 @@ async fn an_api_key_webhook_needs_an_editor_key_of_the_tenant() {
     let acme = app.create_tenant("acme").await;
     let globex = app.create_tenant("globex").await;
     let owner = app.owner_token(&acme).await;
-    apply(&app, "acme", &owner, &hooked("keyed", "        auth: api_key\n", ECHO_STEPS)).await;
+    app.apply_yaml("acme", &owner, &hooked("keyed", "        auth: api_key\n", ECHO_STEPS)).await;
     let editor_key = api_key(&app, "acme", &owner, "editor").await;
     let viewer_key = api_key(&app, "acme", &owner, "viewer").await;
     let foreign_key = api_key(&app, "globex", &app.owner_token(&globex).await, "editor").await;
@@ -241,9 +218,9 @@ async fn an_api_key_webhook_needs_an_editor_key_of_the_tenant() {
     assert_eq!(error_code_of(user_token, StatusCode::UNAUTHORIZED).await, "invalid_api_key", "API keys only");
     assert_eq!(execution_count(&app, "acme").await, 0);
 
-    let (status, accepted) = send(hook(&app, "acme", "keyed").bearer_auth(&editor_key).json(&body)).await;
+    let (status, accepted) = status_and_json(hook(&app, "acme", "keyed").bearer_auth(&editor_key).json(&body)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let (status, accepted) = send(hook(&app, "acme", "keyed").header("X-API-Key", &editor_key).json(&body)).await;
+    let (status, accepted) = status_and_json(hook(&app, "acme", "keyed").header("X-API-Key", &editor_key).json(&body)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     let execution = finished(&app, "acme", &owner, accepted["id"].as_str().unwrap()).await;
     assert!(execution["trigger"]["headers"].get("x-api-key").is_none(), "the key is not stored: {execution}");

@@ -216,6 +216,25 @@ impl TestApp {
             .expect("tenant lifecycle request")
     }
 
+    /// Apply a YAML definition file in a tenant as `token`; it must be accepted.
+    pub async fn apply_yaml(&self, slug: &str, token: &str, yaml: &str) {
+        let response = self
+            .tenant_request(Method::POST, slug, "/api/apply")
+            .bearer_auth(token)
+            .header("content-type", "application/yaml")
+            .body(yaml.to_string())
+            .send()
+            .await
+            .expect("apply request");
+        let status = response.status();
+        assert_eq!(status, StatusCode::OK, "apply: {}", response.text().await.unwrap_or_default());
+    }
+
+    /// `GET path` on a tenant's host as `token`: the status and the JSON body.
+    pub async fn tenant_get(&self, slug: &str, token: &str, path: &str) -> (StatusCode, Value) {
+        status_and_json(self.tenant_request(Method::GET, slug, path).bearer_auth(token)).await
+    }
+
     /// Sign in on a tenant's host and return the token.
     pub async fn login(&self, slug: &str, email: &str, password: &str) -> String {
         let response = self
@@ -258,6 +277,13 @@ impl TestApp {
     pub async fn stop(&self) {
         self.handle.stop(true).await;
     }
+}
+
+/// Send a request: its status and its JSON body (`null` when there is none).
+pub async fn status_and_json(request: RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Read a JSON error body and return its code.
