@@ -8,15 +8,20 @@
 //! every node runs every tenant's worker, so only one node should run at a
 //! time against one database until clustering gives each tenant one owner.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 use tessera_runtime::{
+    definition::ConnectionSpec,
     execution::{Claimed, Outcome, StepRecord, StoreError, StoreFuture},
-    ExecutionStore, TenantSpec,
+    Connections, ExecutionStore, TenantSpec,
 };
 use uuid::Uuid;
 
 use crate::{
     database::DbError,
+    resources::connections,
+    sealing::KeyRing,
     tenancy::{SchemaName, TenantDb, TenantTx},
 };
 
@@ -120,6 +125,28 @@ impl ExecutionStore for PgExecutionStore {
                        WHERE id = $1 AND state = 'running'";
             self.db.statement_in_schema(&schema(tenant)?, sql, &[&id, &state, &output, &error]).await.map_err(store_error)?;
             Ok(())
+        })
+    }
+}
+
+/// The runtime's [`Connections`]: a tenant's sealed connections, opened
+/// with the node's key ring when a step or trigger needs one.
+pub struct PgConnections {
+    db: TenantDb,
+    keys: Arc<KeyRing>,
+}
+
+impl PgConnections {
+    pub fn new(db: TenantDb, keys: Arc<KeyRing>) -> Self {
+        Self { db, keys }
+    }
+}
+
+impl Connections for PgConnections {
+    fn open<'a>(&'a self, tenant: &'a TenantSpec, name: &'a str) -> StoreFuture<'a, Option<ConnectionSpec>> {
+        Box::pin(async move {
+            let opened = connections::open_in(&self.db, &self.keys, tenant.id, &schema(tenant)?, name).await;
+            Ok(opened.map_err(|e| StoreError(Box::new(e)))?.map(|c| c.spec))
         })
     }
 }

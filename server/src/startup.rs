@@ -72,12 +72,13 @@ fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
 
 /// The runtime's engine: executions stored in tenant schemas, under the
 /// configured limits.
-fn engine(config: &Config, db: TenantDb) -> Engine {
+fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>) -> Engine {
     let limits = Limits {
         concurrency: config.runtime.max_concurrent_executions.max(1),
         default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)),
     };
-    Engine { store: Arc::new(crate::execution_store::PgExecutionStore::new(db)), limits }
+    let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys));
+    Engine { store: Arc::new(crate::execution_store::PgExecutionStore::new(db)), connections, limits }
 }
 
 impl AppState {
@@ -97,7 +98,7 @@ impl AppState {
         let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url);
         let tenant_db = TenantDb::new(pool.clone());
         Ok(Self {
-            supervisor: Supervisor::new(shutdown, engine(&config, tenant_db.clone())),
+            supervisor: Supervisor::new(shutdown, engine(&config, tenant_db.clone(), sealing.clone())),
             tenant_db,
             config: Arc::new(config),
             pool,

@@ -15,6 +15,6 @@ pub mod expression;
 mod supervisor;
 mod worker;
 
-pub use execution::{Engine, ExecutionStore, Limits};
+pub use execution::{Connections, Engine, ExecutionStore, Limits};
 pub use supervisor::{Supervisor, WorkerStatus};
 pub use worker::{TenantSpec, WorkerCommand};

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tessera_runtime::definition::{Connection, ConnectionKind, Name, Resource, StoredConnections};
 use tokio_postgres::Row;
+use uuid::Uuid;
 
 use super::{
     apply::{Applied, Outcome},
@@ -15,7 +16,7 @@ use super::{
 use crate::{
     auth::{Role, TenantCaller},
     sealing::{KeyRing, Sealed},
-    tenancy::{Tenant, TenantDb, TenantTx},
+    tenancy::{SchemaName, Tenant, TenantDb, TenantTx},
 };
 
 /// A connection without its secrets.
@@ -49,18 +50,30 @@ fn not_found(name: &str) -> ResourceError {
 
 /// What a sealed connection is bound to: a sealed value moved to another
 /// connection or tenant does not open.
-fn context(tenant: &Tenant, name: &str) -> Vec<u8> {
-    format!("tessera/connection/{}/{name}", tenant.id).into_bytes()
+fn context(tenant_id: Uuid, name: &str) -> Vec<u8> {
+    format!("tessera/connection/{tenant_id}/{name}").into_bytes()
 }
 
 /// The connection `name` of `tenant`, opened: for the code that uses its
 /// credentials (never for an API answer). `None` if there is no such
 /// connection.
 pub(crate) async fn open(db: &TenantDb, keys: &KeyRing, tenant: &Tenant, name: &Name) -> Result<Option<Connection>, ResourceError> {
-    let rows = db.read(tenant, "SELECT secret, key_id FROM @tenant.connections WHERE name = $1", &[&name.as_str()]).await?;
+    open_in(db, keys, tenant.id, &tenant.schema, name.as_str()).await
+}
+
+/// [`open`] for the runtime, which knows a tenant by id and schema.
+pub(crate) async fn open_in(
+    db: &TenantDb,
+    keys: &KeyRing,
+    tenant_id: Uuid,
+    schema: &SchemaName,
+    name: &str,
+) -> Result<Option<Connection>, ResourceError> {
+    let sql = "SELECT secret, key_id FROM @tenant.connections WHERE name = $1";
+    let rows = db.statement_in_schema(schema, sql, &[&name]).await?;
     let Some(row) = rows.first() else { return Ok(None) };
     let sealed = Sealed { bytes: row.get(0), key_id: row.get(1) };
-    let plaintext = keys.open(&sealed, &context(tenant, name.as_str()))?;
+    let plaintext = keys.open(&sealed, &context(tenant_id, name))?;
     match serde_json::from_slice::<Resource>(&plaintext) {
         Ok(Resource::Connection(connection)) => Ok(Some(connection)),
         // Only a connection is ever sealed into this table; anything else
@@ -118,7 +131,7 @@ pub(super) async fn apply(
 ) -> Result<Applied, ResourceError> {
     let name = connection.metadata.name.as_str();
     let resource = serde_json::to_value(Resource::Connection(connection.clone())).expect("a resource serialises to JSON");
-    let context = context(&caller.tenant, name);
+    let context = context(caller.tenant.id, name);
     let sealed = keys.seal(resource.to_string().as_bytes(), &context);
     let kind = connection.spec.kind().as_str();
     let description = connection.metadata.description.clone().unwrap_or_default();

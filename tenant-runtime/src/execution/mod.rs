@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::worker::TenantSpec;
+use crate::{definition::ConnectionSpec, worker::TenantSpec};
 
 /// What a store call returns: boxed, so the store can be a trait object
 /// shared by every worker of the node.
@@ -38,6 +38,14 @@ pub trait ExecutionStore: Send + Sync + 'static {
     fn checkpoint<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, step: &'a StepRecord) -> StoreFuture<'a, ()>;
     /// Record the final state of a running execution.
     fn finish<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, outcome: &'a Outcome) -> StoreFuture<'a, ()>;
+}
+
+/// A tenant's connections, their secrets opened, for the steps and
+/// triggers that use them. Implemented by the server, which holds the keys
+/// that seal them at rest; an opened connection is never stored or logged.
+pub trait Connections: Send + Sync + 'static {
+    /// The tenant's connection `name`; `None` when it has none of that name.
+    fn open<'a>(&'a self, tenant: &'a TenantSpec, name: &'a str) -> StoreFuture<'a, Option<ConnectionSpec>>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,10 +139,12 @@ impl Default for Limits {
     }
 }
 
-/// What workers need to run executions: the store and the limits.
+/// What workers need to run executions: the store, the tenant's
+/// connections and the limits.
 #[derive(Clone)]
 pub struct Engine {
     pub store: Arc<dyn ExecutionStore>,
+    pub connections: Arc<dyn Connections>,
     pub limits: Limits,
 }
 

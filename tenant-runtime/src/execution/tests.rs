@@ -45,8 +45,17 @@ impl ExecutionStore for MemoryStore {
     }
 }
 
+/// The unit tests' integrations use no connections.
+struct NoConnections;
+
+impl Connections for NoConnections {
+    fn open<'a>(&'a self, _: &'a TenantSpec, _: &'a str) -> StoreFuture<'a, Option<ConnectionSpec>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
 pub(crate) fn engine(store: Arc<MemoryStore>) -> Engine {
-    Engine { store, limits: Limits::default() }
+    Engine { store, connections: Arc::new(NoConnections), limits: Limits::default() }
 }
 
 fn tenant() -> TenantSpec {
