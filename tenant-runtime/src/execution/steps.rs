@@ -35,7 +35,30 @@ pub(super) enum StepError {
     Evaluator,
 }
 
+/// How a failure looks to a retry policy (`retry.on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FailureClass {
+    Timeout,
+    /// An HTTP answer with a 5xx status.
+    Http5xx,
+    /// An HTTP 429 Too Many Requests answer.
+    Http429,
+    /// The connection to the other system could not be made or was lost.
+    Connection,
+    /// Anything else: only `retry.on: [any]` retries it.
+    Other,
+}
+
 impl StepError {
+    /// Every step kind classifies its own failures here, so retry policies
+    /// read one vocabulary.
+    pub(super) fn class(&self) -> FailureClass {
+        match self {
+            Self::Timeout(_) => FailureClass::Timeout,
+            Self::Expression(_) | Self::Failed(_) | Self::Unsupported(_) | Self::Evaluator => FailureClass::Other,
+        }
+    }
+
     pub(super) fn code(&self) -> &'static str {
         match self {
             Self::Expression(_) => "expression_failed",
