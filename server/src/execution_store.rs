@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tessera_runtime::{
     definition::ConnectionSpec,
-    execution::{Claimed, Outcome, StepRecord, StoreError, StoreFuture},
+    execution::{CallRequest, CallStart, Claimed, Ended, Outcome, StepRecord, StoreError, StoreFuture},
     Connections, ExecutionStore, TenantSpec,
 };
 use uuid::Uuid;
@@ -81,6 +81,46 @@ impl PgExecutionStore {
     }
 }
 
+/// A child of `call` step, looked up by (parent, step, attempt).
+const CHILD: &str = "SELECT id FROM @tenant.executions WHERE parent_id = $1 AND parent_step = $2 AND parent_attempt = $3";
+
+/// Created at the integration's current version, unless it is unknown or
+/// disabled, or the child exists already (then nothing is inserted).
+const NEW_CHILD: &str = "INSERT INTO @tenant.executions (id, integration, version, trigger, parent_id, parent_step, parent_attempt) \
+     SELECT $1, name, current_version, $2, $3, $4, $5 FROM @tenant.integrations WHERE name = $6 AND enabled \
+     ON CONFLICT (parent_id, parent_step, parent_attempt) WHERE parent_id IS NOT NULL DO NOTHING";
+
+impl PgExecutionStore {
+    async fn start_call_in(&self, schema: &SchemaName, call: &CallRequest) -> Result<CallStart, DbError> {
+        let mut tx = self.db.begin_in_schema(schema).await?;
+        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&call.parent, &call.step, &call.attempt];
+        if let Some(row) = tx.query_opt(CHILD, &key).await? {
+            return Ok(CallStart::Child(row.get(0))); // a resumed parent: the same child
+        }
+        let enabled = tx.query_opt("SELECT enabled FROM @tenant.integrations WHERE name = $1", &[&call.integration]).await?;
+        match enabled.map(|r| r.get::<_, bool>(0)) {
+            None => return Ok(CallStart::Unknown),
+            Some(false) => return Ok(CallStart::Disabled),
+            Some(true) => {}
+        }
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+            [&Uuid::now_v7(), &call.trigger, &call.parent, &call.step, &call.attempt, &call.integration];
+        tx.execute(NEW_CHILD, &params).await?;
+        let child = tx.query_one(CHILD, &key).await?.get(0);
+        tx.commit().await?;
+        Ok(CallStart::Child(child))
+    }
+}
+
+fn ended_from(state: &str, output: Option<Value>, error: Option<Value>) -> Ended {
+    if state == "succeeded" {
+        return Ended::Succeeded(output.unwrap_or(Value::Null));
+    }
+    let error = error.unwrap_or(Value::Null);
+    let text = |key: &str, default: &str| error.get(key).and_then(Value::as_str).unwrap_or(default).to_string();
+    Ended::Failed { code: text("code", state), message: text("message", "the execution did not succeed") }
+}
+
 async fn done_steps(tx: &mut TenantTx, id: Uuid) -> Result<Vec<(String, Value)>, DbError> {
     let sql = "SELECT path, output FROM @tenant.execution_steps WHERE execution_id = $1 AND state = 'succeeded'";
     let rows = tx.query(sql, &[&id]).await?;
@@ -94,7 +134,8 @@ fn to_json<T: serde::Serialize>(value: &Option<T>) -> Option<Value> {
 impl ExecutionStore for PgExecutionStore {
     fn unfinished<'a>(&'a self, tenant: &'a TenantSpec) -> StoreFuture<'a, Vec<Uuid>> {
         Box::pin(async move {
-            let sql = "SELECT id FROM @tenant.executions WHERE state IN ('queued', 'running') ORDER BY id";
+            // Children of `call` steps are resumed by their parent, inline.
+            let sql = "SELECT id FROM @tenant.executions WHERE state IN ('queued', 'running') AND parent_id IS NULL ORDER BY id";
             let rows = self.db.statement_in_schema(&schema(tenant)?, sql, &[]).await.map_err(store_error)?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
@@ -126,6 +167,23 @@ impl ExecutionStore for PgExecutionStore {
             self.db.statement_in_schema(&schema(tenant)?, sql, &[&id, &state, &output, &error]).await.map_err(store_error)?;
             Ok(())
         })
+    }
+
+    fn start_call<'a>(&'a self, tenant: &'a TenantSpec, call: &'a CallRequest) -> StoreFuture<'a, CallStart> {
+        Box::pin(async move { self.start_call_in(&schema(tenant)?, call).await.map_err(store_error) })
+    }
+
+    fn ended<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Ended>> {
+        Box::pin(async move { self.ended_in(&schema(tenant)?, id).await.map_err(store_error) })
+    }
+}
+
+impl PgExecutionStore {
+    async fn ended_in(&self, schema: &SchemaName, id: Uuid) -> Result<Option<Ended>, DbError> {
+        let sql = "SELECT state, output, error FROM @tenant.executions \
+                   WHERE id = $1 AND state IN ('succeeded', 'failed', 'cancelled')";
+        let rows = self.db.statement_in_schema(schema, sql, &[&id]).await?;
+        Ok(rows.first().map(|r| ended_from(r.get(0), r.get(1), r.get(2))))
     }
 }
 

@@ -6,6 +6,7 @@ mod cli;
 mod cli_client;
 mod directory;
 mod executions;
+mod flow;
 mod concurrency;
 mod hosts;
 mod integrations;

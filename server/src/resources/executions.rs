@@ -40,8 +40,23 @@ pub struct Execution {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The execution whose `call` step started this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<ExecutionStep>>,
+    /// The executions this one's `call` steps started; only when one execution is asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<Vec<ChildExecution>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChildExecution {
+    pub id: Uuid,
+    /// The path of the `call` step that started it, and its attempt.
+    pub step: String,
+    pub attempt: i32,
+    pub state: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,7 +98,7 @@ pub struct ExecutionFilter {
     pub cursor: Option<Uuid>,
 }
 
-const COLUMNS: &str = "id, integration, version, state, trigger, output, error, created_at, started_at, finished_at";
+const COLUMNS: &str = "id, integration, version, state, trigger, output, error, created_at, started_at, finished_at, parent_id";
 
 fn from_row(row: &Row) -> Execution {
     Execution {
@@ -97,7 +112,9 @@ fn from_row(row: &Row) -> Execution {
         created_at: row.get(7),
         started_at: row.get(8),
         finished_at: row.get(9),
+        parent_id: row.get(10),
         steps: None,
+        children: None,
     }
 }
 
@@ -201,7 +218,11 @@ async fn load(db: &TenantDb, tenant: &Tenant, id: Uuid) -> Result<Execution, Res
     let steps_sql = "SELECT path, state, attempt, input, output, error, started_at, finished_at \
                      FROM @tenant.execution_steps WHERE execution_id = $1 ORDER BY started_at, path";
     let steps = tx.query(steps_sql, &[&id]).await?;
+    let children_sql = "SELECT id, parent_step, parent_attempt, state FROM @tenant.executions WHERE parent_id = $1 ORDER BY id";
+    let children = tx.query(children_sql, &[&id]).await?;
     tx.commit().await?;
+    execution.children =
+        Some(children.iter().map(|r| ChildExecution { id: r.get(0), step: r.get(1), attempt: r.get(2), state: r.get(3) }).collect());
     execution.steps = Some(
         steps
             .iter()

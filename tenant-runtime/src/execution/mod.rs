@@ -8,6 +8,10 @@
 //! next step starts; a resumed execution skips every step with a committed
 //! output, so a finished step never runs twice.
 
+mod call;
+mod flow;
+mod handlers;
+mod retry;
 mod run;
 mod steps;
 
@@ -29,7 +33,8 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// tenant, whose schema is the only one it may touch.
 pub trait ExecutionStore: Send + Sync + 'static {
     /// The tenant's executions left `queued` or `running` (by a node that
-    /// stopped), oldest first.
+    /// stopped), oldest first; child executions of `call` steps are left
+    /// out, because their parent resumes them.
     fn unfinished<'a>(&'a self, tenant: &'a TenantSpec) -> StoreFuture<'a, Vec<Uuid>>;
     /// Mark `id` running and load what running it needs. `None` when it is
     /// finished, unknown, or being claimed by someone else at this moment.
@@ -38,6 +43,41 @@ pub trait ExecutionStore: Send + Sync + 'static {
     fn checkpoint<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, step: &'a StepRecord) -> StoreFuture<'a, ()>;
     /// Record the final state of a running execution.
     fn finish<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, outcome: &'a Outcome) -> StoreFuture<'a, ()>;
+    /// The child execution a `call` step runs: created `queued` at the
+    /// called integration's current version the first time, found again
+    /// (same id) when the parent asks again for the same step and attempt.
+    fn start_call<'a>(&'a self, tenant: &'a TenantSpec, call: &'a CallRequest) -> StoreFuture<'a, CallStart>;
+    /// How execution `id` ended; `None` while it is unfinished or unknown.
+    fn ended<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Ended>>;
+}
+
+/// A `call` step asking for its child execution.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    pub parent: Uuid,
+    /// The call step's path in the parent.
+    pub step: String,
+    /// The call step's attempt: each retry runs a child of its own.
+    pub attempt: i32,
+    pub integration: String,
+    /// The child's trigger: `{"kind": "call", "parent": <id>, "body": <input>}`.
+    pub trigger: Value,
+}
+
+/// What [`ExecutionStore::start_call`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallStart {
+    Child(Uuid),
+    /// The tenant has no integration of that name.
+    Unknown,
+    Disabled,
+}
+
+/// A finished execution's end, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ended {
+    Succeeded(Value),
+    Failed { code: String, message: String },
 }
 
 /// A tenant's connections, their secrets opened, for the steps and
@@ -152,7 +192,7 @@ pub struct Engine {
 /// only; a store failure leaves it `running`, to be resumed when its
 /// tenant's worker starts again.
 pub(crate) async fn run_guarded(tenant: &TenantSpec, engine: &Engine, id: Uuid) {
-    match AssertUnwindSafe(run::execute(tenant, engine, id)).catch_unwind().await {
+    match AssertUnwindSafe(run::execute(tenant, engine, id, 0)).catch_unwind().await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::error!(tenant = %tenant.slug, execution_id = %id, error = %e, "execution interrupted; it resumes when the worker restarts")
@@ -178,3 +218,5 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod flow_tests;

@@ -1,14 +1,24 @@
 //! One execution, from claim to final state: load the definition of its
-//! version, run the steps in order (skipping the ones already
-//! checkpointed, nested `choice` steps included), commit each step's
-//! checkpoint before the next one starts.
+//! version, run the steps in order, commit each step's checkpoint before
+//! the next one starts.
+//!
+//! Checkpoints are keyed by the step's full path (`route/branches[0]/x`,
+//! `each/items[3]/x`, `both/left/x`, `x/on_error/y`), and so is resuming: a
+//! step whose path has a committed output is not run again, its output is
+//! put back in its scope. Retries live in `retry`, `on_error` in
+//! `handlers`, `foreach`/`parallel` in `flow`, `call` in `call`.
 
-use chrono::Utc;
+use std::collections::HashMap;
+
 use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{steps, Claimed, Engine, Failure, Outcome, StepRecord, StepState, StoreError};
+use super::{
+    call, flow, handlers,
+    retry::{self, Attempted},
+    steps, Claimed, Engine, Failure, Outcome, StepState, StoreError,
+};
 use crate::{
     definition::{Action, ChoiceAction, Integration, Name, Resource, Step},
     expression::{Context, ExecutionInfo},
@@ -17,14 +27,19 @@ use crate::{
 
 /// Claim `id` and run it to its end. Returns an error only when the store
 /// fails; every failure of the integration itself ends in `failed`.
-pub(super) async fn execute(tenant: &TenantSpec, engine: &Engine, id: Uuid) -> Result<(), StoreError> {
+/// `depth` is how many `call` steps this execution is nested in (0 for one
+/// a trigger started).
+pub(super) async fn execute(tenant: &TenantSpec, engine: &Engine, id: Uuid, depth: u32) -> Result<(), StoreError> {
     let Some(claimed) = engine.store.claim(tenant, id).await? else {
         return Ok(()); // finished already, or another worker holds it
     };
     let span = tracing::info_span!("execution", tenant = %tenant.slug, execution_id = %id, integration = %claimed.integration);
     async {
         let outcome = match prepare(id, claimed) {
-            Ok((integration, context)) => run_within_budget(tenant, engine, id, &integration, context).await?,
+            Ok((integration, context, done)) => {
+                let at = At { tenant, engine, id, done: &done, depth };
+                run_within_budget(&at, &integration, context).await?
+            }
             Err(failure) => Outcome::Failed(failure),
         };
         engine.store.finish(tenant, id, &outcome).await
@@ -33,9 +48,9 @@ pub(super) async fn execute(tenant: &TenantSpec, engine: &Engine, id: Uuid) -> R
     .await
 }
 
-/// The definition to run and the data its expressions read, with the
-/// outputs of steps checkpointed before a restart already in place.
-fn prepare(id: Uuid, claimed: Claimed) -> Result<(Integration, Context), Failure> {
+/// The definition to run, the data its expressions read, and the outputs
+/// of the steps checkpointed before a restart, by path.
+fn prepare(id: Uuid, claimed: Claimed) -> Result<(Integration, Context, HashMap<String, Value>), Failure> {
     let integration = match serde_json::from_value::<Resource>(claimed.definition) {
         Ok(Resource::Integration(integration)) => integration,
         Ok(_) => return Err(Failure::new("invalid_definition", "the stored version is not an integration")),
@@ -46,80 +61,100 @@ fn prepare(id: Uuid, claimed: Claimed) -> Result<(Integration, Context), Failure
         integration: Name::try_from(claimed.integration).map_err(|e| Failure::new("invalid_definition", e.to_string()))?,
         version: u32::try_from(claimed.version).unwrap_or_default(),
     };
-    let mut context = Context::new(claimed.trigger, claimed.vars, info);
-    // Outputs are read by step name (names are unique in an integration,
-    // nested steps included); the checkpoint's path ends with the name.
-    let by_name = claimed.done.into_iter().map(|(path, output)| (path.rsplit('/').next().unwrap_or_default().to_string(), output));
-    context.steps.extend(by_name);
-    Ok((integration, context))
+    let context = Context::new(claimed.trigger, claimed.vars, info);
+    Ok((integration, context, claimed.done.into_iter().collect()))
 }
 
-async fn run_within_budget(
-    tenant: &TenantSpec,
-    engine: &Engine,
-    id: Uuid,
-    integration: &Integration,
-    mut context: Context,
-) -> Result<Outcome, StoreError> {
-    let budget = integration.spec.timeout.map(|t| t.get()).unwrap_or(engine.limits.default_timeout);
-    let at = At { tenant, engine, id };
-    match tokio::time::timeout(budget, run_steps(&at, &integration.spec.steps, "", &mut context)).await {
-        Ok(Ok(Ok(output))) => Ok(Outcome::Succeeded(output)),
-        Ok(Ok(Err(failure))) => Ok(Outcome::Failed(failure)),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Ok(Outcome::Failed(Failure::new(
+async fn run_within_budget(at: &At<'_>, integration: &Integration, mut context: Context) -> Result<Outcome, StoreError> {
+    let budget = integration.spec.timeout.map(|t| t.get()).unwrap_or(at.engine.limits.default_timeout);
+    let failure = match tokio::time::timeout(budget, run_steps(at, &integration.spec.steps, "", &mut context)).await {
+        Ok(Ok(Ok(output))) => return Ok(Outcome::Succeeded(output)),
+        Ok(Ok(Err(failure))) => failure,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => Failure::new(
             "timeout",
             format!("the execution ran out of its time budget of {}", humantime::format_duration(budget)),
-        ))),
-    }
+        ),
+    };
+    handlers::after_failure(at, &integration.spec.on_error, &failure, context).await?;
+    Ok(Outcome::Failed(failure))
 }
 
-type Steps<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Result<Value, Failure>, StoreError>> + Send + 'a>>;
+pub(super) type Steps<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Result<Value, Failure>, StoreError>> + Send + 'a>>;
 
 /// Run `steps` in order, each one's checkpoint committed before the next
-/// starts; the result is the last step's output, or the failure that
-/// stopped them. Boxed, because a `choice` runs its branch through it.
-fn run_steps<'a>(
-    at: &'a At<'a>,
-    steps: &'a [Step],
-    prefix: &'a str,
-    context: &'a mut Context,
-) -> Steps<'a> {
+/// starts; each output goes into `context.steps` under the step's name, so
+/// later steps of this scope (and of scopes nested in it) read it. The
+/// result is the last step's output, or the failure that stopped them.
+/// Boxed, because nested steps run through it again.
+pub(super) fn run_steps<'a>(at: &'a At<'a>, steps: &'a [Step], prefix: &'a str, context: &'a mut Context) -> Steps<'a> {
     Box::pin(async move {
         let mut last = Value::Null;
         for step in steps {
             let name = step.name.as_str();
-            if let Some(output) = context.steps.get(name) {
-                last = output.clone(); // checkpointed before a restart: never run twice
-                continue;
-            }
             let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
-            let record = match &step.action {
-                Action::Choice(choice) => run_choice(at, choice, path, context).await?,
-                _ => run_step(at, step, path, context).instrument(tracing::info_span!("step", step = %name)).await,
-            };
-            at.engine.store.checkpoint(at.tenant, at.id, &record).await?;
-            match (record.state, record.output, record.error) {
-                (StepState::Succeeded, Some(output), _) => {
-                    context.steps.insert(name.to_string(), output.clone());
-                    last = output;
+            let output = match at.done.get(&path) {
+                Some(output) => output.clone(), // checkpointed before a restart: never run twice
+                None => {
+                    let span = tracing::info_span!("step", step = %path);
+                    match run_step(at, step, path, context).instrument(span).await? {
+                        Ok(output) => output,
+                        Err(failure) => return Ok(Err(failure)),
+                    }
                 }
-                (_, _, error) => return Ok(Err(error.unwrap_or_else(|| Failure::new("internal", "the step failed")))),
-            }
+            };
+            context.steps.insert(name.to_string(), output.clone());
+            last = output;
         }
         Ok(Ok(last))
     })
 }
 
-/// Which execution the steps belong to.
-struct At<'a> {
-    tenant: &'a TenantSpec,
-    engine: &'a Engine,
-    id: Uuid,
+/// Which execution the steps belong to, and what it did before a restart.
+pub(super) struct At<'a> {
+    pub tenant: &'a TenantSpec,
+    pub engine: &'a Engine,
+    pub id: Uuid,
+    /// Outputs of the steps checkpointed before a restart, by path.
+    pub done: &'a HashMap<String, Value>,
+    /// How many `call` steps deep this execution runs.
+    pub depth: u32,
+}
+
+/// One step: its attempts (each failed one checkpointed, the last one
+/// too), then its `on_error` steps if it failed for good.
+async fn run_step(at: &At<'_>, step: &Step, path: String, context: &mut Context) -> Result<Result<Value, Failure>, StoreError> {
+    let record = retry::run_attempts(at, step, path, context).await?;
+    match record.state {
+        StepState::Succeeded => Ok(Ok(record.output.unwrap_or(Value::Null))),
+        StepState::Failed => handlers::on_step_failure(at, step, record, context).await,
+    }
+}
+
+/// One attempt of `step`'s action. Steps that nest others are run here;
+/// the rest in `steps::perform`.
+pub(super) async fn perform(
+    at: &At<'_>,
+    step: &Step,
+    path: &str,
+    attempt: i32,
+    context: &mut Context,
+) -> Result<Result<Value, Attempted>, StoreError> {
+    match &step.action {
+        Action::Choice(choice) => Ok(run_choice(at, choice, path, context).await?.map_err(Attempted::nested)),
+        Action::Foreach(each) => flow::foreach(at, each, path, context).await,
+        Action::Parallel(parallel) => flow::parallel(at, parallel, path, context).await,
+        Action::Call(action) => call::call(at, action, path, attempt, context).await,
+        _ => {
+            let who = steps::Who { tenant: &at.tenant.slug, execution_id: at.id, step: step.name.as_str() };
+            Ok(steps::perform(step, context.to_value(), &who).await.map_err(|e| Attempted::step(path, &e)))
+        }
+    }
 }
 
 /// The data a step saw, as recorded in its checkpoint.
-fn recorded_input(data: &Value) -> Value {
+pub(super) fn recorded_input(data: &Value) -> Value {
     let mut input = data.clone();
     if let Some(fields) = input.as_object_mut() {
         fields.remove("vars"); // the same in every step; not worth a copy per checkpoint
@@ -127,44 +162,18 @@ fn recorded_input(data: &Value) -> Value {
     input
 }
 
-fn step_failure(path: &str, e: &steps::StepError) -> Failure {
+pub(super) fn step_failure(path: &str, e: &steps::StepError) -> Failure {
     Failure { code: e.code(), message: e.to_string(), step: Some(path.to_string()) }
 }
 
-/// Run one step under its own timeout and describe how it went.
-async fn run_step(at: &At<'_>, step: &Step, path: String, context: &Context) -> StepRecord {
-    let started_at = Utc::now();
-    let data = context.to_value();
-    let input = recorded_input(&data);
-    let who = steps::Who { tenant: &at.tenant.slug, execution_id: at.id, step: step.name.as_str() };
-    let result = match step.timeout {
-        Some(limit) => tokio::time::timeout(limit.get(), steps::perform(step, data, &who))
-            .await
-            .unwrap_or_else(|_| Err(steps::StepError::Timeout(limit.get()))),
-        None => steps::perform(step, data, &who).await,
-    };
-    let (state, output, error) = match result {
-        Ok(output) => (StepState::Succeeded, Some(output), None),
-        Err(e) => (StepState::Failed, None, Some(step_failure(&path, &e))),
-    };
-    StepRecord { path, state, attempt: 1, input, output, error, started_at, finished_at: Utc::now() }
-}
-
 /// A `choice`: the steps of the first branch whose `when` holds (or of
-/// `otherwise`), each checkpointed under the choice's path. Its output is
-/// the last of those steps' output (`null` when none ran). A resumed choice
-/// takes the same branch: its conditions read only checkpointed data.
-async fn run_choice(at: &At<'_>, choice: &ChoiceAction, path: String, context: &mut Context) -> Result<StepRecord, StoreError> {
-    let started_at = Utc::now();
+/// `otherwise`), each checkpointed under the choice's path and sharing the
+/// choice's scope (only one branch runs, so later steps may read them).
+/// Its output is the last of those steps' output (`null` when none ran).
+/// A resumed choice takes the same branch: its conditions read only
+/// checkpointed data.
+async fn run_choice(at: &At<'_>, choice: &ChoiceAction, path: &str, context: &mut Context) -> Result<Result<Value, Failure>, StoreError> {
     let data = context.to_value();
-    let input = recorded_input(&data);
-    let record = |result: Result<Value, Failure>| {
-        let (state, output, error) = match result {
-            Ok(output) => (StepState::Succeeded, Some(output), None),
-            Err(failure) => (StepState::Failed, None, Some(failure)),
-        };
-        StepRecord { path: path.clone(), state, attempt: 1, input: input.clone(), output, error, started_at, finished_at: Utc::now() }
-    };
     let mut chosen = None;
     for (i, branch) in choice.branches.iter().enumerate() {
         match steps::holds(branch.when.as_str(), data.clone()).await {
@@ -173,10 +182,9 @@ async fn run_choice(at: &At<'_>, choice: &ChoiceAction, path: String, context: &
                 break;
             }
             Ok(false) => {}
-            Err(e) => return Ok(record(Err(step_failure(&path, &e)))),
+            Err(e) => return Ok(Err(step_failure(path, &e))),
         }
     }
     let (prefix, steps) = chosen.unwrap_or_else(|| (format!("{path}/otherwise"), &choice.otherwise[..]));
-    let result = run_steps(at, steps, &prefix, context).await?;
-    Ok(record(result))
+    run_steps(at, steps, &prefix, context).await
 }

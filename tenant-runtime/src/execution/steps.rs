@@ -99,6 +99,12 @@ pub(super) async fn holds(expression: &str, data: Value) -> Result<bool, StepErr
     on_blocking_thread(move || Ok(is_truthy(&Expression::compile(&text)?.evaluate(&data)?))).await
 }
 
+/// The value of jq expression `expression` for `data`.
+pub(super) async fn evaluate(expression: &str, data: Value) -> Result<Value, StepError> {
+    let text = expression.to_string();
+    on_blocking_thread(move || Expression::compile(&text)?.evaluate(&data)).await
+}
+
 async fn render_text(template: &str, data: Value) -> Result<String, StepError> {
     let text = template.to_string();
     on_blocking_thread(move || Template::compile(&text)?.render_text(&data)).await

@@ -13,11 +13,15 @@ use super::*;
 
 #[derive(Default)]
 pub(crate) struct MemoryStore {
-    claims: Mutex<HashMap<Uuid, Claimed>>,
+    pub claims: Mutex<HashMap<Uuid, Claimed>>,
     pub checkpoints: Mutex<Vec<StepRecord>>,
     pub outcomes: Mutex<HashMap<Uuid, Outcome>>,
     /// A checkpoint of this path panics.
-    panic_on: Option<String>,
+    pub panic_on: Option<String>,
+    /// Integrations `call` steps may run: name → (enabled, definition).
+    pub integrations: Mutex<HashMap<String, (bool, Value)>>,
+    /// Child executions by (parent, step path, attempt).
+    pub children: Mutex<HashMap<(Uuid, String, i32), Uuid>>,
 }
 
 impl ExecutionStore for MemoryStore {
@@ -43,6 +47,43 @@ impl ExecutionStore for MemoryStore {
             Ok(())
         })
     }
+
+    fn start_call<'a>(&'a self, _: &'a TenantSpec, call: &'a CallRequest) -> StoreFuture<'a, CallStart> {
+        Box::pin(async move {
+            let Some((enabled, definition)) = self.integrations.lock().unwrap().get(&call.integration).cloned() else {
+                return Ok(CallStart::Unknown);
+            };
+            if !enabled {
+                return Ok(CallStart::Disabled);
+            }
+            let key = (call.parent, call.step.clone(), call.attempt);
+            let mut children = self.children.lock().unwrap();
+            if let Some(child) = children.get(&key) {
+                return Ok(CallStart::Child(*child));
+            }
+            let child = Uuid::new_v4();
+            let claim = Claimed {
+                integration: call.integration.clone(),
+                version: 1,
+                definition,
+                trigger: call.trigger.clone(),
+                vars: Default::default(),
+                done: vec![],
+            };
+            self.claims.lock().unwrap().insert(child, claim);
+            children.insert(key, child);
+            Ok(CallStart::Child(child))
+        })
+    }
+
+    fn ended<'a>(&'a self, _: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Ended>> {
+        Box::pin(async move {
+            Ok(self.outcomes.lock().unwrap().get(&id).map(|outcome| match outcome {
+                Outcome::Succeeded(output) => Ended::Succeeded(output.clone()),
+                Outcome::Failed(f) => Ended::Failed { code: f.code.to_string(), message: f.message.clone() },
+            }))
+        })
+    }
 }
 
 /// The unit tests' integrations use no connections.
@@ -58,22 +99,26 @@ pub(crate) fn engine(store: Arc<MemoryStore>) -> Engine {
     Engine { store, connections: Arc::new(NoConnections), limits: Limits::default() }
 }
 
-fn tenant() -> TenantSpec {
+pub(crate) fn tenant() -> TenantSpec {
     TenantSpec { id: Uuid::new_v4(), slug: "acme".into(), schema: "t_acme".into() }
 }
 
-fn claimed(steps: Value, done: Vec<(String, Value)>) -> Claimed {
+pub(crate) fn definition(name: &str, steps: Value) -> Value {
+    json!({"apiVersion": "tessera.dev/v1", "kind": "Integration", "metadata": {"name": name}, "spec": {"steps": steps}})
+}
+
+pub(crate) fn claimed(steps: Value, done: Vec<(String, Value)>) -> Claimed {
     Claimed {
         integration: "orders".into(),
         version: 1,
-        definition: json!({"apiVersion": "tessera.dev/v1", "kind": "Integration", "metadata": {"name": "orders"}, "spec": {"steps": steps}}),
+        definition: definition("orders", steps),
         trigger: json!({"kind": "manual", "body": {"items": [{"qty": 2}, {"qty": 3}]}}),
         vars: Default::default(),
         done,
     }
 }
 
-async fn run_one(store: MemoryStore, claim: Claimed) -> (Arc<MemoryStore>, Outcome) {
+pub(crate) async fn run_one(store: MemoryStore, claim: Claimed) -> (Arc<MemoryStore>, Outcome) {
     let id = Uuid::new_v4();
     store.claims.lock().unwrap().insert(id, claim);
     let store = Arc::new(store);
@@ -82,7 +127,7 @@ async fn run_one(store: MemoryStore, claim: Claimed) -> (Arc<MemoryStore>, Outco
     (store, outcome)
 }
 
-fn paths(store: &MemoryStore) -> Vec<String> {
+pub(crate) fn paths(store: &MemoryStore) -> Vec<String> {
     store.checkpoints.lock().unwrap().iter().map(|c| c.path.clone()).collect()
 }
 
@@ -111,7 +156,7 @@ async fn a_resumed_execution_skips_checkpointed_steps() {
 
 #[tokio::test]
 async fn unsupported_steps_fail_the_execution() {
-    let steps = json!([{"name": "later", "call": {"integration": "other"}}]);
+    let steps = json!([{"name": "later", "publish": {"connection": "mq", "routing_key": "k", "body": {}}}]);
     let (_, outcome) = run_one(MemoryStore::default(), claimed(steps, vec![])).await;
     let Outcome::Failed(failure) = outcome else { panic!("{outcome:?}") };
     assert_eq!((failure.code, failure.step.as_deref()), ("unsupported_step", Some("later")));

@@ -22,6 +22,12 @@ pub struct Context {
     /// In the steps nested in a `foreach`: the current item. Absent elsewhere.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<Value>,
+    /// In the steps nested in a `foreach`: the current item's position (from 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// In `on_error` steps: the failure they handle, `{code, message, step}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
 }
 
 /// Which execution is running.
@@ -35,7 +41,7 @@ pub struct ExecutionInfo {
 impl Context {
     /// A context with no step run yet.
     pub fn new(trigger: Value, vars: Map<String, Value>, execution: ExecutionInfo) -> Self {
-        Self { trigger, steps: Map::new(), vars, execution, item: None }
+        Self { trigger, steps: Map::new(), vars, execution, item: None, index: None, error: None }
     }
 
     /// The JSON value expressions see as `.`.

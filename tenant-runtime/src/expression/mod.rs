@@ -58,7 +58,8 @@
 //!   underscores so `.steps.fetch_orders` parses);
 //! - `vars`: the tenant's variables;
 //! - `execution`: the execution's id, integration name and version;
-//! - `item`: only inside a `foreach`, the current item.
+//! - `item`: only inside a `foreach`, the current item; `index`, its position (from 0).
+//! - `error`: only inside `on_error` steps, the failure they handle (`{code, message, step}`).
 //!
 //! Examples: `.trigger.body.items | map(select(.qty > 0))`,
 //! `.steps.fetch.status == 200`, `[.trigger.body.items[].sku] | unique`.
