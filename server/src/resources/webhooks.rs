@@ -270,6 +270,8 @@ mod tests {
             algorithm: HmacAlgorithm::Sha256,
             encoding,
             prefix: prefix.map(Into::into),
+            timestamp_header: None,
+            tolerance: None,
         }
     }
 
