@@ -1,7 +1,7 @@
 //! The `tessera` command line: one binary for running a node, the local
 //! demo, migrations and tenant administration (on the database), and for
 //! managing a tenant's integrations through its API (`login`, `apply`,
-//! `get`, `rollback`, `delete`, `run`, `logs`: see `client/`).
+//! `get`, `rollback`, `delete`, `run`, `logs`, `cancel`, `retry`: see `client/`).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -52,6 +52,10 @@ pub enum Command {
     Run(RunArgs),
     /// Show an execution's steps as they are checkpointed, and its final state.
     Logs(LogsArgs),
+    /// Cancel a queued or running execution; prints its state after the cancel.
+    Cancel(ExecutionArgs),
+    /// Run a failed execution again from the step that failed.
+    Retry(ExecutionArgs),
 }
 
 /// Which stored profile to use.
@@ -216,6 +220,15 @@ pub struct LogsArgs {
     /// The longest --follow follows (e.g. 90s, 5m).
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     pub timeout: Duration,
+}
+
+/// One execution to act on.
+#[derive(Debug, Args)]
+pub struct ExecutionArgs {
+    #[command(flatten)]
+    pub target: ServerArgs,
+    /// The execution's id.
+    pub id: String,
 }
 
 /// `300`, `300s`, `5m`, `1h` or `500ms`.

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use crate::{
     auth::Passwords,
     cli::{
-        ApplyArgs, Cli, Command, DeleteArgs, GetArgs, GetKind, LoginArgs, LogsArgs, MigrateArgs, OutputFormat, PlatformCommand,
+        ApplyArgs, Cli, Command, DeleteArgs, ExecutionArgs, GetArgs, GetKind, LoginArgs, LogsArgs, MigrateArgs, OutputFormat, PlatformCommand,
         ProfileArgs, ResourceKind, RollbackArgs, RunArgs, ServerArgs, TenantCommand,
     },
     client::{
@@ -38,6 +38,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delete(args) => return delete(args).await,
         Command::Run(args) => return run_integration(args).await,
         Command::Logs(args) => return logs(args).await,
+        Command::Cancel(args) => return cancel(args).await,
+        Command::Retry(args) => return retry(args).await,
         node_command => node_command,
     };
     let config = Config::load(cli.config.as_deref())?;
@@ -362,6 +364,22 @@ async fn wait_until_final(client: &ApiClient, id: &str, limit: Duration) -> anyh
 /// `logs ID` / `logs --integration NAME`: one line per checkpointed step,
 /// then the final state; `--follow` (implied by `--integration`) polls
 /// until the execution is finished.
+/// `tessera cancel ID`: one line, the execution as the cancel left it.
+async fn cancel(args: ExecutionArgs) -> anyhow::Result<()> {
+    let client = api_client(args.target)?;
+    let execution = client.cancel(&args.id).await?;
+    println!("{}", render::outcome(&execution));
+    Ok(())
+}
+
+/// `tessera retry ID`: the execution is queued again; follow it with `logs`.
+async fn retry(args: ExecutionArgs) -> anyhow::Result<()> {
+    let client = api_client(args.target)?;
+    let execution = client.retry(&args.id).await?;
+    println!("{}", render::outcome(&execution));
+    Ok(())
+}
+
 async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let client = api_client(args.target)?;
     let follow = args.follow || args.integration.is_some();

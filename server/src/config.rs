@@ -128,6 +128,11 @@ pub struct RuntimeConfig {
     pub max_concurrent_executions: usize,
     /// Time budget of an execution whose integration sets no `timeout`.
     pub execution_timeout_secs: u64,
+    /// Finished executions older than this many days are deleted, unless
+    /// their integration's `retention.days` says otherwise; 0 keeps them.
+    pub retention_days: u32,
+    /// How often this node sweeps old executions (0: never).
+    pub retention_sweep_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,7 +201,13 @@ impl Default for ProvisioningConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { reconcile_interval_secs: 30, max_concurrent_executions: 8, execution_timeout_secs: 300 }
+        Self {
+            reconcile_interval_secs: 30,
+            max_concurrent_executions: 8,
+            execution_timeout_secs: 300,
+            retention_days: 30,
+            retention_sweep_secs: 3600,
+        }
     }
 }
 

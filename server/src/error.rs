@@ -17,7 +17,7 @@ use crate::{
     database::DbError,
     provisioning::ProvisioningError,
     tenancy::{HostError, SlugError},
-    resources::{webhooks::WebhookError, ResourceError},
+    resources::{execution_controls::ControlError, webhooks::WebhookError, ResourceError},
     routes::BodyError,
 };
 
@@ -201,7 +201,7 @@ impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> Self {
         use WebhookError::*;
         let status = match e {
-            InvalidSignature => StatusCode::UNAUTHORIZED,
+            InvalidSignature | StaleSignature { .. } => StatusCode::UNAUTHORIZED,
             ExecutionFailed { id } => {
                 let mut error = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), e.to_string());
                 error.execution_id = Some(id);
@@ -209,12 +209,23 @@ impl From<WebhookError> for ApiError {
             }
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            InvalidJson(_) | NotUtf8 | Read(_) => StatusCode::BAD_REQUEST,
+            InvalidJson(_) | NotUtf8 | Read(_) | InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
             SecretUnavailable(_) | StoredTrigger { .. } => return ApiError::internal(e),
             Auth(auth) => return auth.into(),
             Resource(resource) => return resource.into(),
         };
         ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::Finished { .. } | ControlError::NotFailed { .. } => {
+                ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string())
+            }
+            ControlError::Resource(resource) => resource.into(),
+        }
     }
 }
 

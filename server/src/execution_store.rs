@@ -51,9 +51,17 @@ fn schema(tenant: &TenantSpec) -> Result<SchemaName, StoreError> {
     SchemaName::from_stored(tenant.schema.clone()).ok_or_else(|| store_error(StoreFault::Schema(tenant.slug.clone())))
 }
 
-const CLAIM: &str = "UPDATE @tenant.executions e SET state = 'running', started_at = coalesce(e.started_at, now()) \
+/// A claim honours a requested cancel (one that raced a restart, or was
+/// asked while no worker ran it): the execution ends `cancelled` instead.
+const CLAIM: &str = "UPDATE @tenant.executions e SET \
+     state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'running' END, \
+     finished_at = CASE WHEN e.cancel_requested THEN now() END, \
+     started_at = coalesce(e.started_at, now()) \
      FROM (SELECT id FROM @tenant.executions WHERE id = $1 AND state IN ('queued', 'running') FOR UPDATE SKIP LOCKED) c \
-     WHERE e.id = c.id RETURNING e.integration, e.version, e.trigger";
+     WHERE e.id = c.id RETURNING e.integration, e.version, e.trigger, e.state";
+
+const CANCELLED: &str = "UPDATE @tenant.executions SET state = 'cancelled', cancel_requested = true, finished_at = now() \
+     WHERE id = $1 AND state IN ('queued', 'running')";
 
 const CHECKPOINT: &str = "INSERT INTO @tenant.execution_steps \
      (execution_id, path, state, attempt, input, output, error, started_at, finished_at) \
@@ -66,6 +74,11 @@ impl PgExecutionStore {
     async fn claim_in(&self, schema: &SchemaName, id: Uuid) -> Result<Option<Claimed>, DbError> {
         let mut tx = self.db.begin_in_schema(schema).await?;
         let Some(row) = tx.query_opt(CLAIM, &[&id]).await? else { return Ok(None) };
+        if row.get::<_, &str>(3) == "cancelled" {
+            tx.commit().await?;
+            tracing::info!(schema = %schema.as_str(), execution_id = %id, "execution cancelled at its claim");
+            return Ok(None);
+        }
         let (integration, version, trigger): (String, i32, Value) = (row.get(0), row.get(1), row.get(2));
         let definition_sql = "SELECT definition FROM @tenant.integration_versions WHERE integration = $1 AND version = $2";
         let definition: Value = tx.query_one(definition_sql, &[&integration, &version]).await?.get(0);
@@ -165,6 +178,13 @@ impl ExecutionStore for PgExecutionStore {
             let sql = "UPDATE @tenant.executions SET state = $2, output = $3, error = $4, finished_at = now() \
                        WHERE id = $1 AND state = 'running'";
             self.db.statement_in_schema(&schema(tenant)?, sql, &[&id, &state, &output, &error]).await.map_err(store_error)?;
+            Ok(())
+        })
+    }
+
+    fn cancelled<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.db.statement_in_schema(&schema(tenant)?, CANCELLED, &[&id]).await.map_err(store_error)?;
             Ok(())
         })
     }

@@ -13,6 +13,7 @@ pub mod local_postgres;
 pub mod notifications;
 pub mod provisioning;
 pub mod resources;
+pub mod retention;
 pub mod routes;
 pub mod sealing;
 pub mod startup;

@@ -202,6 +202,7 @@ impl Application {
             vec![Arc::new(state.directory.clone()), Arc::new(state.auth.standing.clone())];
         crate::notifications::spawn_listener(url, subscribers, shutdown.clone());
         spawn_reconciler(state.clone(), shutdown.clone());
+        crate::retention::spawn_sweeper(state.clone(), shutdown.clone());
         let server = http_server(state.clone(), listener)?;
         Ok(Self { port, server, state, shutdown })
     }

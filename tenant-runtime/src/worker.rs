@@ -8,7 +8,7 @@ use std::{
 
 use tokio::{
     sync::{mpsc, Semaphore},
-    task::{self, JoinError, JoinSet},
+    task::{self, AbortHandle, JoinError, JoinSet},
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -32,6 +32,9 @@ pub enum WorkerCommand {
     /// database is the source of truth, and a worker that starts picks up
     /// every unfinished execution of its tenant.
     Execute(Uuid),
+    /// Stop this execution (its cancel is committed) and record it
+    /// `cancelled`. Checkpoints already committed stay.
+    Cancel(Uuid),
 }
 
 /// The worker's main loop: resume what a stopped node left unfinished,
@@ -53,6 +56,7 @@ pub(crate) async fn run(spec: TenantSpec, engine: Engine, mut commands: mpsc::Re
                     let _ = reply.send(spec.slug.clone());
                 }
                 Some(WorkerCommand::Execute(id)) => executions.start(id),
+                Some(WorkerCommand::Cancel(id)) => executions.cancel(id),
                 None => break,
             },
         }
@@ -75,12 +79,26 @@ struct Executions {
     /// it twice.
     running: HashSet<Uuid>,
     by_task: HashMap<task::Id, Uuid>,
+    /// How to stop each running execution's task (cancel).
+    aborts: HashMap<Uuid, AbortHandle>,
+    /// Executions stopped by a cancel: once their task is gone, they are
+    /// recorded `cancelled`.
+    cancelling: HashSet<Uuid>,
 }
 
 impl Executions {
     fn new(spec: TenantSpec, engine: Engine) -> Self {
         let permits = Arc::new(Semaphore::new(engine.limits.concurrency.max(1)));
-        Self { spec: Arc::new(spec), engine, permits, tasks: JoinSet::new(), running: HashSet::new(), by_task: HashMap::new() }
+        Self {
+            spec: Arc::new(spec),
+            engine,
+            permits,
+            tasks: JoinSet::new(),
+            running: HashSet::new(),
+            by_task: HashMap::new(),
+            aborts: HashMap::new(),
+            cancelling: HashSet::new(),
+        }
     }
 
     async fn resume(&mut self) {
@@ -110,6 +128,35 @@ impl Executions {
             id
         });
         self.by_task.insert(handle.id(), id);
+        self.aborts.insert(id, handle);
+    }
+
+    /// Stop execution `id`. The final state is written only once its task
+    /// is gone (`finished`), so no step of it can commit afterwards. One
+    /// that does not run here has no task to stop: it is recorded at once
+    /// (a node runs all of its tenant's executions).
+    fn cancel(&mut self, id: Uuid) {
+        match self.aborts.get(&id) {
+            Some(handle) => {
+                handle.abort();
+                self.cancelling.insert(id);
+            }
+            None => self.record_cancel(id),
+        }
+    }
+
+    /// Record the cancel as a task of the join set: a worker that stops
+    /// meanwhile leaves the execution `running` with its cancel requested,
+    /// and the next claim cancels it.
+    fn record_cancel(&mut self, id: Uuid) {
+        let (spec, engine) = (self.spec.clone(), self.engine.clone());
+        self.tasks.spawn(async move {
+            match engine.store.cancelled(&spec, id).await {
+                Ok(()) => tracing::info!(tenant = %spec.slug, execution_id = %id, "execution cancelled"),
+                Err(e) => tracing::error!(tenant = %spec.slug, execution_id = %id, error = %e, "cannot record a cancel; the next claim does"),
+            }
+            id
+        });
     }
 
     fn finished(&mut self, done: Result<(task::Id, Uuid), JoinError>) {
@@ -119,6 +166,10 @@ impl Executions {
         };
         if let Some(id) = self.by_task.remove(&task) {
             self.running.remove(&id);
+            self.aborts.remove(&id);
+            if self.cancelling.remove(&id) {
+                self.record_cancel(id);
+            }
         }
     }
 }

@@ -222,7 +222,7 @@ async fn migrate_brings_a_tenant_on_an_old_schema_up_to_date_and_reports_progres
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, (1..=latest_tenant_version()).collect::<Vec<_>>());
+    assert_eq!(versions, tessera_server::provisioning::migrate::tenant_versions());
 
     let again = run(&env, &["migrate"]).await;
     assert!(again.ok() && again.stdout.contains("tenant schemas: 0 migrated, 0 failed, 0 behind"), "{again:?}");

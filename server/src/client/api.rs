@@ -212,6 +212,18 @@ impl ApiClient {
         self.get_json(&["executions", id]).await
     }
 
+    /// `POST /api/executions/{id}/cancel`: the execution after the cancel.
+    pub async fn cancel(&self, id: &str) -> Result<Value, ApiError> {
+        let response = self.send(self.authorised(Method::POST, &["executions", id, "cancel"])).await?;
+        self.body(response).await
+    }
+
+    /// `POST /api/executions/{id}/retry`: the failed execution, queued again.
+    pub async fn retry(&self, id: &str) -> Result<Value, ApiError> {
+        let response = self.send(self.authorised(Method::POST, &["executions", id, "retry"])).await?;
+        self.body(response).await
+    }
+
     /// `GET /api/executions?...`: `{"items": [...], "next_cursor": ...}`.
     pub async fn executions(&self, filter: &ExecutionFilter) -> Result<Value, ApiError> {
         let mut url = self.url(&["executions"]);

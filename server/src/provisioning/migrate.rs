@@ -40,6 +40,12 @@ pub fn tenant_migrations() -> Vec<Migration> {
     all
 }
 
+/// Every tenant migration's version, in order (branches number theirs, so
+/// there may be gaps until all of them are merged).
+pub fn tenant_versions() -> Vec<i32> {
+    tenant_migrations().iter().map(|m| m.version()).collect()
+}
+
 pub fn latest_tenant_version() -> i32 {
     tenant_migrations().last().map(|m| m.version()).unwrap_or(0)
 }

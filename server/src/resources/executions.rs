@@ -15,6 +15,7 @@ use tessera_runtime::{definition::Name, Supervisor, WorkerCommand};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+pub use super::execution_controls::IdempotencyKey;
 use super::{parse_id, parse_name, ResourceError};
 use crate::{
     auth::{Role, TenantCaller},
@@ -43,6 +44,10 @@ pub struct Execution {
     /// The execution whose `call` step started this one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<Uuid>,
+    /// A cancel was asked for while it ran; it ends `cancelled`.
+    pub cancel_requested: bool,
+    /// How often it was retried after failing.
+    pub retries: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<ExecutionStep>>,
     /// The executions this one's `call` steps started; only when one execution is asked for.
@@ -98,7 +103,8 @@ pub struct ExecutionFilter {
     pub cursor: Option<Uuid>,
 }
 
-const COLUMNS: &str = "id, integration, version, state, trigger, output, error, created_at, started_at, finished_at, parent_id";
+const COLUMNS: &str = "id, integration, version, state, trigger, output, error, created_at, started_at, finished_at, \
+     cancel_requested, retries, parent_id";
 
 fn from_row(row: &Row) -> Execution {
     Execution {
@@ -112,29 +118,41 @@ fn from_row(row: &Row) -> Execution {
         created_at: row.get(7),
         started_at: row.get(8),
         finished_at: row.get(9),
-        parent_id: row.get(10),
+        cancel_requested: row.get(10),
+        retries: row.get(11),
+        parent_id: row.get(12),
         steps: None,
         children: None,
     }
 }
 
-fn not_found(id: impl ToString) -> ResourceError {
+pub(super) fn not_found(id: impl ToString) -> ResourceError {
     ResourceError::NotFound { kind: "execution", id: id.to_string() }
 }
 
 /// Queue a run of integration `name`'s current version with `payload` as
 /// its trigger body, commit it, then wake the tenant's worker.
+/// A repeated `key` answers with the execution it created first.
 pub async fn run(
     db: &TenantDb,
     supervisor: &Supervisor,
     caller: &TenantCaller,
     name: &str,
     payload: Option<Value>,
-) -> Result<Execution, ResourceError> {
+    key: Option<&IdempotencyKey>,
+) -> Result<Enqueued, ResourceError> {
     caller.require(Role::Editor)?;
     let name = parse_name("integration", name)?;
     let trigger = json!({"kind": "manual", "body": payload.unwrap_or(Value::Null)});
-    enqueue(db, supervisor, &caller.tenant, &name, None, &trigger).await
+    enqueue_once(db, supervisor, &caller.tenant, &name, None, &trigger, key).await
+}
+
+/// What `enqueue_once` did: queued a new execution, or found the one an
+/// earlier request with the same idempotency key queued (`replayed`).
+#[derive(Debug)]
+pub struct Enqueued {
+    pub execution: Execution,
+    pub replayed: bool,
 }
 
 /// The one way any trigger starts an execution (rule 1, accept = commit):
@@ -149,21 +167,50 @@ pub async fn enqueue(
     version: Option<i32>,
     trigger: &Value,
 ) -> Result<Execution, ResourceError> {
+    Ok(enqueue_once(db, supervisor, tenant, name, version, trigger, None).await?.execution)
+}
+
+/// `enqueue` with an optional idempotency key: the first request with a
+/// key inserts; any later one (even concurrent: the unique index decides,
+/// `ON CONFLICT DO NOTHING` waits for the first to commit) finds its row.
+pub async fn enqueue_once(
+    db: &TenantDb,
+    supervisor: &Supervisor,
+    tenant: &Tenant,
+    name: &Name,
+    version: Option<i32>,
+    trigger: &Value,
+    key: Option<&IdempotencyKey>,
+) -> Result<Enqueued, ResourceError> {
     // A disabled integration does not run: to its callers it is not there.
     let sql = format!(
-        "INSERT INTO @tenant.executions (id, integration, version, trigger) \
-         SELECT $1, name, COALESCE($4::int, current_version), $2 FROM @tenant.integrations WHERE name = $3 AND enabled \
+        "INSERT INTO @tenant.executions (id, integration, version, trigger, idempotency_key) \
+         SELECT $1, name, COALESCE($4::int, current_version), $2, $5 FROM @tenant.integrations WHERE name = $3 AND enabled \
+         ON CONFLICT (integration, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
          RETURNING {COLUMNS}"
     );
+    let key = key.map(IdempotencyKey::as_str);
     let mut tx = db.begin(tenant).await?;
-    let row = tx.query_opt(&sql, &[&Uuid::now_v7(), trigger, &name.as_str(), &version]).await?;
-    let row = row.ok_or_else(|| ResourceError::NotFound { kind: "integration", id: name.to_string() })?;
+    let inserted = tx.query_opt(&sql, &[&Uuid::now_v7(), trigger, &name.as_str(), &version, &key]).await?;
+    let (row, replayed) = match (inserted, key) {
+        (Some(row), _) => (row, false),
+        (None, Some(key)) => {
+            let earlier = format!("SELECT {COLUMNS} FROM @tenant.executions WHERE integration = $1 AND idempotency_key = $2");
+            match tx.query_opt(&earlier, &[&name.as_str(), &key]).await? {
+                Some(row) => (row, true),
+                None => return Err(ResourceError::NotFound { kind: "integration", id: name.to_string() }),
+            }
+        }
+        (None, None) => return Err(ResourceError::NotFound { kind: "integration", id: name.to_string() }),
+    };
     tx.commit().await?;
     let execution = from_row(&row);
-    if !supervisor.send(tenant.id, WorkerCommand::Execute(execution.id)).await {
+    if replayed {
+        tracing::info!(execution_id = %execution.id, "idempotency key seen before; answering with its execution");
+    } else if !supervisor.send(tenant.id, WorkerCommand::Execute(execution.id)).await {
         tracing::warn!(execution_id = %execution.id, "tenant worker not running here; the execution waits for it");
     }
-    Ok(execution)
+    Ok(Enqueued { execution, replayed })
 }
 
 /// The execution once it is final, or as it is when `limit` runs out.
@@ -211,7 +258,7 @@ pub async fn get(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<Execu
     load(db, &caller.tenant, id).await
 }
 
-async fn load(db: &TenantDb, tenant: &Tenant, id: Uuid) -> Result<Execution, ResourceError> {
+pub(super) async fn load(db: &TenantDb, tenant: &Tenant, id: Uuid) -> Result<Execution, ResourceError> {
     let mut tx = db.begin(tenant).await?;
     let sql = format!("SELECT {COLUMNS} FROM @tenant.executions WHERE id = $1");
     let mut execution = tx.query_opt(&sql, &[&id]).await?.map(|r| from_row(&r)).ok_or_else(|| not_found(id))?;

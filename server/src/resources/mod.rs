@@ -8,10 +8,12 @@
 pub mod api_keys;
 pub mod apply;
 pub mod connections;
+pub mod execution_controls;
 pub mod executions;
 pub mod integrations;
 pub mod users;
 pub mod variables;
+pub mod webhook_replay;
 pub mod webhooks;
 
 use tessera_runtime::definition::DefinitionErrors;

@@ -18,7 +18,7 @@ use tessera_runtime::{
 };
 use uuid::Uuid;
 
-use super::{connections, executions, parse_name, ResourceError};
+use super::{connections, executions, parse_name, webhook_replay, ResourceError};
 use crate::{
     auth::{api_keys, bearer_credential, AuthError, Role},
     sealing::KeyRing,
@@ -34,6 +34,11 @@ pub enum WebhookError {
     /// learns nothing about which part it got wrong.
     #[error("the request's signature is missing or does not match")]
     InvalidSignature,
+    /// A correct signature, made too long ago (or ahead): a replay.
+    #[error("the request was signed more than {}s from now", .tolerance.as_secs())]
+    StaleSignature { tolerance: std::time::Duration },
+    #[error("Idempotency-Key: {0}")]
+    InvalidIdempotencyKey(String),
     /// The connection holding the HMAC secret was deleted, or is of a kind
     /// without a single secret: the integration's configuration is broken.
     #[error("the webhook's secret connection '{0}' is missing or holds no usable secret")]
@@ -66,6 +71,8 @@ impl WebhookError {
     pub fn code(&self) -> &'static str {
         match self {
             WebhookError::InvalidSignature => "invalid_signature",
+            WebhookError::StaleSignature { .. } => "stale_signature",
+            WebhookError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             WebhookError::ExecutionFailed { .. } => "execution_failed",
             WebhookError::UnsupportedMediaType => "unsupported_media_type",
             WebhookError::TooLarge { .. } => "payload_too_large",
@@ -120,6 +127,14 @@ impl Delivery {
     }
 }
 
+/// What the caller is answered, and whether it repeats the answer to an
+/// earlier request with the same idempotency key.
+#[derive(Debug)]
+pub struct Answer {
+    pub outcome: Outcome,
+    pub replayed: bool,
+}
+
 /// What the caller is answered.
 #[derive(Debug)]
 pub enum Outcome {
@@ -138,14 +153,26 @@ pub async fn accept(
     tenant: &Tenant,
     name: &str,
     delivery: Delivery,
-) -> Result<Outcome, WebhookError> {
+) -> Result<Answer, WebhookError> {
     let name = parse_name("webhook", name)?;
     let (version, trigger) = webhook_trigger(db, tenant, &name).await?;
     authenticate(db, keys, tenant, &trigger.auth, &delivery).await?;
+    let key = delivery
+        .header("idempotency-key")
+        .map(executions::IdempotencyKey::parse)
+        .transpose()
+        .map_err(|e| WebhookError::InvalidIdempotencyKey(e.to_string()))?;
     let payload = delivery.payload()?;
     // The version whose trigger accepted the request is the one that runs,
     // even if another version is applied meanwhile.
-    let queued = executions::enqueue(db, supervisor, tenant, &name, Some(version), &payload).await?;
+    let enqueued = executions::enqueue_once(db, supervisor, tenant, &name, Some(version), &payload, key.as_ref()).await?;
+    let (queued, replayed) = (enqueued.execution, enqueued.replayed);
+    let outcome = answer(db, tenant, &trigger, queued).await?;
+    Ok(Answer { outcome, replayed })
+}
+
+/// Accepted at once, or (a synchronous trigger) the execution's end.
+async fn answer(db: &TenantDb, tenant: &Tenant, trigger: &WebhookTrigger, queued: executions::Execution) -> Result<Outcome, WebhookError> {
     if !trigger.synchronous {
         return Ok(Outcome::Accepted { id: queued.id, state: queued.state });
     }
@@ -198,7 +225,10 @@ async fn authenticate(db: &TenantDb, keys: &KeyRing, tenant: &Tenant, auth: &Web
         }
         WebhookAuth::Hmac(hmac) => {
             let secret = hmac_secret(db, keys, tenant, &hmac.secret_from_connection).await?;
-            verify_signature(hmac, secret.as_bytes(), &delivery.body, delivery.header(&hmac.header))
+            let timestamp = hmac.timestamp_header.as_deref().and_then(|h| delivery.header(h));
+            let (signed, signed_at) = webhook_replay::signed_content(hmac, timestamp, &delivery.body)?;
+            verify_signature(hmac, secret.as_bytes(), &signed, delivery.header(&hmac.header))?;
+            webhook_replay::check_fresh(hmac, signed_at, chrono::Utc::now())
         }
     }
 }
@@ -270,6 +300,8 @@ mod tests {
             algorithm: HmacAlgorithm::Sha256,
             encoding,
             prefix: prefix.map(Into::into),
+            timestamp_header: None,
+            tolerance: None,
         }
     }
 

@@ -5,6 +5,7 @@ mod auth;
 mod bench;
 mod definition_body;
 mod health;
+mod idempotency;
 mod platform;
 mod tenant;
 mod trigger_body;

@@ -4,11 +4,11 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{definition_body::DefinitionText, trigger_body::TriggerBody};
+use super::{definition_body::DefinitionText, idempotency::IdempotencyHeader, trigger_body::TriggerBody};
 use crate::{
     auth::TenantCaller,
     error::ApiError,
-    resources::{api_keys, apply, connections, executions, integrations, users, variables},
+    resources::{api_keys, apply, connections, execution_controls, executions, integrations, users, variables},
     startup::AppState,
 };
 
@@ -38,6 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/integrations/{name}/run", web::post().to(run_integration))
         .route("/executions", web::get().to(list_executions))
         .route("/executions/{id}", web::get().to(get_execution))
+        .route("/executions/{id}/cancel", web::post().to(cancel_execution))
+        .route("/executions/{id}/retry", web::post().to(retry_execution))
         .route("/connections", web::get().to(list_connections))
         .route("/connections/{name}", web::get().to(get_connection))
         .route("/connections/{name}", web::delete().to(delete_connection));
@@ -180,14 +182,20 @@ async fn run_integration(
     caller: TenantCaller,
     name: web::Path<String>,
     query: web::Query<RunQuery>,
+    key: IdempotencyHeader,
     body: TriggerBody,
 ) -> Reply {
-    let queued = executions::run(&state.tenant_db, &state.supervisor, &caller, &name, body.0).await?;
+    let enqueued = executions::run(&state.tenant_db, &state.supervisor, &caller, &name, body.0, key.0.as_ref()).await?;
+    let (queued, replayed) = (enqueued.execution, enqueued.replayed);
     if !query.wait {
-        return Ok(HttpResponse::Accepted().json(json!({"id": queued.id, "state": queued.state})));
+        let mut answer = HttpResponse::Accepted();
+        IdempotencyHeader::mark(&mut answer, replayed);
+        return Ok(answer.json(json!({"id": queued.id, "state": queued.state, "replayed": replayed})));
     }
     let execution = executions::wait_for_end(&state.tenant_db, &caller.tenant, queued.id, executions::MAX_WAIT).await?;
-    Ok(if execution.is_final() { HttpResponse::Ok() } else { HttpResponse::Accepted() }.json(execution))
+    let mut answer = if execution.is_final() { HttpResponse::Ok() } else { HttpResponse::Accepted() };
+    IdempotencyHeader::mark(&mut answer, replayed);
+    Ok(answer.json(execution))
 }
 
 async fn list_executions(state: web::Data<AppState>, caller: TenantCaller, filter: web::Query<executions::ExecutionFilter>) -> Reply {
@@ -196,6 +204,16 @@ async fn list_executions(state: web::Data<AppState>, caller: TenantCaller, filte
 
 async fn get_execution(state: web::Data<AppState>, caller: TenantCaller, id: web::Path<String>) -> Reply {
     Ok(HttpResponse::Ok().json(executions::get(&state.tenant_db, &caller, &id).await?))
+}
+
+/// `POST /api/executions/{id}/cancel`: the execution as it is after the cancel.
+async fn cancel_execution(state: web::Data<AppState>, caller: TenantCaller, id: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(execution_controls::cancel(&state.tenant_db, &state.supervisor, &caller, &id).await?))
+}
+
+/// `POST /api/executions/{id}/retry`: the failed execution, queued again.
+async fn retry_execution(state: web::Data<AppState>, caller: TenantCaller, id: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(execution_controls::retry(&state.tenant_db, &state.supervisor, &caller, &id).await?))
 }
 
 async fn list_connections(state: web::Data<AppState>, caller: TenantCaller) -> Reply {

@@ -6,6 +6,7 @@ use actix_web::{dev::Payload, http::header::CONTENT_LENGTH, web, FromRequest, Ht
 use futures::{future::LocalBoxFuture, StreamExt};
 use serde_json::json;
 
+use super::idempotency::IdempotencyHeader;
 use crate::{
     auth::TenantHost,
     error::ApiError,
@@ -19,11 +20,19 @@ pub async fn receive(
     name: web::Path<String>,
     delivery: WebhookDelivery,
 ) -> Result<HttpResponse, ApiError> {
-    let outcome =
-        webhooks::accept(&state.tenant_db, &state.supervisor, &state.sealing, &host.0, &name, delivery.0).await?;
-    Ok(match outcome {
-        Outcome::Accepted { id, state } => HttpResponse::Accepted().json(json!({"id": id, "state": state})),
-        Outcome::Finished(output) => HttpResponse::Ok().json(output),
+    let answer = webhooks::accept(&state.tenant_db, &state.supervisor, &state.sealing, &host.0, &name, delivery.0).await?;
+    let replayed = answer.replayed;
+    Ok(match answer.outcome {
+        Outcome::Accepted { id, state } => {
+            let mut response = HttpResponse::Accepted();
+            IdempotencyHeader::mark(&mut response, replayed);
+            response.json(json!({"id": id, "state": state, "replayed": replayed}))
+        }
+        Outcome::Finished(output) => {
+            let mut response = HttpResponse::Ok();
+            IdempotencyHeader::mark(&mut response, replayed);
+            response.json(output)
+        }
     })
 }
 

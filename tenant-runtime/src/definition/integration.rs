@@ -46,6 +46,23 @@ pub struct IntegrationSpec {
     /// At most this many executions run at once; further ones wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<NonZeroU32>,
+    /// How long finished executions are kept; the node's default
+    /// (`runtime.retention_days`) applies to what is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+}
+
+/// Which finished executions (succeeded, failed, cancelled) are kept:
+/// queued and running ones are never deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Delete finished executions created more than this many days ago.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<NonZeroU32>,
+    /// Keep at most the newest this many finished executions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executions: Option<NonZeroU32>,
 }
 
 fn default_true() -> bool {
@@ -119,6 +136,16 @@ pub struct HmacAuth {
     /// Text before the signature in the header, removed before comparing (e.g. `sha256=`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// Replay protection: the request header carrying the time of signing
+    /// in Unix seconds. When set, the signature covers `<timestamp>.<body>`,
+    /// and requests signed outside `tolerance` of now are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = "X-Tessera-Timestamp")]
+    pub timestamp_header: Option<String>,
+    /// How far the timestamp may be from now, either way (default `5m`).
+    /// Used only with `timestamp_header`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -43,6 +43,10 @@ pub trait ExecutionStore: Send + Sync + 'static {
     fn checkpoint<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, step: &'a StepRecord) -> StoreFuture<'a, ()>;
     /// Record the final state of a running execution.
     fn finish<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, outcome: &'a Outcome) -> StoreFuture<'a, ()>;
+    /// Record that a `queued` or `running` execution was cancelled (its
+    /// task is stopped); finished ones stay as they are. A claim of an
+    /// execution whose cancel was requested cancels it the same way.
+    fn cancelled<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, ()>;
     /// The child execution a `call` step runs: created `queued` at the
     /// called integration's current version the first time, found again
     /// (same id) when the parent asks again for the same step and attempt.

@@ -16,6 +16,7 @@ pub(crate) struct MemoryStore {
     pub claims: Mutex<HashMap<Uuid, Claimed>>,
     pub checkpoints: Mutex<Vec<StepRecord>>,
     pub outcomes: Mutex<HashMap<Uuid, Outcome>>,
+    pub cancels: Mutex<Vec<Uuid>>,
     /// A checkpoint of this path panics.
     pub panic_on: Option<String>,
     /// Integrations `call` steps may run: name → (enabled, definition).
@@ -44,6 +45,13 @@ impl ExecutionStore for MemoryStore {
     fn finish<'a>(&'a self, _: &'a TenantSpec, id: Uuid, outcome: &'a Outcome) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.outcomes.lock().unwrap().insert(id, outcome.clone());
+            Ok(())
+        })
+    }
+
+    fn cancelled<'a>(&'a self, _: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.cancels.lock().unwrap().push(id);
             Ok(())
         })
     }
@@ -204,4 +212,31 @@ async fn a_choice_runs_the_first_matching_branch_under_its_path() {
     let (store, outcome) = run_one(MemoryStore::default(), claimed(steps, done)).await;
     assert!(matches!(outcome, Outcome::Succeeded(ref v) if v == "small:7"), "{outcome:?}");
     assert_eq!(paths(&store), ["route/branches[1]/small", "route", "after"]);
+}
+
+#[tokio::test]
+async fn a_cancel_stops_a_running_execution_and_keeps_its_checkpoints() {
+    let steps = json!([
+        {"name": "first", "transform": {"expression": "1"}},
+        {"name": "nap", "delay": {"duration": "60s"}},
+    ]);
+    let (store, id, tenant) = (Arc::new(MemoryStore::default()), Uuid::new_v4(), tenant());
+    store.claims.lock().unwrap().insert(id, claimed(steps, vec![]));
+    let supervisor = crate::Supervisor::new(tokio_util::sync::CancellationToken::new(), engine(store.clone()));
+    // The worker resumes the unfinished execution on start.
+    supervisor.reconcile(vec![tenant.clone()]);
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while paths(&store).is_empty() {
+        assert!(tokio::time::Instant::now() < until, "the first step never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(supervisor.send(tenant.id, crate::WorkerCommand::Cancel(id)).await);
+    while store.cancels.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < until, "the cancel was never recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(*store.cancels.lock().unwrap(), [id]);
+    assert!(store.outcomes.lock().unwrap().is_empty(), "a cancelled execution records no other outcome");
+    assert_eq!(paths(&store), ["first"], "the checkpoint before the cancel stays");
+    supervisor.shutdown().await;
 }
