@@ -18,3 +18,4 @@ pub mod sealing;
 pub mod startup;
 pub mod telemetry;
 pub mod tenancy;
+pub mod trigger_store;

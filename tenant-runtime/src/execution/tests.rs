@@ -54,8 +54,43 @@ impl Connections for NoConnections {
     }
 }
 
+/// The unit tests' integrations have no schedule or queue triggers.
+struct NoTriggers;
+
+impl crate::triggers::TriggerStore for NoTriggers {
+    fn active<'a>(&'a self, _: &'a TenantSpec) -> StoreFuture<'a, Vec<crate::triggers::ActiveIntegration>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn sync_schedules<'a>(
+        &'a self,
+        _: &'a TenantSpec,
+        _: &'a [crate::triggers::WantedSchedule],
+    ) -> StoreFuture<'a, Vec<crate::triggers::StoredSchedule>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn fire<'a>(&'a self, _: &'a TenantSpec, _: &'a crate::triggers::Tick) -> StoreFuture<'a, crate::triggers::Fired> {
+        Box::pin(async { Ok(crate::triggers::Fired::Lost) })
+    }
+
+    fn enqueue_message<'a>(
+        &'a self,
+        _: &'a TenantSpec,
+        _: &'a crate::triggers::QueueMessage,
+    ) -> StoreFuture<'a, crate::triggers::Enqueued> {
+        Box::pin(async { Ok(crate::triggers::Enqueued::NotEnabled) })
+    }
+}
+
 pub(crate) fn engine(store: Arc<MemoryStore>) -> Engine {
-    Engine { store, connections: Arc::new(NoConnections), limits: Limits::default() }
+    Engine {
+        store,
+        connections: Arc::new(NoConnections),
+        limits: Limits::default(),
+        triggers: Arc::new(NoTriggers),
+        publishers: Default::default(),
+    }
 }
 
 fn tenant() -> TenantSpec {
