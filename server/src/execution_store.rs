@@ -36,18 +36,18 @@ impl PgExecutionStore {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum StoreFault {
+pub(crate) enum StoreFault {
     #[error("tenant {0} has no valid schema name")]
     Schema(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-fn store_error(e: impl Into<StoreFault>) -> StoreError {
+pub(crate) fn store_error(e: impl Into<StoreFault>) -> StoreError {
     StoreError(Box::new(e.into()))
 }
 
-fn schema(tenant: &TenantSpec) -> Result<SchemaName, StoreError> {
+pub(crate) fn schema(tenant: &TenantSpec) -> Result<SchemaName, StoreError> {
     SchemaName::from_stored(tenant.schema.clone()).ok_or_else(|| store_error(StoreFault::Schema(tenant.slug.clone())))
 }
 

@@ -19,3 +19,4 @@ pub mod sealing;
 pub mod startup;
 pub mod telemetry;
 pub mod tenancy;
+pub mod trigger_store;

@@ -78,7 +78,14 @@ fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>) -> Engine {
         default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)),
     };
     let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys));
-    Engine { store: Arc::new(crate::execution_store::PgExecutionStore::new(db)), connections, limits }
+    let triggers = Arc::new(crate::trigger_store::PgTriggerStore::new(db.clone()));
+    Engine {
+        store: Arc::new(crate::execution_store::PgExecutionStore::new(db)),
+        connections,
+        limits,
+        triggers,
+        publishers: Default::default(),
+    }
 }
 
 impl AppState {

@@ -9,12 +9,15 @@
 //! [`definition`] holds the declarative format integrations are written in,
 //! [`expression`] the jq expressions and templates inside them.
 
+pub mod amqp;
 pub mod definition;
 pub mod execution;
 pub mod expression;
 mod supervisor;
+pub mod triggers;
 mod worker;
 
 pub use execution::{Connections, Engine, ExecutionStore, Limits};
 pub use supervisor::{Supervisor, WorkerStatus};
+pub use triggers::TriggerStore;
 pub use worker::{TenantSpec, WorkerCommand};

@@ -1,5 +1,6 @@
 //! One tenant's worker task: it runs the tenant's executions, at most
-//! `Limits::concurrency` at once, each as its own task.
+//! `Limits::concurrency` at once, each as its own task, and owns the
+//! tenant's schedule and queue triggers (`crate::triggers`).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -13,7 +14,10 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::execution::{self, Engine};
+use crate::{
+    execution::{self, Engine},
+    triggers::Triggers,
+};
 
 /// What the supervisor needs to know about a tenant to run its worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +39,9 @@ pub enum WorkerCommand {
     /// Stop this execution (its cancel is committed) and record it
     /// `cancelled`. Checkpoints already committed stay.
     Cancel(Uuid),
+    /// The tenant's integrations changed (applied, rolled back, enabled,
+    /// disabled, deleted): re-read the schedule and queue triggers.
+    Reload,
 }
 
 /// The worker's main loop: resume what a stopped node left unfinished,
@@ -42,21 +49,28 @@ pub enum WorkerCommand {
 /// no task but its own, so thousands of idle tenants cost little.
 pub(crate) async fn run(spec: TenantSpec, engine: Engine, mut commands: mpsc::Receiver<WorkerCommand>, cancel: CancellationToken) {
     tracing::debug!(tenant = %spec.slug, "tenant worker started");
-    let mut executions = Executions::new(spec.clone(), engine);
+    let mut executions = Executions::new(spec.clone(), engine.clone());
+    let (queued_tx, mut queued) = mpsc::unbounded_channel();
+    let mut triggers = Triggers::new(executions.spec.clone(), engine, queued_tx, cancel.child_token());
     tokio::select! {
         _ = cancel.cancelled() => return,
-        _ = executions.resume() => {}
+        _ = async { executions.resume().await; triggers.reload().await } => {}
     }
     loop {
+        // One timer for all the tenant's schedules: the earliest due one.
+        let due = sleep_until(triggers.wake_at());
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(done) = executions.tasks.join_next_with_id() => executions.finished(done),
+            _ = due => triggers.fire_due().await.into_iter().for_each(|id| executions.start(id)),
+            Some(id) = queued.recv() => executions.start(id),
             command = commands.recv() => match command {
                 Some(WorkerCommand::Ping(reply)) => {
                     let _ = reply.send(spec.slug.clone());
                 }
                 Some(WorkerCommand::Execute(id)) => executions.start(id),
                 Some(WorkerCommand::Cancel(id)) => executions.cancel(id),
+                Some(WorkerCommand::Reload) => triggers.reload().await,
                 None => break,
             },
         }
@@ -65,6 +79,14 @@ pub(crate) async fn run(spec: TenantSpec, engine: Engine, mut commands: mpsc::Re
     // in the database and resume, from their last checkpoint, when a
     // worker of this tenant starts again.
     tracing::debug!(tenant = %spec.slug, "tenant worker stopped");
+}
+
+/// Sleep until `at` (at once when it has passed); forever without a time.
+async fn sleep_until(at: Option<chrono::DateTime<chrono::Utc>>) {
+    match at {
+        Some(at) => tokio::time::sleep((at - chrono::Utc::now()).to_std().unwrap_or_default()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The executions this worker runs. Owned by the worker's task, so

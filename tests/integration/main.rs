@@ -17,4 +17,5 @@ mod operations;
 mod provisioning;
 mod roles;
 mod smoke;
+mod triggers;
 mod webhooks;

@@ -10,6 +10,7 @@ use crate::{
     error::ApiError,
     resources::{api_keys, apply, connections, execution_controls, executions, integrations, users, variables},
     startup::AppState,
+    trigger_store::integrations_changed,
 };
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -121,6 +122,7 @@ async fn delete_variable(state: web::Data<AppState>, caller: TenantCaller, name:
 
 async fn apply_definitions(state: web::Data<AppState>, caller: TenantCaller, body: DefinitionText) -> Reply {
     let applied = apply::apply(&state.tenant_db, &state.sealing, &caller, &body.0).await?;
+    integrations_changed(&state.supervisor, caller.tenant.id).await;
     Ok(HttpResponse::Ok().json(json!({"items": applied})))
 }
 
@@ -139,6 +141,7 @@ async fn get_integration(state: web::Data<AppState>, caller: TenantCaller, name:
 
 async fn delete_integration(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
     integrations::delete(&state.tenant_db, &caller, &name).await?;
+    integrations_changed(&state.supervisor, caller.tenant.id).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -163,7 +166,9 @@ async fn rollback_integration(
     name: web::Path<String>,
     body: web::Json<RollbackRequest>,
 ) -> Reply {
-    Ok(HttpResponse::Ok().json(integrations::rollback(&state.tenant_db, &caller, &name, body.version).await?))
+    let current = integrations::rollback(&state.tenant_db, &caller, &name, body.version).await?;
+    integrations_changed(&state.supervisor, caller.tenant.id).await;
+    Ok(HttpResponse::Ok().json(current))
 }
 
 #[derive(Deserialize)]

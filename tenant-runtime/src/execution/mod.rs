@@ -12,6 +12,7 @@ mod call;
 mod flow;
 mod handlers;
 mod retry;
+mod publish;
 mod run;
 mod steps;
 
@@ -23,7 +24,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::{definition::ConnectionSpec, worker::TenantSpec};
+use crate::{amqp::Publishers, definition::ConnectionSpec, triggers::TriggerStore, worker::TenantSpec};
 
 /// What a store call returns: boxed, so the store can be a trait object
 /// shared by every worker of the node.
@@ -190,6 +191,10 @@ pub struct Engine {
     pub store: Arc<dyn ExecutionStore>,
     pub connections: Arc<dyn Connections>,
     pub limits: Limits,
+    /// What schedule and queue triggers read and write.
+    pub triggers: Arc<dyn TriggerStore>,
+    /// Publishing channels of `publish` steps, per tenant and connection.
+    pub publishers: Publishers,
 }
 
 /// Run one execution to its end. A panic inside it fails that execution

@@ -147,7 +147,14 @@ pub(super) async fn perform(
         Action::Parallel(parallel) => flow::parallel(at, parallel, path, context).await,
         Action::Call(action) => call::call(at, action, path, attempt, context).await,
         _ => {
-            let who = steps::Who { tenant: &at.tenant.slug, execution_id: at.id, step: step.name.as_str() };
+            let who = steps::Who {
+                tenant: &at.tenant.slug,
+                execution_id: at.id,
+                step: step.name.as_str(),
+                path,
+                spec: at.tenant,
+                engine: at.engine,
+            };
             Ok(steps::perform(step, context.to_value(), &who).await.map_err(|e| Attempted::step(path, &e)))
         }
     }

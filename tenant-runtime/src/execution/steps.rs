@@ -8,8 +8,10 @@ use std::time::Duration;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::Engine;
 use crate::{
     definition::{Action, LogLevel, Step},
+    worker::TenantSpec,
     expression::{is_truthy, Expression, ExpressionError, Template},
 };
 
@@ -18,6 +20,10 @@ pub(super) struct Who<'a> {
     pub tenant: &'a str,
     pub execution_id: Uuid,
     pub step: &'a str,
+    /// The step's checkpoint path, for ids derived from it (a published message's id).
+    pub path: &'a str,
+    pub spec: &'a TenantSpec,
+    pub engine: &'a Engine,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +39,9 @@ pub(super) enum StepError {
     Unsupported(&'static str),
     #[error("the expression evaluation stopped unexpectedly")]
     Evaluator,
+    /// A `publish` step's broker could not be reached or refused the message.
+    #[error("publish failed: {0}")]
+    Publish(String),
 }
 
 /// How a failure looks to a retry policy (`retry.on`).
@@ -55,6 +64,7 @@ impl StepError {
     pub(super) fn class(&self) -> FailureClass {
         match self {
             Self::Timeout(_) => FailureClass::Timeout,
+            Self::Publish(_) => FailureClass::Connection,
             Self::Expression(_) | Self::Failed(_) | Self::Unsupported(_) | Self::Evaluator => FailureClass::Other,
         }
     }
@@ -66,6 +76,7 @@ impl StepError {
             Self::Timeout(_) => "timeout",
             Self::Unsupported(_) => "unsupported_step",
             Self::Evaluator => "internal",
+            Self::Publish(_) => "publish_failed",
         }
     }
 }
@@ -88,6 +99,7 @@ pub(super) async fn perform(step: &Step, data: Value, who: &Who<'_>) -> Result<V
             tokio::time::sleep(delay.duration.get()).await;
             Ok(Value::Null)
         }
+        Action::Publish(publish) => super::publish::publish(publish, data, who).await,
         // `choice` is run by the execution loop, which checkpoints its nested steps.
         other => Err(StepError::Unsupported(other.key())),
     }

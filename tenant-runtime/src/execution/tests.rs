@@ -103,8 +103,43 @@ impl Connections for NoConnections {
     }
 }
 
+/// The unit tests' integrations have no schedule or queue triggers.
+struct NoTriggers;
+
+impl crate::triggers::TriggerStore for NoTriggers {
+    fn active<'a>(&'a self, _: &'a TenantSpec) -> StoreFuture<'a, Vec<crate::triggers::ActiveIntegration>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn sync_schedules<'a>(
+        &'a self,
+        _: &'a TenantSpec,
+        _: &'a [crate::triggers::WantedSchedule],
+    ) -> StoreFuture<'a, Vec<crate::triggers::StoredSchedule>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn fire<'a>(&'a self, _: &'a TenantSpec, _: &'a crate::triggers::Tick) -> StoreFuture<'a, crate::triggers::Fired> {
+        Box::pin(async { Ok(crate::triggers::Fired::Lost) })
+    }
+
+    fn enqueue_message<'a>(
+        &'a self,
+        _: &'a TenantSpec,
+        _: &'a crate::triggers::QueueMessage,
+    ) -> StoreFuture<'a, crate::triggers::Enqueued> {
+        Box::pin(async { Ok(crate::triggers::Enqueued::NotEnabled) })
+    }
+}
+
 pub(crate) fn engine(store: Arc<MemoryStore>) -> Engine {
-    Engine { store, connections: Arc::new(NoConnections), limits: Limits::default() }
+    Engine {
+        store,
+        connections: Arc::new(NoConnections),
+        limits: Limits::default(),
+        triggers: Arc::new(NoTriggers),
+        publishers: Default::default(),
+    }
 }
 
 pub(crate) fn tenant() -> TenantSpec {
@@ -164,7 +199,7 @@ async fn a_resumed_execution_skips_checkpointed_steps() {
 
 #[tokio::test]
 async fn unsupported_steps_fail_the_execution() {
-    let steps = json!([{"name": "later", "publish": {"connection": "mq", "routing_key": "k", "body": {}}}]);
+    let steps = json!([{"name": "later", "sql": {"connection": "db", "statement": "SELECT 1"}}]);
     let (_, outcome) = run_one(MemoryStore::default(), claimed(steps, vec![])).await;
     let Outcome::Failed(failure) = outcome else { panic!("{outcome:?}") };
     assert_eq!((failure.code, failure.step.as_deref()), ("unsupported_step", Some("later")));

@@ -1,0 +1,53 @@
+//! The `publish` step: the rendered JSON body sent to an exchange with a
+//! routing key, persistent, with publisher confirms, on the tenant's cached
+//! channel of the `amqp` connection. Its `message_id` is
+//! `<execution id>/<step path>`, so consumers can drop a redelivery when a
+//! resumed execution publishes again.
+
+use lapin::{options::BasicPublishOptions, publisher_confirm::Confirmation, BasicProperties};
+use serde_json::{json, Value};
+
+use super::steps::{StepError, Who};
+use crate::{
+    definition::PublishAction,
+    expression::{Template, ValueTemplate},
+};
+
+/// AMQP delivery mode 2: the broker writes the message to disk.
+const PERSISTENT: u8 = 2;
+
+pub(super) async fn publish(action: &PublishAction, data: Value, who: &Who<'_>) -> Result<Value, StepError> {
+    let (routing_key, body) = render(action, data).await?;
+    let message_id = format!("{}/{}", who.execution_id, who.path);
+    let payload = serde_json::to_vec(&body).expect("JSON values serialise");
+    let connection = action.connection.as_str();
+    let publishers = &who.engine.publishers;
+    let failed = |e: &dyn std::fmt::Display| StepError::Publish(e.to_string());
+    let channel = publishers.channel(who.engine, who.spec, connection).await.map_err(|e| failed(&e))?;
+    let properties = BasicProperties::default()
+        .with_delivery_mode(PERSISTENT)
+        .with_content_type("application/json".into())
+        .with_message_id(message_id.clone().into());
+    let sent = async {
+        channel.basic_publish(&action.exchange, &routing_key, BasicPublishOptions::default(), &payload, properties).await?.await
+    };
+    match sent.await {
+        Ok(Confirmation::Nack(_)) => Err(StepError::Publish("the broker refused the message".into())),
+        Ok(_) => Ok(json!({"exchange": action.exchange, "routing_key": routing_key, "message_id": message_id})),
+        Err(e) => {
+            // A channel error (say, an unknown exchange) closes the channel: open a new one next time.
+            publishers.forget(who.spec, connection).await;
+            Err(StepError::Publish(format!("broker of connection `{connection}`: {e}")))
+        }
+    }
+}
+
+async fn render(action: &PublishAction, data: Value) -> Result<(String, Value), StepError> {
+    let (key, body) = (action.routing_key.as_str().to_string(), action.body.clone());
+    let rendered = tokio::task::spawn_blocking(move || {
+        let routing_key = Template::compile(&key)?.render_text(&data)?;
+        let body = ValueTemplate::compile(&body)?.render(&data)?;
+        Ok::<_, crate::expression::ExpressionError>((routing_key, body))
+    });
+    Ok(rendered.await.map_err(|_| StepError::Evaluator)??)
+}
