@@ -78,7 +78,8 @@ fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>) -> Engine {
         default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)),
     };
     let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys));
-    Engine { store: Arc::new(crate::execution_store::PgExecutionStore::new(db)), connections, limits }
+    let io = Default::default();
+    Engine { store: Arc::new(crate::execution_store::PgExecutionStore::new(db)), connections, limits, io }
 }
 
 impl AppState {

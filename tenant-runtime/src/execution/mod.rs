@@ -8,7 +8,12 @@
 //! next step starts; a resumed execution skips every step with a committed
 //! output, so a finished step never runs twice.
 
+mod http;
+pub mod io;
+pub mod oauth;
 mod run;
+mod sql;
+mod sql_types;
 mod steps;
 
 use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, sync::Arc, time::Duration};
@@ -140,12 +145,14 @@ impl Default for Limits {
 }
 
 /// What workers need to run executions: the store, the tenant's
-/// connections and the limits.
+/// connections, the limits and the node's clients for other systems.
 #[derive(Clone)]
 pub struct Engine {
     pub store: Arc<dyn ExecutionStore>,
     pub connections: Arc<dyn Connections>,
     pub limits: Limits,
+    /// The HTTP client, OAuth tokens and SQL pools, built once per node.
+    pub io: Arc<io::Io>,
 }
 
 /// Run one execution to its end. A panic inside it fails that execution

@@ -136,7 +136,14 @@ async fn run_step(at: &At<'_>, step: &Step, path: String, context: &Context) -> 
     let started_at = Utc::now();
     let data = context.to_value();
     let input = recorded_input(&data);
-    let who = steps::Who { tenant: &at.tenant.slug, execution_id: at.id, step: step.name.as_str() };
+    let who = steps::Who {
+        tenant: &at.tenant.slug,
+        execution_id: at.id,
+        step: step.name.as_str(),
+        path: &path,
+        spec: at.tenant,
+        engine: at.engine,
+    };
     let result = match step.timeout {
         Some(limit) => tokio::time::timeout(limit.get(), steps::perform(step, data, &who))
             .await

@@ -8,16 +8,23 @@ use std::time::Duration;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::{io::IoError, Engine};
 use crate::{
+    worker::TenantSpec,
     definition::{Action, LogLevel, Step},
     expression::{is_truthy, Expression, ExpressionError, Template},
 };
 
-/// Whose step it is, for the events a `log` step writes.
+/// Whose step it is: for the events a `log` step writes, and for the
+/// steps that use the tenant's connections and the node's clients.
 pub(super) struct Who<'a> {
     pub tenant: &'a str,
     pub execution_id: Uuid,
     pub step: &'a str,
+    /// The step's checkpoint path (`route/branches[0]/notify`).
+    pub path: &'a str,
+    pub spec: &'a TenantSpec,
+    pub engine: &'a Engine,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +40,9 @@ pub(super) enum StepError {
     Unsupported(&'static str),
     #[error("the expression evaluation stopped unexpectedly")]
     Evaluator,
+    /// An `http` or `sql` step's failure.
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// How a failure looks to a retry policy (`retry.on`).
@@ -55,6 +65,7 @@ impl StepError {
     pub(super) fn class(&self) -> FailureClass {
         match self {
             Self::Timeout(_) => FailureClass::Timeout,
+            Self::Io(e) => e.class(),
             Self::Expression(_) | Self::Failed(_) | Self::Unsupported(_) | Self::Evaluator => FailureClass::Other,
         }
     }
@@ -66,6 +77,7 @@ impl StepError {
             Self::Timeout(_) => "timeout",
             Self::Unsupported(_) => "unsupported_step",
             Self::Evaluator => "internal",
+            Self::Io(e) => e.code(),
         }
     }
 }
@@ -88,6 +100,8 @@ pub(super) async fn perform(step: &Step, data: Value, who: &Who<'_>) -> Result<V
             tokio::time::sleep(delay.duration.get()).await;
             Ok(Value::Null)
         }
+        Action::Http(http) => super::http::perform(http, data, who).await,
+        Action::Sql(sql) => super::sql::perform(sql, data, who).await,
         // `choice` is run by the execution loop, which checkpoints its nested steps.
         other => Err(StepError::Unsupported(other.key())),
     }

@@ -55,7 +55,7 @@ impl Connections for NoConnections {
 }
 
 pub(crate) fn engine(store: Arc<MemoryStore>) -> Engine {
-    Engine { store, connections: Arc::new(NoConnections), limits: Limits::default() }
+    Engine { store, connections: Arc::new(NoConnections), limits: Limits::default(), io: Default::default() }
 }
 
 fn tenant() -> TenantSpec {
