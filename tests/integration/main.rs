@@ -15,4 +15,5 @@ mod operations;
 mod provisioning;
 mod roles;
 mod smoke;
+mod steps_io;
 mod webhooks;
