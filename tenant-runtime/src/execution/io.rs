@@ -11,15 +11,10 @@ use super::{http::HttpClient, sql::SqlPools, steps::FailureClass};
 /// The node's clients for steps that reach other systems. Built once per
 /// node and shared by every tenant's worker (each entry inside is keyed by
 /// tenant and connection).
+#[derive(Default)]
 pub struct Io {
     pub(crate) http: HttpClient,
     pub(crate) sql: SqlPools,
-}
-
-impl Default for Io {
-    fn default() -> Self {
-        Self { http: HttpClient::new(), sql: SqlPools::default() }
-    }
 }
 
 /// Why an `http` or `sql` step failed. Messages never hold a connection's

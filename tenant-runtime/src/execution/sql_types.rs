@@ -144,9 +144,9 @@ pub(super) fn column_value(row: &Row, i: usize) -> Result<Value, IoError> {
         Type::TIMESTAMP => get!(NaiveDateTime).map(|t| Value::from(t.format("%Y-%m-%dT%H:%M:%S%.f").to_string())),
         Type::DATE => get!(NaiveDate).map(|d| Value::from(d.format("%Y-%m-%d").to_string())),
         Type::TIME => get!(NaiveTime).map(|t| Value::from(t.format("%H:%M:%S%.f").to_string())),
-        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => get!(Vec<Option<String>>).map(|v| Value::from(v)),
-        Type::INT4_ARRAY => get!(Vec<Option<i32>>).map(|v| Value::from(v)),
-        Type::INT8_ARRAY => get!(Vec<Option<i64>>).map(|v| Value::from(v)),
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => get!(Vec<Option<String>>).map(Value::from),
+        Type::INT4_ARRAY => get!(Vec<Option<i32>>).map(Value::from),
+        Type::INT8_ARRAY => get!(Vec<Option<i64>>).map(Value::from),
         ref other => {
             return Err(IoError::InvalidResponse(format!(
                 "column `{}` has type {}, which the sql step cannot read; cast it in the statement (`{}::text`)",
