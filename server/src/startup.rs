@@ -85,6 +85,7 @@ fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>) -> Engine {
         limits,
         triggers,
         publishers: Default::default(),
+        io: Default::default(),
     }
 }
 

@@ -18,4 +18,5 @@ mod provisioning;
 mod roles;
 mod smoke;
 mod triggers;
+mod steps_io;
 mod webhooks;

@@ -30,7 +30,7 @@ pub struct ConnectionInfo {
     pub updated_at: DateTime<Utc>,
 }
 
-const KIND: &str = "connection";
+pub(super) const KIND: &str = "connection";
 const COLUMNS: &str = "name, kind, description, version, created_at, updated_at";
 
 fn from_row(row: &Row) -> ConnectionInfo {
@@ -44,7 +44,7 @@ fn from_row(row: &Row) -> ConnectionInfo {
     }
 }
 
-fn not_found(name: &str) -> ResourceError {
+pub(super) fn not_found(name: &str) -> ResourceError {
     ResourceError::NotFound { kind: KIND, id: name.to_string() }
 }
 

@@ -8,7 +8,7 @@ use super::{definition_body::DefinitionText, idempotency::IdempotencyHeader, tri
 use crate::{
     auth::TenantCaller,
     error::ApiError,
-    resources::{api_keys, apply, connections, execution_controls, executions, integrations, users, variables},
+    resources::{api_keys, apply, connection_test, connections, execution_controls, executions, integrations, users, variables},
     startup::AppState,
     trigger_store::integrations_changed,
 };
@@ -43,7 +43,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/executions/{id}/retry", web::post().to(retry_execution))
         .route("/connections", web::get().to(list_connections))
         .route("/connections/{name}", web::get().to(get_connection))
-        .route("/connections/{name}", web::delete().to(delete_connection));
+        .route("/connections/{name}", web::delete().to(delete_connection))
+        .route("/connections/{name}/test", web::post().to(test_connection));
 }
 
 /// `GET /api/me`: the caller's tenant, identity and role.
@@ -232,4 +233,10 @@ async fn get_connection(state: web::Data<AppState>, caller: TenantCaller, name: 
 async fn delete_connection(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
     connections::delete(&state.tenant_db, &caller, &name).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /api/connections/{name}/test`: try the connection for real.
+async fn test_connection(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
+    let result = connection_test::test(&state.tenant_db, &state.sealing, &caller, &name).await?;
+    Ok(HttpResponse::Ok().json(result))
 }

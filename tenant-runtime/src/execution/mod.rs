@@ -13,7 +13,12 @@ mod flow;
 mod handlers;
 mod retry;
 mod publish;
+mod http;
+pub mod io;
+pub mod oauth;
 mod run;
+mod sql;
+mod sql_types;
 mod steps;
 
 use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, sync::Arc, time::Duration};
@@ -185,7 +190,7 @@ impl Default for Limits {
 }
 
 /// What workers need to run executions: the store, the tenant's
-/// connections and the limits.
+/// connections, the limits and the node's clients for other systems.
 #[derive(Clone)]
 pub struct Engine {
     pub store: Arc<dyn ExecutionStore>,
@@ -195,6 +200,8 @@ pub struct Engine {
     pub triggers: Arc<dyn TriggerStore>,
     /// Publishing channels of `publish` steps, per tenant and connection.
     pub publishers: Publishers,
+    /// The HTTP client, OAuth tokens and SQL pools, built once per node.
+    pub io: Arc<io::Io>,
 }
 
 /// Run one execution to its end. A panic inside it fails that execution

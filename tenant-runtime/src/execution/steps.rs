@@ -8,19 +8,20 @@ use std::time::Duration;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::Engine;
+use super::{io::IoError, Engine};
 use crate::{
     definition::{Action, LogLevel, Step},
     worker::TenantSpec,
     expression::{is_truthy, Expression, ExpressionError, Template},
 };
 
-/// Whose step it is, for the events a `log` step writes.
+/// Whose step it is: for the events a `log` step writes, and for the
+/// steps that use the tenant's connections and the node's clients.
 pub(super) struct Who<'a> {
     pub tenant: &'a str,
     pub execution_id: Uuid,
     pub step: &'a str,
-    /// The step's checkpoint path, for ids derived from it (a published message's id).
+    /// The step's checkpoint path (`route/branches[0]/notify`).
     pub path: &'a str,
     pub spec: &'a TenantSpec,
     pub engine: &'a Engine,
@@ -42,6 +43,9 @@ pub(super) enum StepError {
     /// A `publish` step's broker could not be reached or refused the message.
     #[error("publish failed: {0}")]
     Publish(String),
+    /// An `http` or `sql` step's failure.
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// How a failure looks to a retry policy (`retry.on`).
@@ -65,6 +69,7 @@ impl StepError {
         match self {
             Self::Timeout(_) => FailureClass::Timeout,
             Self::Publish(_) => FailureClass::Connection,
+            Self::Io(e) => e.class(),
             Self::Expression(_) | Self::Failed(_) | Self::Unsupported(_) | Self::Evaluator => FailureClass::Other,
         }
     }
@@ -77,6 +82,7 @@ impl StepError {
             Self::Unsupported(_) => "unsupported_step",
             Self::Evaluator => "internal",
             Self::Publish(_) => "publish_failed",
+            Self::Io(e) => e.code(),
         }
     }
 }
@@ -100,6 +106,8 @@ pub(super) async fn perform(step: &Step, data: Value, who: &Who<'_>) -> Result<V
             Ok(Value::Null)
         }
         Action::Publish(publish) => super::publish::publish(publish, data, who).await,
+        Action::Http(http) => super::http::perform(http, data, who).await,
+        Action::Sql(sql) => super::sql::perform(sql, data, who).await,
         // `choice` is run by the execution loop, which checkpoints its nested steps.
         other => Err(StepError::Unsupported(other.key())),
     }

@@ -1,0 +1,286 @@
+//! The `http` step: render the request from the step's templates, add the
+//! connection's credentials, send it with the node's one HTTP client and
+//! give back `{status, headers, body}`.
+//!
+//! Credentials are added to the request only: the recorded input is the
+//! execution's data (which holds none), and the output and error messages
+//! are scrubbed of every secret of the connection, in case the other side
+//! echoes them.
+
+use std::time::Duration;
+
+use reqwest::{header::HeaderMap, Method, Url};
+use serde_json::{json, Map, Value};
+
+use super::{
+    io::{excerpt, scrub, scrub_value, IoError},
+    oauth::{chain, TokenCache},
+    steps::{StepError, Who},
+};
+use crate::{
+    definition::{ConnectionKind, ConnectionSpec, HttpAction, HttpMethod, ResponseFormat},
+    expression::{ExpressionError, Template, ValueTemplate},
+};
+
+/// Time limit of a request whose step sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest response body a step reads.
+pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
+/// How much of an error answer's body goes into the failure message.
+const EXCERPT_CHARS: usize = 300;
+
+/// The node's HTTP client (connection pools, TLS) and its OAuth tokens.
+pub struct HttpClient {
+    client: reqwest::Client,
+    tokens: TokenCache,
+}
+
+impl HttpClient {
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("the HTTP client's TLS backend initialises");
+        Self { client, tokens: TokenCache::default() }
+    }
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The request with its templates rendered.
+struct Rendered {
+    url: String,
+    headers: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    body: Option<Value>,
+}
+
+/// How the connection authenticates the request.
+enum Auth {
+    None,
+    Header(String, String),
+    Basic(String, String),
+    Bearer(String),
+    OAuth2(crate::definition::OAuth2ClientCredentialsConnection),
+}
+
+pub(super) async fn perform(action: &HttpAction, data: Value, who: &Who<'_>) -> Result<Value, StepError> {
+    let rendered = render(action.clone(), data).await?;
+    let (auth, secrets) = match &action.connection {
+        Some(name) => auth_for(who, name.as_str()).await?,
+        None => (Auth::None, Vec::new()),
+    };
+    let timeout = action.timeout.map(|t| t.get()).unwrap_or(DEFAULT_TIMEOUT);
+    let request = Request { action, rendered: &rendered, who, timeout, secrets: &secrets };
+    let response = match &auth {
+        Auth::OAuth2(connection) => send_with_oauth(&request, connection).await?,
+        other => request.send(other, None).await?,
+    };
+    read_response(response, action.response, timeout, &secrets).await
+}
+
+/// Render url, headers, query and body on a blocking thread (jq).
+async fn render(action: HttpAction, data: Value) -> Result<Rendered, StepError> {
+    let work = move || -> Result<Rendered, ExpressionError> {
+        let text = |t: &crate::definition::Template| Template::compile(t.as_str())?.render_text(&data);
+        let pairs = |map: &std::collections::BTreeMap<String, crate::definition::Template>| {
+            map.iter().map(|(k, v)| Ok((k.clone(), text(v)?))).collect::<Result<Vec<_>, ExpressionError>>()
+        };
+        let body = action.body.as_ref().map(|b| ValueTemplate::compile(b)?.render(&data)).transpose()?;
+        Ok(Rendered { url: text(&action.url)?, headers: pairs(&action.headers)?, query: pairs(&action.query)?, body })
+    };
+    Ok(tokio::task::spawn_blocking(work).await.map_err(|_| StepError::Evaluator)??)
+}
+
+/// The connection's credentials, and every secret string that must not
+/// appear in what the step records.
+async fn auth_for(who: &Who<'_>, name: &str) -> Result<(Auth, Vec<String>), IoError> {
+    let spec = who
+        .engine
+        .connections
+        .open(who.spec, name)
+        .await
+        .map_err(|_| IoError::ConnectionUnavailable(format!("the connection `{name}` cannot be opened")))?
+        .ok_or_else(|| IoError::ConnectionUnavailable(format!("there is no connection `{name}`")))?;
+    Ok(match spec {
+        ConnectionSpec::ApiKey(c) => {
+            let value = c.value.expose().to_string();
+            (Auth::Header(c.header, value.clone()), vec![value])
+        }
+        ConnectionSpec::Basic(c) => {
+            let password = c.password.expose().to_string();
+            let encoded = basic_encoded(&c.username, &password);
+            (Auth::Basic(c.username, password.clone()), vec![password, encoded])
+        }
+        ConnectionSpec::Bearer(c) => {
+            let token = c.token.expose().to_string();
+            (Auth::Bearer(token.clone()), vec![token])
+        }
+        ConnectionSpec::OAuth2ClientCredentials(c) => {
+            let secret = c.client_secret.expose().to_string();
+            (Auth::OAuth2(c), vec![secret])
+        }
+        other => return Err(wrong_kind(name, other.kind())),
+    })
+}
+
+fn wrong_kind(name: &str, kind: ConnectionKind) -> IoError {
+    let wanted: Vec<_> = ConnectionKind::HTTP.iter().map(|k| k.as_str()).collect();
+    IoError::ConnectionUnavailable(format!("the connection `{name}` is a {kind} connection; an http step needs {}", wanted.join(", ")))
+}
+
+/// What a server sees of basic credentials (base64 of `user:password`),
+/// so an echo of the header can be scrubbed too.
+fn basic_encoded(username: &str, password: &str) -> String {
+    let probe = reqwest::Client::new().get("http://localhost/").basic_auth(username, Some(password)).build();
+    probe
+        .ok()
+        .and_then(|r| r.headers().get(reqwest::header::AUTHORIZATION)?.to_str().ok().map(str::to_string))
+        .and_then(|h| h.strip_prefix("Basic ").map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// One request of the step, ready to send (once, or twice after a 401
+/// with an OAuth token).
+struct Request<'a> {
+    action: &'a HttpAction,
+    rendered: &'a Rendered,
+    who: &'a Who<'a>,
+    timeout: Duration,
+    secrets: &'a [String],
+}
+
+impl Request<'_> {
+    fn url(&self) -> Result<Url, IoError> {
+        let mut url = Url::parse(&self.rendered.url)
+            .map_err(|e| IoError::InvalidRequest(format!("the URL `{}` is not valid: {e}", self.rendered.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(IoError::InvalidRequest(format!("the URL `{}` is not http or https", self.rendered.url)));
+        }
+        if !self.rendered.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&self.rendered.query);
+        }
+        Ok(url)
+    }
+
+    async fn send(&self, auth: &Auth, token: Option<&str>) -> Result<reqwest::Response, StepError> {
+        let mut builder = self.who.engine.io.http.client.request(method(self.action.method), self.url()?).timeout(self.timeout);
+        let named = |name: &str| self.rendered.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        // A retried or resumed step sends the same key, so the receiver can
+        // tell a repeat from a new request.
+        if self.action.method != HttpMethod::Get && !named("idempotency-key") {
+            builder = builder.header("Idempotency-Key", format!("{}/{}", self.who.execution_id, self.who.path));
+        }
+        for (name, value) in &self.rendered.headers {
+            builder = builder.header(name, value);
+        }
+        builder = match (auth, token) {
+            (Auth::Header(name, value), _) => builder.header(name, value),
+            (Auth::Basic(user, password), _) => builder.basic_auth(user, Some(password)),
+            (Auth::Bearer(token), _) => builder.bearer_auth(token),
+            (_, Some(token)) => builder.bearer_auth(token),
+            _ => builder,
+        };
+        if let Some(body) = &self.rendered.body {
+            builder = builder.json(body);
+        }
+        let request = builder.build().map_err(|e| IoError::InvalidRequest(scrub(&chain(&e), self.secrets)))?;
+        self.who.engine.io.http.client.execute(request).await.map_err(|e| self.send_error(&e))
+    }
+
+    fn send_error(&self, e: &reqwest::Error) -> StepError {
+        if e.is_timeout() {
+            return StepError::Timeout(self.timeout);
+        }
+        IoError::ConnectionFailed(scrub(&chain(e), self.secrets)).into()
+    }
+}
+
+/// Send with a cached token; on 401, fetch a new token and send once more.
+async fn send_with_oauth(
+    request: &Request<'_>,
+    connection: &crate::definition::OAuth2ClientCredentialsConnection,
+) -> Result<reqwest::Response, StepError> {
+    let (http, who) = (&request.who.engine.io.http, request.who);
+    let name = request.action.connection.as_ref().map(|n| n.as_str()).unwrap_or_default();
+    let token = http.tokens.token(&http.client, who.spec.id, name, connection).await?;
+    let response = request.send(&Auth::None, Some(&token)).await?;
+    if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+        return Ok(response);
+    }
+    http.tokens.forget(who.spec.id, name);
+    let token = http.tokens.token(&http.client, who.spec.id, name, connection).await?;
+    request.send(&Auth::None, Some(&token)).await
+}
+
+fn method(method: HttpMethod) -> Method {
+    match method {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Head => Method::HEAD,
+        HttpMethod::Options => Method::OPTIONS,
+    }
+}
+
+/// `{status, headers, body}`, or the failure a non-2xx answer is.
+async fn read_response(
+    mut response: reqwest::Response,
+    format: ResponseFormat,
+    timeout: Duration,
+    secrets: &[String],
+) -> Result<Value, StepError> {
+    let status = response.status().as_u16();
+    let headers = headers_json(response.headers());
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = response.chunk().await.map_err(|e| match e.is_timeout() {
+            true => StepError::Timeout(timeout),
+            false => IoError::ConnectionFailed(scrub(&chain(&e), secrets)).into(),
+        })?;
+        let Some(chunk) = chunk else { break };
+        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            let limit = MAX_RESPONSE_BYTES / (1024 * 1024);
+            return Err(IoError::InvalidResponse(format!("the response body is larger than {limit} MiB")).into());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    if !(200..300).contains(&status) {
+        return Err(IoError::HttpStatus { status, excerpt: excerpt(&scrub(text.trim(), secrets), EXCERPT_CHARS) }.into());
+    }
+    let body = match format {
+        ResponseFormat::Text => Value::String(text.into_owned()),
+        _ if bytes.iter().all(u8::is_ascii_whitespace) => Value::Null,
+        ResponseFormat::Json => serde_json::from_slice(&bytes).map_err(|e| {
+            let shown = excerpt(&scrub(text.trim(), secrets), 80);
+            IoError::InvalidResponse(format!("the response body is not JSON ({e}): {shown}; set `response: text` to keep it as text"))
+        })?,
+    };
+    Ok(scrub_value(json!({"status": status, "headers": headers, "body": body}), secrets))
+}
+
+/// Response headers by lower-case name; repeated headers joined by `, `.
+fn headers_json(headers: &HeaderMap) -> Value {
+    let mut out = Map::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match out.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                out.insert(name.as_str().to_string(), Value::String(value));
+            }
+        }
+    }
+    Value::Object(out)
+}
