@@ -4,10 +4,12 @@
 //! (`leases.rs`) settle the moments when their views differ.
 //!
 //! Rendezvous hashing with bounded loads: each tenant prefers nodes in the
-//! order of a hash of (tenant, node), and takes the first that has fewer
-//! than ⌈tenants / nodes⌉. Plain rendezvous hashing moves few tenants when
-//! a node joins or leaves, but with tens of tenants its loads differ by a
-//! third; the bound keeps every node within one tenant of the ceiling.
+//! order of a hash of (tenant, node), and takes the first that still has
+//! room. Every node has room for ⌊tenants / nodes⌋ or ⌈tenants / nodes⌉
+//! (the rounding remainder goes to the nodes with the lowest ids), so the
+//! capacities add up to the tenants exactly and loads differ by one at
+//! most. Plain rendezvous hashing moves few tenants when a node joins or
+//! leaves, but with tens of tenants its loads differ by a third.
 
 use std::collections::HashMap;
 
@@ -18,17 +20,22 @@ pub fn assign(tenants: &[Uuid], nodes: &[Uuid]) -> HashMap<Uuid, Uuid> {
     if nodes.is_empty() {
         return HashMap::new();
     }
-    let capacity = tenants.len().div_ceil(nodes.len());
-    let mut load: HashMap<Uuid, usize> = nodes.iter().map(|n| (*n, 0)).collect();
     let mut ordered = tenants.to_vec();
     ordered.sort_unstable();
     ordered.dedup();
+    let mut by_id = nodes.to_vec();
+    by_id.sort_unstable();
+    by_id.dedup();
+    let (base, remainder) = (ordered.len() / by_id.len(), ordered.len() % by_id.len());
+    let mut room: HashMap<Uuid, usize> =
+        by_id.iter().enumerate().map(|(i, n)| (*n, base + usize::from(i < remainder))).collect();
+    let nodes = &by_id[..];
     let mut owners = HashMap::with_capacity(ordered.len());
     for tenant in ordered {
         let mut ranked: Vec<Uuid> = nodes.to_vec();
         ranked.sort_unstable_by_key(|node| std::cmp::Reverse((weight(tenant, *node), *node)));
-        let owner = ranked.into_iter().find(|node| load[node] < capacity).expect("capacity × nodes ≥ tenants");
-        *load.get_mut(&owner).expect("a live node") += 1;
+        let owner = ranked.into_iter().find(|node| room[node] > 0).expect("the rooms add up to the tenants");
+        *room.get_mut(&owner).expect("a live node") -= 1;
         owners.insert(tenant, owner);
     }
     owners
@@ -73,6 +80,7 @@ mod tests {
             assert_eq!(owners.len(), tenants.len());
             let mean = tenants.len() as f64 / nodes.len() as f64;
             for load in loads(&owners, &nodes) {
+                assert!((load as f64 - mean).abs() < 1.0, "load {load} vs mean {mean}");
                 assert!((load as f64 - mean).abs() <= 0.2 * mean, "load {load} vs mean {mean}");
             }
         }
