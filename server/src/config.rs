@@ -28,6 +28,7 @@ pub struct Config {
     pub log: LogConfig,
     pub provisioning: ProvisioningConfig,
     pub runtime: RuntimeConfig,
+    pub cluster: ClusterConfig,
     pub dev: DevConfig,
     /// Expose the no-tenancy baseline routes used by bench/ (never in production).
     pub bench_routes: bool,
@@ -120,9 +121,6 @@ pub struct ProvisioningConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RuntimeConfig {
-    /// Safety-net interval for reconciling tenant workers with the database
-    /// (changes are normally picked up at once through notifications).
-    pub reconcile_interval_secs: u64,
     /// Executions of one tenant that run at once on this node; further ones
     /// wait for a slot, so one busy tenant cannot take the whole node.
     pub max_concurrent_executions: usize,
@@ -133,6 +131,23 @@ pub struct RuntimeConfig {
     pub retention_days: u32,
     /// How often this node sweeps old executions (0: never).
     pub retention_sweep_secs: u64,
+}
+
+/// This node's place in its cluster: membership heartbeats and tenant
+/// leases (docs/clustering.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// The cluster this node serves; it runs only that cluster's tenants.
+    pub id: String,
+    /// The address other nodes and the load balancer reach this node at;
+    /// `listen` when unset.
+    pub advertise_address: Option<String>,
+    /// How often the node renews its heartbeat and its tenant leases.
+    pub heartbeat_interval_ms: u64,
+    /// A node silent for this long is dead, and its tenant leases have
+    /// expired: other nodes take its tenants over.
+    pub node_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +173,7 @@ impl Default for Config {
             log: LogConfig::default(),
             provisioning: ProvisioningConfig::default(),
             runtime: RuntimeConfig::default(),
+            cluster: ClusterConfig::default(),
             dev: DevConfig::default(),
             bench_routes: false,
         }
@@ -202,12 +218,17 @@ impl Default for ProvisioningConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            reconcile_interval_secs: 30,
             max_concurrent_executions: 8,
             execution_timeout_secs: 300,
             retention_days: 30,
             retention_sweep_secs: 3600,
         }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { id: "local".into(), advertise_address: None, heartbeat_interval_ms: 1000, node_timeout_ms: 6000 }
     }
 }
 
@@ -258,6 +279,14 @@ impl Config {
         }
         if self.database.pool_size == 0 {
             return Err(ConfigError::Invalid("database.pool_size must be at least 1".into()));
+        }
+        let cluster = &self.cluster;
+        if cluster.heartbeat_interval_ms == 0 || cluster.node_timeout_ms < 3 * cluster.heartbeat_interval_ms {
+            // A lease must survive a late heartbeat or two, or a busy node
+            // would lose its tenants to a slow round trip.
+            return Err(ConfigError::Invalid(
+                "cluster.node_timeout_ms must be at least 3 × cluster.heartbeat_interval_ms (and the interval above 0)".into(),
+            ));
         }
         if self.provisioning.migrate_parallelism == 0 {
             return Err(ConfigError::Invalid("provisioning.migrate_parallelism must be at least 1".into()));

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::{
     auth::AuthError,
+    cluster::ClusterError,
     database::DbError,
     provisioning::ProvisioningError,
     tenancy::{HostError, SlugError},
@@ -183,6 +184,15 @@ impl From<ResourceError> for ApiError {
             Sealing(_) => return ApiError::internal(e),
         };
         ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Db(db) => db.into(),
+            ClusterError::UnknownNode(_) => ApiError::new(StatusCode::NOT_FOUND, "node_not_found", e.to_string()),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod client;
 pub mod commands;
 pub mod config;

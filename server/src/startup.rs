@@ -11,11 +11,12 @@ use actix_web::{
     web, App, HttpMessage, HttpServer,
 };
 use deadpool_postgres::Pool;
-use tessera_runtime::{Engine, Limits, Supervisor, TenantSpec};
+use tessera_runtime::{Engine, Limits, Supervisor};
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::{
+    cluster::{Cluster, NodeIdentity},
     auth::{AccountStanding, AuthService, LoginLimiter, Passwords, TokenKeys},
     config::Config,
     database::{build_pool, DbError},
@@ -52,6 +53,8 @@ pub struct AppState {
     pub auth: AuthService,
     pub provisioner: Provisioner,
     pub supervisor: Supervisor,
+    /// This node's membership and tenant leases.
+    pub cluster: Arc<Cluster>,
     /// Seals and opens connection secrets.
     pub sealing: Arc<KeyRing>,
 }
@@ -90,7 +93,7 @@ fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>) -> Engine {
 }
 
 impl AppState {
-    pub fn build(config: Config, shutdown: CancellationToken) -> Result<Self, StartupError> {
+    pub fn build(config: Config, shutdown: CancellationToken, address: String) -> Result<Self, StartupError> {
         let url = config.require_database_url()?.to_string();
         let pool = build_pool(&config.database, &url)?;
         let directory = TenantDirectory::new(pool.clone());
@@ -105,8 +108,17 @@ impl AppState {
         let sealing = Arc::new(KeyRing::from_config(&config.secrets)?);
         let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url);
         let tenant_db = TenantDb::new(pool.clone());
+        let supervisor = Supervisor::new(shutdown, engine(&config, tenant_db.clone(), sealing.clone()));
+        let node = NodeIdentity {
+            id: uuid::Uuid::now_v7(),
+            cluster: config.cluster.id.clone(),
+            address: config.cluster.advertise_address.clone().unwrap_or(address),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let cluster = Arc::new(Cluster::new(pool.clone(), node, &config.cluster, supervisor.clone()));
         Ok(Self {
-            supervisor: Supervisor::new(shutdown, engine(&config, tenant_db.clone(), sealing.clone())),
+            supervisor,
+            cluster,
             tenant_db,
             config: Arc::new(config),
             pool,
@@ -117,35 +129,30 @@ impl AppState {
         })
     }
 
-    /// Make this node's workers match the active tenants.
+    /// Make this node's workers match the tenants it owns, at once (see
+    /// `cluster`): after a tenant is created or resumed, its worker runs
+    /// by the time the request is answered.
     pub async fn reconcile_workers(&self) {
-        match self.directory.list_active().await {
-            Ok(tenants) => self.supervisor.reconcile(
-                tenants
-                    .into_iter()
-                    .map(|t| TenantSpec { id: t.id, slug: t.slug.to_string(), schema: t.schema.to_string() })
-                    .collect(),
-            ),
-            Err(e) => tracing::warn!(error = %e, "cannot list tenants; workers left as they are"),
-        }
+        self.cluster.settle_now().await;
     }
 }
 
-/// Reconcile on every tenant change notification, and on an interval as a
-/// safety net.
-fn spawn_reconciler(state: web::Data<AppState>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-    let interval = Duration::from_secs(state.config.runtime.reconcile_interval_secs.max(1));
+/// A cluster round at every heartbeat, and at once on every tenant change
+/// notification.
+fn spawn_cluster(state: web::Data<AppState>, shutdown: CancellationToken) {
+    state.cluster.clone().spawn(shutdown.clone());
     let mut changes = state.directory.subscribe();
     tokio::spawn(async move {
         loop {
-            state.reconcile_workers().await;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = changes.changed() => {}
-                _ = tokio::time::sleep(interval) => {}
+                changed = changes.changed() => match changed {
+                    Ok(()) => state.cluster.wake(),
+                    Err(_) => return,
+                },
             }
         }
-    })
+    });
 }
 
 /// Classify the host before anything else runs, so hostile or foreign hosts
@@ -205,11 +212,12 @@ impl Application {
         let port = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?.port();
         let shutdown = CancellationToken::new();
         let url = config.require_database_url()?.to_string();
-        let state = web::Data::new(AppState::build(config, shutdown.clone())?);
+        let address = format!("{}:{port}", listener.local_addr().map(|a| a.ip().to_string()).unwrap_or_default());
+        let state = web::Data::new(AppState::build(config, shutdown.clone(), address)?);
         let subscribers: Vec<Arc<dyn crate::notifications::Subscriber>> =
             vec![Arc::new(state.directory.clone()), Arc::new(state.auth.standing.clone())];
         crate::notifications::spawn_listener(url, subscribers, shutdown.clone());
-        spawn_reconciler(state.clone(), shutdown.clone());
+        spawn_cluster(state.clone(), shutdown.clone());
         crate::retention::spawn_sweeper(state.clone(), shutdown.clone());
         let server = http_server(state.clone(), listener)?;
         Ok(Self { port, server, state, shutdown })
@@ -232,7 +240,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.shutdown.cancel();
-        self.state.supervisor.shutdown().await;
+        self.state.cluster.leave().await;
         tracing::info!("node stopped");
         result
     }

@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod cli_client;
+mod cluster;
 mod controls;
 mod directory;
 mod executions;

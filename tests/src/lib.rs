@@ -106,6 +106,9 @@ pub fn test_config(database_url: &str) -> Config {
     config.auth.login_per_address_per_minute = 100_000;
     config.http.workers = 2;
     config.http.shutdown_timeout_secs = 2;
+    // Fast rounds, so that tests of ownership and failover take seconds.
+    config.cluster.heartbeat_interval_ms = 200;
+    config.cluster.node_timeout_ms = 1500;
     config.log.level = std::env::var("TESSERA_TEST_LOG").unwrap_or_else(|_| "error".into());
     config.provisioning.export_dir = std::env::temp_dir().join(format!("tessera-test-exports-{}", uuid::Uuid::new_v4().simple()));
     config
@@ -274,6 +277,29 @@ impl TestApp {
     }
 
     /// Stop the server gracefully (in-flight requests finish).
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+
+    /// Another node of this app's cluster: same database, same keys.
+    pub async fn add_node(&self) -> TestNode {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a random port");
+        let node = Application::build_with_listener(self.config.clone(), listener).expect("build node");
+        let (port, state, handle) = (node.port(), node.state(), node.handle());
+        tokio::spawn(node.run_until_stopped());
+        TestNode { port, state, handle }
+    }
+}
+
+/// A further node started by [`TestApp::add_node`].
+pub struct TestNode {
+    pub port: u16,
+    pub state: actix_web::web::Data<AppState>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TestNode {
+    /// Stop it gracefully: it leaves the cluster and releases its tenants.
     pub async fn stop(&self) {
         self.handle.stop(true).await;
     }

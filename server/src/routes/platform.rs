@@ -21,7 +21,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/platform/tenants/{slug}", web::delete().to(delete))
         .route("/platform/tenants/{slug}/suspend", web::post().to(suspend))
         .route("/platform/tenants/{slug}/resume", web::post().to(resume))
-        .route("/platform/node", web::get().to(node));
+        .route("/platform/node", web::get().to(node))
+        .route("/platform/cluster", web::get().to(cluster))
+        .route("/platform/nodes/{id}/drain", web::post().to(drain));
 }
 
 #[derive(Deserialize)]
@@ -87,7 +89,24 @@ async fn delete(
 /// `GET /api/platform/node`: this node and the tenant workers it runs.
 async fn node(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
     Ok(HttpResponse::Ok().json(json!({
+        "id": state.cluster.node().id,
+        "cluster": state.cluster.node().cluster,
+        "address": state.cluster.node().address,
         "version": env!("CARGO_PKG_VERSION"),
         "workers": state.supervisor.status(),
     })))
+}
+
+/// `GET /api/platform/cluster`: the nodes of this node's cluster, their
+/// health and tenants, and every tenant's lease.
+async fn cluster(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
+    Ok(HttpResponse::Ok().json(state.cluster.status().await?))
+}
+
+/// `POST /api/platform/nodes/{id}/drain`: the node hands its tenants over
+/// to the others at its next heartbeat and takes no new ones.
+async fn drain(state: web::Data<AppState>, _caller: PlatformCaller, id: web::Path<String>) -> Reply {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::bad_request("invalid_node_id", "a node id is a UUID"))?;
+    state.cluster.drain(id).await?;
+    Ok(HttpResponse::Accepted().json(state.cluster.status().await?))
 }

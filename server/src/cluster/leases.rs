@@ -1,0 +1,64 @@
+//! Tenant leases: the rows of `platform.tenant_leases` that say which node
+//! owns each tenant's worker, until when, and under which epoch.
+//!
+//! A node renews the leases it keeps, releases the ones placement gave to
+//! another node, and takes the ones placement gives it when they are free
+//! (never held, released, or expired because their node died). Taking a
+//! lease adds one to its epoch; a worker writes only while its epoch is the
+//! lease's current one (see `execution_store.rs`), so a node that lost a
+//! lease without knowing it (a long pause, a partition) cannot write over
+//! the new owner's work.
+
+use std::{collections::HashMap, time::Duration};
+
+use deadpool_postgres::Pool;
+use uuid::Uuid;
+
+use super::ClusterError;
+
+/// Tenant → epoch of the leases this node holds.
+pub type Held = HashMap<Uuid, i64>;
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Extend every lease of `node` that is in `keep`, release the others of
+/// `node`, and take the free ones of `wanted`. Returns what `node` holds
+/// afterwards. One transaction, so a crash between the steps leaves
+/// nothing half done.
+pub(super) async fn settle(pool: &Pool, node: Uuid, wanted: &[Uuid], ttl: Duration) -> Result<Held, ClusterError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let release = "UPDATE platform.tenant_leases SET node_id = NULL, expires_at = now() \
+                   WHERE node_id = $1 AND NOT (tenant_id = ANY($2))";
+    tx.execute(release, &[&node, &wanted]).await?;
+    let renew = "UPDATE platform.tenant_leases SET expires_at = now() + make_interval(secs => $2) \
+                 WHERE node_id = $1 AND expires_at > now() RETURNING tenant_id, epoch";
+    let mut held: Held = tx.query(renew, &[&node, &secs(ttl)]).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let missing: Vec<Uuid> = wanted.iter().filter(|t| !held.contains_key(t)).copied().collect();
+    if !missing.is_empty() {
+        // Only tenants that still exist and are active; a lease held by a
+        // live node stays with it until that node releases it or dies.
+        let take = "INSERT INTO platform.tenant_leases AS l (tenant_id, node_id, epoch, expires_at, acquired_at) \
+                    SELECT t.id, $1, 1, now() + make_interval(secs => $3), now() \
+                    FROM platform.tenants t WHERE t.id = ANY($2) AND t.status = 'active' \
+                    ON CONFLICT (tenant_id) DO UPDATE SET node_id = $1, epoch = l.epoch + 1, \
+                        expires_at = EXCLUDED.expires_at, acquired_at = now() \
+                    WHERE l.node_id IS NULL OR l.expires_at <= now() OR l.node_id = $1 \
+                    RETURNING tenant_id, epoch";
+        held.extend(tx.query(take, &[&node, &missing, &secs(ttl)]).await?.iter().map(|r| (r.get::<_, Uuid>(0), r.get::<_, i64>(1))));
+    }
+    tx.commit().await?;
+    Ok(held)
+}
+
+/// Give up every lease of `node` at once (a clean stop or the end of a
+/// drain), so the other nodes take its tenants at their next round instead
+/// of after the leases expire.
+pub(super) async fn release_all(pool: &Pool, node: Uuid) -> Result<(), ClusterError> {
+    let client = pool.get().await?;
+    let sql = "UPDATE platform.tenant_leases SET node_id = NULL, expires_at = now() WHERE node_id = $1";
+    client.execute(sql, &[&node]).await?;
+    Ok(())
+}

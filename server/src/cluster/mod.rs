@@ -1,0 +1,199 @@
+//! Clustering: the nodes of one cluster share one database and behave as
+//! one system (docs/clustering.md).
+//!
+//! This module owns this node's membership (`membership`), the placement
+//! of tenants on live nodes (`placement`), the leases that make each
+//! tenant's worker run on exactly one node (`leases`), and the loop that
+//! ties them to the worker supervisor. Every round (each
+//! `cluster.heartbeat_interval_ms`, and at once when tenants change) it
+//! renews the heartbeat, computes the placement, settles the leases and
+//! runs exactly the workers of the tenants it holds.
+
+mod membership;
+mod placement;
+mod leases;
+pub mod status;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use deadpool_postgres::Pool;
+use tessera_runtime::{Supervisor, TenantSpec};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use leases::Held;
+pub use membership::NodeIdentity;
+use membership::NodeState;
+
+use crate::{config::ClusterConfig, database::DbError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("no node {0} in this cluster")]
+    UnknownNode(Uuid),
+}
+
+impl From<tokio_postgres::Error> for ClusterError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ClusterError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+/// This node in its cluster.
+pub struct Cluster {
+    pool: Pool,
+    node: NodeIdentity,
+    heartbeat: Duration,
+    timeout: Duration,
+    supervisor: Supervisor,
+    /// The leases held after the last successful round, shared with the
+    /// execution store, which fences every write with them.
+    held: Arc<RwLock<Held>>,
+    /// Ask for a round now (tenants changed, a drain began).
+    wake: Notify,
+    /// One round at a time: the loop's and [`Cluster::settle_now`]'s.
+    rounds: tokio::sync::Mutex<()>,
+}
+
+impl Cluster {
+    pub fn new(pool: Pool, node: NodeIdentity, config: &ClusterConfig, supervisor: Supervisor) -> Self {
+        Self {
+            pool,
+            node,
+            heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
+            timeout: Duration::from_millis(config.node_timeout_ms),
+            supervisor,
+            held: Arc::new(RwLock::new(HashMap::new())),
+            wake: Notify::new(),
+            rounds: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn node(&self) -> &NodeIdentity {
+        &self.node
+    }
+
+    /// The leases this node holds, for fencing its workers' writes.
+    pub fn fences(&self) -> Arc<RwLock<Held>> {
+        self.held.clone()
+    }
+
+    /// Run a round as soon as possible.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub async fn register(&self) -> Result<(), ClusterError> {
+        membership::register(&self.pool, &self.node).await
+    }
+
+    /// Rounds until `shutdown`. When rounds fail for as long as a lease
+    /// lives, the node assumes it lost its leases and stops its workers:
+    /// other nodes may own those tenants by then.
+    pub fn spawn(self: Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut last_settled = Instant::now();
+            loop {
+                match self.round().await {
+                    Ok(()) => last_settled = Instant::now(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster round failed");
+                        if last_settled.elapsed() + self.heartbeat >= self.timeout {
+                            self.stop_all_workers();
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.heartbeat) => {}
+                }
+            }
+        })
+    }
+
+    /// Run a round now and wait for it: after a tenant is created or
+    /// resumed through this node, its worker runs (here or on its owner)
+    /// by the time the request is answered.
+    pub async fn settle_now(&self) {
+        if let Err(e) = self.round().await {
+            tracing::warn!(error = %e, "cluster round failed");
+        }
+    }
+
+    async fn round(&self) -> Result<(), ClusterError> {
+        let _one_at_a_time = self.rounds.lock().await;
+        let state = membership::heartbeat(&self.pool, &self.node).await?;
+        let tenants = active_tenants(&self.pool, &self.node.cluster).await?;
+        let wanted: Vec<Uuid> = match state {
+            NodeState::Draining => Vec::new(),
+            NodeState::Active => {
+                let nodes = membership::live_nodes(&self.pool, &self.node.cluster, self.timeout).await?;
+                let ids: Vec<Uuid> = tenants.keys().copied().collect();
+                let owners = placement::assign(&ids, &nodes);
+                owners.into_iter().filter(|(_, node)| *node == self.node.id).map(|(tenant, _)| tenant).collect()
+            }
+        };
+        let held = leases::settle(&self.pool, self.node.id, &wanted, self.timeout).await?;
+        let specs = held.keys().filter_map(|id| tenants.get(id).cloned()).collect();
+        *self.held.write().expect("leases lock") = held;
+        self.supervisor.reconcile(specs);
+        Ok(())
+    }
+
+    fn stop_all_workers(&self) {
+        self.held.write().expect("leases lock").clear();
+        self.supervisor.reconcile(Vec::new());
+    }
+
+    /// The cluster as the database sees it now.
+    pub async fn status(&self) -> Result<status::ClusterStatus, ClusterError> {
+        status::read(&self.pool, &self.node.cluster, self.timeout).await
+    }
+
+    /// Mark `node` (this one or another of the cluster) draining: at its
+    /// next round it releases its tenants, and placement gives it none.
+    pub async fn drain(&self, node: Uuid) -> Result<(), ClusterError> {
+        if !membership::set_state(&self.pool, node, "draining").await? {
+            return Err(ClusterError::UnknownNode(node));
+        }
+        if node == self.node.id {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Leave the cluster: stop taking tenants, stop the workers, and
+    /// release every lease so other nodes take over at their next round.
+    pub async fn leave(&self) {
+        if let Err(e) = membership::set_state(&self.pool, self.node.id, "stopped").await {
+            tracing::warn!(error = %e, "cannot mark this node stopped");
+        }
+        self.supervisor.shutdown().await;
+        self.held.write().expect("leases lock").clear();
+        if let Err(e) = leases::release_all(&self.pool, self.node.id).await {
+            tracing::warn!(error = %e, "cannot release this node's leases; they expire on their own");
+        }
+    }
+}
+
+/// The cluster's active tenants, as the supervisor names them.
+async fn active_tenants(pool: &Pool, cluster: &str) -> Result<HashMap<Uuid, TenantSpec>, ClusterError> {
+    let client = pool.get().await?;
+    let sql = "SELECT id, slug, schema_name FROM platform.tenants WHERE cluster_id = $1 AND status = 'active'";
+    let rows = client.query(sql, &[&cluster]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), TenantSpec { id: r.get(0), slug: r.get(1), schema: r.get(2) })).collect())
+}

@@ -1,0 +1,167 @@
+//! Several nodes on one database behave as one cluster: every active
+//! tenant's worker runs on exactly one live node, tenants spread evenly,
+//! and when a node stops, drains or dies its tenants move to the others
+//! within the node timeout. The status API shows the true picture.
+
+use std::{
+    collections::{HashMap, HashSet},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use reqwest::Method;
+use serde_json::Value;
+use tessera_tests::{eventually, status_and_json, TestApp};
+use uuid::Uuid;
+
+use crate::cli::tessera_bin;
+
+/// The cluster status as a platform owner sees it through `node`'s port.
+async fn cluster_status(app: &TestApp, token: &str) -> Value {
+    let (status, body) = status_and_json(app.platform_request(Method::GET, "/api/platform/cluster").bearer_auth(token)).await;
+    assert!(status.is_success(), "{status} {body}");
+    body
+}
+
+/// Live node id → the tenants it holds, from the status answer.
+fn holders(status: &Value) -> HashMap<String, Vec<String>> {
+    let mut by_node: HashMap<String, Vec<String>> = HashMap::new();
+    for lease in status["leases"].as_array().unwrap() {
+        if let Some(node) = lease["node"].as_str() {
+            by_node.entry(node.to_string()).or_default().push(lease["tenant"].as_str().unwrap().to_string());
+        }
+    }
+    by_node
+}
+
+fn held_count(status: &Value) -> usize {
+    holders(status).values().map(Vec::len).sum()
+}
+
+/// The tenants whose workers run on a node, by slug.
+fn workers(state: &tessera_server::startup::AppState) -> HashSet<String> {
+    state.supervisor.status().into_iter().map(|w| w.tenant).collect()
+}
+
+async fn create_tenants(app: &TestApp, count: usize) -> Vec<String> {
+    let mut slugs = Vec::new();
+    for i in 0..count {
+        let slug = format!("tenant-{i:02}");
+        app.create_tenant(&slug).await;
+        slugs.push(slug);
+    }
+    slugs
+}
+
+#[tokio::test]
+async fn three_nodes_share_the_tenants_evenly_and_each_worker_runs_once() {
+    let app = tessera_tests::spawn_app().await;
+    let token = app.platform_token().await;
+    let (b, c) = (app.add_node().await, app.add_node().await);
+    let slugs = create_tenants(&app, 30).await;
+
+    let settled = eventually(Duration::from_secs(20), || async {
+        let status = cluster_status(&app, &token).await;
+        let by_node = holders(&status);
+        held_count(&status) == 30 && by_node.len() == 3 && by_node.values().all(|t| (8..=12).contains(&t.len()))
+    })
+    .await;
+    let status = cluster_status(&app, &token).await;
+    assert!(settled, "tenants did not settle evenly on three nodes: {status}");
+    assert_eq!(status["nodes"].as_array().unwrap().iter().filter(|n| n["alive"] == true).count(), 3);
+
+    // What each node runs is what the leases say, and no worker runs twice.
+    let runs = [workers(&app.state), workers(&b.state), workers(&c.state)];
+    let all: Vec<&String> = runs.iter().flatten().collect();
+    assert_eq!(all.len(), 30, "every tenant's worker runs exactly once: {runs:?}");
+    assert_eq!(all.into_iter().cloned().collect::<HashSet<_>>(), slugs.into_iter().collect());
+    let by_node = holders(&status);
+    for (node, ran) in [(&app.state, &runs[0]), (&b.state, &runs[1]), (&c.state, &runs[2])] {
+        let held: HashSet<String> = by_node[&node.cluster.node().id.to_string()].iter().cloned().collect();
+        assert_eq!(&held, ran, "a node runs exactly the tenants it holds");
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_or_drained_node_hands_its_tenants_to_the_others() {
+    let app = tessera_tests::spawn_app().await;
+    let token = app.platform_token().await;
+    let (b, c) = (app.add_node().await, app.add_node().await);
+    create_tenants(&app, 12).await;
+    assert!(eventually(Duration::from_secs(20), || async { holders(&cluster_status(&app, &token).await).len() == 3 }).await);
+
+    b.stop().await;
+    let b_id = b.state.cluster.node().id.to_string();
+    let moved = eventually(Duration::from_secs(10), || async {
+        let status = cluster_status(&app, &token).await;
+        held_count(&status) == 12 && !holders(&status).contains_key(&b_id)
+    })
+    .await;
+    assert!(moved, "the stopped node's tenants were not taken over: {}", cluster_status(&app, &token).await);
+    assert!(workers(&b.state).is_empty(), "a stopped node runs no worker");
+
+    let c_id = c.state.cluster.node().id;
+    let (status, _) =
+        status_and_json(app.platform_request(Method::POST, &format!("/api/platform/nodes/{c_id}/drain")).bearer_auth(&token)).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    let drained = eventually(Duration::from_secs(10), || async {
+        let status = cluster_status(&app, &token).await;
+        held_count(&status) == 12 && holders(&status).keys().all(|n| *n == app.state.cluster.node().id.to_string())
+    })
+    .await;
+    assert!(drained, "the drained node kept tenants: {}", cluster_status(&app, &token).await);
+    assert!(eventually(Duration::from_secs(5), || async { workers(&c.state).is_empty() }).await);
+    assert_eq!(workers(&app.state).len(), 12);
+
+    let unknown = Uuid::now_v7();
+    let (status, body) =
+        status_and_json(app.platform_request(Method::POST, &format!("/api/platform/nodes/{unknown}/drain")).bearer_auth(&token)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (reqwest::StatusCode::NOT_FOUND, Some("node_not_found")));
+}
+
+#[tokio::test]
+async fn a_killed_node_loses_its_tenants_to_the_live_nodes_within_the_timeout() {
+    let app = tessera_tests::spawn_app().await;
+    let token = app.platform_token().await;
+    create_tenants(&app, 10).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = [
+        ("TESSERA_DATABASE_URL", app.database_url.clone()),
+        ("TESSERA_LISTEN", format!("127.0.0.1:{port}")),
+        ("TESSERA_JWT_SECRET", app.config.jwt_secret.clone().unwrap()),
+        ("TESSERA_SECRETS__KEY", app.config.secrets.key.clone().unwrap()),
+        ("TESSERA_LOG__LEVEL", "error".into()),
+        ("TESSERA_CLUSTER__HEARTBEAT_INTERVAL_MS", app.config.cluster.heartbeat_interval_ms.to_string()),
+        ("TESSERA_CLUSTER__NODE_TIMEOUT_MS", app.config.cluster.node_timeout_ms.to_string()),
+    ];
+    let mut child = tokio::process::Command::new(tessera_bin())
+        .arg("serve")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("TESSERA_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start a node process");
+    let shared = eventually(Duration::from_secs(30), || async { holders(&cluster_status(&app, &token).await).len() == 2 }).await;
+    assert!(shared, "the process node never took tenants: {}", cluster_status(&app, &token).await);
+    let ours = app.state.cluster.node().id.to_string();
+    let theirs = holders(&cluster_status(&app, &token).await).into_keys().find(|n| *n != ours).unwrap();
+
+    child.start_kill().expect("kill -9"); // SIGKILL: no goodbye, its leases simply stop being renewed
+    child.wait().await.unwrap();
+    let killed_at = Instant::now();
+    let taken = eventually(Duration::from_secs(15), || async {
+        let status = cluster_status(&app, &token).await;
+        held_count(&status) == 10 && holders(&status).keys().all(|n| *n == ours)
+    })
+    .await;
+    let failover = killed_at.elapsed();
+    let status = cluster_status(&app, &token).await;
+    assert!(taken, "the killed node's tenants were not taken over: {status}");
+    assert_eq!(workers(&app.state).len(), 10);
+    let dead = status["nodes"].as_array().unwrap().iter().find(|n| n["id"] == theirs.as_str()).unwrap();
+    assert_eq!(dead["alive"], false, "the status shows the killed node as dead: {dead}");
+    eprintln!("failover after kill -9: {failover:?} (node timeout {} ms)", app.config.cluster.node_timeout_ms);
+}
