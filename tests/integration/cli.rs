@@ -105,7 +105,7 @@ async fn an_operator_sets_up_the_platform_and_administers_a_tenant_from_the_comm
 
     let migrated = run(&env, &["migrate"]).await;
     assert!(migrated.ok(), "{migrated:?}");
-    assert!(migrated.stdout.contains("platform schema: 1 migration(s) applied"), "{migrated:?}");
+    assert!(migrated.stdout.contains("platform schema: 2 migration(s) applied"), "{migrated:?}");
     assert!(migrated.stdout.contains("0 migrated, 0 failed"), "{migrated:?}");
 
     let init = run(&env, &["platform", "init", "--email", "admin@example.test", "--password", "a-strong-password"]).await;

@@ -7,6 +7,7 @@ mod cli_client;
 mod cluster;
 mod controls;
 mod directory;
+mod examples;
 mod executions;
 mod flow;
 mod concurrency;

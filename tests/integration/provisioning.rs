@@ -12,14 +12,16 @@ use tessera_tests::{error_code, eventually, spawn_app, TestApp};
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Every table of a fully migrated tenant schema, by name.
-const TENANT_TABLES: [&str; 9] = [
+const TENANT_TABLES: [&str; 11] = [
     "api_keys",
     "connections",
     "execution_steps",
     "executions",
     "integration_versions",
     "integrations",
+    "queue_messages",
     "refinery_schema_history",
+    "schedules",
     "users",
     "variables",
 ];
