@@ -16,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::{
-    cluster::{Cluster, NodeIdentity},
+    cluster::{
+        mail::{NotifyForwarder, WorkerMailbox},
+        Cluster, NodeIdentity,
+    },
     auth::{AccountStanding, AuthService, LoginLimiter, Passwords, TokenKeys},
     config::Config,
     database::{build_pool, DbError},
@@ -214,8 +217,12 @@ impl Application {
         let url = config.require_database_url()?.to_string();
         let address = format!("{}:{port}", listener.local_addr().map(|a| a.ip().to_string()).unwrap_or_default());
         let state = web::Data::new(AppState::build(config, shutdown.clone(), address)?);
-        let subscribers: Vec<Arc<dyn crate::notifications::Subscriber>> =
-            vec![Arc::new(state.directory.clone()), Arc::new(state.auth.standing.clone())];
+        state.supervisor.set_forwarder(Arc::new(NotifyForwarder::new(state.pool.clone())));
+        let subscribers: Vec<Arc<dyn crate::notifications::Subscriber>> = vec![
+            Arc::new(state.directory.clone()),
+            Arc::new(state.auth.standing.clone()),
+            Arc::new(WorkerMailbox::new(state.supervisor.clone())),
+        ];
         crate::notifications::spawn_listener(url, subscribers, shutdown.clone());
         spawn_cluster(state.clone(), shutdown.clone());
         crate::retention::spawn_sweeper(state.clone(), shutdown.clone());

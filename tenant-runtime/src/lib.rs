@@ -18,6 +18,6 @@ pub mod triggers;
 mod worker;
 
 pub use execution::{Connections, Engine, ExecutionStore, Limits};
-pub use supervisor::{Supervisor, WorkerStatus};
+pub use supervisor::{Forwarder, Supervisor, WorkerStatus};
 pub use triggers::TriggerStore;
-pub use worker::{TenantSpec, WorkerCommand};
+pub use worker::{RemoteCommand, TenantSpec, WorkerCommand};

@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::{
     execution::Engine,
-    worker::{self, TenantSpec, WorkerCommand},
+    worker::{self, RemoteCommand, TenantSpec, WorkerCommand},
 };
 
 const COMMAND_QUEUE: usize = 64;
@@ -40,16 +40,29 @@ pub struct WorkerStatus {
     pub restarts: u32,
 }
 
+/// Carries commands for tenants whose worker runs on another node of the
+/// cluster (the server implements it over its cluster's message path).
+pub trait Forwarder: Send + Sync + 'static {
+    fn forward(&self, tenant: Uuid, command: RemoteCommand);
+}
+
 #[derive(Clone)]
 pub struct Supervisor {
     workers: Arc<Mutex<HashMap<Uuid, Running>>>,
     shutdown: CancellationToken,
     engine: Engine,
+    forwarder: Arc<OnceLock<Arc<dyn Forwarder>>>,
 }
 
 impl Supervisor {
     pub fn new(shutdown: CancellationToken, engine: Engine) -> Self {
-        Self { workers: Arc::new(Mutex::new(HashMap::new())), shutdown, engine }
+        Self { workers: Arc::new(Mutex::new(HashMap::new())), shutdown, engine, forwarder: Arc::new(OnceLock::new()) }
+    }
+
+    /// Where [`Supervisor::send`] puts commands for tenants not run here.
+    /// Set once, when the node starts.
+    pub fn set_forwarder(&self, forwarder: Arc<dyn Forwarder>) {
+        let _ = self.forwarder.set(forwarder);
     }
 
     /// Converge on `desired`: start missing workers, stop the ones no longer
@@ -104,13 +117,36 @@ impl Supervisor {
         list
     }
 
-    /// Send a command to a tenant's worker, if it runs here.
+    /// Send a command to a tenant's worker: here if it runs here, else
+    /// through the forwarder to whichever node runs it. `false` when it
+    /// could go nowhere (the database still holds the work: the worker
+    /// finds it when it starts).
     pub async fn send(&self, tenant: Uuid, command: WorkerCommand) -> bool {
+        let remote = command.to_remote();
+        if self.send_here(tenant, command).await {
+            return true;
+        }
+        match (self.forwarder.get(), remote) {
+            (Some(forwarder), Some(remote)) => {
+                forwarder.forward(tenant, remote);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Send a command to a tenant's worker only if it runs on this node.
+    pub async fn send_here(&self, tenant: Uuid, command: WorkerCommand) -> bool {
         let sender = self.workers.lock().expect("supervisor lock").get(&tenant).map(|r| r.commands.clone());
         match sender {
             Some(tx) => tx.send(command).await.is_ok(),
             None => false,
         }
+    }
+
+    /// The tenants whose worker runs here.
+    pub fn local_tenants(&self) -> Vec<Uuid> {
+        self.workers.lock().expect("supervisor lock").keys().copied().collect()
     }
 
     /// Stop every worker and wait for them to finish.

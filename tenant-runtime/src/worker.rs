@@ -42,6 +42,44 @@ pub enum WorkerCommand {
     /// The tenant's integrations changed (applied, rolled back, enabled,
     /// disabled, deleted): re-read the schedule and queue triggers.
     Reload,
+    /// Look for unfinished executions again: wake-ups may have been lost
+    /// (the node's notification connection dropped).
+    Resume,
+}
+
+impl WorkerCommand {
+    /// The command as it travels to another node; `None` for `Ping`, which
+    /// answers on a channel of this process.
+    pub fn to_remote(&self) -> Option<RemoteCommand> {
+        match self {
+            Self::Ping(_) => None,
+            Self::Execute(id) => Some(RemoteCommand::Execute(*id)),
+            Self::Cancel(id) => Some(RemoteCommand::Cancel(*id)),
+            Self::Reload => Some(RemoteCommand::Reload),
+            Self::Resume => Some(RemoteCommand::Resume),
+        }
+    }
+}
+
+/// A [`WorkerCommand`] that can cross nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteCommand {
+    Execute(Uuid),
+    Cancel(Uuid),
+    Reload,
+    Resume,
+}
+
+impl From<RemoteCommand> for WorkerCommand {
+    fn from(command: RemoteCommand) -> Self {
+        match command {
+            RemoteCommand::Execute(id) => Self::Execute(id),
+            RemoteCommand::Cancel(id) => Self::Cancel(id),
+            RemoteCommand::Reload => Self::Reload,
+            RemoteCommand::Resume => Self::Resume,
+        }
+    }
 }
 
 /// The worker's main loop: resume what a stopped node left unfinished,
@@ -71,6 +109,7 @@ pub(crate) async fn run(spec: TenantSpec, engine: Engine, mut commands: mpsc::Re
                 Some(WorkerCommand::Execute(id)) => executions.start(id),
                 Some(WorkerCommand::Cancel(id)) => executions.cancel(id),
                 Some(WorkerCommand::Reload) => triggers.reload().await,
+                Some(WorkerCommand::Resume) => executions.resume().await,
                 None => break,
             },
         }

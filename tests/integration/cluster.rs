@@ -165,3 +165,49 @@ async fn a_killed_node_loses_its_tenants_to_the_live_nodes_within_the_timeout() 
     assert_eq!(dead["alive"], false, "the status shows the killed node as dead: {dead}");
     eprintln!("failover after kill -9: {failover:?} (node timeout {} ms)", app.config.cluster.node_timeout_ms);
 }
+
+/// A request for tenant `slug` sent to the node listening on `port`.
+fn via(app: &TestApp, port: u16, method: Method, slug: &str, path: &str) -> reqwest::RequestBuilder {
+    app.http.request(method, format!("http://127.0.0.1:{port}{path}")).header("host", format!("{slug}.localhost:{port}"))
+}
+
+#[tokio::test]
+async fn work_and_changes_reach_the_owner_whichever_node_they_land_on() {
+    let app = tessera_tests::spawn_app().await;
+    let token = app.platform_token().await;
+    let b = app.add_node().await;
+    let mut tenants = Vec::new();
+    for slug in ["north", "south", "east", "west"] {
+        tenants.push(app.create_tenant(slug).await);
+    }
+    assert!(eventually(Duration::from_secs(20), || async { holders(&cluster_status(&app, &token).await).len() == 2 }).await);
+    let owners = cluster_status(&app, &token).await;
+    let a_id = app.state.cluster.node().id.to_string();
+    let integration = "apiVersion: tessera.dev/v1\nkind: Integration\nmetadata:\n  name: tick\nspec:\n  triggers:\n    - manual: {}\n    - schedule:\n        every: 1s\n  steps:\n    - name: kind\n      transform:\n        expression: .trigger.kind\n";
+
+    for tenant in &tenants {
+        let slug = tenant.slug.as_str();
+        let lease = owners["leases"].as_array().unwrap().iter().find(|l| l["tenant"] == slug).unwrap();
+        // Everything goes through the node that does NOT run the tenant's worker.
+        let other = if lease["node"] == a_id.as_str() { b.port } else { app.port };
+        let owner = app.owner_token(tenant).await;
+        let applied = via(&app, other, Method::POST, slug, "/api/apply")
+            .bearer_auth(&owner)
+            .header("content-type", "application/yaml")
+            .body(integration)
+            .send()
+            .await
+            .unwrap();
+        assert!(applied.status().is_success(), "{}", applied.text().await.unwrap());
+        let (status, run) =
+            status_and_json(via(&app, other, Method::POST, slug, "/api/integrations/tick/run?wait=true").bearer_auth(&owner)).await;
+        assert_eq!((status, &run["output"]), (reqwest::StatusCode::OK, &Value::from("manual")), "{slug}: {run}");
+        // The schedule applied through the other node runs on the owner.
+        let scheduled = eventually(Duration::from_secs(10), || async {
+            let (_, page) = status_and_json(via(&app, other, Method::GET, slug, "/api/executions?integration=tick").bearer_auth(&owner)).await;
+            page["items"].as_array().is_some_and(|items| items.iter().any(|e| e["output"] == "schedule"))
+        })
+        .await;
+        assert!(scheduled, "{slug}: the schedule never fired on its owner");
+    }
+}

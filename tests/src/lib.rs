@@ -107,8 +107,8 @@ pub fn test_config(database_url: &str) -> Config {
     config.http.workers = 2;
     config.http.shutdown_timeout_secs = 2;
     // Fast rounds, so that tests of ownership and failover take seconds.
-    config.cluster.heartbeat_interval_ms = 200;
-    config.cluster.node_timeout_ms = 1500;
+    config.cluster.heartbeat_interval_ms = 250;
+    config.cluster.node_timeout_ms = 3000;
     config.log.level = std::env::var("TESSERA_TEST_LOG").unwrap_or_else(|_| "error".into());
     config.provisioning.export_dir = std::env::temp_dir().join(format!("tessera-test-exports-{}", uuid::Uuid::new_v4().simple()));
     config

@@ -9,9 +9,10 @@
 //! renews the heartbeat, computes the placement, settles the leases and
 //! runs exactly the workers of the tenants it holds.
 
+mod leases;
+pub mod mail;
 mod membership;
 mod placement;
-mod leases;
 pub mod status;
 
 use std::{
