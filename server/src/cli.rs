@@ -36,6 +36,16 @@ pub enum Command {
     /// Tenant administration (works directly on the database).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Show the cluster: its nodes with their health and tenants, and every
+    /// tenant's lease (works directly on the database).
+    Status {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Node administration (works directly on the database).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Sign in to a tenant's API and keep the credential in a profile.
     Login(LoginArgs),
     /// Forget a profile and its credential.
@@ -263,6 +273,19 @@ pub enum PlatformCommand {
         /// The owner's password; generated and printed when omitted.
         #[arg(long, env = "TESSERA_INIT_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Hand a node's tenants over to the other nodes; it takes no new ones
+    /// until it restarts. A stopping node (SIGTERM) does the same by itself.
+    Drain {
+        /// The node's id (`tessera status` lists them).
+        id: uuid::Uuid,
+        /// Wait until the node holds no tenant any more (at most this many seconds).
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
     },
 }
 

@@ -13,7 +13,7 @@ use crate::{
     auth::Passwords,
     cli::{
         ApplyArgs, Cli, Command, DeleteArgs, ExecutionArgs, GetArgs, GetKind, LoginArgs, LogsArgs, MigrateArgs, OutputFormat, PlatformCommand,
-        ProfileArgs, ResourceKind, RollbackArgs, RunArgs, ServerArgs, TenantCommand,
+        NodeCommand, ProfileArgs, ResourceKind, RollbackArgs, RunArgs, ServerArgs, TenantCommand,
     },
     client::{
         api::{is_final, Kind},
@@ -49,6 +49,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate_all(&config, args).await,
         Command::Platform(cmd) => platform(config, cmd).await,
         Command::Tenant(cmd) => tenant(config, cmd).await,
+        Command::Status { json } => cluster_status(&config, json).await,
+        Command::Node(NodeCommand::Drain { id, wait }) => drain_node(&config, id, wait).await,
         _ => unreachable!("client commands returned above"),
     }
 }
@@ -102,6 +104,54 @@ pub async fn migrate_all(config: &Config, args: MigrateArgs) -> anyhow::Result<(
     );
     anyhow::ensure!(report.failures.is_empty(), "{} tenant schema(s) failed to migrate; run again after fixing", report.failures.len());
     Ok(())
+}
+
+async fn operator_pool(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
+    let url = config.require_database_url()?;
+    migrate::migrate_platform(url).await.context("migrating the platform schema")?;
+    let mut db = config.database.clone();
+    db.pool_size = 2;
+    Ok(build_pool(&db, url)?)
+}
+
+async fn cluster_status(config: &Config, json: bool) -> anyhow::Result<()> {
+    let pool = operator_pool(config).await?;
+    let timeout = Duration::from_millis(config.cluster.node_timeout_ms);
+    let status = crate::cluster::status::read(&pool, &config.cluster.id, timeout).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!("cluster {}", status.cluster);
+    println!("{:<38} {:<22} {:<9} {:<6} {:>7}  {}", "NODE", "ADDRESS", "STATE", "ALIVE", "TENANTS", "HEARTBEAT");
+    for n in &status.nodes {
+        let alive = if n.alive { "yes" } else { "no" };
+        println!("{:<38} {:<22} {:<9} {:<6} {:>7}  {}", n.id, n.address, n.state, alive, n.tenants, n.heartbeat_at.to_rfc3339());
+    }
+    let unowned: Vec<&str> = status.leases.iter().filter(|l| l.node.is_none()).map(|l| l.tenant.as_str()).collect();
+    println!("{} tenant lease(s), {} without a live owner{}", status.leases.len(), unowned.len(), if unowned.is_empty() { String::new() } else { format!(": {}", unowned.join(", ")) });
+    Ok(())
+}
+
+async fn drain_node(config: &Config, id: uuid::Uuid, wait: Option<u64>) -> anyhow::Result<()> {
+    let pool = operator_pool(config).await?;
+    crate::cluster::mark_draining(&pool, id).await?;
+    println!("node {id} is draining");
+    let Some(limit) = wait else { return Ok(()) };
+    let timeout = Duration::from_millis(config.cluster.node_timeout_ms);
+    let until = Instant::now() + Duration::from_secs(limit);
+    loop {
+        let status = crate::cluster::status::read(&pool, &config.cluster.id, timeout).await?;
+        let held = status.nodes.iter().find(|n| n.id == id).map_or(0, |n| n.tenants);
+        if held == 0 {
+            println!("node {id} holds no tenant");
+            return Ok(());
+        }
+        if Instant::now() >= until {
+            bail!("node {id} still holds {held} tenant(s) after {limit} s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn platform(config: Config, cmd: PlatformCommand) -> anyhow::Result<()> {

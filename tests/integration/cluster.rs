@@ -164,6 +164,21 @@ async fn a_killed_node_loses_its_tenants_to_the_live_nodes_within_the_timeout() 
     let dead = status["nodes"].as_array().unwrap().iter().find(|n| n["id"] == theirs.as_str()).unwrap();
     assert_eq!(dead["alive"], false, "the status shows the killed node as dead: {dead}");
     eprintln!("failover after kill -9: {failover:?} (node timeout {} ms)", app.config.cluster.node_timeout_ms);
+
+    // The operator's view from the command line agrees.
+    let status = tokio::process::Command::new(tessera_bin())
+        .args(["status", "--json"])
+        .env("TESSERA_DATABASE_URL", &app.database_url)
+        .env("TESSERA_CLUSTER__NODE_TIMEOUT_MS", app.config.cluster.node_timeout_ms.to_string())
+        .env("TESSERA_CLUSTER__HEARTBEAT_INTERVAL_MS", app.config.cluster.heartbeat_interval_ms.to_string())
+        .output()
+        .await
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let nodes = status["nodes"].as_array().unwrap();
+    assert!(nodes.iter().any(|n| n["id"] == theirs.as_str() && n["alive"] == false), "{status}");
+    assert!(nodes.iter().any(|n| n["id"] == ours.as_str() && n["alive"] == true && n["tenants"] == 10), "{status}");
 }
 
 /// A request for tenant `slug` sent to the node listening on `port`.

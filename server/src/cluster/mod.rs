@@ -168,9 +168,7 @@ impl Cluster {
     /// Mark `node` (this one or another of the cluster) draining: at its
     /// next round it releases its tenants, and placement gives it none.
     pub async fn drain(&self, node: Uuid) -> Result<(), ClusterError> {
-        if !membership::set_state(&self.pool, node, "draining").await? {
-            return Err(ClusterError::UnknownNode(node));
-        }
+        mark_draining(&self.pool, node).await?;
         if node == self.node.id {
             self.wake();
         }
@@ -189,6 +187,15 @@ impl Cluster {
             tracing::warn!(error = %e, "cannot release this node's leases; they expire on their own");
         }
     }
+}
+
+/// Mark `node` draining: at its next round it releases its tenants, and
+/// placement gives it none.
+pub async fn mark_draining(pool: &Pool, node: Uuid) -> Result<(), ClusterError> {
+    if !membership::set_state(pool, node, "draining").await? {
+        return Err(ClusterError::UnknownNode(node));
+    }
+    Ok(())
 }
 
 /// The cluster's active tenants, as the supervisor names them.
