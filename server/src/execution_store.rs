@@ -8,7 +8,10 @@
 //! every node runs every tenant's worker, so only one node should run at a
 //! time against one database until clustering gives each tenant one owner.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
 
 use serde_json::{Map, Value};
 use tessera_runtime::{
@@ -27,11 +30,39 @@ use crate::{
 
 pub struct PgExecutionStore {
     db: TenantDb,
+    fence: Fence,
 }
 
 impl PgExecutionStore {
-    pub fn new(db: TenantDb) -> Self {
-        Self { db }
+    pub fn new(db: TenantDb, fence: Fence) -> Self {
+        Self { db, fence }
+    }
+}
+
+/// This node and the tenant leases it holds (tenant → epoch), kept up to
+/// date by the cluster round: the fencing token of every write a worker
+/// makes (docs/clustering.md).
+#[derive(Clone)]
+pub struct Fence {
+    pub node: Uuid,
+    pub held: Arc<RwLock<HashMap<Uuid, i64>>>,
+}
+
+/// Holds the tenant's lease row while the write commits, so a takeover
+/// (which changes the epoch) waits for it, and fails once the lease moved.
+const FENCE: &str = "SELECT 1 FROM platform.tenant_leases      WHERE tenant_id = $1 AND node_id = $2 AND epoch = $3 AND expires_at > now() FOR SHARE";
+
+impl Fence {
+    /// A transaction in `tenant`'s schema that may write for its worker:
+    /// this node holds the tenant's lease, at the epoch it was given.
+    pub(crate) async fn begin(&self, db: &TenantDb, tenant: &TenantSpec) -> Result<TenantTx, StoreError> {
+        let epoch = self.held.read().expect("leases lock").get(&tenant.id).copied();
+        let Some(epoch) = epoch else { return Err(store_error(StoreFault::LeaseLost(tenant.slug.clone()))) };
+        let mut tx = db.begin_in_schema(&schema(tenant)?).await.map_err(store_error)?;
+        if tx.query_opt(FENCE, &[&tenant.id, &self.node, &epoch]).await.map_err(store_error)?.is_none() {
+            return Err(store_error(StoreFault::LeaseLost(tenant.slug.clone())));
+        }
+        Ok(tx)
     }
 }
 
@@ -39,6 +70,9 @@ impl PgExecutionStore {
 pub(crate) enum StoreFault {
     #[error("tenant {0} has no valid schema name")]
     Schema(String),
+    /// The worker's writes stop: another node owns the tenant now.
+    #[error("this node no longer holds the lease of tenant {0}")]
+    LeaseLost(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -71,8 +105,7 @@ const CHECKPOINT: &str = "INSERT INTO @tenant.execution_steps \
      started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at";
 
 impl PgExecutionStore {
-    async fn claim_in(&self, schema: &SchemaName, id: Uuid) -> Result<Option<Claimed>, DbError> {
-        let mut tx = self.db.begin_in_schema(schema).await?;
+    async fn claim_in(&self, mut tx: TenantTx, schema: &SchemaName, id: Uuid) -> Result<Option<Claimed>, DbError> {
         let Some(row) = tx.query_opt(CLAIM, &[&id]).await? else { return Ok(None) };
         if row.get::<_, &str>(3) == "cancelled" {
             tx.commit().await?;
@@ -155,7 +188,10 @@ impl ExecutionStore for PgExecutionStore {
     }
 
     fn claim<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Claimed>> {
-        Box::pin(async move { self.claim_in(&schema(tenant)?, id).await.map_err(store_error) })
+        Box::pin(async move {
+            let tx = self.fence.begin(&self.db, tenant).await?;
+            self.claim_in(tx, &schema(tenant)?, id).await.map_err(store_error)
+        })
     }
 
     fn checkpoint<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, step: &'a StepRecord) -> StoreFuture<'a, ()> {
@@ -164,8 +200,9 @@ impl ExecutionStore for PgExecutionStore {
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
                 &id, &step.path, &state, &step.attempt, &step.input, &step.output, &error, &step.started_at, &step.finished_at,
             ];
-            self.db.statement_in_schema(&schema(tenant)?, CHECKPOINT, &params).await.map_err(store_error)?;
-            Ok(())
+            let mut tx = self.fence.begin(&self.db, tenant).await?;
+            tx.execute(CHECKPOINT, &params).await.map_err(store_error)?;
+            tx.commit().await.map_err(store_error)
         })
     }
 
@@ -177,8 +214,9 @@ impl ExecutionStore for PgExecutionStore {
             };
             let sql = "UPDATE @tenant.executions SET state = $2, output = $3, error = $4, finished_at = now() \
                        WHERE id = $1 AND state = 'running'";
-            self.db.statement_in_schema(&schema(tenant)?, sql, &[&id, &state, &output, &error]).await.map_err(store_error)?;
-            Ok(())
+            let mut tx = self.fence.begin(&self.db, tenant).await?;
+            tx.execute(sql, &[&id, &state, &output, &error]).await.map_err(store_error)?;
+            tx.commit().await.map_err(store_error)
         })
     }
 

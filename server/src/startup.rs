@@ -23,6 +23,7 @@ use crate::{
     auth::{AccountStanding, AuthService, LoginLimiter, Passwords, TokenKeys},
     config::Config,
     database::{build_pool, DbError},
+    execution_store::Fence,
     error::{self, ApiError},
     provisioning::{migrate, Provisioner, ProvisioningError},
     routes,
@@ -78,7 +79,7 @@ fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
 
 /// The runtime's engine: executions stored in tenant schemas, under the
 /// configured limits.
-fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>) -> Engine {
+fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence) -> Engine {
     let limits = Limits {
         concurrency: config.runtime.max_concurrent_executions.max(1),
         default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)),
@@ -86,7 +87,7 @@ fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>) -> Engine {
     let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys));
     let triggers = Arc::new(crate::trigger_store::PgTriggerStore::new(db.clone()));
     Engine {
-        store: Arc::new(crate::execution_store::PgExecutionStore::new(db)),
+        store: Arc::new(crate::execution_store::PgExecutionStore::new(db, fence)),
         connections,
         limits,
         triggers,
@@ -111,14 +112,16 @@ impl AppState {
         let sealing = Arc::new(KeyRing::from_config(&config.secrets)?);
         let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url);
         let tenant_db = TenantDb::new(pool.clone());
-        let supervisor = Supervisor::new(shutdown, engine(&config, tenant_db.clone(), sealing.clone()));
+        let node_id = uuid::Uuid::now_v7();
+        let fence = Fence { node: node_id, held: Default::default() };
+        let supervisor = Supervisor::new(shutdown, engine(&config, tenant_db.clone(), sealing.clone(), fence.clone()));
         let node = NodeIdentity {
-            id: uuid::Uuid::now_v7(),
+            id: node_id,
             cluster: config.cluster.id.clone(),
             address: config.cluster.advertise_address.clone().unwrap_or(address),
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        let cluster = Arc::new(Cluster::new(pool.clone(), node, &config.cluster, supervisor.clone()));
+        let cluster = Arc::new(Cluster::new(pool.clone(), node, &config.cluster, supervisor.clone(), fence.held));
         Ok(Self {
             supervisor,
             cluster,

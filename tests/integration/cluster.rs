@@ -226,3 +226,56 @@ async fn work_and_changes_reach_the_owner_whichever_node_they_land_on() {
         assert!(scheduled, "{slug}: the schedule never fired on its owner");
     }
 }
+
+#[tokio::test]
+async fn a_worker_that_lost_its_lease_cannot_write_until_it_takes_the_lease_back() {
+    let app = tessera_tests::spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let steps = "    - name: first\n      transform:\n        expression: '1'\n    - name: nap\n      delay:\n        duration: 1s\n    - name: last\n      transform:\n        expression: '.steps.first + 1'\n";
+    let integration = format!("apiVersion: tessera.dev/v1\nkind: Integration\nmetadata:\n  name: slow\nspec:\n  triggers:\n    - manual: {{}}\n  steps:\n{steps}");
+    app.apply_yaml("acme", &owner, &integration).await;
+    let (_, queued) = status_and_json(app.tenant_request(Method::POST, "acme", "/api/integrations/slow/run").bearer_auth(&owner)).await;
+    let id = queued["id"].as_str().unwrap().to_string();
+    let db = app.db().await;
+    let checkpoint = |path: &'static str| {
+        let db = &db;
+        async move {
+            db.query_opt("SELECT finished_at FROM t_acme.execution_steps WHERE path = $1", &[&path])
+                .await
+                .unwrap()
+                .map(|r| r.get::<_, chrono::DateTime<chrono::Utc>>(0))
+        }
+    };
+    assert!(eventually(Duration::from_secs(10), || async { checkpoint("first").await.is_some() }).await);
+
+    // Another node takes the lease over (a new epoch) for three seconds, while `nap` sleeps.
+    let intruder = Uuid::now_v7();
+    db.execute("INSERT INTO platform.nodes (id, cluster_id, address, version) VALUES ($1, 'local', 'elsewhere', 'x')", &[&intruder])
+        .await
+        .unwrap();
+    let until: chrono::DateTime<chrono::Utc> = db
+        .query_one(
+            "UPDATE platform.tenant_leases SET node_id = $1, epoch = epoch + 1, expires_at = now() + interval '3 seconds' \
+             WHERE tenant_id = $2 RETURNING expires_at",
+            &[&intruder, &Uuid::parse_str(&acme.id).unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    db.execute("UPDATE platform.nodes SET heartbeat_at = now() - interval '1 hour' WHERE id = $1", &[&intruder]).await.unwrap();
+
+    // While the other node holds the lease, the old owner's checkpoint is refused.
+    let wrote = eventually(Duration::from_millis(2500), || async { checkpoint("nap").await.is_some() }).await;
+    assert!(!wrote, "a worker wrote a checkpoint without holding its tenant's lease");
+    let state: String = db.query_one("SELECT state FROM t_acme.executions", &[]).await.unwrap().get(0);
+    assert_eq!(state, "running");
+
+    // Once that lease expires the node takes it back and the execution resumes from its last checkpoint.
+    let path = format!("/api/executions/{id}");
+    let done = eventually(Duration::from_secs(15), || async { app.tenant_get("acme", &owner, &path).await.1["state"] == "succeeded" }).await;
+    let execution = app.tenant_get("acme", &owner, &path).await.1;
+    assert!(done, "{execution}");
+    assert_eq!(execution["output"], 2);
+    assert!(checkpoint("nap").await.unwrap() > until, "the step ran again under the node's new lease");
+}

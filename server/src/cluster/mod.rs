@@ -70,14 +70,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(pool: Pool, node: NodeIdentity, config: &ClusterConfig, supervisor: Supervisor) -> Self {
+    /// `held` is shared with the execution store, which fences every write
+    /// of a worker with it.
+    pub fn new(pool: Pool, node: NodeIdentity, config: &ClusterConfig, supervisor: Supervisor, held: Arc<RwLock<Held>>) -> Self {
         Self {
             pool,
             node,
             heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
             timeout: Duration::from_millis(config.node_timeout_ms),
             supervisor,
-            held: Arc::new(RwLock::new(HashMap::new())),
+            held,
             wake: Notify::new(),
             rounds: tokio::sync::Mutex::new(()),
         }
@@ -150,8 +152,15 @@ impl Cluster {
         };
         let held = leases::settle(&self.pool, self.node.id, &wanted, self.timeout).await?;
         let specs = held.keys().filter_map(|id| tenants.get(id).cloned()).collect();
-        *self.held.write().expect("leases lock") = held;
+        let previous = std::mem::replace(&mut *self.held.write().expect("leases lock"), held.clone());
         self.supervisor.reconcile(specs);
+        // A lease lost and taken back under a new epoch: writes made in
+        // between were refused, so the worker looks for unfinished work again.
+        for (tenant, epoch) in &held {
+            if previous.get(tenant).is_some_and(|old| old != epoch) {
+                self.supervisor.send_here(*tenant, tessera_runtime::WorkerCommand::Resume).await;
+            }
+        }
         Ok(())
     }
 
