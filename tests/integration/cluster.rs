@@ -279,3 +279,77 @@ async fn a_worker_that_lost_its_lease_cannot_write_until_it_takes_the_lease_back
     assert_eq!(execution["output"], 2);
     assert!(checkpoint("nap").await.unwrap() > until, "the step ran again under the node's new lease");
 }
+
+/// `tessera serve` as a separate process on `app`'s database and keys.
+fn node_process(app: &TestApp) -> (tokio::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = [
+        ("TESSERA_DATABASE_URL", app.database_url.clone()),
+        ("TESSERA_LISTEN", format!("127.0.0.1:{port}")),
+        ("TESSERA_JWT_SECRET", app.config.jwt_secret.clone().unwrap()),
+        ("TESSERA_SECRETS__KEY", app.config.secrets.key.clone().unwrap()),
+        ("TESSERA_LOG__LEVEL", "error".into()),
+        ("TESSERA_CLUSTER__HEARTBEAT_INTERVAL_MS", app.config.cluster.heartbeat_interval_ms.to_string()),
+        ("TESSERA_CLUSTER__NODE_TIMEOUT_MS", app.config.cluster.node_timeout_ms.to_string()),
+    ];
+    let child = tokio::process::Command::new(tessera_bin())
+        .arg("serve")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("TESSERA_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start a node process");
+    (child, port)
+}
+
+#[tokio::test]
+async fn an_execution_survives_kill_9_of_its_node_without_running_a_finished_step_again() {
+    let app = tessera_tests::spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let steps = "    - name: first\n      transform:\n        expression: '.trigger.body.n * 2'\n    - name: nap\n      delay:\n        duration: 3s\n    - name: last\n      transform:\n        expression: '{doubled: .steps.first}'\n";
+    let integration = format!("apiVersion: tessera.dev/v1\nkind: Integration\nmetadata:\n  name: slow\nspec:\n  triggers:\n    - manual: {{}}\n  steps:\n{steps}");
+    app.apply_yaml("acme", &owner, &integration).await;
+
+    // The process node becomes the tenant's only owner.
+    let (mut child, port) = node_process(&app);
+    assert!(eventually(Duration::from_secs(30), || async { app.http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok() }).await);
+    app.stop().await;
+    let db = app.db().await;
+    let owned_by_process = eventually(Duration::from_secs(15), || async {
+        let sql = "SELECT n.address FROM platform.tenant_leases l JOIN platform.nodes n ON n.id = l.node_id WHERE l.expires_at > now()";
+        db.query_opt(sql, &[]).await.unwrap().is_some_and(|r| r.get::<_, String>(0).ends_with(&format!(":{port}")))
+    })
+    .await;
+    assert!(owned_by_process, "the process node never took the tenant");
+
+    let (status, queued) = status_and_json(
+        via(&app, port, Method::POST, "acme", "/api/integrations/slow/run").bearer_auth(&owner).json(&serde_json::json!({"n": 21})),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{queued}");
+    let id = queued["id"].as_str().unwrap().to_string();
+    let first = || async {
+        db.query_opt("SELECT finished_at::text FROM t_acme.execution_steps WHERE path = 'first'", &[])
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, String>(0))
+    };
+    assert!(eventually(Duration::from_secs(15), || async { first().await.is_some() }).await, "the first step never ran");
+    let before = first().await;
+
+    child.start_kill().expect("kill -9");
+    child.wait().await.unwrap();
+    let next = app.add_node().await;
+    let fetch = || async {
+        status_and_json(via(&app, next.port, Method::GET, "acme", &format!("/api/executions/{id}")).bearer_auth(&owner)).await.1
+    };
+    let done = eventually(Duration::from_secs(30), || async { fetch().await["state"] == "succeeded" }).await;
+    let execution = fetch().await;
+    assert!(done, "the execution never finished after the kill: {execution}");
+    assert_eq!(execution["output"], serde_json::json!({"doubled": 42}));
+    assert_eq!(first().await, before, "the step finished before the kill did not run again");
+}
