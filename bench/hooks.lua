@@ -1,0 +1,25 @@
+-- wrk script: POST a small JSON body to one webhook on a tenant's host.
+-- Arguments (after --): host path
+local counter = 0
+
+function init(args)
+    wrk.method = "POST"
+    wrk.path = args[2]
+    wrk.headers["Host"] = args[1]
+    wrk.headers["Content-Type"] = "application/json"
+end
+
+function request()
+    counter = counter + 1
+    return wrk.format(nil, nil, nil, string.format('{"order": %d, "total_cents": %d}', counter, counter * 7))
+end
+
+function done(summary, latency, requests)
+    local errors = summary.errors
+    io.write(string.format(
+        'WRK_JSON {"requests": %d, "rps": %.1f, "p50_ms": %.3f, "p99_ms": %.3f, ' ..
+        '"errors_connect": %d, "errors_read": %d, "errors_write": %d, "errors_status": %d, "errors_timeout": %d}\n',
+        summary.requests, summary.requests / (summary.duration / 1e6),
+        latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+        errors.connect, errors.read, errors.write, errors.status, errors.timeout))
+end
