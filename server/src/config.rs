@@ -128,6 +128,10 @@ pub struct RuntimeConfig {
     pub max_concurrent_executions: usize,
     /// Time budget of an execution whose integration sets no `timeout`.
     pub execution_timeout_secs: u64,
+    /// Commit the checkpoints and finishes of all running executions in
+    /// batches, one transaction per tenant per batch (`committer`); off,
+    /// each is its own commit.
+    pub batch_commits: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,7 +200,7 @@ impl Default for ProvisioningConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { reconcile_interval_secs: 30, max_concurrent_executions: 8, execution_timeout_secs: 300 }
+        Self { reconcile_interval_secs: 30, max_concurrent_executions: 8, execution_timeout_secs: 300, batch_commits: true }
     }
 }
 

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod committer;
 pub mod config;
 pub mod database;
 pub mod dev;

@@ -78,7 +78,12 @@ fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>) -> Engine {
         default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)),
     };
     let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys));
-    Engine { store: Arc::new(crate::execution_store::PgExecutionStore::new(db)), connections, limits }
+    let store: Arc<dyn tessera_runtime::ExecutionStore> = if config.runtime.batch_commits {
+        Arc::new(crate::committer::BatchingStore::start(db))
+    } else {
+        Arc::new(crate::execution_store::PgExecutionStore::new(db))
+    };
+    Engine { store, connections, limits }
 }
 
 impl AppState {
