@@ -1,17 +1,19 @@
 -- wrk script: POST a small JSON body to one webhook on a tenant's host.
--- Arguments (after --): host path
+-- Arguments (after --): host paths (one path, or several separated by
+-- commas: requests rotate over them)
 local counter = 0
+local paths = {}
 
 function init(args)
     wrk.method = "POST"
-    wrk.path = args[2]
+    for p in string.gmatch(args[2], "[^,]+") do paths[#paths + 1] = p end
     wrk.headers["Host"] = args[1]
     wrk.headers["Content-Type"] = "application/json"
 end
 
 function request()
     counter = counter + 1
-    return wrk.format(nil, nil, nil, string.format('{"order": %d, "total_cents": %d}', counter, counter * 7))
+    return wrk.format(nil, paths[(counter % #paths) + 1], nil, string.format('{"order": %d, "total_cents": %d}', counter, counter * 7))
 end
 
 function done(summary, latency, requests)
