@@ -38,9 +38,10 @@ use crate::{
 
 /// Most writes in one batch (all tenants together).
 const MAX_BATCH: usize = 512;
-/// Batches committing at once. Two keep the database busy while the next
-/// batch fills, and leave the pool to the API and the claims.
-const FLUSH_SLOTS: usize = 2;
+/// Batches committing at once: enough to keep commits overlapping (each
+/// is a few round trips and a WAL flush) while the next batch fills, few
+/// enough to leave most of the pool to the API and the claims.
+const FLUSH_SLOTS: usize = 4;
 /// Tenant transactions of one batch committing at once.
 const TENANTS_AT_ONCE: usize = 4;
 /// Writes waiting for a flush; callers wait (back-pressure) beyond this.
