@@ -3,28 +3,31 @@
 # again while a noisy tenant floods the node with failing, timing-out and
 # CPU-heavy executions; same node, same script, ratio printed.
 #
-# quiet: `ping` (transform → log), driven by wrk at QUIET_CONNECTIONS.
+# quiet: `ping` (transform → log), driven by wrk at QUIET_CONNECTIONS,
+#        capped at QUIET_RATE webhooks/s (a steady tenant, not a flood).
 # noisy: webhooks rotating over `fails` (a fail step), `slow` (a 1 h delay
 #        under a 1 s execution timeout), `heavy` (a jq expression building a
 #        200,000-element array) and `burst` (transform → log: the flood),
-#        driven by wrk at NOISY_CONNECTIONS, far more than the node runs.
+#        driven by wrk at NOISY_CONNECTIONS with no cap: far more than the
+#        node runs.
 # (Panics cannot be provoked from a definition.)
 #
 # Figures come from the database: p50/p99 of `finished_at - created_at` of
 # the quiet tenant's executions finished in each window. The noisy
 # tenant's backlog is left behind (it is the flood), not drained.
 #
-# Settings (environment): DURATION=30s QUIET_CONNECTIONS=4
+# Settings (environment): DURATION=30s QUIET_CONNECTIONS=4 QUIET_RATE=50
 # NOISY_CONNECTIONS=32, plus those of lib.sh (SKIP_BUILD, KEEP_DB, PG*).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DURATION="${DURATION:-30s}"
 QUIET_CONNECTIONS="${QUIET_CONNECTIONS:-4}"
 NOISY_CONNECTIONS="${NOISY_CONNECTIONS:-32}"
+QUIET_RATE="${QUIET_RATE:-50}"
 PASSWORD="bench-tenant-owner-pass"
 
 [[ "$DURATION" =~ ^[0-9]{1,4}[sm]?$ ]] || { echo "DURATION must be a wrk duration such as 30s" >&2; exit 2; }
-for v in QUIET_CONNECTIONS NOISY_CONNECTIONS; do
+for v in QUIET_CONNECTIONS NOISY_CONNECTIONS QUIET_RATE; do
     [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -ge 1 && "${!v}" -le 1000 ]] || { echo "$v must be 1..1000" >&2; exit 2; }
 done
 
@@ -72,8 +75,9 @@ hooked ping "" "$PING" | apply quiet
         expression: "[range(0; 200000)] | length"'
 } | apply noisy
 
-wrk_run() { # label connections host paths
-    wrk -t1 -c"$2" -d"$DURATION" --timeout 10s -s "$BENCH_DIR/hooks.lua" "http://127.0.0.1:$PORT" -- "$3" "$4" \
+QUIET_PAUSE_MS=$((QUIET_CONNECTIONS * 1000 / QUIET_RATE))
+wrk_run() { # label connections host paths pause_ms
+    wrk -t1 -c"$2" -d"$DURATION" --timeout 10s -s "$BENCH_DIR/hooks.lua" "http://127.0.0.1:$PORT" -- "$3" "$4" "$5" \
         >"$WORK_DIR/wrk-$1.txt" 2>&1 || { cat "$WORK_DIR/wrk-$1.txt" >&2; die "wrk ($1)"; }
 }
 
@@ -86,15 +90,15 @@ quiet_figures() { # t0 t1 → "count failed p50 p99"
 
 log "quiet alone: wrk -c$QUIET_CONNECTIONS -d$DURATION"
 t0="$(db_psql -tA -c 'SELECT now()')"
-wrk_run alone "$QUIET_CONNECTIONS" "quiet.localhost:$PORT" /hooks/ping
+wrk_run alone "$QUIET_CONNECTIONS" "quiet.localhost:$PORT" /hooks/ping "$QUIET_PAUSE_MS"
 t1="$(db_psql -tA -c 'SELECT now()')"
 read -r alone_n alone_failed alone_p50 alone_p99 <<<"$(quiet_figures "$t0" "$t1")"
 
 log "quiet with the noisy tenant: wrk -c$QUIET_CONNECTIONS (quiet) and -c$NOISY_CONNECTIONS (noisy) for $DURATION"
 t2="$(db_psql -tA -c 'SELECT now()')"
-wrk_run noisy "$NOISY_CONNECTIONS" "noisy.localhost:$PORT" /hooks/fails,/hooks/slow,/hooks/heavy,/hooks/burst &
+wrk_run noisy "$NOISY_CONNECTIONS" "noisy.localhost:$PORT" /hooks/fails,/hooks/slow,/hooks/heavy,/hooks/burst 0 &
 noisy_pid=$!
-wrk_run shared "$QUIET_CONNECTIONS" "quiet.localhost:$PORT" /hooks/ping
+wrk_run shared "$QUIET_CONNECTIONS" "quiet.localhost:$PORT" /hooks/ping "$QUIET_PAUSE_MS"
 wait "$noisy_pid"
 t3="$(db_psql -tA -c 'SELECT now()')"
 read -r shared_n shared_failed shared_p50 shared_p99 <<<"$(quiet_figures "$t2" "$t3")"
@@ -103,7 +107,7 @@ stop_server
 
 [[ "$alone_failed" == 0 && "$shared_failed" == 0 ]] || die "quiet executions failed: $alone_failed alone, $shared_failed shared"
 echo
-echo "noisy neighbour benchmark (quiet: transform → log at $QUIET_CONNECTIONS connections; noisy: $NOISY_CONNECTIONS connections)"
+echo "noisy neighbour benchmark (quiet: transform → log, $QUIET_CONNECTIONS connections capped at $QUIET_RATE/s; noisy: $NOISY_CONNECTIONS connections, no cap)"
 echo "  quiet alone     : $alone_n executions, trigger→completion p50 $alone_p50 ms, p99 $alone_p99 ms"
 echo "  quiet with noisy: $shared_n executions, trigger→completion p50 $shared_p50 ms, p99 $shared_p99 ms"
 python3 -c "print(f'  p99 ratio with/without the noisy tenant: {$shared_p99 / $alone_p99:.2f}')"
