@@ -91,7 +91,7 @@ db_psql >/dev/null <<'SQL'
 DO $$
 DECLARE s text;
 BEGIN
-    FOR s IN SELECT schema FROM platform.tenants WHERE slug <> 'idle-00001' LOOP
+    FOR s IN SELECT schema_name FROM platform.tenants WHERE slug <> 'idle-00001' LOOP
         EXECUTE format('INSERT INTO %I.integrations SELECT * FROM t_idle_00001.integrations', s);
         EXECUTE format('INSERT INTO %I.integration_versions SELECT * FROM t_idle_00001.integration_versions', s);
     END LOOP;
