@@ -131,6 +131,10 @@ pub struct RuntimeConfig {
     pub retention_days: u32,
     /// How often this node sweeps old executions (0: never).
     pub retention_sweep_secs: u64,
+    /// Commit the checkpoints and finishes of all running executions in
+    /// batches, one transaction per tenant per batch (`committer`); off,
+    /// each is its own commit.
+    pub batch_commits: bool,
 }
 
 /// This node's place in its cluster: membership heartbeats and tenant
@@ -222,6 +226,7 @@ impl Default for RuntimeConfig {
             execution_timeout_secs: 300,
             retention_days: 30,
             retention_sweep_secs: 3600,
+            batch_commits: true,
         }
     }
 }

@@ -177,6 +177,14 @@ fn to_json<T: serde::Serialize>(value: &Option<T>) -> Option<Value> {
     value.as_ref().map(|v| serde_json::to_value(v).expect("records serialise to JSON"))
 }
 
+/// An outcome as the `state`, `output` and `error` columns of its execution.
+pub(crate) fn outcome_columns(outcome: &Outcome) -> (&'static str, Option<Value>, Option<Value>) {
+    match outcome {
+        Outcome::Succeeded(output) => ("succeeded", Some(output.clone()), None),
+        Outcome::Failed(failure) => ("failed", None, to_json(&Some(failure))),
+    }
+}
+
 impl ExecutionStore for PgExecutionStore {
     fn unfinished<'a>(&'a self, tenant: &'a TenantSpec) -> StoreFuture<'a, Vec<Uuid>> {
         Box::pin(async move {
@@ -208,10 +216,7 @@ impl ExecutionStore for PgExecutionStore {
 
     fn finish<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, outcome: &'a Outcome) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let (state, output, error) = match outcome {
-                Outcome::Succeeded(output) => ("succeeded", Some(output.clone()), None),
-                Outcome::Failed(failure) => ("failed", None, to_json(&Some(failure))),
-            };
+            let (state, output, error) = outcome_columns(outcome);
             let sql = "UPDATE @tenant.executions SET state = $2, output = $3, error = $4, finished_at = now() \
                        WHERE id = $1 AND state = 'running'";
             let mut tx = self.fence.begin(&self.db, tenant).await?;

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cluster;
 pub mod client;
 pub mod commands;
+pub mod committer;
 pub mod config;
 pub mod database;
 pub mod dev;

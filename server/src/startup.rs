@@ -86,14 +86,12 @@ fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence) -> En
     };
     let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys));
     let triggers = Arc::new(crate::trigger_store::PgTriggerStore::new(db.clone()));
-    Engine {
-        store: Arc::new(crate::execution_store::PgExecutionStore::new(db, fence)),
-        connections,
-        limits,
-        triggers,
-        publishers: Default::default(),
-        io: Default::default(),
-    }
+    let store: Arc<dyn tessera_runtime::ExecutionStore> = if config.runtime.batch_commits {
+        Arc::new(crate::committer::BatchingStore::start(db, fence))
+    } else {
+        Arc::new(crate::execution_store::PgExecutionStore::new(db, fence))
+    };
+    Engine { store, connections, limits, triggers, publishers: Default::default(), io: Default::default() }
 }
 
 impl AppState {

@@ -93,7 +93,7 @@ pub(super) async fn perform(step: &Step, data: Value, who: &Who<'_>) -> Result<V
     match &step.action {
         Action::Transform(transform) => {
             let text = transform.expression.as_str().to_string();
-            on_blocking_thread(move || Expression::compile(&text)?.evaluate(&data)).await
+            on_blocking_thread(move || Expression::compile_cached(&text)?.evaluate(&data)).await
         }
         Action::Log(log) => {
             let message = render_text(log.message.as_str(), data).await?;
@@ -116,7 +116,7 @@ pub(super) async fn perform(step: &Step, data: Value, who: &Who<'_>) -> Result<V
 /// Does jq expression `expression` hold (jq truthiness) for `data`?
 pub(super) async fn holds(expression: &str, data: Value) -> Result<bool, StepError> {
     let text = expression.to_string();
-    on_blocking_thread(move || Ok(is_truthy(&Expression::compile(&text)?.evaluate(&data)?))).await
+    on_blocking_thread(move || Ok(is_truthy(&Expression::compile_cached(&text)?.evaluate(&data)?))).await
 }
 
 /// The value of jq expression `expression` for `data`.
@@ -127,7 +127,7 @@ pub(super) async fn evaluate(expression: &str, data: Value) -> Result<Value, Ste
 
 async fn render_text(template: &str, data: Value) -> Result<String, StepError> {
     let text = template.to_string();
-    on_blocking_thread(move || Template::compile(&text)?.render_text(&data)).await
+    on_blocking_thread(move || Template::compile_cached(&text)?.render_text(&data)).await
 }
 
 async fn on_blocking_thread<T: Send + 'static>(

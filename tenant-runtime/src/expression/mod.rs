@@ -82,6 +82,7 @@
 //! A [`ValueTemplate`] is a JSON value (a request or message body) whose
 //! strings are templates; object keys are literal.
 
+mod cache;
 mod context;
 mod error;
 mod jq;

@@ -1,0 +1,108 @@
+//! The batching committer (`runtime.batch_commits`, on by default): writes
+//! of many executions and tenants committed together still land in their
+//! own tenant's schema, each caller learns its own result, and a bad write
+//! fails alone.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::join_all;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tessera_server::{committer::BatchingStore, execution_store::Fence};
+use tessera_tests::{eventually, spawn_app, status_and_json, TestApp};
+use tessera_runtime::{
+    execution::{Outcome, StepRecord, StepState},
+    ExecutionStore, TenantSpec,
+};
+use uuid::Uuid;
+
+const THREE_STEPS: &str = "apiVersion: tessera.dev/v1\nkind: Integration\nmetadata:\n  name: orders\nspec:\n  triggers:\n    - webhook:\n        auth: none\n  steps:\n    - name: normalise\n      transform:\n        expression: '{order: .trigger.body.order}'\n    - name: enrich\n      transform:\n        expression: '.steps.normalise + {big: (.steps.normalise.order > 10)}'\n    - name: report\n      log:\n        message: 'order ${{ .steps.normalise.order }}'\n";
+
+async fn count(app: &TestApp, sql: String) -> i64 {
+    app.db().await.query_one(&sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn concurrent_executions_of_two_tenants_all_commit_every_step() {
+    let app = spawn_app().await;
+    for slug in ["acme", "globex"] {
+        let tenant = app.create_tenant(slug).await;
+        let owner = app.owner_token(&tenant).await;
+        app.apply_yaml(slug, &owner, THREE_STEPS).await;
+    }
+    let posts = (0..60).map(|i| {
+        let slug = if i % 2 == 0 { "acme" } else { "globex" };
+        status_and_json(app.tenant_request(Method::POST, slug, "/hooks/orders").json(&json!({"order": i})))
+    });
+    for (status, body) in join_all(posts).await {
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    for schema in ["t_acme", "t_globex"] {
+        let done = format!("SELECT count(*) FROM {schema}.executions WHERE state = 'succeeded'");
+        assert!(eventually(Duration::from_secs(30), || async { count(&app, done.clone()).await == 30 }).await, "{schema}");
+        assert_eq!(count(&app, format!("SELECT count(*) FROM {schema}.execution_steps WHERE state = 'succeeded'")).await, 90);
+        let outputs = format!("SELECT count(*) FROM {schema}.executions WHERE output = to_jsonb('order ' || (trigger #>> '{{body,order}}'))");
+        assert_eq!(count(&app, outputs).await, 30, "each execution's output comes from its own trigger");
+    }
+}
+
+fn step(path: &str) -> StepRecord {
+    let now = Utc::now();
+    StepRecord {
+        path: path.into(),
+        state: StepState::Succeeded,
+        attempt: 1,
+        input: json!({"path": path}),
+        output: Some(json!(path)),
+        error: None,
+        started_at: now,
+        finished_at: now,
+    }
+}
+
+/// Insert `n` running executions of integration `orders` straight into a
+/// tenant's schema (the worker is never woken for them).
+async fn running_executions(app: &TestApp, schema: &str, n: usize) -> Vec<Uuid> {
+    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    let sql = format!("INSERT INTO {schema}.executions (id, integration, version, trigger, state) SELECT id, 'orders', 1, '{{}}', 'running' FROM unnest($1::uuid[]) id");
+    app.db().await.execute(&sql, &[&ids]).await.unwrap();
+    ids
+}
+
+#[tokio::test]
+async fn a_bad_write_fails_alone_and_the_batch_lands_in_each_tenants_schema() {
+    let app = spawn_app().await;
+    let mut specs = Vec::new();
+    for slug in ["acme", "globex"] {
+        let tenant = app.create_tenant(slug).await;
+        let owner = app.owner_token(&tenant).await;
+        app.apply_yaml(slug, &owner, THREE_STEPS).await;
+        specs.push(TenantSpec { id: tenant.id.parse().unwrap(), slug: slug.into(), schema: format!("t_{slug}") });
+    }
+    // Writing as this node, under the leases it holds on both tenants.
+    let fence = Fence { node: app.state.cluster.node().id, held: app.state.cluster.fences() };
+    let store = BatchingStore::start(app.state.tenant_db.clone(), fence);
+    let (acme, globex) = (running_executions(&app, "t_acme", 20).await, running_executions(&app, "t_globex", 20).await);
+    let unknown = Uuid::now_v7(); // no such execution: its checkpoint breaks the foreign key
+    let records: Vec<StepRecord> = (0..20).map(|i| step(&format!("step{i}"))).collect();
+    let bad = step("orphan");
+    let success = Outcome::Succeeded(json!("done"));
+
+    let mut writes = Vec::new();
+    for i in 0..20 {
+        writes.push(store.checkpoint(&specs[0], acme[i], &records[i]));
+        writes.push(store.finish(&specs[1], globex[i], &success));
+        if i == 10 {
+            writes.push(store.checkpoint(&specs[0], unknown, &bad));
+        }
+    }
+    let results = join_all(writes).await;
+    let failed: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
+    assert_eq!(failed, vec![22], "only the orphan checkpoint fails: {results:?}");
+
+    assert_eq!(count(&app, "SELECT count(*) FROM t_acme.execution_steps".into()).await, 20);
+    assert_eq!(count(&app, "SELECT count(*) FROM t_globex.execution_steps".into()).await, 0);
+    assert_eq!(count(&app, "SELECT count(*) FROM t_globex.executions WHERE state = 'succeeded' AND output = '\"done\"'".into()).await, 20);
+    assert_eq!(count(&app, "SELECT count(*) FROM t_acme.executions WHERE state = 'running'".into()).await, 20);
+}
