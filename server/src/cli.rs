@@ -46,6 +46,9 @@ pub enum Command {
     /// Node administration (works directly on the database).
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Connection secrets at rest (works directly on the database).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Sign in to a tenant's API and keep the credential in a profile.
     Login(LoginArgs),
     /// Forget a profile and its credential.
@@ -274,6 +277,14 @@ pub enum PlatformCommand {
         #[arg(long, env = "TESSERA_INIT_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// After a key rotation: seal every tenant's connections with the
+    /// current key (`secrets.key`), so the old one can leave
+    /// `secrets.previous_keys`.
+    Reseal,
 }
 
 #[derive(Debug, Subcommand)]

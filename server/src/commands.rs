@@ -13,7 +13,7 @@ use crate::{
     auth::Passwords,
     cli::{
         ApplyArgs, Cli, Command, DeleteArgs, ExecutionArgs, GetArgs, GetKind, LoginArgs, LogsArgs, MigrateArgs, OutputFormat, PlatformCommand,
-        NodeCommand, ProfileArgs, ResourceKind, RollbackArgs, RunArgs, ServerArgs, TenantCommand,
+        NodeCommand, ProfileArgs, SecretsCommand, ResourceKind, RollbackArgs, RunArgs, ServerArgs, TenantCommand,
     },
     client::{
         api::{is_final, Kind},
@@ -51,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(cmd) => tenant(config, cmd).await,
         Command::Status { json } => cluster_status(&config, json).await,
         Command::Node(NodeCommand::Drain { id, wait }) => drain_node(&config, id, wait).await,
+        Command::Secrets(SecretsCommand::Reseal) => reseal(&config).await,
         _ => unreachable!("client commands returned above"),
     }
 }
@@ -130,6 +131,25 @@ async fn cluster_status(config: &Config, json: bool) -> anyhow::Result<()> {
     }
     let unowned: Vec<&str> = status.leases.iter().filter(|l| l.node.is_none()).map(|l| l.tenant.as_str()).collect();
     println!("{} tenant lease(s), {} without a live owner{}", status.leases.len(), unowned.len(), if unowned.is_empty() { String::new() } else { format!(": {}", unowned.join(", ")) });
+    Ok(())
+}
+
+async fn reseal(config: &Config) -> anyhow::Result<()> {
+    let keys = crate::sealing::KeyRing::from_config(&config.secrets)?;
+    let provisioner = provisioner(config).await?;
+    let db = crate::tenancy::TenantDb::new(operator_pool(config).await?);
+    let (mut tenants, mut resealed) = (0, 0);
+    for tenant in provisioner.list().await? {
+        let count = crate::resources::connections::reseal_all(&db, &keys, &tenant)
+            .await
+            .with_context(|| format!("re-sealing the connections of tenant {}", tenant.slug))?;
+        if count > 0 {
+            println!("{}: {count} connection(s) re-sealed", tenant.slug);
+        }
+        tenants += 1;
+        resealed += count;
+    }
+    println!("{resealed} connection(s) in {tenants} tenant(s) now sealed with key {}", keys.current_key_id());
     Ok(())
 }
 

@@ -20,6 +20,7 @@ mod noisy;
 mod operations;
 mod provisioning;
 mod roles;
+mod rotation;
 mod smoke;
 mod triggers;
 mod steps_io;

@@ -82,6 +82,25 @@ pub(crate) async fn open_in(
     }
 }
 
+/// Seal again, with the current key, every connection of `tenant` sealed
+/// with an older one (after a key rotation), so the older key can be
+/// dropped from `secrets.previous_keys`. Returns how many were re-sealed.
+/// One transaction per tenant: a connection applied meanwhile waits.
+pub async fn reseal_all(db: &TenantDb, keys: &KeyRing, tenant: &Tenant) -> Result<usize, ResourceError> {
+    let mut tx = db.begin(tenant).await?;
+    let stale = "SELECT name, secret, key_id FROM @tenant.connections WHERE key_id <> $1 FOR UPDATE";
+    let rows = tx.query(stale, &[&keys.current_key_id()]).await?;
+    for row in &rows {
+        let name: String = row.get(0);
+        let sealed = Sealed { bytes: row.get(1), key_id: row.get(2) };
+        let fresh = keys.reseal(&sealed, &context(tenant.id, &name))?;
+        let update = "UPDATE @tenant.connections SET secret = $2, key_id = $3 WHERE name = $1";
+        tx.execute(update, &[&name, &fresh.bytes, &fresh.key_id]).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len())
+}
+
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<ConnectionInfo>, ResourceError> {
     let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.connections ORDER BY name"), &[]).await?;
     Ok(rows.iter().map(from_row).collect())
