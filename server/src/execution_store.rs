@@ -49,8 +49,11 @@ pub struct Fence {
 }
 
 /// Holds the tenant's lease row while the write commits, so a takeover
-/// (which changes the epoch) waits for it, and fails once the lease moved.
-const FENCE: &str = "SELECT 1 FROM platform.tenant_leases      WHERE tenant_id = $1 AND node_id = $2 AND epoch = $3 AND expires_at > now() FOR SHARE";
+/// (which locks the row `FOR UPDATE` before changing the epoch) waits for
+/// it, and fails once the lease moved. `KEY SHARE`, not `SHARE`: the owner's
+/// own renewals (a plain `UPDATE` of `expires_at`) never wait for its writes.
+const FENCE: &str = "SELECT 1 FROM platform.tenant_leases \
+     WHERE tenant_id = $1 AND node_id = $2 AND epoch = $3 AND expires_at > now() FOR KEY SHARE";
 
 impl Fence {
     /// A transaction in `tenant`'s schema that may write for its worker:

@@ -108,7 +108,7 @@ impl AppState {
             standing: AccountStanding::default(),
         };
         let sealing = Arc::new(KeyRing::from_config(&config.secrets)?);
-        let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url);
+        let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url.clone());
         let tenant_db = TenantDb::new(pool.clone());
         let node_id = uuid::Uuid::now_v7();
         let fence = Fence { node: node_id, held: Default::default() };
@@ -119,7 +119,10 @@ impl AppState {
             address: config.cluster.advertise_address.clone().unwrap_or(address),
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        let cluster = Arc::new(Cluster::new(pool.clone(), node, &config.cluster, supervisor.clone(), fence.held));
+        // Heartbeats and leases get connections of their own: a node busy
+        // enough to use its whole pool must still renew its leases in time.
+        let cluster_pool = build_pool(&crate::config::DatabaseConfig { pool_size: 2, ..config.database.clone() }, &url)?;
+        let cluster = Arc::new(Cluster::new(cluster_pool, node, &config.cluster, supervisor.clone(), fence.held));
         Ok(Self {
             supervisor,
             cluster,

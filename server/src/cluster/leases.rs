@@ -38,6 +38,12 @@ pub(super) async fn settle(pool: &Pool, node: Uuid, wanted: &[Uuid], ttl: Durati
     let mut held: Held = tx.query(renew, &[&node, &secs(ttl)]).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
     let missing: Vec<Uuid> = wanted.iter().filter(|t| !held.contains_key(t)).copied().collect();
     if !missing.is_empty() {
+        // Taking a lease waits for the writes the previous owner has in
+        // flight (they hold the row `FOR KEY SHARE`, see the fence in
+        // `execution_store.rs`); only then does the epoch change.
+        let lock = "SELECT 1 FROM platform.tenant_leases WHERE tenant_id = ANY($2) \
+                    AND (node_id IS NULL OR expires_at <= now() OR node_id = $1) FOR UPDATE";
+        tx.execute(lock, &[&node, &missing]).await?;
         // Only tenants that still exist and are active; a lease held by a
         // live node stays with it until that node releases it or dies.
         let take = "INSERT INTO platform.tenant_leases AS l (tenant_id, node_id, epoch, expires_at, acquired_at) \
