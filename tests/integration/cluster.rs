@@ -124,26 +124,7 @@ async fn a_killed_node_loses_its_tenants_to_the_live_nodes_within_the_timeout() 
     let app = tessera_tests::spawn_app().await;
     let token = app.platform_token().await;
     create_tenants(&app, 10).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let env = [
-        ("TESSERA_DATABASE_URL", app.database_url.clone()),
-        ("TESSERA_LISTEN", format!("127.0.0.1:{port}")),
-        ("TESSERA_JWT_SECRET", app.config.jwt_secret.clone().unwrap()),
-        ("TESSERA_SECRETS__KEY", app.config.secrets.key.clone().unwrap()),
-        ("TESSERA_LOG__LEVEL", "error".into()),
-        ("TESSERA_CLUSTER__HEARTBEAT_INTERVAL_MS", app.config.cluster.heartbeat_interval_ms.to_string()),
-        ("TESSERA_CLUSTER__NODE_TIMEOUT_MS", app.config.cluster.node_timeout_ms.to_string()),
-    ];
-    let mut child = tokio::process::Command::new(tessera_bin())
-        .arg("serve")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env_remove("TESSERA_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start a node process");
+    let (mut child, _port) = node_process(&app);
     let shared = eventually(Duration::from_secs(30), || async { holders(&cluster_status(&app, &token).await).len() == 2 }).await;
     assert!(shared, "the process node never took tenants: {}", cluster_status(&app, &token).await);
     let ours = app.state.cluster.node().id.to_string();
