@@ -124,7 +124,7 @@ async fn cluster_status(config: &Config, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("cluster {}", status.cluster);
-    println!("{:<38} {:<22} {:<9} {:<6} {:>7}  {}", "NODE", "ADDRESS", "STATE", "ALIVE", "TENANTS", "HEARTBEAT");
+    println!("{:<38} {:<22} {:<9} {:<6} {:>7}  HEARTBEAT", "NODE", "ADDRESS", "STATE", "ALIVE", "TENANTS");
     for n in &status.nodes {
         let alive = if n.alive { "yes" } else { "no" };
         println!("{:<38} {:<22} {:<9} {:<6} {:>7}  {}", n.id, n.address, n.state, alive, n.tenants, n.heartbeat_at.to_rfc3339());
@@ -217,7 +217,7 @@ async fn tenant(config: Config, cmd: TenantCommand) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&tenants)?);
             } else {
-                println!("{:<40} {:<10} {:>7}  {}", "SLUG", "STATUS", "SCHEMA", "NAME");
+                println!("{:<40} {:<10} {:>7}  NAME", "SLUG", "STATUS", "SCHEMA");
                 for t in tenants {
                     println!("{:<40} {:<10} {:>7}  {}", t.slug, t.status.as_str(), t.schema_version, t.name);
                 }

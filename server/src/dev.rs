@@ -61,11 +61,10 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         config.provisioning.export_dir = data_dir.join(&config.provisioning.export_dir);
     }
     let result = serve_demo(config).await;
-    if let Some(pg) = local {
-        if let Err(e) = pg.stop().await {
+    if let Some(pg) = local
+        && let Err(e) = pg.stop().await {
             eprintln!("could not stop the private PostgreSQL: {e}");
         }
-    }
     result
 }
 

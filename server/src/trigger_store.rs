@@ -89,11 +89,10 @@ impl PgTriggerStore {
         if tx.query_opt(ENQUEUE, &[&id, &message.trigger, &message.integration]).await?.is_none() {
             return Ok(Enqueued::NotEnabled);
         }
-        if let Some(message_id) = &message.message_id {
-            if tx.execute(REMEMBER_MESSAGE, &[&message.integration, message_id, &id]).await? == 0 {
+        if let Some(message_id) = &message.message_id
+            && tx.execute(REMEMBER_MESSAGE, &[&message.integration, message_id, &id]).await? == 0 {
                 return Ok(Enqueued::Duplicate); // dropping the transaction rolls the execution back
             }
-        }
         tx.commit().await?;
         Ok(Enqueued::Queued(id))
     }

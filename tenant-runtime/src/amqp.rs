@@ -76,11 +76,10 @@ impl Publishers {
         let key = (tenant.id, name.to_string());
         let fingerprint = format!("{uri:?}");
         let mut channels = self.channels.lock().await;
-        if let Some(open) = channels.get(&key) {
-            if open.uri == fingerprint && open.channel.status().connected() {
+        if let Some(open) = channels.get(&key)
+            && open.uri == fingerprint && open.channel.status().connected() {
                 return Ok(open.channel.clone());
             }
-        }
         channels.remove(&key);
         let connection = connect(uri, name).await?;
         let channel = connection.create_channel().await.map_err(AmqpError::broker(name))?;

@@ -27,8 +27,8 @@ fn host_target(req: &HttpRequest) -> Option<HostTarget> {
 /// The client's address, for throttling: the peer, or the first
 /// X-Forwarded-For hop when configured to trust the proxy in front.
 pub fn client_address(req: &HttpRequest, trust_forwarded_for: bool) -> String {
-    if trust_forwarded_for {
-        if let Some(first) = req
+    if trust_forwarded_for
+        && let Some(first) = req
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
@@ -36,7 +36,6 @@ pub fn client_address(req: &HttpRequest, trust_forwarded_for: bool) -> String {
         {
             return first.trim().to_string();
         }
-    }
     req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
 }
 
