@@ -88,12 +88,16 @@ EOF
 stop_server
 log "copying the stored integration to the other $((N - 1)) tenants"
 db_psql >/dev/null <<'SQL'
+-- Committed every 200 schemas: one transaction over 10,000 schemas would
+-- need more locks than max_locks_per_transaction allows.
 DO $$
-DECLARE s text;
+DECLARE s text; n int := 0;
 BEGIN
     FOR s IN SELECT schema_name FROM platform.tenants WHERE slug <> 'idle-00001' LOOP
         EXECUTE format('INSERT INTO %I.integrations SELECT * FROM t_idle_00001.integrations', s);
         EXECUTE format('INSERT INTO %I.integration_versions SELECT * FROM t_idle_00001.integration_versions', s);
+        n := n + 1;
+        IF n % 200 = 0 THEN COMMIT; END IF;
     END LOOP;
 END $$;
 SQL
