@@ -162,11 +162,6 @@ async fn a_killed_node_loses_its_tenants_to_the_live_nodes_within_the_timeout() 
     assert!(nodes.iter().any(|n| n["id"] == ours.as_str() && n["alive"] == true && n["tenants"] == 10), "{status}");
 }
 
-/// A request for tenant `slug` sent to the node listening on `port`.
-fn via(app: &TestApp, port: u16, method: Method, slug: &str, path: &str) -> reqwest::RequestBuilder {
-    app.http.request(method, format!("http://127.0.0.1:{port}{path}")).header("host", format!("{slug}.localhost:{port}"))
-}
-
 #[tokio::test]
 async fn work_and_changes_reach_the_owner_whichever_node_they_land_on() {
     let app = tessera_tests::spawn_app().await;
@@ -187,7 +182,7 @@ async fn work_and_changes_reach_the_owner_whichever_node_they_land_on() {
         // Everything goes through the node that does NOT run the tenant's worker.
         let other = if lease["node"] == a_id.as_str() { b.port } else { app.port };
         let owner = app.owner_token(tenant).await;
-        let applied = via(&app, other, Method::POST, slug, "/api/apply")
+        let applied = app.tenant_request_on(other, Method::POST, slug, "/api/apply")
             .bearer_auth(&owner)
             .header("content-type", "application/yaml")
             .body(integration)
@@ -196,11 +191,11 @@ async fn work_and_changes_reach_the_owner_whichever_node_they_land_on() {
             .unwrap();
         assert!(applied.status().is_success(), "{}", applied.text().await.unwrap());
         let (status, run) =
-            status_and_json(via(&app, other, Method::POST, slug, "/api/integrations/tick/run?wait=true").bearer_auth(&owner)).await;
+            status_and_json(app.tenant_request_on(other, Method::POST, slug, "/api/integrations/tick/run?wait=true").bearer_auth(&owner)).await;
         assert_eq!((status, &run["output"]), (reqwest::StatusCode::OK, &Value::from("manual")), "{slug}: {run}");
         // The schedule applied through the other node runs on the owner.
         let scheduled = eventually(Duration::from_secs(10), || async {
-            let (_, page) = status_and_json(via(&app, other, Method::GET, slug, "/api/executions?integration=tick").bearer_auth(&owner)).await;
+            let (_, page) = status_and_json(app.tenant_request_on(other, Method::GET, slug, "/api/executions?integration=tick").bearer_auth(&owner)).await;
             page["items"].as_array().is_some_and(|items| items.iter().any(|e| e["output"] == "schedule"))
         })
         .await;
@@ -308,7 +303,7 @@ async fn an_execution_survives_kill_9_of_its_node_without_running_a_finished_ste
     assert!(owned_by_process, "the process node never took the tenant");
 
     let (status, queued) = status_and_json(
-        via(&app, port, Method::POST, "acme", "/api/integrations/slow/run").bearer_auth(&owner).json(&serde_json::json!({"n": 21})),
+        app.tenant_request_on(port, Method::POST, "acme", "/api/integrations/slow/run").bearer_auth(&owner).json(&serde_json::json!({"n": 21})),
     )
     .await;
     assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{queued}");
@@ -326,7 +321,7 @@ async fn an_execution_survives_kill_9_of_its_node_without_running_a_finished_ste
     child.wait().await.unwrap();
     let next = app.add_node().await;
     let fetch = || async {
-        status_and_json(via(&app, next.port, Method::GET, "acme", &format!("/api/executions/{id}")).bearer_auth(&owner)).await.1
+        status_and_json(app.tenant_request_on(next.port, Method::GET, "acme", &format!("/api/executions/{id}")).bearer_auth(&owner)).await.1
     };
     let done = eventually(Duration::from_secs(30), || async { fetch().await["state"] == "succeeded" }).await;
     let execution = fetch().await;

@@ -4,11 +4,10 @@
 //! stopped node left half done, finished by the next node without running
 //! its finished step again.
 
-use std::{net::TcpListener, time::Duration};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_server::startup::Application;
 use tessera_tests::{error_code, eventually, spawn_app, spawn_app_with, TestApp};
 
 fn integration(name: &str, steps: &str) -> String {
@@ -301,15 +300,6 @@ async fn a_tenant_runs_at_most_its_limit_of_executions_at_once() {
     assert!(time(&second["started_at"]) >= time(&first["finished_at"]), "one after the other: {first} {second}");
 }
 
-/// A node started on `app`'s database, like the next node after a crash.
-async fn next_node(app: &TestApp) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let node = Application::build_with_listener(app.config.clone(), listener).expect("next node");
-    let port = node.port();
-    tokio::spawn(node.run_until_stopped());
-    port
-}
-
 async fn checkpoint_of(app: &TestApp, path: &str) -> Option<(String, String, i32, Value)> {
     let sql = "SELECT started_at::text, finished_at::text, attempt, output FROM t_acme.execution_steps WHERE path = $1";
     app.db().await.query_opt(sql, &[&path]).await.unwrap().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
@@ -345,17 +335,10 @@ async fn an_execution_left_running_by_a_stopped_node_resumes_after_its_last_chec
     assert_eq!(state, "running", "the stopped node left the execution half done");
     assert!(checkpoint_of(&app, "nap").await.is_none());
 
-    let port = next_node(&app).await;
+    let port = app.add_node().await.port;
     let fetch = || async {
-        let response = app
-            .http
-            .get(format!("http://127.0.0.1:{port}/api/executions/{id}"))
-            .header("host", format!("acme.localhost:{port}"))
-            .bearer_auth(&owner)
-            .send()
-            .await
-            .unwrap();
-        response.json::<Value>().await.unwrap()
+        let request = app.tenant_request_on(port, Method::GET, "acme", &format!("/api/executions/{id}"));
+        request.bearer_auth(&owner).send().await.unwrap().json::<Value>().await.unwrap()
     };
     assert!(eventually(Duration::from_secs(20), || async { fetch().await["state"] == "succeeded" }).await, "never resumed");
     let execution = fetch().await;

@@ -3,11 +3,10 @@
 //! `foreach` and `parallel`, and `call` (a child execution, recursion
 //! stopped, a resumed parent that reuses its child).
 
-use std::{net::TcpListener, time::Duration};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_server::startup::Application;
 use tessera_tests::{eventually, spawn_app, TestApp};
 
 /// An integration with a manual trigger; `extra` is more of its spec
@@ -191,15 +190,6 @@ async fn recursion_is_stopped_at_the_call_depth() {
     assert_eq!(count, 9, "the first execution and eight nested calls");
 }
 
-/// A node started on `app`'s database, like the next node after a crash.
-async fn next_node(app: &TestApp) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let node = Application::build_with_listener(app.config.clone(), listener).expect("next node");
-    let port = node.port();
-    tokio::spawn(node.run_until_stopped());
-    port
-}
-
 async fn finished_at(app: &TestApp, path: &str) -> Option<String> {
     let sql = "SELECT finished_at::text FROM t_acme.execution_steps WHERE path = $1";
     app.db().await.query_opt(sql, &[&path]).await.unwrap().map(|r| r.get(0))
@@ -232,17 +222,10 @@ async fn a_resumed_parent_reuses_its_child() {
     assert!(eventually(Duration::from_secs(10), || async { app.state.supervisor.status().is_empty() }).await, "workers stopped");
     let before = finished_at(&app, "first").await;
 
-    let port = next_node(&app).await;
+    let port = app.add_node().await.port;
     let fetch = || async {
-        let response = app
-            .http
-            .get(format!("http://127.0.0.1:{port}/api/executions/{id}"))
-            .header("host", format!("acme.localhost:{port}"))
-            .bearer_auth(&owner)
-            .send()
-            .await
-            .unwrap();
-        response.json::<Value>().await.unwrap()
+        let request = app.tenant_request_on(port, Method::GET, "acme", &format!("/api/executions/{id}"));
+        request.bearer_auth(&owner).send().await.unwrap().json::<Value>().await.unwrap()
     };
     assert!(eventually(Duration::from_secs(20), || async { fetch().await["state"] == "succeeded" }).await, "never resumed");
     assert_eq!(fetch().await["output"], 50);

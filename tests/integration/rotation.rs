@@ -10,7 +10,7 @@ use std::{
 };
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tessera_server::{sealing::KeyRing, startup::Application};
 use tessera_tests::{eventually, spawn_app, status_and_json, TestApp};
@@ -50,11 +50,7 @@ fn node_with_keys(app: &TestApp, key: &str, previous: &[String]) -> u16 {
 }
 
 async fn run_on(app: &TestApp, port: u16, token: &str) -> Value {
-    let request = app
-        .http
-        .post(format!("http://127.0.0.1:{port}/api/integrations/call-crm/run?wait=true"))
-        .header("host", format!("acme.localhost:{port}"))
-        .bearer_auth(token);
+    let request = app.tenant_request_on(port, Method::POST, "acme", "/api/integrations/call-crm/run?wait=true").bearer_auth(token);
     let (status, execution) = status_and_json(request).await;
     assert_eq!(status, StatusCode::OK, "{execution}");
     execution

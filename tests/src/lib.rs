@@ -281,6 +281,12 @@ impl TestApp {
         self.handle.stop(true).await;
     }
 
+    /// A request for tenant `slug` sent to the node listening on `port`
+    /// (another node of this app's cluster).
+    pub fn tenant_request_on(&self, port: u16, method: Method, slug: &str, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("http://127.0.0.1:{port}{path}")).header("host", format!("{slug}.{BASE_DOMAIN}:{port}"))
+    }
+
     /// Another node of this app's cluster: same database, same keys.
     pub async fn add_node(&self) -> TestNode {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a random port");

@@ -100,13 +100,7 @@ async fn render(action: HttpAction, data: Value) -> Result<Rendered, StepError> 
 /// The connection's credentials, and every secret string that must not
 /// appear in what the step records.
 async fn auth_for(who: &Who<'_>, name: &str) -> Result<(Auth, Vec<String>), IoError> {
-    let spec = who
-        .engine
-        .connections
-        .open(who.spec, name)
-        .await
-        .map_err(|_| IoError::ConnectionUnavailable(format!("the connection `{name}` cannot be opened")))?
-        .ok_or_else(|| IoError::ConnectionUnavailable(format!("there is no connection `{name}`")))?;
+    let spec = super::io::open_connection(who, name).await?;
     Ok(match spec {
         ConnectionSpec::ApiKey(c) => {
             let value = c.value.expose().to_string();

@@ -74,6 +74,16 @@ impl IoError {
 /// `text` with every one of `secrets` replaced by `***`: for messages and
 /// answers that might echo a credential (an error naming a URL, a server
 /// that echoes the request's headers).
+/// The tenant's connection `name`, opened, for an `http` or `sql` step.
+pub(super) async fn open_connection(who: &super::steps::Who<'_>, name: &str) -> Result<crate::definition::ConnectionSpec, IoError> {
+    who.engine
+        .connections
+        .open(who.spec, name)
+        .await
+        .map_err(|_| IoError::ConnectionUnavailable(format!("the connection `{name}` cannot be opened")))?
+        .ok_or_else(|| IoError::ConnectionUnavailable(format!("there is no connection `{name}`")))
+}
+
 pub fn scrub(text: &str, secrets: &[String]) -> String {
     secrets.iter().filter(|s| !s.is_empty()).fold(text.to_string(), |text, secret| text.replace(secret.as_str(), "***"))
 }

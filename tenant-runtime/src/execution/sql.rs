@@ -106,13 +106,7 @@ async fn evaluate_params(params: Vec<crate::definition::Expression>, data: Value
 
 /// The URL of the tenant's `postgres` connection `name`.
 async fn postgres_url(who: &Who<'_>, name: &str) -> Result<String, IoError> {
-    let spec = who
-        .engine
-        .connections
-        .open(who.spec, name)
-        .await
-        .map_err(|_| IoError::ConnectionUnavailable(format!("the connection `{name}` cannot be opened")))?
-        .ok_or_else(|| IoError::ConnectionUnavailable(format!("there is no connection `{name}`")))?;
+    let spec = super::io::open_connection(who, name).await?;
     match spec {
         ConnectionSpec::Postgres(c) => Ok(c.url.expose().to_string()),
         other => Err(IoError::ConnectionUnavailable(format!(
