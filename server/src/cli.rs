@@ -289,8 +289,10 @@ pub enum SecretsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// Hand a node's tenants over to the other nodes; it takes no new ones
-    /// until it restarts. A stopping node (SIGTERM) does the same by itself.
+    /// Hand a node's tenants over to the other nodes as their running
+    /// executions finish (within `cluster.drain_timeout_ms`); it takes no
+    /// new ones until it restarts. A stopping node (SIGTERM) does the same
+    /// by itself.
     Drain {
         /// The node's id (`tessera status` lists them).
         id: uuid::Uuid,

@@ -60,7 +60,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     let app = Application::build(config).await?;
     tracing::info!(port = app.port(), "serving");
-    app.run_until_stopped().await?;
+    app.run_until_signalled().await?;
     Ok(())
 }
 
@@ -118,16 +118,21 @@ async fn operator_pool(config: &Config) -> anyhow::Result<deadpool_postgres::Poo
 async fn cluster_status(config: &Config, json: bool) -> anyhow::Result<()> {
     let pool = operator_pool(config).await?;
     let timeout = Duration::from_millis(config.cluster.node_timeout_ms);
-    let status = crate::cluster::status::read(&pool, &config.cluster.id, timeout).await?;
+    let mut status = crate::cluster::status::read(&pool, &config.cluster.id, timeout).await?;
+    if let Some(url) = config.cluster.amqp_url.as_deref() {
+        let broker = crate::cluster::mail::broker::Broker::new(url, &config.cluster.id, timeout)?;
+        crate::cluster::status::add_queue_depths(&mut status, &broker).await;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
     println!("cluster {}", status.cluster);
-    println!("{:<38} {:<22} {:<9} {:<6} {:>7}  HEARTBEAT", "NODE", "ADDRESS", "STATE", "ALIVE", "TENANTS");
+    println!("{:<38} {:<22} {:<9} {:<6} {:>7} {:>6}  HEARTBEAT", "NODE", "ADDRESS", "STATE", "ALIVE", "TENANTS", "QUEUE");
     for n in &status.nodes {
         let alive = if n.alive { "yes" } else { "no" };
-        println!("{:<38} {:<22} {:<9} {:<6} {:>7}  {}", n.id, n.address, n.state, alive, n.tenants, n.heartbeat_at.to_rfc3339());
+        let queue = n.queue_depth.map_or_else(|| "-".to_string(), |d| d.to_string());
+        println!("{:<38} {:<22} {:<9} {:<6} {:>7} {:>6}  {}", n.id, n.address, n.state, alive, n.tenants, queue, n.heartbeat_at.to_rfc3339());
     }
     let unowned: Vec<&str> = status.leases.iter().filter(|l| l.node.is_none()).map(|l| l.tenant.as_str()).collect();
     println!("{} tenant lease(s), {} without a live owner{}", status.leases.len(), unowned.len(), if unowned.is_empty() { String::new() } else { format!(": {}", unowned.join(", ")) });

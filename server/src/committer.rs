@@ -4,9 +4,9 @@
 //!
 //! Why: each checkpoint committed on its own costs a transaction and a WAL
 //! flush per step. Here a single task gathers the writes waiting at that
-//! moment, groups them by tenant and commits each group with two
-//! statements (`INSERT … SELECT FROM unnest(…)` for checkpoints, `UPDATE …
-//! FROM unnest(…)` for finishes). It flushes as soon as a flush slot is
+//! moment, groups them by tenant and commits each group with one
+//! statement (the lease fence, `INSERT … SELECT FROM unnest(…)` for
+//! checkpoints and `UPDATE … FROM unnest(…)` for finishes, as CTEs). It flushes as soon as a flush slot is
 //! free (group commit: while one commit is in flight, the next batch
 //! fills), so a quiet node adds no delay and a busy one commits more per
 //! flush.
@@ -31,16 +31,18 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
 use crate::{
+    cluster::WRITE_LOCK,
     execution_store::{outcome_columns, Fence, PgExecutionStore},
-    tenancy::TenantDb,
+    tenancy::{Flush, TenantDb},
 };
 
 /// Most writes in one batch (all tenants together).
 const MAX_BATCH: usize = 512;
-/// Batches committing at once: enough to keep commits overlapping (each
-/// is a few round trips and a WAL flush) while the next batch fills, few
-/// enough to leave most of the pool to the API and the claims.
-const FLUSH_SLOTS: usize = 4;
+/// Batches committing at once. One: writes arriving while a batch commits
+/// form the next batch, so batches grow with the load. With four, most
+/// batches held one write at 500 executions/s and saved nothing
+/// (docs/performance.md 4c).
+const FLUSH_SLOTS: usize = 1;
 /// Tenant transactions of one batch committing at once.
 const TENANTS_AT_ONCE: usize = 4;
 /// Writes waiting for a flush; callers wait (back-pressure) beyond this.
@@ -154,16 +156,17 @@ async fn flush(db: &TenantDb, fence: &Fence, inner: &PgExecutionStore, batch: Ve
 /// each caller learns its own result.
 async fn commit_tenant(db: &TenantDb, fence: &Fence, inner: &PgExecutionStore, writes: Vec<Write>) {
     let tenant = &writes[0].tenant;
-    // One write goes the single way, which reports its own errors.
-    let together = if writes.len() > 1 { commit_together(db, fence, tenant, &writes).await } else { Err(None) };
+    let together = commit_together(db, fence, tenant, &writes).await;
     match together {
         Ok(()) => writes.into_iter().for_each(|w| {
             let _ = w.reply.send(Ok(()));
         }),
+        // Not worth a retry: every write of the batch would fail the same way.
+        Err(e) if crate::execution_store::is_lease_lost(&e) => writes.into_iter().for_each(|w| {
+            let _ = w.reply.send(Err(fence.lost(&w.tenant)));
+        }),
         Err(e) => {
-            if let Some(e) = e {
-                tracing::warn!(tenant = %tenant.slug, writes = writes.len(), error = %e, "batched commit failed; committing its writes one by one");
-            }
+            tracing::warn!(tenant = %tenant.slug, writes = writes.len(), error = %e, "batched commit failed; committing its writes one by one");
             for write in writes {
                 let result = match &write.kind {
                     WriteKind::Checkpoint(step) => inner.checkpoint(&write.tenant, write.execution, step).await,
@@ -175,20 +178,33 @@ async fn commit_tenant(db: &TenantDb, fence: &Fence, inner: &PgExecutionStore, w
     }
 }
 
-const CHECKPOINTS: &str = "INSERT INTO @tenant.execution_steps \
-     (execution_id, path, state, attempt, input, output, error, started_at, finished_at) \
-     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::jsonb[], $6::jsonb[], $7::jsonb[], \
-                          $8::timestamptz[], $9::timestamptz[]) \
-     ON CONFLICT (execution_id, path) DO UPDATE SET state = EXCLUDED.state, attempt = EXCLUDED.attempt, \
-     input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
-     started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at";
-
-/// `clock_timestamp()`, not `now()`: the batch's transaction began before
-/// some of its executions finished.
-const FINISHES: &str = "UPDATE @tenant.executions e SET state = f.state, output = f.output, error = f.error, \
-     finished_at = clock_timestamp() \
-     FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[]) AS f(id, state, output, error) \
-     WHERE e.id = f.id AND e.state = 'running'";
+/// A tenant's whole batch in one statement (after the lease's write lock,
+/// in the same round trip), so one commit: the fence (this node holds the
+/// tenant's lease at `$3`; without it nothing is written),
+/// the checkpoints (`INSERT … FROM unnest`), then the finishes. The result
+/// says whether the fence held.
+///
+/// `clock_timestamp()`, not `now()`, for `finished_at`: the statement may
+/// start after some of its executions finished, never before. An
+/// execution still to finish is told by `finished_at IS NULL` (a cancel
+/// sets it), not by `state = 'running'`: that made the planner scan the
+/// state index, whose `running` entries pile up (one per execution, until
+/// vacuum) much faster than its statistics say, instead of the primary key.
+const BATCH: &str = "WITH fence AS (SELECT 1 FROM platform.tenant_leases \
+       WHERE tenant_id = $1 AND node_id = $2 AND epoch = $3 AND expires_at > now()), \
+     steps AS (INSERT INTO @tenant.execution_steps \
+       (execution_id, path, state, attempt, input, output, error, started_at, finished_at) \
+       SELECT * FROM unnest($4::uuid[], $5::text[], $6::text[], $7::int4[], $8::jsonb[], $9::jsonb[], $10::jsonb[], \
+                            $11::timestamptz[], $12::timestamptz[]) \
+       WHERE EXISTS (SELECT 1 FROM fence) \
+       ON CONFLICT (execution_id, path) DO UPDATE SET state = EXCLUDED.state, attempt = EXCLUDED.attempt, \
+       input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
+       started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at), \
+     ends AS (UPDATE @tenant.executions e SET state = f.state, output = f.output, error = f.error, \
+       finished_at = clock_timestamp() \
+       FROM unnest($13::uuid[], $14::text[], $15::jsonb[], $16::jsonb[]) AS f(id, state, output, error) \
+       WHERE e.id = f.id AND e.finished_at IS NULL AND EXISTS (SELECT 1 FROM fence)) \
+     SELECT EXISTS (SELECT 1 FROM fence)";
 
 /// The columns of a batch's checkpoints, one array per column.
 #[derive(Default)]
@@ -212,7 +228,7 @@ struct FinishColumns {
     errors: Vec<Option<Value>>,
 }
 
-async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writes: &[Write]) -> Result<(), Option<StoreError>> {
+async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writes: &[Write]) -> Result<(), StoreError> {
     let (mut steps, mut ends) = (CheckpointColumns::default(), FinishColumns::default());
     for write in writes {
         match &write.kind {
@@ -236,19 +252,21 @@ async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writ
             }
         }
     }
-    let mut tx = fence.begin(db, tenant).await.map_err(Some)?;
-    let failed = |e| Some(crate::execution_store::store_error(e));
-    if !steps.ids.is_empty() {
-        let s = &steps;
-        tx.execute(
-            CHECKPOINTS,
-            &[&s.ids, &s.paths, &s.states, &s.attempts, &s.inputs, &s.outputs, &s.errors, &s.started, &s.finished],
-        )
+    let held = fence.held(tenant)?;
+    let (s, e) = (&steps, &ends);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
+        &tenant.id, &held.node, &held.epoch,
+        &s.ids, &s.paths, &s.states, &s.attempts, &s.inputs, &s.outputs, &s.errors, &s.started, &s.finished,
+        &e.ids, &e.states, &e.outputs, &e.errors,
+    ];
+    let schema = crate::execution_store::schema(tenant)?;
+    let lock: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant.id];
+    let rows = db
+        .locked_write_in_schema(&schema, (WRITE_LOCK, &lock), BATCH, &params, Flush::Now)
         .await
-        .map_err(failed)?;
+        .map_err(crate::execution_store::store_error)?;
+    match rows.first().map(|r| r.get::<_, bool>(0)) {
+        Some(true) => Ok(()),
+        _ => Err(fence.lost(tenant)),
     }
-    if !ends.ids.is_empty() {
-        tx.execute(FINISHES, &[&ends.ids, &ends.states, &ends.outputs, &ends.errors]).await.map_err(failed)?;
-    }
-    tx.commit().await.map_err(failed)
 }

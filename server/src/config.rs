@@ -139,7 +139,7 @@ pub struct RuntimeConfig {
 
 /// This node's place in its cluster: membership heartbeats and tenant
 /// leases (docs/clustering.md).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct ClusterConfig {
     /// The cluster this node serves; it runs only that cluster's tenants.
@@ -152,6 +152,27 @@ pub struct ClusterConfig {
     /// A node silent for this long is dead, and its tenant leases have
     /// expired: other nodes take its tenants over.
     pub node_timeout_ms: u64,
+    /// The RabbitMQ that carries worker commands between the cluster's
+    /// nodes (`amqp://user:password@host:5672/vhost`). Unset: they travel as
+    /// PostgreSQL notifications.
+    pub amqp_url: Option<String>,
+    /// How long a draining or stopping node waits for its running
+    /// executions to finish before it hands them over unfinished.
+    pub drain_timeout_ms: u64,
+}
+
+/// The broker URL holds a password: it stays out of logs.
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("id", &self.id)
+            .field("advertise_address", &self.advertise_address)
+            .field("heartbeat_interval_ms", &self.heartbeat_interval_ms)
+            .field("node_timeout_ms", &self.node_timeout_ms)
+            .field("amqp_url", &self.amqp_url.as_ref().map(|_| "***"))
+            .field("drain_timeout_ms", &self.drain_timeout_ms)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -233,7 +254,14 @@ impl Default for RuntimeConfig {
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        Self { id: "local".into(), advertise_address: None, heartbeat_interval_ms: 1000, node_timeout_ms: 6000 }
+        Self {
+            id: "local".into(),
+            advertise_address: None,
+            heartbeat_interval_ms: 1000,
+            node_timeout_ms: 6000,
+            amqp_url: None,
+            drain_timeout_ms: 30_000,
+        }
     }
 }
 
@@ -292,6 +320,11 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "cluster.node_timeout_ms must be at least 3 × cluster.heartbeat_interval_ms (and the interval above 0)".into(),
             ));
+        }
+        // Checked here so a typo stops the node at start, not at its first
+        // forwarded command; the URL itself is never echoed (it holds a password).
+        if cluster.amqp_url.as_deref().is_some_and(|url| url.parse::<lapin::uri::AMQPUri>().is_err()) {
+            return Err(ConfigError::Invalid("cluster.amqp_url is not a valid AMQP URL".into()));
         }
         if self.provisioning.migrate_parallelism == 0 {
             return Err(ConfigError::Invalid("provisioning.migrate_parallelism must be at least 1".into()));
@@ -358,5 +391,15 @@ mod tests {
         assert!(Config::load_with_env(None, env(&[("TESSERA_BASE_DOMAIN", "Bad Domain")])).is_err());
         assert!(Config::load_with_env(None, env(&[("TESSERA_DATABASE__POOL_SIZE", "lots")])).is_err());
         assert!(Config::load_with_env(Some(Path::new("/nonexistent/tessera.toml")), env(&[])).is_err());
+        assert!(Config::load_with_env(None, env(&[("TESSERA_CLUSTER__AMQP_URL", "http://not-a-broker")])).is_err());
+    }
+
+    #[test]
+    fn the_broker_url_is_read_and_kept_out_of_debug_output() {
+        let url = "amqp://tessera:s3cret@mq.internal:5672/%2f";
+        let config = Config::load_with_env(None, env(&[("TESSERA_CLUSTER__AMQP_URL", url), ("TESSERA_CLUSTER__DRAIN_TIMEOUT_MS", "5000")])).unwrap();
+        assert_eq!(config.cluster.amqp_url.as_deref(), Some(url));
+        assert_eq!(config.cluster.drain_timeout_ms, 5000);
+        assert!(!format!("{config:?}").contains("s3cret"));
     }
 }

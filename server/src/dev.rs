@@ -85,7 +85,7 @@ async fn serve_demo(config: Config) -> anyhow::Result<()> {
          \n\nTry:\n  curl -s http://{DEMO_TENANT}.{base}:{port}/api/auth/login -H 'content-type: application/json' \\\n    -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'\n\nPress Ctrl-C to stop.\n",
         DEMO_USER.0, DEMO_USER.1, DEMO_OWNER.0, DEMO_OWNER.1, DEMO_USER.0, DEMO_USER.1
     );
-    app.run_until_stopped().await?;
+    app.run_until_signalled().await?;
     Ok(())
 }
 

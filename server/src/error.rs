@@ -182,6 +182,7 @@ impl From<ResourceError> for ApiError {
             Db(db) => return db.into(),
             Auth(auth) => return auth.into(),
             Sealing(_) => return ApiError::internal(e),
+            Stopping => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.code(), e.to_string())
     }

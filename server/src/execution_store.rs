@@ -4,28 +4,27 @@
 //!
 //! Claims lock the execution row with `FOR UPDATE SKIP LOCKED`, so two
 //! claims racing for one execution (a wake-up and a worker's start-up scan)
-//! never both win. Nothing here leases an execution to a node yet: today
-//! every node runs every tenant's worker, so only one node should run at a
-//! time against one database until clustering gives each tenant one owner.
+//! never both win; and every write is fenced by the tenant's lease
+//! ([`Fence`]), so a node that lost the tenant writes nothing more.
 
 use std::{
     collections::HashMap,
     sync::{Arc, RwLock},
 };
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tessera_runtime::{
-    definition::ConnectionSpec,
     execution::{CallRequest, CallStart, Claimed, Ended, Outcome, StepRecord, StoreError, StoreFuture},
-    Connections, ExecutionStore, TenantSpec,
+    Connections, ExecutionStore, OpenError, OpenFuture, TenantSpec,
 };
 use uuid::Uuid;
 
 use crate::{
     database::DbError,
-    resources::connections,
+    resources::{connections, hot::HotResources, ResourceError},
     sealing::KeyRing,
-    tenancy::{SchemaName, TenantDb, TenantTx},
+    cluster::WRITE_LOCK,
+    tenancy::{Flush, SchemaName, TenantDb, TenantTx},
 };
 
 pub struct PgExecutionStore {
@@ -48,24 +47,47 @@ pub struct Fence {
     pub held: Arc<RwLock<HashMap<Uuid, i64>>>,
 }
 
-/// Holds the tenant's lease row while the write commits, so a takeover
-/// (which locks the row `FOR UPDATE` before changing the epoch) waits for
-/// it, and fails once the lease moved. `KEY SHARE`, not `SHARE`: the owner's
-/// own renewals (a plain `UPDATE` of `expires_at`) never wait for its writes.
+/// Whether this node still holds the tenant's lease at its epoch. Checked
+/// after taking [`WRITE_LOCK`] (shared, until the write commits), so a
+/// takeover (which takes it exclusively before it changes the epoch) waits
+/// for the write, and every write after the takeover fails here.
 const FENCE: &str = "SELECT 1 FROM platform.tenant_leases \
-     WHERE tenant_id = $1 AND node_id = $2 AND epoch = $3 AND expires_at > now() FOR KEY SHARE";
+     WHERE tenant_id = $1 AND node_id = $2 AND epoch = $3 AND expires_at > now()";
 
 impl Fence {
     /// A transaction in `tenant`'s schema that may write for its worker:
     /// this node holds the tenant's lease, at the epoch it was given.
     pub(crate) async fn begin(&self, db: &TenantDb, tenant: &TenantSpec) -> Result<TenantTx, StoreError> {
-        let epoch = self.held.read().expect("leases lock").get(&tenant.id).copied();
-        let Some(epoch) = epoch else { return Err(store_error(StoreFault::LeaseLost(tenant.slug.clone()))) };
+        let epoch = self.epoch(tenant)?;
         let mut tx = db.begin_in_schema(&schema(tenant)?).await.map_err(store_error)?;
+        tx.query(WRITE_LOCK, &[&tenant.id]).await.map_err(store_error)?;
         if tx.query_opt(FENCE, &[&tenant.id, &self.node, &epoch]).await.map_err(store_error)?.is_none() {
             return Err(store_error(StoreFault::LeaseLost(tenant.slug.clone())));
         }
         Ok(tx)
+    }
+}
+
+/// The lease a write must still hold: this node, at this epoch.
+pub(crate) struct Held {
+    pub node: Uuid,
+    pub epoch: i64,
+}
+
+impl Fence {
+    /// The epoch of `tenant`'s lease as this node last took or renewed it.
+    fn epoch(&self, tenant: &TenantSpec) -> Result<i64, StoreError> {
+        let epoch = self.held.read().expect("leases lock").get(&tenant.id).copied();
+        epoch.ok_or_else(|| self.lost(tenant))
+    }
+
+    /// What a single-statement write checks in its `fence` CTE.
+    pub(crate) fn held(&self, tenant: &TenantSpec) -> Result<Held, StoreError> {
+        Ok(Held { node: self.node, epoch: self.epoch(tenant)? })
+    }
+
+    pub(crate) fn lost(&self, tenant: &TenantSpec) -> StoreError {
+        store_error(StoreFault::LeaseLost(tenant.slug.clone()))
     }
 }
 
@@ -76,8 +98,15 @@ pub(crate) enum StoreFault {
     /// The worker's writes stop: another node owns the tenant now.
     #[error("this node no longer holds the lease of tenant {0}")]
     LeaseLost(String),
+    #[error("a claimed execution's checkpoints do not read back: {0}")]
+    Decode(serde_json::Error),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// Did this write fail because the node no longer holds the tenant's lease?
+pub(crate) fn is_lease_lost(e: &StoreError) -> bool {
+    matches!(e.0.downcast_ref::<StoreFault>(), Some(StoreFault::LeaseLost(_)))
 }
 
 pub(crate) fn store_error(e: impl Into<StoreFault>) -> StoreError {
@@ -90,12 +119,27 @@ pub(crate) fn schema(tenant: &TenantSpec) -> Result<SchemaName, StoreError> {
 
 /// A claim honours a requested cancel (one that raced a restart, or was
 /// asked while no worker ran it): the execution ends `cancelled` instead.
-const CLAIM: &str = "UPDATE @tenant.executions e SET \
-     state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'running' END, \
-     finished_at = CASE WHEN e.cancel_requested THEN now() END, \
-     started_at = coalesce(e.started_at, now()) \
-     FROM (SELECT id FROM @tenant.executions WHERE id = $1 AND state IN ('queued', 'running') FOR UPDATE SKIP LOCKED) c \
-     WHERE e.id = c.id RETURNING e.integration, e.version, e.trigger, e.state";
+///
+/// One statement (after [`WRITE_LOCK`], in the same round trip), so one
+/// commit: the fence (this node holds the tenant's lease at `$4`), the
+/// state change, and what running the execution needs (its
+/// version's definition, the outputs of its finished steps, the tenant's
+/// variables). The first column says whether the fence held: without it no
+/// row is updated. A claim costs what a checkpoint does, not six round trips.
+const CLAIM: &str = "WITH fence AS (SELECT 1 FROM platform.tenant_leases \
+       WHERE tenant_id = $2 AND node_id = $3 AND epoch = $4 AND expires_at > now()), \
+     claimed AS (UPDATE @tenant.executions e SET \
+       state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'running' END, \
+       finished_at = CASE WHEN e.cancel_requested THEN now() END, \
+       started_at = coalesce(e.started_at, now()) \
+       FROM (SELECT id FROM @tenant.executions WHERE id = $1 AND state IN ('queued', 'running') FOR UPDATE SKIP LOCKED) c \
+       WHERE e.id = c.id AND EXISTS (SELECT 1 FROM fence) RETURNING e.integration, e.version, e.trigger, e.state) \
+     SELECT EXISTS (SELECT 1 FROM fence), c.integration, c.version, c.trigger, c.state, v.definition, \
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(s.path, s.output)), '[]') FROM @tenant.execution_steps s \
+         WHERE s.execution_id = $1 AND s.state = 'succeeded'), \
+       (SELECT coalesce(jsonb_object_agg(name, value), '{}') FROM @tenant.variables) \
+     FROM (SELECT 1) one LEFT JOIN claimed c ON true \
+     LEFT JOIN @tenant.integration_versions v ON v.integration = c.integration AND v.version = c.version";
 
 const CANCELLED: &str = "UPDATE @tenant.executions SET state = 'cancelled', cancel_requested = true, finished_at = now() \
      WHERE id = $1 AND state IN ('queued', 'running')";
@@ -108,25 +152,26 @@ const CHECKPOINT: &str = "INSERT INTO @tenant.execution_steps \
      started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at";
 
 impl PgExecutionStore {
-    async fn claim_in(&self, mut tx: TenantTx, schema: &SchemaName, id: Uuid) -> Result<Option<Claimed>, DbError> {
-        let Some(row) = tx.query_opt(CLAIM, &[&id]).await? else { return Ok(None) };
-        if row.get::<_, &str>(3) == "cancelled" {
-            tx.commit().await?;
+    async fn claim_in(&self, tenant: &TenantSpec, id: Uuid) -> Result<Option<Claimed>, StoreError> {
+        let epoch = self.fence.epoch(tenant)?;
+        let schema = schema(tenant)?;
+        // Not flushed: a claim lost in a crash leaves the execution unfinished,
+        // to be claimed again, and its first checkpoint flushes it anyway.
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&id, &tenant.id, &self.fence.node, &epoch];
+        let lock: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant.id];
+        let rows = self.db.locked_write_in_schema(&schema, (WRITE_LOCK, &lock), CLAIM, &params, Flush::Later).await.map_err(store_error)?;
+        let row = rows.first().ok_or_else(|| store_error(DbError::NotExactlyOne))?;
+        if !row.get::<_, bool>(0) {
+            return Err(store_error(StoreFault::LeaseLost(tenant.slug.clone())));
+        }
+        let Some(state) = row.get::<_, Option<&str>>(4) else { return Ok(None) }; // finished, or claimed elsewhere
+        if state == "cancelled" {
             tracing::info!(schema = %schema.as_str(), execution_id = %id, "execution cancelled at its claim");
             return Ok(None);
         }
-        let (integration, version, trigger): (String, i32, Value) = (row.get(0), row.get(1), row.get(2));
-        let definition_sql = "SELECT definition FROM @tenant.integration_versions WHERE integration = $1 AND version = $2";
-        let definition: Value = tx.query_one(definition_sql, &[&integration, &version]).await?.get(0);
-        let done = done_steps(&mut tx, id).await?;
-        let vars: Map<String, Value> = tx
-            .query("SELECT name, value FROM @tenant.variables", &[])
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        tx.commit().await?;
-        Ok(Some(Claimed { integration, version, definition, trigger, vars, done }))
+        let done: Vec<(String, Value)> = serde_json::from_value(row.get(6)).map_err(|e| store_error(StoreFault::Decode(e)))?;
+        let Value::Object(vars) = row.get(7) else { return Err(store_error(DbError::NotExactlyOne)) };
+        Ok(Some(Claimed { integration: row.get(1), version: row.get(2), trigger: row.get(3), definition: row.get(5), vars, done }))
     }
 }
 
@@ -170,12 +215,6 @@ fn ended_from(state: &str, output: Option<Value>, error: Option<Value>) -> Ended
     Ended::Failed { code: text("code", state), message: text("message", "the execution did not succeed") }
 }
 
-async fn done_steps(tx: &mut TenantTx, id: Uuid) -> Result<Vec<(String, Value)>, DbError> {
-    let sql = "SELECT path, output FROM @tenant.execution_steps WHERE execution_id = $1 AND state = 'succeeded'";
-    let rows = tx.query(sql, &[&id]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get::<_, Option<Value>>(1).unwrap_or(Value::Null))).collect())
-}
-
 fn to_json<T: serde::Serialize>(value: &Option<T>) -> Option<Value> {
     value.as_ref().map(|v| serde_json::to_value(v).expect("records serialise to JSON"))
 }
@@ -199,10 +238,7 @@ impl ExecutionStore for PgExecutionStore {
     }
 
     fn claim<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Claimed>> {
-        Box::pin(async move {
-            let tx = self.fence.begin(&self.db, tenant).await?;
-            self.claim_in(tx, &schema(tenant)?, id).await.map_err(store_error)
-        })
+        Box::pin(self.claim_in(tenant, id))
     }
 
     fn checkpoint<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, step: &'a StepRecord) -> StoreFuture<'a, ()> {
@@ -221,7 +257,7 @@ impl ExecutionStore for PgExecutionStore {
         Box::pin(async move {
             let (state, output, error) = outcome_columns(outcome);
             let sql = "UPDATE @tenant.executions SET state = $2, output = $3, error = $4, finished_at = now() \
-                       WHERE id = $1 AND state = 'running'";
+                       WHERE id = $1 AND finished_at IS NULL";
             let mut tx = self.fence.begin(&self.db, tenant).await?;
             tx.execute(sql, &[&id, &state, &output, &error]).await.map_err(store_error)?;
             tx.commit().await.map_err(store_error)
@@ -258,19 +294,34 @@ impl PgExecutionStore {
 pub struct PgConnections {
     db: TenantDb,
     keys: Arc<KeyRing>,
+    hot: HotResources,
 }
 
 impl PgConnections {
-    pub fn new(db: TenantDb, keys: Arc<KeyRing>) -> Self {
-        Self { db, keys }
+    pub fn new(db: TenantDb, keys: Arc<KeyRing>, hot: HotResources) -> Self {
+        Self { db, keys, hot }
     }
 }
 
 impl Connections for PgConnections {
-    fn open<'a>(&'a self, tenant: &'a TenantSpec, name: &'a str) -> StoreFuture<'a, Option<ConnectionSpec>> {
+    fn open<'a>(&'a self, tenant: &'a TenantSpec, name: &'a str) -> OpenFuture<'a> {
         Box::pin(async move {
-            let opened = connections::open_in(&self.db, &self.keys, tenant.id, &schema(tenant)?, name).await;
-            Ok(opened.map_err(|e| StoreError(Box::new(e)))?.map(|c| c.spec))
+            if let Some(spec) = self.hot.connection(tenant.id, name) {
+                return Ok(Some(spec));
+            }
+            let spec = match connections::open_in(&self.db, &self.keys, tenant.id, &schema(tenant)?, name).await {
+                Ok(opened) => opened.map(|c| c.spec),
+                // The database failed: the step waits for it rather than fail.
+                Err(e @ ResourceError::Db(_)) => return Err(OpenError::Store(StoreError(Box::new(e)))),
+                Err(e) => {
+                    tracing::error!(tenant = %tenant.slug, connection = name, error = %e, "a stored connection cannot be opened");
+                    return Err(OpenError::Unusable("its stored secret cannot be read on this node".into()));
+                }
+            };
+            if let Some(spec) = &spec {
+                self.hot.keep_connection(tenant.id, name, spec.clone());
+            }
+            Ok(spec)
         })
     }
 }

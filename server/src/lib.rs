@@ -11,6 +11,7 @@ pub mod database;
 pub mod dev;
 pub mod error;
 pub mod execution_store;
+pub mod intake;
 pub mod local_postgres;
 pub mod notifications;
 pub mod provisioning;

@@ -63,12 +63,25 @@ pub struct LocalPostgres {
     data: PathBuf,
     port: u16,
     as_postgres_user: bool,
+    /// Server settings given at every start (`-c name=value`).
+    settings: Vec<(String, String)>,
 }
 
 impl LocalPostgres {
     pub fn new(data: PathBuf, port: u16) -> Result<Self, LocalPostgresError> {
         let bin = find_bin_dir().ok_or(LocalPostgresError::NotInstalled)?;
-        Ok(Self { bin, data, port, as_postgres_user: running_as_root() })
+        Ok(Self { bin, data, port, as_postgres_user: running_as_root(), settings: Vec::new() })
+    }
+
+    /// Start the server with `name = value` (e.g. `max_connections`), at
+    /// every start.
+    pub fn with_setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn url(&self, database: &str) -> String {
@@ -76,13 +89,19 @@ impl LocalPostgres {
     }
 
     fn command(&self, tool: &str) -> Command {
+        Command::from(self.std_command(tool))
+    }
+
+    /// `tool` of the PostgreSQL install, as the `postgres` user when this
+    /// process is root.
+    fn std_command(&self, tool: &str) -> std::process::Command {
         let program = self.bin.join(tool);
         let mut cmd = if self.as_postgres_user {
-            let mut c = Command::new("runuser");
+            let mut c = std::process::Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(program);
             c
         } else {
-            Command::new(program)
+            std::process::Command::new(program)
         };
         cmd.stdin(Stdio::null());
         cmd
@@ -115,15 +134,12 @@ impl LocalPostgres {
             return Ok(());
         }
         let log = pgdata.join("server.log");
+        let mut options = format!("-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''", self.port);
+        for (name, value) in &self.settings {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
         let mut start = self.command("pg_ctl");
-        start
-            .arg("-D")
-            .arg(&pgdata)
-            .arg("-l")
-            .arg(&log)
-            .arg("-o")
-            .arg(format!("-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''", self.port))
-            .args(["-w", "-t", "60", "start"]);
+        start.arg("-D").arg(&pgdata).arg("-l").arg(&log).arg("-o").arg(options).args(["-w", "-t", "60", "start"]);
         self.run("pg_ctl start", start).await
     }
 
@@ -137,6 +153,15 @@ impl LocalPostgres {
         let mut stop = self.command("pg_ctl");
         stop.arg("-D").arg(self.pgdata()).args(["-m", "fast", "-w", "stop"]);
         self.run("pg_ctl stop", stop).await
+    }
+
+    /// Stop at once, without waiting for clients (`pg_ctl -m immediate`),
+    /// blocking: for a `Drop`, where nothing can be awaited. Errors are
+    /// ignored, since the server may not be running.
+    pub fn stop_now(&self) {
+        let mut stop = self.std_command("pg_ctl");
+        stop.arg("-D").arg(self.pgdata()).args(["-m", "immediate", "-w", "stop"]);
+        let _ = stop.stdout(Stdio::null()).stderr(Stdio::null()).status();
     }
 
     /// Create `database` if it does not exist yet.

@@ -1,5 +1,9 @@
 use clap::Parser;
 
+// The one static of the binary: Rust picks its allocator at link time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = tessera_server::cli::Cli::parse();

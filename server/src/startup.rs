@@ -12,12 +12,19 @@ use actix_web::{
 };
 use deadpool_postgres::Pool;
 use tessera_runtime::{Engine, Limits, Supervisor};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::{
+    intake::Intake,
+    resources::hot::HotResources,
     cluster::{
-        mail::{NotifyForwarder, WorkerMailbox},
+        mail::{
+            broker::{Broker, BrokerError},
+            notify::{NotifyForwarder, WorkerMailbox},
+            Carrier, MailCounters,
+        },
         Cluster, NodeIdentity,
     },
     auth::{AccountStanding, AuthService, LoginLimiter, Passwords, TokenKeys},
@@ -44,6 +51,8 @@ pub enum StartupError {
     Key(String),
     #[error("secrets key: {0}")]
     Sealing(#[from] crate::sealing::SealingError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
 }
@@ -61,6 +70,12 @@ pub struct AppState {
     pub cluster: Arc<Cluster>,
     /// Seals and opens connection secrets.
     pub sealing: Arc<KeyRing>,
+    /// What the worker commands sent to and from other nodes did.
+    pub mail: Arc<MailCounters>,
+    /// Commits new executions of webhooks and API runs in batches.
+    pub intake: Intake,
+    /// Webhook triggers and opened connections, kept for a second.
+    pub hot: HotResources,
 }
 
 fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
@@ -79,12 +94,12 @@ fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
 
 /// The runtime's engine: executions stored in tenant schemas, under the
 /// configured limits.
-fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence) -> Engine {
+fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: HotResources) -> Engine {
     let limits = Limits {
         concurrency: config.runtime.max_concurrent_executions.max(1),
         default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)),
     };
-    let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys));
+    let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys, hot));
     let triggers = Arc::new(crate::trigger_store::PgTriggerStore::new(db.clone()));
     let store: Arc<dyn tessera_runtime::ExecutionStore> = if config.runtime.batch_commits {
         Arc::new(crate::committer::BatchingStore::start(db, fence))
@@ -112,7 +127,8 @@ impl AppState {
         let tenant_db = TenantDb::new(pool.clone());
         let node_id = uuid::Uuid::now_v7();
         let fence = Fence { node: node_id, held: Default::default() };
-        let supervisor = Supervisor::new(shutdown, engine(&config, tenant_db.clone(), sealing.clone(), fence.clone()));
+        let hot = HotResources::default();
+        let supervisor = Supervisor::new(shutdown, engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone()));
         let node = NodeIdentity {
             id: node_id,
             cluster: config.cluster.id.clone(),
@@ -122,10 +138,15 @@ impl AppState {
         // Heartbeats and leases get connections of their own: a node busy
         // enough to use its whole pool must still renew its leases in time.
         let cluster_pool = build_pool(&crate::config::DatabaseConfig { pool_size: 2, ..config.database.clone() }, &url)?;
-        let cluster = Arc::new(Cluster::new(cluster_pool, node, &config.cluster, supervisor.clone(), fence.held));
+        let timeout = Duration::from_millis(config.cluster.node_timeout_ms);
+        let broker = config.cluster.amqp_url.as_deref().map(|url| Broker::new(url, &config.cluster.id, timeout)).transpose()?;
+        let mail = Arc::new(MailCounters::new(if broker.is_some() { Carrier::Amqp } else { Carrier::Notify }));
+        let cluster = Arc::new(Cluster::new(cluster_pool, node, &config.cluster, supervisor.clone(), fence.held, broker));
         Ok(Self {
             supervisor,
             cluster,
+            intake: Intake::start(tenant_db.clone()),
+            hot,
             tenant_db,
             config: Arc::new(config),
             pool,
@@ -133,6 +154,7 @@ impl AppState {
             auth,
             provisioner,
             sealing,
+            mail,
         })
     }
 
@@ -160,6 +182,25 @@ fn spawn_cluster(state: web::Data<AppState>, shutdown: CancellationToken) {
             }
         }
     });
+}
+
+/// Give the supervisor its way to workers on other nodes: the broker when
+/// the cluster has one (and then only the broker, so a command never
+/// arrives twice by two paths), else PostgreSQL notifications, whose
+/// receiving side is returned to join the node's listener.
+fn start_mail(state: &AppState, shutdown: CancellationToken) -> Option<Arc<dyn crate::notifications::Subscriber>> {
+    let (supervisor, counters) = (state.supervisor.clone(), state.mail.clone());
+    match state.cluster.broker() {
+        Some(broker) => {
+            let node = state.cluster.node().id;
+            supervisor.set_forwarder(Arc::new(broker.start(node, state.pool.clone(), supervisor.clone(), counters, shutdown)));
+            None
+        }
+        None => {
+            supervisor.set_forwarder(Arc::new(NotifyForwarder::new(state.pool.clone(), counters.clone())));
+            Some(Arc::new(WorkerMailbox::new(supervisor, counters)))
+        }
+    }
 }
 
 /// Classify the host before anything else runs, so hostile or foreign hosts
@@ -221,12 +262,9 @@ impl Application {
         let url = config.require_database_url()?.to_string();
         let address = format!("{}:{port}", listener.local_addr().map(|a| a.ip().to_string()).unwrap_or_default());
         let state = web::Data::new(AppState::build(config, shutdown.clone(), address)?);
-        state.supervisor.set_forwarder(Arc::new(NotifyForwarder::new(state.pool.clone())));
-        let subscribers: Vec<Arc<dyn crate::notifications::Subscriber>> = vec![
-            Arc::new(state.directory.clone()),
-            Arc::new(state.auth.standing.clone()),
-            Arc::new(WorkerMailbox::new(state.supervisor.clone())),
-        ];
+        let mut subscribers: Vec<Arc<dyn crate::notifications::Subscriber>> =
+            vec![Arc::new(state.directory.clone()), Arc::new(state.auth.standing.clone())];
+        subscribers.extend(start_mail(&state, shutdown.clone()));
         crate::notifications::spawn_listener(url, subscribers, shutdown.clone());
         spawn_cluster(state.clone(), shutdown.clone());
         crate::retention::spawn_sweeper(state.clone(), shutdown.clone());
@@ -246,14 +284,56 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serve until a shutdown signal (SIGINT/SIGTERM) or `handle().stop()`;
-    /// in-flight requests finish first, then tenant workers stop.
+    /// Serve until `handle().stop()`, then leave the cluster gracefully:
+    /// in-flight requests finish, the node drains (its running executions
+    /// finish, within `cluster.drain_timeout_ms`, while nothing new starts),
+    /// and only then do its workers stop and its leases go.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.state.cluster.begin_drain().await;
+        self.state.cluster.drained().await;
         self.shutdown.cancel();
         self.state.cluster.leave().await;
         tracing::info!("node stopped");
         result
+    }
+
+    /// [`Application::run_until_stopped`], stopped by SIGTERM or SIGINT.
+    /// The drain begins at the signal, while the HTTP server finishes its
+    /// requests; a second signal cuts the drain short (running executions
+    /// are handed over unfinished, to resume elsewhere).
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let mut signals = StopSignals::listen()?;
+        let (cluster, server) = (self.state.cluster.clone(), self.handle());
+        tokio::spawn(async move {
+            signals.next().await;
+            tracing::info!("stop signal: draining");
+            cluster.begin_drain().await;
+            tokio::spawn(async move { server.stop(true).await });
+            signals.next().await;
+            cluster.cut_drain_short();
+        });
+        self.run_until_stopped().await
+    }
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), listened to from the start so that none
+/// is missed between the first and the second.
+struct StopSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl StopSignals {
+    fn listen() -> std::io::Result<Self> {
+        Ok(Self { terminate: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
     }
 }
 
@@ -271,7 +351,10 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener) -> Result<Serv
             .configure(|cfg| routes::configure(cfg, state.config.bench_routes))
             .default_service(web::to(error::not_found))
     })
-    .shutdown_timeout(config.http.shutdown_timeout_secs);
+    .shutdown_timeout(config.http.shutdown_timeout_secs)
+    // Signals are handled in `run_until_signalled`, which drains the node
+    // as the server stops.
+    .disable_signals();
     if config.http.workers > 0 {
         server = server.workers(config.http.workers);
     }

@@ -17,7 +17,7 @@ mod supervisor;
 pub mod triggers;
 mod worker;
 
-pub use execution::{Connections, Engine, ExecutionStore, Limits};
+pub use execution::{Connections, Engine, ExecutionStore, Limits, OpenError, OpenFuture};
 pub use supervisor::{Forwarder, Supervisor, WorkerStatus};
 pub use triggers::TriggerStore;
 pub use worker::{RemoteCommand, TenantSpec, WorkerCommand};

@@ -3,19 +3,25 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, OnceLock,
+    },
     time::Duration,
 };
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, Notify},
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
     execution::Engine,
-    worker::{self, RemoteCommand, TenantSpec, WorkerCommand},
+    worker::{self, Drain, RemoteCommand, TenantSpec, WorkerCommand},
 };
 
 const COMMAND_QUEUE: usize = 64;
@@ -30,6 +36,8 @@ struct Running {
     handle: JoinHandle<()>,
     started_at: DateTime<Utc>,
     restarts: u32,
+    /// Executions the worker has in hand (running, or waiting for a slot).
+    in_flight: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,11 +60,23 @@ pub struct Supervisor {
     shutdown: CancellationToken,
     engine: Engine,
     forwarder: Arc<OnceLock<Arc<dyn Forwarder>>>,
+    /// Cancelled when the node drains: no worker starts an execution any
+    /// more (workers started later, restarts included, start draining).
+    draining: CancellationToken,
+    /// Poked when a draining worker has no execution left in hand.
+    idle: Arc<Notify>,
 }
 
 impl Supervisor {
     pub fn new(shutdown: CancellationToken, engine: Engine) -> Self {
-        Self { workers: Arc::new(Mutex::new(HashMap::new())), shutdown, engine, forwarder: Arc::new(OnceLock::new()) }
+        Self {
+            workers: Arc::new(Mutex::new(HashMap::new())),
+            shutdown,
+            engine,
+            forwarder: Arc::new(OnceLock::new()),
+            draining: CancellationToken::new(),
+            idle: Arc::new(Notify::new()),
+        }
     }
 
     /// Where [`Supervisor::send`] puts commands for tenants not run here.
@@ -97,13 +117,39 @@ impl Supervisor {
         let task_spec = spec.clone();
         let task_cancel = cancel.clone();
         let engine = self.engine.clone();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let drain = Drain { begun: self.draining.clone(), in_flight: in_flight.clone(), idle: self.idle.clone() };
         let handle = tokio::spawn(async move {
             if restarts > 0 {
                 tokio::time::sleep(RESTART_BACKOFF).await;
             }
-            worker::run(task_spec, engine, rx, task_cancel).await
+            worker::run(task_spec, engine, rx, task_cancel, drain).await
         });
-        Running { spec, cancel, commands, handle, started_at: Utc::now(), restarts }
+        Running { spec, cancel, commands, handle, started_at: Utc::now(), restarts, in_flight }
+    }
+
+    /// Drain this node: from now on no worker starts an execution (what
+    /// arrives stays queued in the database for the tenant's next owner);
+    /// the running ones go on to their end. Lasts as long as the node.
+    pub fn begin_drain(&self) {
+        self.draining.cancel();
+    }
+
+    /// Whether the node drains: its workers start no execution.
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+
+    /// The tenants whose workers still have executions in hand.
+    pub fn busy(&self) -> Vec<Uuid> {
+        let workers = self.workers.lock().expect("supervisor lock");
+        workers.iter().filter(|(_, r)| !r.handle.is_finished() && r.in_flight.load(Ordering::Acquire) > 0).map(|(id, _)| *id).collect()
+    }
+
+    /// Resolves when a draining worker has finished its last execution
+    /// (only for those already waiting: look at [`Supervisor::busy`] too).
+    pub async fn became_idle(&self) {
+        self.idle.notified().await;
     }
 
     pub fn status(&self) -> Vec<WorkerStatus> {
@@ -187,5 +233,34 @@ mod tests {
         assert_eq!(sup.status().iter().map(|s| s.tenant.as_str()).collect::<Vec<_>>(), vec!["beta"]);
         sup.shutdown().await;
         assert!(sup.status().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_draining_worker_finishes_what_runs_and_starts_nothing_new() {
+        use crate::execution::tests::{claimed, MemoryStore};
+        let store = Arc::new(MemoryStore::default());
+        let (running, arriving) = (Uuid::now_v7(), Uuid::now_v7());
+        let nap = || claimed(serde_json::json!([{"name": "nap", "delay": {"duration": "300ms"}}]), vec![]);
+        store.claims.lock().unwrap().insert(running, nap());
+        let sup = Supervisor::new(CancellationToken::new(), crate::execution::tests::engine(store.clone()));
+        let a = spec("alpha");
+        sup.reconcile(vec![a.clone()]);
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while sup.busy() != vec![a.id] && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(sup.busy(), vec![a.id], "the resumed execution runs");
+
+        sup.begin_drain();
+        store.claims.lock().unwrap().insert(arriving, nap());
+        assert!(sup.send(a.id, WorkerCommand::Execute(arriving)).await);
+        assert_eq!(ping(&sup, a.id).await.as_deref(), Some("alpha"), "a draining worker still serves commands");
+        while !sup.busy().is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(sup.busy().is_empty(), "the running execution never finished");
+        assert!(store.outcomes.lock().unwrap().contains_key(&running), "the running execution finished");
+        assert!(store.claims.lock().unwrap().contains_key(&arriving), "nothing new started while draining");
+        sup.shutdown().await;
     }
 }

@@ -4,11 +4,14 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use tokio::{
-    sync::{mpsc, Semaphore},
+    sync::{mpsc, Notify, Semaphore},
     task::{self, AbortHandle, JoinError, JoinSet},
 };
 use tokio_util::sync::CancellationToken;
@@ -62,7 +65,7 @@ impl WorkerCommand {
 }
 
 /// A [`WorkerCommand`] that can cross nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RemoteCommand {
     Execute(Uuid),
@@ -82,12 +85,34 @@ impl From<RemoteCommand> for WorkerCommand {
     }
 }
 
+/// How a worker takes part in its node's drain.
+pub(crate) struct Drain {
+    /// Cancelled when the node drains: start no execution any more.
+    pub begun: CancellationToken,
+    /// What the worker has in hand, for the supervisor to read.
+    pub in_flight: Arc<AtomicUsize>,
+    /// Poked when the worker, draining, has nothing left in hand.
+    pub idle: Arc<Notify>,
+}
+
+impl Drain {
+    fn report(&self, in_flight: usize) {
+        self.in_flight.store(in_flight, Ordering::Release);
+        if in_flight == 0 && self.begun.is_cancelled() {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
 /// The worker's main loop: resume what a stopped node left unfinished,
 /// then serve commands until cancelled. Idle, it holds no connection and
-/// no task but its own, so thousands of idle tenants cost little.
-pub(crate) async fn run(spec: TenantSpec, engine: Engine, mut commands: mpsc::Receiver<WorkerCommand>, cancel: CancellationToken) {
+/// no task but its own, so thousands of idle tenants cost little. Once its
+/// node drains it starts no execution (schedule ticks and queue messages
+/// are still committed, for the tenant's next owner to run) and lets the
+/// running ones finish.
+pub(crate) async fn run(spec: TenantSpec, engine: Engine, mut commands: mpsc::Receiver<WorkerCommand>, cancel: CancellationToken, drain: Drain) {
     tracing::debug!(tenant = %spec.slug, "tenant worker started");
-    let mut executions = Executions::new(spec.clone(), engine.clone());
+    let mut executions = Executions::new(spec.clone(), engine.clone(), drain.begun.clone());
     let (queued_tx, mut queued) = mpsc::unbounded_channel();
     let mut triggers = Triggers::new(executions.spec.clone(), engine, queued_tx, cancel.child_token());
     tokio::select! {
@@ -95,6 +120,7 @@ pub(crate) async fn run(spec: TenantSpec, engine: Engine, mut commands: mpsc::Re
         _ = async { executions.resume().await; triggers.reload().await } => {}
     }
     loop {
+        drain.report(executions.tasks.len());
         // One timer for all the tenant's schedules: the earliest due one.
         let due = sleep_until(triggers.wake_at());
         tokio::select! {
@@ -145,10 +171,12 @@ struct Executions {
     /// Executions stopped by a cancel: once their task is gone, they are
     /// recorded `cancelled`.
     cancelling: HashSet<Uuid>,
+    /// The node drains: start nothing new.
+    draining: CancellationToken,
 }
 
 impl Executions {
-    fn new(spec: TenantSpec, engine: Engine) -> Self {
+    fn new(spec: TenantSpec, engine: Engine, draining: CancellationToken) -> Self {
         let permits = Arc::new(Semaphore::new(engine.limits.concurrency.max(1)));
         Self {
             spec: Arc::new(spec),
@@ -159,6 +187,7 @@ impl Executions {
             by_task: HashMap::new(),
             aborts: HashMap::new(),
             cancelling: HashSet::new(),
+            draining,
         }
     }
 
@@ -177,13 +206,25 @@ impl Executions {
     }
 
     fn start(&mut self, id: Uuid) {
+        if self.draining.is_cancelled() {
+            // It stays queued (or running, from a stopped node) in the
+            // database: the tenant's next owner resumes it.
+            tracing::debug!(tenant = %self.spec.slug, execution_id = %id, "draining: left for the next owner");
+            return;
+        }
         if !self.running.insert(id) {
             return;
         }
-        let (spec, engine, permits) = (self.spec.clone(), self.engine.clone(), self.permits.clone());
+        let (spec, engine, permits, draining) = (self.spec.clone(), self.engine.clone(), self.permits.clone(), self.draining.clone());
         let handle = self.tasks.spawn(async move {
-            // Waiting for a slot holds nothing but this small task.
-            if let Ok(_permit) = permits.acquire_owned().await {
+            // Waiting for a slot holds nothing but this small task; a
+            // drain that begins meanwhile leaves the execution unstarted.
+            let permit = tokio::select! {
+                biased;
+                _ = draining.cancelled() => None,
+                permit = permits.acquire_owned() => permit.ok(),
+            };
+            if let Some(_permit) = permit {
                 execution::run_guarded(&spec, &engine, id).await;
             }
             id

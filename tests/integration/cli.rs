@@ -14,21 +14,7 @@ use tessera_server::provisioning::migrate::latest_tenant_version;
 use tessera_tests::{connect, eventually, fresh_database};
 use tokio::process::Command;
 
-/// The `tessera` binary cargo built next to this test binary
-/// (`target/debug/tessera`).
-pub(crate) fn tessera_bin() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Some(profile_dir) = std::env::current_exe().ok().and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf)) {
-        candidates.push(profile_dir.join("tessera"));
-    }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/tessera"));
-    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
-        panic!(
-            "the tessera binary was not found (looked at {candidates:?}); build it first with \
-             `cargo build -p tessera-server` (`cargo test --workspace` builds it too)"
-        )
-    })
-}
+pub(crate) use tessera_tests::tessera_bin;
 
 /// A unique scratch directory under the system temp dir, removed on drop.
 pub(crate) struct TempDir(pub(crate) PathBuf);

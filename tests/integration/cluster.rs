@@ -257,7 +257,7 @@ async fn a_worker_that_lost_its_lease_cannot_write_until_it_takes_the_lease_back
 }
 
 /// `tessera serve` as a separate process on `app`'s database and keys.
-fn node_process(app: &TestApp) -> (tokio::process::Child, u16) {
+pub(crate) fn node_process(app: &TestApp) -> (tokio::process::Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let env = [
         ("TESSERA_DATABASE_URL", app.database_url.clone()),
@@ -328,4 +328,39 @@ async fn an_execution_survives_kill_9_of_its_node_without_running_a_finished_ste
     assert!(done, "the execution never finished after the kill: {execution}");
     assert_eq!(execution["output"], serde_json::json!({"doubled": 42}));
     assert_eq!(first().await, before, "the step finished before the kill did not run again");
+}
+
+/// A takeover waits for the old owner's writes in flight: while a write
+/// holds the tenant's write lock, the expired lease is not taken (its epoch
+/// stays); once that write ends, it is.
+#[tokio::test]
+async fn a_takeover_waits_for_writes_in_flight() {
+    let app = tessera_tests::spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let tenant = Uuid::parse_str(&acme.id).unwrap();
+    let db = app.db().await;
+    let epoch = || {
+        let db = &db;
+        async move { db.query_one("SELECT epoch FROM platform.tenant_leases WHERE tenant_id = $1", &[&tenant]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert!(eventually(Duration::from_secs(5), || async { epoch().await >= 1 }).await);
+    let before = epoch().await;
+
+    // A write of the (now gone) previous owner is in flight on its own session.
+    let (mut writer, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let write = writer.transaction().await.unwrap();
+    write.execute(tessera_server::cluster::WRITE_LOCK, &[&tenant]).await.unwrap();
+    let gone = Uuid::now_v7();
+    db.execute("INSERT INTO platform.nodes (id, cluster_id, address, version) VALUES ($1, 'local', 'elsewhere', 'x')", &[&gone]).await.unwrap();
+    db.execute("UPDATE platform.tenant_leases SET node_id = $1, expires_at = now() - interval '1 second' WHERE tenant_id = $2", &[&gone, &tenant])
+        .await
+        .unwrap();
+
+    // The node's rounds want the expired lease back, but wait for the write.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(epoch().await, before, "a lease changed hands while a write of its old owner was in flight");
+
+    write.commit().await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || async { epoch().await == before + 1 }).await, "the lease was not taken once the write ended");
 }

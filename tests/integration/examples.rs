@@ -6,12 +6,11 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    net::TcpListener,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use lapin::{
     options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions},
     types::FieldTable,
@@ -55,16 +54,7 @@ struct Api {
 impl Api {
     fn start() -> Self {
         let script = Arc::new(Script::default());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let data = web::Data::from(script.clone());
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(answer)))
-            .workers(1)
-            .listen(listener)
-            .unwrap()
-            .run();
-        tokio::spawn(server);
-        Self { base, script }
+        Self { base: tessera_tests::serve_locally(script.clone(), answer), script }
     }
 
     /// Answer `method path` with these, in order; the last one repeats.

@@ -307,7 +307,8 @@ async fn checkpoint_of(app: &TestApp, path: &str) -> Option<(String, String, i32
 
 #[tokio::test]
 async fn an_execution_left_running_by_a_stopped_node_resumes_after_its_last_checkpoint() {
-    let app = spawn_app().await;
+    // No drain time: the stopping node hands the running execution over at once.
+    let app = spawn_app_with(|c| c.cluster.drain_timeout_ms = 0).await;
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
     let steps = r#"    - name: double

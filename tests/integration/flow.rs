@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{eventually, spawn_app, TestApp};
+use tessera_tests::{eventually, spawn_app, spawn_app_with, TestApp};
 
 /// An integration with a manual trigger; `extra` is more of its spec
 /// (`on_error`, `enabled`), indented by two spaces.
@@ -197,7 +197,8 @@ async fn finished_at(app: &TestApp, path: &str) -> Option<String> {
 
 #[tokio::test]
 async fn a_resumed_parent_reuses_its_child() {
-    let app = spawn_app().await;
+    // No drain time: the stopping node hands the running parent over at once.
+    let app = spawn_app_with(|c| c.cluster.drain_timeout_ms = 0).await;
     let owner = acme_owner(&app).await;
     let child_steps = r#"    - name: first
       transform:

@@ -74,12 +74,12 @@ async fn a_rotated_key_keeps_connections_working_and_reseal_retires_the_old_one(
     app.apply_yaml("acme", &owner, &definition).await;
     let old_key = app.config.secrets.key.clone().unwrap();
     let old_id = KeyRing::from_config(&app.config.secrets).unwrap().current_key_id().to_string();
-    assert_eq!(key_ids(&app).await, [old_id.clone()]);
+    assert_eq!(key_ids(&app).await, std::slice::from_ref(&old_id));
     app.stop().await;
 
     // The new key is current; the old one still opens what it sealed.
     let new_key = tessera_server::sealing::generate_key();
-    let rotated = node_with_keys(&app, &new_key, &[old_key.clone()]);
+    let rotated = node_with_keys(&app, &new_key, std::slice::from_ref(&old_key));
     assert_eq!(run_on(&app, rotated, &owner).await["state"], "succeeded");
     assert_eq!(seen.lock().unwrap().last().unwrap(), "Bearer crm-s3cret");
 

@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -43,16 +43,7 @@ struct TestServer {
 impl TestServer {
     fn start() -> Self {
         let recorder = Arc::new(Recorder::default());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let data = web::Data::from(recorder.clone());
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(answer)))
-            .workers(1)
-            .listen(listener)
-            .unwrap()
-            .run();
-        tokio::spawn(server);
-        Self { base, recorder }
+        Self { base: tessera_tests::serve_locally(recorder.clone(), answer), recorder }
     }
 
     fn seen(&self, path: &str) -> Vec<Seen> {

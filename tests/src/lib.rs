@@ -3,7 +3,13 @@
 //! platform schema migrated and a platform owner created, and returns
 //! helpers that read like the user stories the tests tell.
 
-use std::{net::TcpListener, time::Duration};
+pub mod fault;
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
@@ -18,6 +24,22 @@ pub use tessera_server;
 
 pub const PLATFORM_OWNER: (&str, &str) = ("owner@platform.test", "platform-owner-pass");
 pub const BASE_DOMAIN: &str = "localhost";
+
+/// The `tessera` binary cargo built next to the test binary
+/// (`target/debug/tessera`).
+pub fn tessera_bin() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(profile_dir) = std::env::current_exe().ok().and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf)) {
+        candidates.push(profile_dir.join("tessera"));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/tessera"));
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!(
+            "the tessera binary was not found (looked at {candidates:?}); build it first with \
+             `cargo build -p tessera-server` (`cargo test --workspace` builds it too)"
+        )
+    })
+}
 
 /// The PostgreSQL server the tests use; each test gets its own database on it.
 pub fn admin_url() -> String {
@@ -276,7 +298,8 @@ impl TestApp {
         connect(&self.database_url).await
     }
 
-    /// Stop the server gracefully (in-flight requests finish).
+    /// Stop the server gracefully: in-flight requests finish, then the node
+    /// drains and leaves the cluster.
     pub async fn stop(&self) {
         self.handle.stop(true).await;
     }
@@ -305,7 +328,8 @@ pub struct TestNode {
 }
 
 impl TestNode {
-    /// Stop it gracefully: it leaves the cluster and releases its tenants.
+    /// Stop it gracefully: it drains (its running executions finish, within
+    /// `cluster.drain_timeout_ms`), then leaves the cluster and releases its tenants.
     pub async fn stop(&self) {
         self.handle.stop(true).await;
     }
@@ -340,4 +364,77 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The RabbitMQ the tests use (guest/guest on the default vhost). Tests
+/// that share it name their queues and exchanges uniquely; a node's own
+/// command queue carries its id.
+pub const BROKER_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A TCP relay on a random loopback port in front of another address, to
+/// take one service away from some nodes (and bring it back) without
+/// stopping it for every other test.
+pub struct Relay {
+    pub port: u16,
+    open: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Relay {
+    pub async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a relay port");
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(tokio::sync::watch::Sender::new(true));
+        let (upstream, relay_open) = (upstream.to_string(), open.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if !*relay_open.borrow() {
+                    continue; // cut: refuse by closing at once
+                }
+                tokio::spawn(relay(client, upstream.clone(), relay_open.subscribe()));
+            }
+        });
+        Self { port, open }
+    }
+
+    /// Close every relayed connection and refuse new ones.
+    pub fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Relay new connections again.
+    pub fn restore(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+/// Copy both ways until either side closes or the relay is cut.
+async fn relay(mut client: tokio::net::TcpStream, upstream: String, mut open: tokio::sync::watch::Receiver<bool>) {
+    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        _ = open.wait_for(|open| !*open) => {}
+    }
+}
+
+/// Start a local HTTP server (loopback, random port) that answers every
+/// request with `handler`, which reads `state` through `web::Data`; returns
+/// its base URL. For the systems integrations call in tests.
+pub fn serve_locally<T, F, Args>(state: std::sync::Arc<T>, handler: F) -> String
+where
+    T: Send + Sync + 'static,
+    F: actix_web::Handler<Args> + Clone + Send + 'static,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    use actix_web::{web, App, HttpServer};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(handler.clone())))
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+    tokio::spawn(server);
+    base
 }

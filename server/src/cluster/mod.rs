@@ -7,8 +7,10 @@
 //! ties them to the worker supervisor. Every round (each
 //! `cluster.heartbeat_interval_ms`, and at once when tenants change) it
 //! renews the heartbeat, computes the placement, settles the leases and
-//! runs exactly the workers of the tenants it holds.
+//! runs exactly the workers of the tenants it holds. A draining node
+//! (`drain`) keeps only the leases of tenants whose executions still run.
 
+mod drain;
 mod leases;
 pub mod mail;
 mod membership;
@@ -28,10 +30,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use leases::Held;
+pub use leases::WRITE_LOCK;
 pub use membership::NodeIdentity;
 use membership::NodeState;
 
 use crate::{config::ClusterConfig, database::DbError};
+use mail::broker::Broker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -65,14 +69,25 @@ pub struct Cluster {
     held: Arc<RwLock<Held>>,
     /// Ask for a round now (tenants changed, a drain began).
     wake: Notify,
-    /// One round at a time: the loop's and [`Cluster::settle_now`]'s.
-    rounds: tokio::sync::Mutex<()>,
+    /// The live nodes the last round saw; its lock makes one round run at
+    /// a time (the loop's and [`Cluster::settle_now`]'s).
+    last_live: tokio::sync::Mutex<Vec<Uuid>>,
+    /// The broker carrying worker commands, when the cluster has one.
+    broker: Option<Broker>,
+    drain: drain::Drain,
 }
 
 impl Cluster {
     /// `held` is shared with the execution store, which fences every write
     /// of a worker with it.
-    pub fn new(pool: Pool, node: NodeIdentity, config: &ClusterConfig, supervisor: Supervisor, held: Arc<RwLock<Held>>) -> Self {
+    pub fn new(
+        pool: Pool,
+        node: NodeIdentity,
+        config: &ClusterConfig,
+        supervisor: Supervisor,
+        held: Arc<RwLock<Held>>,
+        broker: Option<Broker>,
+    ) -> Self {
         Self {
             pool,
             node,
@@ -81,12 +96,19 @@ impl Cluster {
             supervisor,
             held,
             wake: Notify::new(),
-            rounds: tokio::sync::Mutex::new(()),
+            last_live: tokio::sync::Mutex::new(Vec::new()),
+            broker,
+            drain: drain::Drain::new(Duration::from_millis(config.drain_timeout_ms)),
         }
     }
 
     pub fn node(&self) -> &NodeIdentity {
         &self.node
+    }
+
+    /// The broker carrying worker commands, when the cluster has one.
+    pub fn broker(&self) -> Option<&Broker> {
+        self.broker.as_ref()
     }
 
     /// The leases this node holds, for fencing its workers' writes.
@@ -122,6 +144,8 @@ impl Cluster {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = self.wake.notified() => {}
+                    // Draining: a tenant whose last execution ended moves now.
+                    _ = self.supervisor.became_idle() => {}
                     _ = tokio::time::sleep(self.heartbeat) => {}
                 }
             }
@@ -138,17 +162,17 @@ impl Cluster {
     }
 
     async fn round(&self) -> Result<(), ClusterError> {
-        let _one_at_a_time = self.rounds.lock().await;
+        let mut last_live = self.last_live.lock().await;
         let state = membership::heartbeat(&self.pool, &self.node).await?;
         let tenants = active_tenants(&self.pool, &self.node.cluster).await?;
-        let wanted: Vec<Uuid> = match state {
-            NodeState::Draining => Vec::new(),
-            NodeState::Active => {
-                let nodes = membership::live_nodes(&self.pool, &self.node.cluster, self.timeout).await?;
-                let ids: Vec<Uuid> = tenants.keys().copied().collect();
-                let owners = placement::assign(&ids, &nodes);
-                owners.into_iter().filter(|(_, node)| *node == self.node.id).map(|(tenant, _)| tenant).collect()
-            }
+        let draining = state == NodeState::Draining || self.drain.begun_here();
+        let live = if draining { Vec::new() } else { membership::live_nodes(&self.pool, &self.node.cluster, self.timeout).await? };
+        let wanted: Vec<Uuid> = if draining {
+            self.still_finishing()
+        } else {
+            let ids: Vec<Uuid> = tenants.keys().copied().collect();
+            let owners = placement::assign(&ids, &live);
+            owners.into_iter().filter(|(_, node)| *node == self.node.id).map(|(tenant, _)| tenant).collect()
         };
         let held = leases::settle(&self.pool, self.node.id, &wanted, self.timeout).await?;
         let specs = held.keys().filter_map(|id| tenants.get(id).cloned()).collect();
@@ -156,10 +180,16 @@ impl Cluster {
         self.supervisor.reconcile(specs);
         // A lease lost and taken back under a new epoch: writes made in
         // between were refused, so the worker looks for unfinished work again.
+        // A node that died (or left) may have accepted work for tenants run
+        // here and died before waking their workers: they all look again.
+        let departed = !live.is_empty() && last_live.iter().any(|n| !live.contains(n));
         for (tenant, epoch) in &held {
-            if previous.get(tenant).is_some_and(|old| old != epoch) {
+            if departed || previous.get(tenant).is_some_and(|old| old != epoch) {
                 self.supervisor.send_here(*tenant, tessera_runtime::WorkerCommand::Resume).await;
             }
+        }
+        if !live.is_empty() {
+            *last_live = live;
         }
         Ok(())
     }
@@ -171,15 +201,20 @@ impl Cluster {
 
     /// The cluster as the database sees it now.
     pub async fn status(&self) -> Result<status::ClusterStatus, ClusterError> {
-        status::read(&self.pool, &self.node.cluster, self.timeout).await
+        let mut status = status::read(&self.pool, &self.node.cluster, self.timeout).await?;
+        if let Some(broker) = &self.broker {
+            status::add_queue_depths(&mut status, broker).await;
+        }
+        Ok(status)
     }
 
-    /// Mark `node` (this one or another of the cluster) draining: at its
-    /// next round it releases its tenants, and placement gives it none.
+    /// Drain `node` (this one or another of the cluster): placement gives
+    /// it no tenant, and from its next round on it hands its tenants over
+    /// as their running executions finish (`drain`).
     pub async fn drain(&self, node: Uuid) -> Result<(), ClusterError> {
         mark_draining(&self.pool, node).await?;
         if node == self.node.id {
-            self.wake();
+            self.begin_drain().await;
         }
         Ok(())
     }
@@ -198,8 +233,8 @@ impl Cluster {
     }
 }
 
-/// Mark `node` draining: at its next round it releases its tenants, and
-/// placement gives it none.
+/// Mark `node` draining: placement gives it no tenant, and at its next
+/// round it begins handing its own over.
 pub async fn mark_draining(pool: &Pool, node: Uuid) -> Result<(), ClusterError> {
     if !membership::set_state(pool, node, "draining").await? {
         return Err(ClusterError::UnknownNode(node));

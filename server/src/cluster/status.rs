@@ -1,5 +1,6 @@
 //! What `GET /api/platform/cluster` shows: the cluster's nodes with their
-//! health and load, and every tenant's lease.
+//! health, load and (with a broker) the worker commands waiting in their
+//! queues, and every tenant's lease.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use deadpool_postgres::Pool;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::ClusterError;
+use super::{mail::broker::Broker, ClusterError};
 
 #[derive(Debug, Serialize)]
 pub struct ClusterStatus {
@@ -29,6 +30,9 @@ pub struct NodeStatus {
     pub heartbeat_at: DateTime<Utc>,
     /// Tenants whose lease it holds now.
     pub tenants: i64,
+    /// Worker commands waiting in its broker queue; `None` without a
+    /// broker, for a dead node, or when the broker could not be asked.
+    pub queue_depth: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,6 +70,7 @@ pub async fn read(pool: &Pool, cluster: &str, timeout: Duration) -> Result<Clust
                 started_at: r.get(5),
                 heartbeat_at: r.get(6),
                 tenants: r.get(7),
+                queue_depth: None,
             })
             .collect(),
         leases: leases
@@ -74,3 +79,20 @@ pub async fn read(pool: &Pool, cluster: &str, timeout: Duration) -> Result<Clust
             .collect(),
     })
 }
+
+/// Fill in each live node's queue depth from the broker. A broker that
+/// cannot be asked (within [`DEPTHS_WAIT`]) leaves them unknown: the rest
+/// of the picture still holds. Dead nodes are not asked about: nothing
+/// consumes their queues any more, and asking could keep a queue the
+/// broker is about to expire.
+pub async fn add_queue_depths(status: &mut ClusterStatus, broker: &Broker) {
+    let nodes: Vec<Uuid> = status.nodes.iter().filter(|n| n.alive).map(|n| n.id).collect();
+    match tokio::time::timeout(DEPTHS_WAIT, broker.queue_depths(&nodes)).await {
+        Ok(Ok(depths)) => status.nodes.iter_mut().for_each(|n| n.queue_depth = depths.get(&n.id).copied()),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the nodes' queue depths"),
+        Err(_) => tracing::warn!("the broker did not tell the nodes' queue depths in time"),
+    }
+}
+
+/// How long a status read waits for the broker.
+const DEPTHS_WAIT: Duration = Duration::from_secs(2);

@@ -74,10 +74,6 @@ pub async fn migrate_platform(database_url: &str) -> Result<usize, ProvisioningE
     Ok(report.applied_migrations().len())
 }
 
-/// An error with its causes. Refinery and tokio-postgres keep what actually
-/// went wrong (PostgreSQL's own message) in the source chain, behind a bare
-/// "db error"; a migration report without it cannot be acted on.
-
 /// Apply refinery's migrations to one tenant schema on `client` (a session
 /// of its own: it sets search_path for the run).
 async fn migrate_one(client: &mut Client, schema: &SchemaName, latest: i32) -> Result<usize, ProvisioningError> {

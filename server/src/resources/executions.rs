@@ -19,6 +19,7 @@ pub use super::execution_controls::IdempotencyKey;
 use super::{parse_id, parse_name, ResourceError};
 use crate::{
     auth::{Role, TenantCaller},
+    intake::{Intake, IntakeError, NewExecution},
     tenancy::{Tenant, TenantDb},
 };
 
@@ -103,7 +104,7 @@ pub struct ExecutionFilter {
     pub cursor: Option<Uuid>,
 }
 
-const COLUMNS: &str = "id, integration, version, state, trigger, output, error, created_at, started_at, finished_at, \
+pub(crate) const COLUMNS: &str = "id, integration, version, state, trigger, output, error, created_at, started_at, finished_at, \
      cancel_requested, retries, parent_id";
 
 fn from_row(row: &Row) -> Execution {
@@ -135,6 +136,7 @@ pub(super) fn not_found(id: impl ToString) -> ResourceError {
 /// A repeated `key` answers with the execution it created first.
 pub async fn run(
     db: &TenantDb,
+    intake: &Intake,
     supervisor: &Supervisor,
     caller: &TenantCaller,
     name: &str,
@@ -144,7 +146,7 @@ pub async fn run(
     caller.require(Role::Editor)?;
     let name = parse_name("integration", name)?;
     let trigger = json!({"kind": "manual", "body": payload.unwrap_or(Value::Null)});
-    enqueue_once(db, supervisor, &caller.tenant, &name, None, &trigger, key).await
+    enqueue_once(db, intake, supervisor, &caller.tenant, &name, None, &trigger, key).await
 }
 
 /// What `enqueue_once` did: queued a new execution, or found the one an
@@ -155,26 +157,18 @@ pub struct Enqueued {
     pub replayed: bool,
 }
 
-/// The one way any trigger starts an execution (rule 1, accept = commit):
-/// insert it `queued`, commit, and only then wake the tenant's worker.
-/// `version` pins the version to run (the one whose trigger accepted the
-/// request); `None` runs the current one.
-pub async fn enqueue(
-    db: &TenantDb,
-    supervisor: &Supervisor,
-    tenant: &Tenant,
-    name: &Name,
-    version: Option<i32>,
-    trigger: &Value,
-) -> Result<Execution, ResourceError> {
-    Ok(enqueue_once(db, supervisor, tenant, name, version, trigger, None).await?.execution)
-}
-
-/// `enqueue` with an optional idempotency key: the first request with a
-/// key inserts; any later one (even concurrent: the unique index decides,
-/// `ON CONFLICT DO NOTHING` waits for the first to commit) finds its row.
+/// The one way a webhook or an API run starts an execution (rule 1, accept
+/// = commit): insert it `queued`, commit, and only then wake the tenant's
+/// worker. `version` pins the version to run (the one whose trigger
+/// accepted the request); `None` runs the current one. Without a key the
+/// insert goes through the batching [`Intake`]. With an idempotency key,
+/// the first request inserts; any later one (even concurrent: the unique
+/// index decides, `ON CONFLICT DO NOTHING` waits for the first to commit)
+/// finds its row.
+#[allow(clippy::too_many_arguments)]
 pub async fn enqueue_once(
     db: &TenantDb,
+    intake: &Intake,
     supervisor: &Supervisor,
     tenant: &Tenant,
     name: &Name,
@@ -182,6 +176,12 @@ pub async fn enqueue_once(
     trigger: &Value,
     key: Option<&IdempotencyKey>,
 ) -> Result<Enqueued, ResourceError> {
+    let Some(key) = key else {
+        let new = NewExecution { integration: name.to_string(), version, trigger: trigger.clone() };
+        let row = intake.insert(tenant, new).await.map_err(intake_error)?;
+        let row = row.ok_or_else(|| ResourceError::NotFound { kind: "integration", id: name.to_string() })?;
+        return Ok(Enqueued { execution: woken(supervisor, tenant, from_row(&row)).await, replayed: false });
+    };
     // A disabled integration does not run: to its callers it is not there.
     let sql = format!(
         "INSERT INTO @tenant.executions (id, integration, version, trigger, idempotency_key) \
@@ -189,28 +189,36 @@ pub async fn enqueue_once(
          ON CONFLICT (integration, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
          RETURNING {COLUMNS}"
     );
-    let key = key.map(IdempotencyKey::as_str);
-    let mut tx = db.begin(tenant).await?;
-    let inserted = tx.query_opt(&sql, &[&Uuid::now_v7(), trigger, &name.as_str(), &version, &key]).await?;
-    let (row, replayed) = match (inserted, key) {
-        (Some(row), _) => (row, false),
-        (None, Some(key)) => {
-            let earlier = format!("SELECT {COLUMNS} FROM @tenant.executions WHERE integration = $1 AND idempotency_key = $2");
-            match tx.query_opt(&earlier, &[&name.as_str(), &key]).await? {
-                Some(row) => (row, true),
-                None => return Err(ResourceError::NotFound { kind: "integration", id: name.to_string() }),
-            }
-        }
-        (None, None) => return Err(ResourceError::NotFound { kind: "integration", id: name.to_string() }),
+    let key = key.as_str();
+    // Single statements, no transaction: the insert commits on its own (one
+    // round trip), and a conflicting insert waits for the earlier one to
+    // commit, so the lookup after it finds that execution.
+    let inserted = db.read(tenant, &sql, &[&Uuid::now_v7(), trigger, &name.as_str(), &version, &key]).await?;
+    if let Some(row) = inserted.into_iter().next() {
+        return Ok(Enqueued { execution: woken(supervisor, tenant, from_row(&row)).await, replayed: false });
+    }
+    let earlier = format!("SELECT {COLUMNS} FROM @tenant.executions WHERE integration = $1 AND idempotency_key = $2");
+    let Some(row) = db.read(tenant, &earlier, &[&name.as_str(), &key]).await?.into_iter().next() else {
+        return Err(ResourceError::NotFound { kind: "integration", id: name.to_string() });
     };
-    tx.commit().await?;
     let execution = from_row(&row);
-    if replayed {
-        tracing::info!(execution_id = %execution.id, "idempotency key seen before; answering with its execution");
-    } else if !supervisor.send(tenant.id, WorkerCommand::Execute(execution.id)).await {
+    tracing::info!(execution_id = %execution.id, "idempotency key seen before; answering with its execution");
+    Ok(Enqueued { execution, replayed: true })
+}
+
+/// Wake the tenant's worker for a committed execution (wherever it runs).
+async fn woken(supervisor: &Supervisor, tenant: &Tenant, execution: Execution) -> Execution {
+    if !supervisor.send(tenant.id, WorkerCommand::Execute(execution.id)).await {
         tracing::warn!(execution_id = %execution.id, "tenant worker not running here; the execution waits for it");
     }
-    Ok(Enqueued { execution, replayed })
+    execution
+}
+
+fn intake_error(e: IntakeError) -> ResourceError {
+    match e {
+        IntakeError::Db(e) => e.into(),
+        IntakeError::Stopped => ResourceError::Stopping,
+    }
 }
 
 /// The execution once it is final, or as it is when `limit` runs out.

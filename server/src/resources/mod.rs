@@ -10,6 +10,7 @@ pub mod apply;
 pub mod connection_test;
 pub mod connections;
 pub mod execution_controls;
+pub mod hot;
 pub mod executions;
 pub mod integrations;
 pub mod users;
@@ -42,6 +43,9 @@ pub enum ResourceError {
     Auth(AuthError),
     #[error(transparent)]
     Sealing(#[from] SealingError),
+    /// The node is stopping and accepts no new execution.
+    #[error("this node is stopping; send the request again")]
+    Stopping,
 }
 
 impl From<AuthError> for ResourceError {
@@ -63,6 +67,7 @@ impl ResourceError {
             ResourceError::InvalidDefinition(_) => "invalid_definition",
             ResourceError::Forbidden(_) => "forbidden",
             ResourceError::Db(_) | ResourceError::Auth(_) | ResourceError::Sealing(_) => "internal_error",
+            ResourceError::Stopping => "unavailable",
         }
     }
 

@@ -3,7 +3,7 @@
 //! Nobody logs in: the integration's `webhook` trigger decides who may
 //! call (anyone, an editor's API key, or an HMAC signature over the body).
 //! An accepted request becomes the trigger payload of a `queued` execution,
-//! committed before it is acknowledged (`executions::enqueue`).
+//! committed before it is acknowledged (`executions::enqueue_once`).
 //!
 //! Must never create anything for a request it refuses, and never store a
 //! caller's credentials in the payload: viewers read executions.
@@ -18,8 +18,9 @@ use tessera_runtime::{
 };
 use uuid::Uuid;
 
-use super::{connections, executions, parse_name, webhook_replay, ResourceError};
+use super::{connections, executions, hot::HotResources, parse_name, webhook_replay, ResourceError};
 use crate::{
+    intake::Intake,
     auth::{api_keys, bearer_credential, AuthError, Role},
     sealing::KeyRing,
     tenancy::{Tenant, TenantDb},
@@ -146,8 +147,11 @@ pub enum Outcome {
 
 /// Accept one webhook request for integration `name` of `tenant`: check the
 /// trigger's auth, commit the execution, and answer as the trigger says.
+#[allow(clippy::too_many_arguments)]
 pub async fn accept(
     db: &TenantDb,
+    hot: &HotResources,
+    intake: &Intake,
     supervisor: &Supervisor,
     keys: &KeyRing,
     tenant: &Tenant,
@@ -155,7 +159,14 @@ pub async fn accept(
     delivery: Delivery,
 ) -> Result<Answer, WebhookError> {
     let name = parse_name("webhook", name)?;
-    let (version, trigger) = webhook_trigger(db, tenant, &name).await?;
+    let (version, trigger) = match hot.webhook(tenant.id, name.as_str()) {
+        Some(found) => found,
+        None => {
+            let found = webhook_trigger(db, tenant, &name).await?;
+            hot.keep_webhook(tenant.id, name.as_str(), found.clone());
+            found
+        }
+    };
     authenticate(db, keys, tenant, &trigger.auth, &delivery).await?;
     let key = delivery
         .header("idempotency-key")
@@ -165,7 +176,7 @@ pub async fn accept(
     let payload = delivery.payload()?;
     // The version whose trigger accepted the request is the one that runs,
     // even if another version is applied meanwhile.
-    let enqueued = executions::enqueue_once(db, supervisor, tenant, &name, Some(version), &payload, key.as_ref()).await?;
+    let enqueued = executions::enqueue_once(db, intake, supervisor, tenant, &name, Some(version), &payload, key.as_ref()).await?;
     let (queued, replayed) = (enqueued.execution, enqueued.replayed);
     let outcome = answer(db, tenant, &trigger, queued).await?;
     Ok(Answer { outcome, replayed })

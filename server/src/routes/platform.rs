@@ -93,7 +93,10 @@ async fn node(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
         "cluster": state.cluster.node().cluster,
         "address": state.cluster.node().address,
         "version": env!("CARGO_PKG_VERSION"),
+        // Draining: its workers start nothing new and hand their tenants over.
+        "draining": state.supervisor.is_draining(),
         "workers": state.supervisor.status(),
+        "mail": state.mail.status(),
     })))
 }
 
@@ -103,8 +106,9 @@ async fn cluster(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
     Ok(HttpResponse::Ok().json(state.cluster.status().await?))
 }
 
-/// `POST /api/platform/nodes/{id}/drain`: the node hands its tenants over
-/// to the others at its next heartbeat and takes no new ones.
+/// `POST /api/platform/nodes/{id}/drain`: from its next heartbeat the node
+/// starts no execution, hands each tenant over once its running executions
+/// finish, and takes no new ones.
 async fn drain(state: web::Data<AppState>, _caller: PlatformCaller, id: web::Path<String>) -> Reply {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::bad_request("invalid_node_id", "a node id is a UUID"))?;
     state.cluster.drain(id).await?;

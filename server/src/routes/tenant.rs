@@ -123,6 +123,7 @@ async fn delete_variable(state: web::Data<AppState>, caller: TenantCaller, name:
 
 async fn apply_definitions(state: web::Data<AppState>, caller: TenantCaller, body: DefinitionText) -> Reply {
     let applied = apply::apply(&state.tenant_db, &state.sealing, &caller, &body.0).await?;
+    state.hot.forget(caller.tenant.id);
     integrations_changed(&state.supervisor, caller.tenant.id).await;
     Ok(HttpResponse::Ok().json(json!({"items": applied})))
 }
@@ -142,6 +143,7 @@ async fn get_integration(state: web::Data<AppState>, caller: TenantCaller, name:
 
 async fn delete_integration(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
     integrations::delete(&state.tenant_db, &caller, &name).await?;
+    state.hot.forget(caller.tenant.id);
     integrations_changed(&state.supervisor, caller.tenant.id).await;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -168,6 +170,7 @@ async fn rollback_integration(
     body: web::Json<RollbackRequest>,
 ) -> Reply {
     let current = integrations::rollback(&state.tenant_db, &caller, &name, body.version).await?;
+    state.hot.forget(caller.tenant.id);
     integrations_changed(&state.supervisor, caller.tenant.id).await;
     Ok(HttpResponse::Ok().json(current))
 }
@@ -191,7 +194,7 @@ async fn run_integration(
     key: IdempotencyHeader,
     body: TriggerBody,
 ) -> Reply {
-    let enqueued = executions::run(&state.tenant_db, &state.supervisor, &caller, &name, body.0, key.0.as_ref()).await?;
+    let enqueued = executions::run(&state.tenant_db, &state.intake, &state.supervisor, &caller, &name, body.0, key.0.as_ref()).await?;
     let (queued, replayed) = (enqueued.execution, enqueued.replayed);
     if !query.wait {
         let mut answer = HttpResponse::Accepted();
@@ -232,6 +235,7 @@ async fn get_connection(state: web::Data<AppState>, caller: TenantCaller, name: 
 
 async fn delete_connection(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
     connections::delete(&state.tenant_db, &caller, &name).await?;
+    state.hot.forget(caller.tenant.id);
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -30,6 +30,15 @@ fn qualify(sql: &str, schema: &SchemaName) -> String {
     sql.replace(TENANT, &format!("{}.", schema.quoted()))
 }
 
+/// When a write's commit is flushed to the WAL on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Before the commit returns (`synchronous_commit` as configured).
+    Now,
+    /// In the background, or with the next flushed commit.
+    Later,
+}
+
 /// Runs statements against one tenant's tables, from the node's single pool.
 #[derive(Clone)]
 pub struct TenantDb {
@@ -41,8 +50,9 @@ impl TenantDb {
         Self { pool }
     }
 
-    /// One statement on its own (its own implicit transaction): for reads
-    /// that need no other statement, in a single round trip.
+    /// One statement on its own (its own implicit transaction, committed at
+    /// once): for reads, and writes, that need no other statement, in a
+    /// single round trip.
     pub async fn read(&self, tenant: &Tenant, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         self.statement_in_schema(&tenant.schema, sql, params).await
     }
@@ -54,6 +64,44 @@ impl TenantDb {
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(&qualify(sql, schema)).await?;
         Ok(client.query(&statement, params).await?)
+    }
+
+    /// One write in a transaction of its own, behind a lock statement:
+    /// `BEGIN`, `lock`, `sql`, `COMMIT` sent together, one round trip.
+    /// `lock` runs first, so `sql` takes its snapshot once the lock is
+    /// granted (READ COMMITTED: one snapshot per statement) and sees every
+    /// change committed by whoever held it before. [`Flush::Later`] commits
+    /// with `synchronous_commit = off`, only for writes a crash may lose
+    /// without harm: the WAL is flushed in order, so the next flushed commit
+    /// of any session makes it durable too.
+    pub async fn locked_write_in_schema(
+        &self,
+        schema: &SchemaName,
+        lock: (&str, Params<'_>),
+        sql: &str,
+        params: Params<'_>,
+        flush: Flush,
+    ) -> Result<Vec<Row>, DbError> {
+        let client = self.pool.get().await?;
+        let sql = qualify(sql, schema);
+        let (lock_statement, statement) = tokio::try_join!(client.prepare_cached(lock.0), client.prepare_cached(&sql))?;
+        let begin = match flush {
+            Flush::Now => "BEGIN",
+            Flush::Later => "BEGIN; SET LOCAL synchronous_commit TO off",
+        };
+        // Sent in this order on their first poll; a failed statement makes
+        // the COMMIT a rollback.
+        let (began, locked, rows, committed) = tokio::join!(
+            client.batch_execute(begin),
+            client.query(&lock_statement, lock.1),
+            client.query(&statement, params),
+            client.batch_execute("COMMIT"),
+        );
+        began?;
+        locked?;
+        let rows = rows?;
+        committed?;
+        Ok(rows)
     }
 
     /// A transaction for work of several statements.

@@ -9,7 +9,7 @@ mod directory;
 mod host;
 mod slug;
 
-pub use db::{TenantDb, TenantTx, TENANT};
+pub use db::{Flush, TenantDb, TenantTx, TENANT};
 pub use directory::{TenantDirectory, TENANT_CHANGES_CHANNEL};
 pub use host::{classify, HostError, HostTarget};
 pub use slug::{SchemaName, SlugError, TenantSlug};

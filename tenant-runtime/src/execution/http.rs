@@ -87,7 +87,7 @@ pub(super) async fn perform(action: &HttpAction, data: Value, who: &Who<'_>) -> 
 /// Render url, headers, query and body on a blocking thread (jq).
 async fn render(action: HttpAction, data: Value) -> Result<Rendered, StepError> {
     let work = move || -> Result<Rendered, ExpressionError> {
-        let text = |t: &crate::definition::Template| Template::compile(t.as_str())?.render_text(&data);
+        let text = |t: &crate::definition::Template| Template::compile_cached(t.as_str())?.render_text(&data);
         let pairs = |map: &std::collections::BTreeMap<String, crate::definition::Template>| {
             map.iter().map(|(k, v)| Ok((k.clone(), text(v)?))).collect::<Result<Vec<_>, ExpressionError>>()
         };

@@ -45,6 +45,11 @@ pub enum IoError {
     /// More rows than a step may return.
     #[error("the statement returned more than {0} rows; add a LIMIT")]
     TooManyRows(usize),
+    /// Tessera's own database failed while the step read its connection:
+    /// not the step's failure. The execution is interrupted, and runs the
+    /// step again once the database answers (see `run::perform`).
+    #[error(transparent)]
+    Store(#[from] super::StoreError),
 }
 
 impl IoError {
@@ -67,6 +72,7 @@ impl IoError {
             Self::InvalidParameter { .. } => "invalid_parameter",
             Self::SqlFailed(_) => "sql_failed",
             Self::TooManyRows(_) => "too_many_rows",
+            Self::Store(_) => "store_unavailable",
         }
     }
 }
@@ -76,12 +82,12 @@ impl IoError {
 /// that echoes the request's headers).
 /// The tenant's connection `name`, opened, for an `http` or `sql` step.
 pub(super) async fn open_connection(who: &super::steps::Who<'_>, name: &str) -> Result<crate::definition::ConnectionSpec, IoError> {
-    who.engine
-        .connections
-        .open(who.spec, name)
-        .await
-        .map_err(|_| IoError::ConnectionUnavailable(format!("the connection `{name}` cannot be opened")))?
-        .ok_or_else(|| IoError::ConnectionUnavailable(format!("there is no connection `{name}`")))
+    match who.engine.connections.open(who.spec, name).await {
+        Ok(Some(spec)) => Ok(spec),
+        Ok(None) => Err(IoError::ConnectionUnavailable(format!("there is no connection `{name}`"))),
+        Err(super::OpenError::Store(e)) => Err(IoError::Store(e)),
+        Err(super::OpenError::Unusable(why)) => Err(IoError::ConnectionUnavailable(format!("the connection `{name}` cannot be opened: {why}"))),
+    }
 }
 
 pub fn scrub(text: &str, secrets: &[String]) -> String {

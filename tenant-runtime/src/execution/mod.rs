@@ -95,7 +95,22 @@ pub enum Ended {
 /// that seal them at rest; an opened connection is never stored or logged.
 pub trait Connections: Send + Sync + 'static {
     /// The tenant's connection `name`; `None` when it has none of that name.
-    fn open<'a>(&'a self, tenant: &'a TenantSpec, name: &'a str) -> StoreFuture<'a, Option<ConnectionSpec>>;
+    fn open<'a>(&'a self, tenant: &'a TenantSpec, name: &'a str) -> OpenFuture<'a>;
+}
+
+pub type OpenFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<ConnectionSpec>, OpenError>> + Send + 'a>>;
+
+/// Why a tenant's connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The store failed (the database unreachable or busy): not a failure
+    /// of the step that asked, which runs again once the store answers.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored connection cannot be used (sealed with a key this node
+    /// does not have, say): the step fails.
+    #[error("{0}")]
+    Unusable(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,23 +220,46 @@ pub struct Engine {
 }
 
 /// Run one execution to its end. A panic inside it fails that execution
-/// only; a store failure leaves it `running`, to be resumed when its
-/// tenant's worker starts again.
+/// only. A store failure (the database unreachable or too busy to answer
+/// in time, or this node's lease of the tenant lost) interrupts it where
+/// it is: it stays `queued` or `running`, and runs again from its last
+/// checkpoint after a pause, for as long as this worker runs. The retries
+/// end with the worker: a node that cannot reach the database for a lease's
+/// lifetime stops its workers, and the tenant's next owner resumes the
+/// execution when its worker starts.
 pub(crate) async fn run_guarded(tenant: &TenantSpec, engine: &Engine, id: Uuid) {
-    match AssertUnwindSafe(run::execute(tenant, engine, id, 0)).catch_unwind().await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::error!(tenant = %tenant.slug, execution_id = %id, error = %e, "execution interrupted; it resumes when the worker restarts")
-        }
-        Err(panic) => {
-            let message = panic_message(panic.as_ref());
-            tracing::error!(tenant = %tenant.slug, execution_id = %id, panic = %message, "execution panicked");
-            let outcome = Outcome::Failed(Failure::new("panic", format!("the execution stopped unexpectedly: {message}")));
-            if let Err(e) = engine.store.finish(tenant, id, &outcome).await {
-                tracing::error!(tenant = %tenant.slug, execution_id = %id, error = %e, "cannot record a panicked execution");
+    let mut pause = FIRST_PAUSE;
+    loop {
+        match AssertUnwindSafe(run::execute(tenant, engine, id, 0)).catch_unwind().await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(tenant = %tenant.slug, execution_id = %id, error = %e, ?pause, "execution interrupted; it runs again from its last checkpoint");
+                tokio::time::sleep(jittered(pause)).await;
+                pause = (pause * 2).min(LAST_PAUSE);
+            }
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(tenant = %tenant.slug, execution_id = %id, panic = %message, "execution panicked");
+                let outcome = Outcome::Failed(Failure::new("panic", format!("the execution stopped unexpectedly: {message}")));
+                if let Err(e) = engine.store.finish(tenant, id, &outcome).await {
+                    tracing::error!(tenant = %tenant.slug, execution_id = %id, error = %e, "cannot record a panicked execution");
+                }
+                return;
             }
         }
     }
+}
+
+/// The pauses before an interrupted execution runs again: doubling from
+/// the first to the last.
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+const LAST_PAUSE: Duration = Duration::from_secs(5);
+
+/// 50% to 150% of `pause`, so executions interrupted together (a database
+/// restart) do not all come back at the same moment.
+fn jittered(pause: Duration) -> Duration {
+    use rand::Rng;
+    pause.mul_f64(rand::rng().random_range(0.5..=1.5))
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

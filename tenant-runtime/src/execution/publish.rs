@@ -45,7 +45,7 @@ pub(super) async fn publish(action: &PublishAction, data: Value, who: &Who<'_>) 
 async fn render(action: &PublishAction, data: Value) -> Result<(String, Value), StepError> {
     let (key, body) = (action.routing_key.as_str().to_string(), action.body.clone());
     let rendered = tokio::task::spawn_blocking(move || {
-        let routing_key = Template::compile(&key)?.render_text(&data)?;
+        let routing_key = Template::compile_cached(&key)?.render_text(&data)?;
         let body = ValueTemplate::compile(&body)?.render(&data)?;
         Ok::<_, crate::expression::ExpressionError>((routing_key, body))
     });

@@ -155,7 +155,13 @@ pub(super) async fn perform(
                 spec: at.tenant,
                 engine: at.engine,
             };
-            Ok(steps::perform(step, context.to_value(), &who).await.map_err(|e| Attempted::step(path, &e)))
+            match steps::perform(step, context.to_value(), &who).await {
+                Ok(output) => Ok(Ok(output)),
+                Err(e) => match e.into_store_error() {
+                    Ok(store) => Err(store),
+                    Err(e) => Ok(Err(Attempted::step(path, &e))),
+                },
+            }
         }
     }
 }

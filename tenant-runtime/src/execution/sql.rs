@@ -99,7 +99,7 @@ pub(super) async fn perform(action: &SqlAction, data: Value, who: &Who<'_>) -> R
 
 async fn evaluate_params(params: Vec<crate::definition::Expression>, data: Value) -> Result<Vec<Value>, StepError> {
     let work = move || -> Result<Vec<Value>, ExpressionError> {
-        params.iter().map(|p| Expression::compile(p.as_str())?.evaluate(&data)).collect()
+        params.iter().map(|p| Expression::compile_cached(p.as_str())?.evaluate(&data)).collect()
     };
     Ok(tokio::task::spawn_blocking(work).await.map_err(|_| StepError::Evaluator)??)
 }

@@ -63,6 +63,15 @@ pub(super) enum FailureClass {
 }
 
 impl StepError {
+    /// The store failure inside, if that is what stopped the step: it
+    /// interrupts the execution instead of failing the step.
+    pub(super) fn into_store_error(self) -> Result<super::StoreError, Self> {
+        match self {
+            Self::Io(IoError::Store(e)) => Ok(e),
+            other => Err(other),
+        }
+    }
+
     /// Every step kind classifies its own failures here, so retry policies
     /// read one vocabulary.
     pub(super) fn class(&self) -> FailureClass {
@@ -122,7 +131,7 @@ pub(super) async fn holds(expression: &str, data: Value) -> Result<bool, StepErr
 /// The value of jq expression `expression` for `data`.
 pub(super) async fn evaluate(expression: &str, data: Value) -> Result<Value, StepError> {
     let text = expression.to_string();
-    on_blocking_thread(move || Expression::compile(&text)?.evaluate(&data)).await
+    on_blocking_thread(move || Expression::compile_cached(&text)?.evaluate(&data)).await
 }
 
 async fn render_text(template: &str, data: Value) -> Result<String, StepError> {

@@ -23,6 +23,11 @@ pub(crate) struct MemoryStore {
     pub integrations: Mutex<HashMap<String, (bool, Value)>>,
     /// Child executions by (parent, step path, attempt).
     pub children: Mutex<HashMap<(Uuid, String, i32), Uuid>>,
+    /// This many checkpoints fail, as with a database that is away.
+    pub failing_checkpoints: Mutex<u32>,
+    /// A claim leaves the execution claimable again (a store that keeps it
+    /// `running` for the next claim).
+    pub claims_stay: bool,
 }
 
 impl ExecutionStore for MemoryStore {
@@ -31,12 +36,20 @@ impl ExecutionStore for MemoryStore {
     }
 
     fn claim<'a>(&'a self, _: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Claimed>> {
-        Box::pin(async move { Ok(self.claims.lock().unwrap().remove(&id)) })
+        Box::pin(async move {
+            let mut claims = self.claims.lock().unwrap();
+            Ok(if self.claims_stay { claims.get(&id).cloned() } else { claims.remove(&id) })
+        })
     }
 
     fn checkpoint<'a>(&'a self, _: &'a TenantSpec, _: Uuid, step: &'a StepRecord) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             assert_ne!(self.panic_on.as_deref(), Some(step.path.as_str()), "store exploded");
+            let mut failing = self.failing_checkpoints.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(StoreError("the database is away".into()));
+            }
             self.checkpoints.lock().unwrap().push(step.clone());
             Ok(())
         })
@@ -98,7 +111,7 @@ impl ExecutionStore for MemoryStore {
 struct NoConnections;
 
 impl Connections for NoConnections {
-    fn open<'a>(&'a self, _: &'a TenantSpec, _: &'a str) -> StoreFuture<'a, Option<ConnectionSpec>> {
+    fn open<'a>(&'a self, _: &'a TenantSpec, _: &'a str) -> super::OpenFuture<'a> {
         Box::pin(async { Ok(None) })
     }
 }
@@ -267,4 +280,16 @@ async fn a_cancel_stops_a_running_execution_and_keeps_its_checkpoints() {
     assert!(store.outcomes.lock().unwrap().is_empty(), "a cancelled execution records no other outcome");
     assert_eq!(paths(&store), ["first"], "the checkpoint before the cancel stays");
     supervisor.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_execution_interrupted_by_the_store_runs_again_from_its_last_checkpoint() {
+    let store = MemoryStore { failing_checkpoints: Mutex::new(2), claims_stay: true, ..MemoryStore::default() };
+    let steps = json!([
+        {"name": "first", "transform": {"expression": "1"}},
+        {"name": "second", "transform": {"expression": ".steps.first + 1"}},
+    ]);
+    let (store, outcome) = run_one(store, claimed(steps, vec![])).await;
+    assert!(matches!(&outcome, Outcome::Succeeded(v) if *v == json!(2)), "{outcome:?}");
+    assert_eq!(paths(&store), ["first", "second"], "the two refused checkpoints were written on the third run");
 }

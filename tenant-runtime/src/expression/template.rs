@@ -246,7 +246,8 @@ pub enum PathSegment<'a> {
 fn compile_node<'v>(value: &'v Value, path: &mut Vec<PathSegment<'v>>) -> Result<Node, ExpressionError> {
     Ok(match value {
         Value::String(text) => {
-            let template = Template::compile(text).map_err(|error| in_value(path, error))?;
+            // Cached per string: a body template is compiled again on every execution.
+            let template = Template::compile_cached(text).map_err(|error| in_value(path, error))?;
             if template.has_placeholders() { Node::Template(template) } else { Node::Literal(template_text(template)) }
         }
         Value::Array(items) => {
