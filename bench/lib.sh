@@ -72,29 +72,72 @@ free_port() {
 SERVER_PID=""
 WORK_DIR=""
 
-# Start `tessera serve` on a free loopback port (extra TESSERA_* settings in the
-# caller's environment apply); sets PORT and SERVER_PID and waits until ready.
-start_server() {
-    PORT="$(free_port)"
-    TESSERA_LISTEN="127.0.0.1:$PORT" \
+# Wait (bounded) until the node with pid $1 answers /healthz on port $2;
+# on failure show its log $3.
+wait_healthy() {
+    local pid="$1" port="$2" log_file="$3" i
+    for i in $(seq 1 100); do
+        if curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; then
+            log "server pid $pid listening on 127.0.0.1:$port"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || { cat "$log_file" >&2; die "server exited during start-up"; }
+        sleep 0.1
+    done
+    cat "$log_file" >&2
+    die "server did not become healthy within 10 s"
+}
+
+# Run `tessera serve` on loopback port $1, logging to $2 (extra TESSERA_*
+# settings in the caller's environment apply); prints nothing, sets LAUNCHED_PID.
+launch_serve() {
+    TESSERA_LISTEN="127.0.0.1:$1" \
     TESSERA_BASE_DOMAIN=localhost \
     TESSERA_JWT_SECRET="$BENCH_JWT_SECRET" \
     TESSERA_SECRETS__KEY="$BENCH_SECRETS_KEY" \
     TESSERA_LOG__LEVEL="${TESSERA_LOG__LEVEL:-warn}" \
     TESSERA_PROVISIONING__EXPORT_DIR="$WORK_DIR/exports" \
-        "$TESSERA" serve >"$WORK_DIR/server.log" 2>&1 &
-    SERVER_PID=$!
-    local i
-    for i in $(seq 1 100); do
-        if curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null; then
-            log "server pid $SERVER_PID listening on 127.0.0.1:$PORT"
-            return 0
-        fi
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK_DIR/server.log" >&2; die "server exited during start-up"; }
+        "$TESSERA" serve >"$2" 2>&1 &
+    LAUNCHED_PID=$!
+}
+
+# Start `tessera serve` on a free loopback port (extra TESSERA_* settings in the
+# caller's environment apply); sets PORT and SERVER_PID and waits until ready.
+start_server() {
+    PORT="$(free_port)"
+    launch_serve "$PORT" "$WORK_DIR/server.log"
+    SERVER_PID=$LAUNCHED_PID
+    wait_healthy "$SERVER_PID" "$PORT" "$WORK_DIR/server.log"
+}
+
+# Several nodes of one cluster, each with its own free port and log
+# ($WORK_DIR/node-<n>.log). start_node sets NODE_PID and NODE_PORT and
+# records the pid, so cleanup stops every node started.
+NODE_PIDS=()
+start_node() {
+    NODE_PORT="$(free_port)"
+    local log_file="$WORK_DIR/node-$((${#NODE_PIDS[@]} + 1)).log"
+    launch_serve "$NODE_PORT" "$log_file"
+    NODE_PID=$LAUNCHED_PID
+    NODE_PIDS+=("$NODE_PID")
+    wait_healthy "$NODE_PID" "$NODE_PORT" "$log_file"
+}
+
+# SIGTERM every node still running, then SIGKILL what is left after 5 s.
+stop_nodes() {
+    local pid i
+    for pid in "${NODE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for i in $(seq 1 50); do
+        local alive=0
+        for pid in "${NODE_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [[ $alive == 0 ]] && break
         sleep 0.1
     done
-    cat "$WORK_DIR/server.log" >&2
-    die "server did not become healthy within 10 s"
+    for pid in "${NODE_PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    NODE_PIDS=()
 }
 
 stop_server() {
@@ -114,13 +157,18 @@ stop_server() {
 cleanup() {
     local rc=$?
     stop_server
+    stop_nodes
     if [[ -n "${DB_NAME:-}" && "${KEEP_DB:-0}" != 1 ]]; then
         psql_admin -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 || true
     fi
     if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
-        if [[ $rc -ne 0 && -s "$WORK_DIR/server.log" ]]; then
-            log "last lines of the server log:"
-            tail -n 20 "$WORK_DIR/server.log" >&2 || true
+        if [[ $rc -ne 0 ]]; then
+            local server_log
+            for server_log in "$WORK_DIR"/server.log "$WORK_DIR"/node-*.log; do
+                [[ -s "$server_log" ]] || continue
+                log "last lines of $(basename "$server_log"):"
+                tail -n 20 "$server_log" >&2 || true
+            done
         fi
         rm -rf "$WORK_DIR"
     fi
