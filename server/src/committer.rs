@@ -60,12 +60,35 @@ struct Write {
     tenant: TenantSpec,
     execution: Uuid,
     kind: WriteKind,
-    reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
 enum WriteKind {
-    Checkpoint(StepRecord),
-    Finish(Outcome),
+    /// Claims ride in the batch too: a claim alone was a transaction per
+    /// execution, the largest cost left per execution (docs/performance.md).
+    Claim(oneshot::Sender<Result<Option<Claimed>, StoreError>>),
+    Checkpoint(StepRecord, oneshot::Sender<Result<(), StoreError>>),
+    Finish(Outcome, oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl Write {
+    /// Answer the caller: `claimed` holds the batch's claims, by execution.
+    fn answer(self, result: Result<&mut HashMap<Uuid, Claimed>, StoreError>) {
+        match (self.kind, result) {
+            (WriteKind::Claim(reply), Ok(claimed)) => drop(reply.send(Ok(claimed.remove(&self.execution)))),
+            (WriteKind::Claim(reply), Err(e)) => drop(reply.send(Err(e))),
+            (WriteKind::Checkpoint(_, reply) | WriteKind::Finish(_, reply), result) => drop(reply.send(result.map(|_| ()))),
+        }
+    }
+
+    /// The same write on its own, for when its batch failed.
+    async fn alone(self, inner: &PgExecutionStore) {
+        let (tenant, id) = (&self.tenant, self.execution);
+        match self.kind {
+            WriteKind::Claim(reply) => drop(reply.send(inner.claim(tenant, id).await)),
+            WriteKind::Checkpoint(step, reply) => drop(reply.send(inner.checkpoint(tenant, id, &step).await)),
+            WriteKind::Finish(outcome, reply) => drop(reply.send(inner.finish(tenant, id, &outcome).await)),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,9 +107,15 @@ impl BatchingStore {
         Self { inner, writes }
     }
 
-    async fn submit(&self, tenant: &TenantSpec, execution: Uuid, kind: WriteKind) -> Result<(), StoreError> {
+    /// Queue a write made by `kind` around its reply, and await the answer.
+    async fn submit<T>(
+        &self,
+        tenant: &TenantSpec,
+        execution: Uuid,
+        kind: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteKind,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let write = Write { tenant: tenant.clone(), execution, kind, reply };
+        let write = Write { tenant: tenant.clone(), execution, kind: kind(reply) };
         let stopped = || StoreError(Box::new(CommitterError::Stopped));
         self.writes.send(write).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -99,15 +128,15 @@ impl ExecutionStore for BatchingStore {
     }
 
     fn claim<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Claimed>> {
-        self.inner.claim(tenant, id)
+        Box::pin(self.submit(tenant, id, WriteKind::Claim))
     }
 
     fn checkpoint<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, step: &'a StepRecord) -> StoreFuture<'a, ()> {
-        Box::pin(self.submit(tenant, id, WriteKind::Checkpoint(step.clone())))
+        Box::pin(self.submit(tenant, id, |reply| WriteKind::Checkpoint(step.clone(), reply)))
     }
 
     fn finish<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, outcome: &'a Outcome) -> StoreFuture<'a, ()> {
-        Box::pin(self.submit(tenant, id, WriteKind::Finish(outcome.clone())))
+        Box::pin(self.submit(tenant, id, |reply| WriteKind::Finish(outcome.clone(), reply)))
     }
 
     fn cancelled<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, ()> {
@@ -155,24 +184,15 @@ async fn flush(db: &TenantDb, fence: &Fence, inner: &PgExecutionStore, batch: Ve
 /// Commit one tenant's writes together; if that fails, one by one, so
 /// each caller learns its own result.
 async fn commit_tenant(db: &TenantDb, fence: &Fence, inner: &PgExecutionStore, writes: Vec<Write>) {
-    let tenant = &writes[0].tenant;
-    let together = commit_together(db, fence, tenant, &writes).await;
-    match together {
-        Ok(()) => writes.into_iter().for_each(|w| {
-            let _ = w.reply.send(Ok(()));
-        }),
+    let tenant = writes[0].tenant.clone();
+    match commit_together(db, fence, &tenant, &writes).await {
+        Ok(mut claimed) => writes.into_iter().for_each(|w| w.answer(Ok(&mut claimed))),
         // Not worth a retry: every write of the batch would fail the same way.
-        Err(e) if crate::execution_store::is_lease_lost(&e) => writes.into_iter().for_each(|w| {
-            let _ = w.reply.send(Err(fence.lost(&w.tenant)));
-        }),
+        Err(e) if crate::execution_store::is_lease_lost(&e) => writes.into_iter().for_each(|w| w.answer(Err(fence.lost(&tenant)))),
         Err(e) => {
             tracing::warn!(tenant = %tenant.slug, writes = writes.len(), error = %e, "batched commit failed; committing its writes one by one");
             for write in writes {
-                let result = match &write.kind {
-                    WriteKind::Checkpoint(step) => inner.checkpoint(&write.tenant, write.execution, step).await,
-                    WriteKind::Finish(outcome) => inner.finish(&write.tenant, write.execution, outcome).await,
-                };
-                let _ = write.reply.send(result);
+                write.alone(inner).await;
             }
         }
     }
@@ -180,9 +200,10 @@ async fn commit_tenant(db: &TenantDb, fence: &Fence, inner: &PgExecutionStore, w
 
 /// A tenant's whole batch in one statement (after the lease's write lock,
 /// in the same round trip), so one commit: the fence (this node holds the
-/// tenant's lease at `$3`; without it nothing is written),
-/// the checkpoints (`INSERT … FROM unnest`), then the finishes. The result
-/// says whether the fence held.
+/// tenant's lease at `$3`; without it nothing is written), the checkpoints
+/// (`INSERT … FROM unnest`), the finishes, then the claims. The first
+/// column says whether the fence held; there is a row per claimed
+/// execution (one row with a null id when none was).
 ///
 /// `clock_timestamp()`, not `now()`, for `finished_at`: the statement may
 /// start after some of its executions finished, never before. An
@@ -190,6 +211,12 @@ async fn commit_tenant(db: &TenantDb, fence: &Fence, inner: &PgExecutionStore, w
 /// sets it), not by `state = 'running'`: that made the planner scan the
 /// state index, whose `running` entries pile up (one per execution, until
 /// vacuum) much faster than its statistics say, instead of the primary key.
+///
+/// A claim is the single claim of `execution_store.rs` over an array: no
+/// execution is claimed, checkpointed or finished twice in one batch (its
+/// worker awaits each write before the next), so the CTEs never touch the
+/// same row. Each version's definition is sent once per batch, and the
+/// variables once.
 const BATCH: &str = "WITH fence AS (SELECT 1 FROM platform.tenant_leases \
        WHERE tenant_id = $1 AND node_id = $2 AND epoch = $3 AND expires_at > now()), \
      steps AS (INSERT INTO @tenant.execution_steps \
@@ -203,8 +230,21 @@ const BATCH: &str = "WITH fence AS (SELECT 1 FROM platform.tenant_leases \
      ends AS (UPDATE @tenant.executions e SET state = f.state, output = f.output, error = f.error, \
        finished_at = clock_timestamp() \
        FROM unnest($13::uuid[], $14::text[], $15::jsonb[], $16::jsonb[]) AS f(id, state, output, error) \
-       WHERE e.id = f.id AND e.finished_at IS NULL AND EXISTS (SELECT 1 FROM fence)) \
-     SELECT EXISTS (SELECT 1 FROM fence)";
+       WHERE e.id = f.id AND e.finished_at IS NULL AND EXISTS (SELECT 1 FROM fence)), \
+     picked AS (SELECT id FROM @tenant.executions WHERE id = ANY($17::uuid[]) AND state IN ('queued', 'running') \
+       AND EXISTS (SELECT 1 FROM fence) FOR UPDATE SKIP LOCKED), \
+     claimed AS (UPDATE @tenant.executions e SET \
+       state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'running' END, \
+       finished_at = CASE WHEN e.cancel_requested THEN now() END, \
+       started_at = coalesce(e.started_at, now()) \
+       FROM picked p WHERE e.id = p.id RETURNING e.id, e.integration, e.version, e.trigger, e.state) \
+     SELECT EXISTS (SELECT 1 FROM fence), c.id, c.integration, c.version, c.trigger, c.state, \
+       CASE WHEN row_number() OVER (PARTITION BY c.integration, c.version) = 1 THEN v.definition END, \
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(s.path, s.output)), '[]') FROM @tenant.execution_steps s \
+         WHERE s.execution_id = c.id AND s.state = 'succeeded'), \
+       CASE WHEN c.id IS NOT NULL THEN (SELECT coalesce(jsonb_object_agg(name, value), '{}') FROM @tenant.variables) END \
+     FROM (SELECT 1) one LEFT JOIN claimed c ON true \
+     LEFT JOIN @tenant.integration_versions v ON v.integration = c.integration AND v.version = c.version";
 
 /// The columns of a batch's checkpoints, one array per column.
 #[derive(Default)]
@@ -228,11 +268,12 @@ struct FinishColumns {
     errors: Vec<Option<Value>>,
 }
 
-async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writes: &[Write]) -> Result<(), StoreError> {
-    let (mut steps, mut ends) = (CheckpointColumns::default(), FinishColumns::default());
+async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writes: &[Write]) -> Result<HashMap<Uuid, Claimed>, StoreError> {
+    let (mut steps, mut ends, mut claims) = (CheckpointColumns::default(), FinishColumns::default(), Vec::new());
     for write in writes {
         match &write.kind {
-            WriteKind::Checkpoint(step) => {
+            WriteKind::Claim(_) => claims.push(write.execution),
+            WriteKind::Checkpoint(step, _) => {
                 steps.ids.push(write.execution);
                 steps.paths.push(&step.path);
                 steps.states.push(step.state.as_str());
@@ -243,7 +284,7 @@ async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writ
                 steps.started.push(step.started_at);
                 steps.finished.push(step.finished_at);
             }
-            WriteKind::Finish(outcome) => {
+            WriteKind::Finish(outcome, _) => {
                 let (state, output, error) = outcome_columns(outcome);
                 ends.ids.push(write.execution);
                 ends.states.push(state);
@@ -254,10 +295,10 @@ async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writ
     }
     let held = fence.held(tenant)?;
     let (s, e) = (&steps, &ends);
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
         &tenant.id, &held.node, &held.epoch,
         &s.ids, &s.paths, &s.states, &s.attempts, &s.inputs, &s.outputs, &s.errors, &s.started, &s.finished,
-        &e.ids, &e.states, &e.outputs, &e.errors,
+        &e.ids, &e.states, &e.outputs, &e.errors, &claims,
     ];
     let schema = crate::execution_store::schema(tenant)?;
     let lock: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant.id];
@@ -266,7 +307,37 @@ async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writ
         .await
         .map_err(crate::execution_store::store_error)?;
     match rows.first().map(|r| r.get::<_, bool>(0)) {
-        Some(true) => Ok(()),
+        Some(true) => claimed_rows(&rows),
         _ => Err(fence.lost(tenant)),
     }
+}
+
+/// The claims of a batch's result, by execution. A claim that comes back
+/// `cancelled` (a cancel asked before it ran) is no claim: its execution
+/// has ended.
+fn claimed_rows(rows: &[tokio_postgres::Row]) -> Result<HashMap<Uuid, Claimed>, StoreError> {
+    let decode = |e| crate::execution_store::store_error(crate::execution_store::StoreFault::Decode(e));
+    let mut definitions: HashMap<(String, i32), Value> = HashMap::new();
+    let mut claimed = HashMap::new();
+    let mut pending = Vec::new();
+    for row in rows {
+        let Some(id) = row.get::<_, Option<Uuid>>(1) else { continue };
+        let (integration, version): (String, i32) = (row.get(2), row.get(3));
+        if let Some(definition) = row.get::<_, Option<Value>>(6) {
+            definitions.insert((integration.clone(), version), definition);
+        }
+        if row.get::<_, &str>(5) == "cancelled" {
+            tracing::info!(execution_id = %id, "execution cancelled at its claim");
+            continue;
+        }
+        let done: Vec<(String, Value)> = serde_json::from_value(row.get(7)).map_err(decode)?;
+        let Value::Object(vars) = row.get(8) else { return Err(crate::execution_store::store_error(crate::database::DbError::NotExactlyOne)) };
+        pending.push((id, integration, version, row.get::<_, Value>(4), vars, done));
+    }
+    for (id, integration, version, trigger, vars, done) in pending {
+        // Sent with the first claim of its version in the batch only.
+        let definition = definitions.get(&(integration.clone(), version)).cloned().unwrap_or(Value::Null);
+        claimed.insert(id, Claimed { integration, version, trigger, definition, vars, done });
+    }
+    Ok(claimed)
 }

@@ -106,7 +106,7 @@ fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: 
     } else {
         Arc::new(crate::execution_store::PgExecutionStore::new(db, fence))
     };
-    Engine { store, connections, limits, triggers, publishers: Default::default(), io: Default::default() }
+    Engine { store, connections, limits, triggers, publishers: Default::default(), io: Default::default(), versions: Default::default() }
 }
 
 impl AppState {

@@ -107,6 +107,69 @@ async fn a_bad_write_fails_alone_and_the_batch_lands_in_each_tenants_schema() {
     assert_eq!(count(&app, "SELECT count(*) FROM t_acme.executions WHERE state = 'running'".into()).await, 20);
 }
 
+/// Insert `n` queued executions of integration `orders` with triggers
+/// `{"n": i}`, straight into a tenant's schema.
+async fn queued_executions(app: &TestApp, schema: &str, n: usize) -> Vec<Uuid> {
+    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    let sql = format!(
+        "INSERT INTO {schema}.executions (id, integration, version, trigger, state) \
+         SELECT id, 'orders', 1, jsonb_build_object('n', i - 1), 'queued' FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, i)"
+    );
+    app.db().await.execute(&sql, &[&ids]).await.unwrap();
+    ids
+}
+
+/// Claims ride in the committer's batches: each claim gets its own
+/// execution's trigger, its tenant's definition and variables, and the
+/// steps it finished before; an execution cancelled or finished before its
+/// claim, or one of another tenant, is not claimed.
+#[tokio::test]
+async fn batched_claims_each_get_their_own_execution_and_nothing_of_another_tenant() {
+    let app = spawn_app().await;
+    let mut specs = Vec::new();
+    for slug in ["acme", "globex"] {
+        let tenant = app.create_tenant(slug).await;
+        let owner = app.owner_token(&tenant).await;
+        app.apply_yaml(slug, &owner, THREE_STEPS).await;
+        let variable = format!("INSERT INTO t_{slug}.variables (name, value) VALUES ('who', to_jsonb('{slug}'::text))");
+        app.db().await.execute(&variable, &[]).await.unwrap();
+        specs.push(TenantSpec { id: tenant.id.parse().unwrap(), slug: slug.into(), schema: format!("t_{slug}") });
+    }
+    let fence = Fence { node: app.state.cluster.node().id, held: app.state.cluster.fences() };
+    let store = BatchingStore::start(app.state.tenant_db.clone(), fence);
+    let (acme, globex) = (queued_executions(&app, "t_acme", 12).await, queued_executions(&app, "t_globex", 12).await);
+    let db = app.db().await;
+    db.execute("UPDATE t_acme.executions SET cancel_requested = true WHERE id = $1", &[&acme[1]]).await.unwrap();
+    db.execute("UPDATE t_acme.executions SET state = 'succeeded', finished_at = now() WHERE id = $1", &[&acme[2]]).await.unwrap();
+    db.execute("UPDATE t_acme.executions SET state = 'running' WHERE id = $1", &[&acme[3]]).await.unwrap();
+    store.checkpoint(&specs[0], acme[3], &step("normalise")).await.unwrap();
+
+    let claims = (0..12).flat_map(|i| [store.claim(&specs[0], acme[i]), store.claim(&specs[1], globex[i])]);
+    let mut claims = join_all(claims.chain([store.claim(&specs[1], acme[0])])).await;
+    let across = claims.pop().unwrap().unwrap();
+    assert!(across.is_none(), "an execution of acme is never claimed as globex's");
+    let mut claims = claims.into_iter();
+    for i in 0..12 {
+        let (a, g) = (claims.next().unwrap().unwrap(), claims.next().unwrap().unwrap().expect("every globex execution is claimed"));
+        assert_eq!((g.trigger, g.vars["who"].clone()), (json!({"n": i}), json!("globex")));
+        assert_eq!(g.definition["metadata"]["name"], "orders", "each claim carries its version's definition");
+        match i {
+            1 | 2 => assert!(a.is_none(), "cancelled or finished before its claim: not claimed"),
+            _ => {
+                let a = a.expect("claimed");
+                assert_eq!((a.trigger, a.vars["who"].clone()), (json!({"n": i}), json!("acme")));
+                assert_eq!(a.definition["kind"], "Integration");
+                let done = if i == 3 { vec![("normalise".to_string(), json!("normalise"))] } else { vec![] };
+                assert_eq!(a.done, done, "execution {i} resumes after the steps it finished");
+            }
+        }
+    }
+    let states = "SELECT state, count(*)::int8 FROM t_acme.executions GROUP BY state ORDER BY state";
+    let rows: Vec<(String, i64)> = db.query(states, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(rows, vec![("cancelled".into(), 1), ("running".into(), 10), ("succeeded".into(), 1)]);
+    assert_eq!(count(&app, "SELECT count(*) FROM t_globex.executions WHERE state = 'running'".into()).await, 12);
+}
+
 /// The intake commits concurrent webhooks and runs of several tenants
 /// together: each request's execution lands in its own tenant's schema with
 /// its own trigger, and runs of a disabled integration, batched with the

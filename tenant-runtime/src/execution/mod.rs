@@ -20,6 +20,7 @@ mod run;
 mod sql;
 mod sql_types;
 mod steps;
+pub mod versions;
 
 use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, sync::Arc, time::Duration};
 
@@ -217,6 +218,8 @@ pub struct Engine {
     pub publishers: Publishers,
     /// The HTTP client, OAuth tokens and SQL pools, built once per node.
     pub io: Arc<io::Io>,
+    /// Integration versions parsed once, not on every execution.
+    pub versions: versions::Versions,
 }
 
 /// Run one execution to its end. A panic inside it fails that execution

@@ -8,7 +8,7 @@
 //! put back in its scope. Retries live in `retry`, `on_error` in
 //! `handlers`, `foreach`/`parallel` in `flow`, `call` in `call`.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use serde_json::Value;
 use tracing::Instrument;
@@ -20,7 +20,7 @@ use super::{
     steps, Claimed, Engine, Failure, Outcome, StepState, StoreError,
 };
 use crate::{
-    definition::{Action, ChoiceAction, Integration, Name, Resource, Step},
+    definition::{Action, ChoiceAction, Integration, Name, Step},
     expression::{Context, ExecutionInfo},
     worker::TenantSpec,
 };
@@ -35,7 +35,7 @@ pub(super) async fn execute(tenant: &TenantSpec, engine: &Engine, id: Uuid, dept
     };
     let span = tracing::info_span!("execution", tenant = %tenant.slug, execution_id = %id, integration = %claimed.integration);
     async {
-        let outcome = match prepare(id, claimed) {
+        let outcome = match prepare(tenant, engine, id, claimed) {
             Ok((integration, context, done)) => {
                 let at = At { tenant, engine, id, done: &done, depth };
                 run_within_budget(&at, &integration, context).await?
@@ -50,12 +50,8 @@ pub(super) async fn execute(tenant: &TenantSpec, engine: &Engine, id: Uuid, dept
 
 /// The definition to run, the data its expressions read, and the outputs
 /// of the steps checkpointed before a restart, by path.
-fn prepare(id: Uuid, claimed: Claimed) -> Result<(Integration, Context, HashMap<String, Value>), Failure> {
-    let integration = match serde_json::from_value::<Resource>(claimed.definition) {
-        Ok(Resource::Integration(integration)) => integration,
-        Ok(_) => return Err(Failure::new("invalid_definition", "the stored version is not an integration")),
-        Err(e) => return Err(Failure::new("invalid_definition", format!("the stored version cannot be read: {e}"))),
-    };
+fn prepare(tenant: &TenantSpec, engine: &Engine, id: Uuid, claimed: Claimed) -> Result<(Arc<Integration>, Context, HashMap<String, Value>), Failure> {
+    let integration = engine.versions.get(tenant.id, &claimed.integration, claimed.version, &claimed.definition)?;
     let info = ExecutionInfo {
         id,
         integration: Name::try_from(claimed.integration).map_err(|e| Failure::new("invalid_definition", e.to_string()))?,

@@ -153,6 +153,7 @@ pub(crate) fn engine(store: Arc<MemoryStore>) -> Engine {
         triggers: Arc::new(NoTriggers),
         publishers: Default::default(),
         io: Default::default(),
+        versions: Default::default(),
     }
 }
 
