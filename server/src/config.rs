@@ -135,6 +135,12 @@ pub struct RuntimeConfig {
     /// batches, one transaction per tenant per batch (`committer`); off,
     /// each is its own commit.
     pub batch_commits: bool,
+    /// New executions (webhooks and API runs) one tenant may start per
+    /// second on this node; 0: no limit. A request over it waits for its
+    /// turn (up to a second), then gets 429 with `Retry-After`.
+    pub intake_per_second: u32,
+    /// How many may come at once above that rate (the bucket's size).
+    pub intake_burst: u32,
 }
 
 /// This node's place in its cluster: membership heartbeats and tenant
@@ -248,6 +254,8 @@ impl Default for RuntimeConfig {
             retention_days: 30,
             retention_sweep_secs: 3600,
             batch_commits: true,
+            intake_per_second: 200,
+            intake_burst: 400,
         }
     }
 }

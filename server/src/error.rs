@@ -183,6 +183,11 @@ impl From<ResourceError> for ApiError {
             Auth(auth) => return auth.into(),
             Sealing(_) => return ApiError::internal(e),
             Stopping => StatusCode::SERVICE_UNAVAILABLE,
+            RateLimited { retry_after_secs, .. } => {
+                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string());
+                api.retry_after_secs = Some(retry_after_secs);
+                return api;
+            }
         };
         ApiError::new(status, e.code(), e.to_string())
     }

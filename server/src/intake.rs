@@ -10,6 +10,10 @@
 //! A quiet node commits each request at once (no added wait); a busy one
 //! commits many per flush.
 //!
+//! Each tenant starts at most `runtime.intake_per_second` executions per
+//! second on a node ([`IntakeLimit`]), so a tenant flooding its webhooks
+//! takes a bounded share of the node's CPU and commits, not all of it.
+//!
 //! Requests with an idempotency key do not come here (`executions`
 //! inserts them one at a time, since the unique index decides between
 //! them). A batch that fails is retried one request at a time, so one bad
@@ -17,9 +21,18 @@
 //! `@tenant.`-qualified through [`TenantDb`], one tenant's rows per
 //! statement.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use futures::StreamExt;
+use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_postgres::Row;
@@ -52,6 +65,8 @@ pub struct NewExecution {
 pub enum IntakeError {
     #[error("the intake has stopped")]
     Stopped,
+    #[error("this tenant starts executions faster than its limit of {per_second} per second; retry in {retry_after_secs} s")]
+    RateLimited { per_second: u32, retry_after_secs: u64 },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -67,13 +82,20 @@ struct Request {
 #[derive(Clone)]
 pub struct Intake {
     requests: mpsc::Sender<Request>,
+    limit: IntakeLimit,
 }
 
 impl Intake {
-    pub fn start(db: TenantDb) -> Self {
+    pub fn start(db: TenantDb, limit: IntakeLimit) -> Self {
         let (requests, queue) = mpsc::channel(QUEUE);
         tokio::spawn(run(queue, db));
-        Self { requests }
+        Self { requests, limit }
+    }
+
+    /// Wait for `tenant`'s turn to start an execution; refused when the
+    /// wait would be longer than [`MOST_WAIT`].
+    pub async fn admit(&self, tenant: &Tenant) -> Result<(), IntakeError> {
+        self.limit.admit(tenant.id).await
     }
 
     /// Insert and commit a `queued` execution. Returns its row (the columns
@@ -83,6 +105,49 @@ impl Intake {
         let request = Request { tenant: tenant.clone(), id: Uuid::now_v7(), new, reply };
         self.requests.send(request).await.map_err(|_| IntakeError::Stopped)?;
         answer.await.map_err(|_| IntakeError::Stopped)?
+    }
+}
+
+/// The longest a request waits for its tenant's turn. Waiting rather than
+/// refusing at once slows a sender that ignores `Retry-After` (most wait
+/// for the answer before they send again) without spending CPU on it.
+pub const MOST_WAIT: Duration = Duration::from_secs(1);
+
+/// Per-tenant rate of new executions on this node (governor's GCRA, one
+/// small entry per tenant that sent work lately).
+#[derive(Clone)]
+pub struct IntakeLimit {
+    limiter: Option<Arc<DefaultKeyedRateLimiter<Uuid>>>,
+    per_second: u32,
+    admitted: Arc<AtomicU64>,
+}
+
+impl IntakeLimit {
+    /// `per_second` 0: no limit.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        let limiter = NonZeroU32::new(per_second).map(|rate| {
+            let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+            Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+        });
+        Self { limiter, per_second, admitted: Arc::new(AtomicU64::new(0)) }
+    }
+
+    async fn admit(&self, tenant: Uuid) -> Result<(), IntakeError> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        // Forget tenants that sent nothing lately, now and then, so the
+        // limiter holds only the tenants that are sending.
+        if self.admitted.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            limiter.retain_recent();
+        }
+        let until = tokio::time::Instant::now() + MOST_WAIT;
+        loop {
+            let Err(not_until) = limiter.check_key(&tenant) else { return Ok(()) };
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            if tokio::time::Instant::now() + wait > until {
+                return Err(IntakeError::RateLimited { per_second: self.per_second, retry_after_secs: wait.as_secs().max(1) });
+            }
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::{
-    intake::Intake,
+    intake::{Intake, IntakeLimit},
     resources::hot::HotResources,
     cluster::{
         mail::{
@@ -145,7 +145,7 @@ impl AppState {
         Ok(Self {
             supervisor,
             cluster,
-            intake: Intake::start(tenant_db.clone()),
+            intake: Intake::start(tenant_db.clone(), IntakeLimit::new(config.runtime.intake_per_second, config.runtime.intake_burst)),
             hot,
             tenant_db,
             config: Arc::new(config),

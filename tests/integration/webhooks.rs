@@ -225,3 +225,52 @@ async fn an_api_key_webhook_needs_an_editor_key_of_the_tenant() {
     let execution = finished(&app, "acme", &owner, accepted["id"].as_str().unwrap()).await;
     assert!(execution["trigger"]["headers"].get("x-api-key").is_none(), "the key is not stored: {execution}");
 }
+
+/// Each tenant starts at most `runtime.intake_per_second` executions per
+/// second on a node: a tenant over it waits up to a second for its turn,
+/// then gets 429 `rate_limited` with `Retry-After`, and nothing is stored
+/// for the refused requests. Another tenant's bucket is its own.
+#[tokio::test]
+async fn a_tenant_over_its_intake_rate_is_refused_with_429_and_others_are_not() {
+    let app = spawn_app_with(|c| {
+        c.runtime.intake_per_second = 4;
+        c.runtime.intake_burst = 4;
+    })
+    .await;
+    let mut owners = Vec::new();
+    for slug in ["acme", "globex"] {
+        let tenant = app.create_tenant(slug).await;
+        let owner = app.owner_token(&tenant).await;
+        app.apply_yaml(slug, &owner, &hooked("orders", OPEN, ECHO_STEPS)).await;
+        owners.push(owner);
+    }
+
+    let flood = (0..40).map(|i| hook(&app, "acme", "orders").json(&json!({"id": i})).send());
+    let run = app.tenant_request(Method::POST, "acme", "/api/integrations/orders/run").bearer_auth(&owners[0]).json(&json!({}));
+    let answers = futures::future::join_all(flood.chain([run.send()])).await;
+    let (mut accepted, mut refused) = (0i64, 0);
+    for answer in answers {
+        let answer = answer.expect("an answer");
+        match answer.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let retry: u64 = answer.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!(retry >= 1, "Retry-After says when to come back");
+                let body: Value = answer.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {}", answer.text().await.unwrap()),
+        }
+    }
+    assert!(refused > 0 && accepted >= 4, "burst of 4, then 4/s for at most a second's wait: {accepted} accepted, {refused} refused");
+    assert!(accepted <= 4 + 4 * 3, "{accepted} accepted in well under three seconds");
+    assert_eq!(execution_count(&app, "acme").await, accepted, "refused requests store nothing");
+
+    // globex's bucket is untouched by acme's flood.
+    for i in 0..4 {
+        let (status, body) = status_and_json(hook(&app, "globex", "orders").json(&json!({"id": i}))).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    assert_eq!(execution_count(&app, "globex").await, 4);
+}

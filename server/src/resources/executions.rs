@@ -176,6 +176,7 @@ pub async fn enqueue_once(
     trigger: &Value,
     key: Option<&IdempotencyKey>,
 ) -> Result<Enqueued, ResourceError> {
+    intake.admit(tenant).await.map_err(intake_error)?;
     let Some(key) = key else {
         let new = NewExecution { integration: name.to_string(), version, trigger: trigger.clone() };
         let row = intake.insert(tenant, new).await.map_err(intake_error)?;
@@ -218,6 +219,7 @@ fn intake_error(e: IntakeError) -> ResourceError {
     match e {
         IntakeError::Db(e) => e.into(),
         IntakeError::Stopped => ResourceError::Stopping,
+        e @ IntakeError::RateLimited { retry_after_secs, .. } => ResourceError::RateLimited { message: e.to_string(), retry_after_secs },
     }
 }
 

@@ -46,6 +46,9 @@ pub enum ResourceError {
     /// The node is stopping and accepts no new execution.
     #[error("this node is stopping; send the request again")]
     Stopping,
+    /// The tenant starts executions faster than its intake limit.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u64 },
 }
 
 impl From<AuthError> for ResourceError {
@@ -68,6 +71,7 @@ impl ResourceError {
             ResourceError::Forbidden(_) => "forbidden",
             ResourceError::Db(_) | ResourceError::Auth(_) | ResourceError::Sealing(_) => "internal_error",
             ResourceError::Stopping => "unavailable",
+            ResourceError::RateLimited { .. } => "rate_limited",
         }
     }
 
