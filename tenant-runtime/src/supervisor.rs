@@ -263,4 +263,33 @@ mod tests {
         assert!(store.claims.lock().unwrap().contains_key(&arriving), "nothing new started while draining");
         sup.shutdown().await;
     }
+
+    /// An execution no wake-up reached is found by the worker's sweep while
+    /// its tenant is active; an idle worker does not sweep.
+    #[tokio::test(start_paused = true)]
+    async fn an_active_worker_finds_an_execution_no_wake_up_reached() {
+        use crate::execution::tests::{claimed, MemoryStore};
+        let store = Arc::new(MemoryStore::default());
+        let quick = || claimed(serde_json::json!([{"name": "say", "log": {"message": "hi"}}]), vec![]);
+        let sup = Supervisor::new(CancellationToken::new(), crate::execution::tests::engine(store.clone()));
+        let a = spec("alpha");
+        sup.reconcile(vec![a.clone()]);
+        assert_eq!(ping(&sup, a.id).await.as_deref(), Some("alpha"));
+
+        // Idle since it started: an execution stored without a wake-up waits.
+        let unwoken = Uuid::now_v7();
+        store.claims.lock().unwrap().insert(unwoken, quick());
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!store.outcomes.lock().unwrap().contains_key(&unwoken), "an idle worker does not sweep");
+
+        // Once it has run something, the next sweep finds it.
+        let woken = Uuid::now_v7();
+        store.claims.lock().unwrap().insert(woken, quick());
+        assert!(sup.send(a.id, WorkerCommand::Execute(woken)).await);
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let outcomes = store.outcomes.lock().unwrap();
+        assert!(outcomes.contains_key(&woken) && outcomes.contains_key(&unwoken), "the sweep ran the execution nobody woke");
+        drop(outcomes);
+        sup.shutdown().await;
+    }
 }

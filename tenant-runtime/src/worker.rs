@@ -8,10 +8,12 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
+    time::Duration,
 };
 
 use tokio::{
     sync::{mpsc, Notify, Semaphore},
+    time::Instant,
     task::{self, AbortHandle, JoinError, JoinSet},
 };
 use tokio_util::sync::CancellationToken;
@@ -119,13 +121,21 @@ pub(crate) async fn run(spec: TenantSpec, engine: Engine, mut commands: mpsc::Re
         _ = cancel.cancelled() => return,
         _ = async { executions.resume().await; triggers.reload().await } => {}
     }
+    let mut sweep = Sweep::new();
     loop {
         drain.report(executions.tasks.len());
         // One timer for all the tenant's schedules: the earliest due one.
         let due = sleep_until(triggers.wake_at());
         tokio::select! {
             _ = cancel.cancelled() => break,
-            Some(done) = executions.tasks.join_next_with_id() => executions.finished(done),
+            _ = sweep.due() => {
+                sweep.done();
+                executions.resume().await;
+            }
+            Some(done) = executions.tasks.join_next_with_id() => {
+                sweep.active();
+                executions.finished(done);
+            }
             _ = due => triggers.fire_due().await.into_iter().for_each(|id| executions.start(id)),
             Some(id) = queued.recv() => executions.start(id),
             command = commands.recv() => match command {
@@ -144,6 +154,46 @@ pub(crate) async fn run(spec: TenantSpec, engine: Engine, mut commands: mpsc::Re
     // in the database and resume, from their last checkpoint, when a
     // worker of this tenant starts again.
     tracing::debug!(tenant = %spec.slug, "tenant worker stopped");
+}
+
+/// How often a worker that ran executions lately looks for unfinished ones
+/// it does not run, and for how long after its last activity it keeps
+/// looking.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+const SWEEP_WHILE: Duration = Duration::from_secs(300);
+
+/// The worker's safety net: PostgreSQL holds every accepted execution, and
+/// wake-ups are only a shortcut to it. A wake-up can miss (sent to a node
+/// that was handing the tenant over, or lost with its node), and each
+/// handover makes the next owner scan; a busy tenant's worker also scans
+/// every few seconds, so an execution no wake-up reached waits seconds, not
+/// until the next handover. Idle tenants do not scan: they have nothing in
+/// flight to lose, and thousands of them would cost a query each.
+struct Sweep {
+    last: Instant,
+    /// When an execution of this worker last ended; `None`: never.
+    active: Option<Instant>,
+}
+
+impl Sweep {
+    fn new() -> Self {
+        Self { last: Instant::now(), active: None }
+    }
+
+    fn active(&mut self) {
+        self.active = Some(Instant::now());
+    }
+
+    fn done(&mut self) {
+        self.last = Instant::now();
+    }
+
+    async fn due(&self) {
+        match self.active {
+            Some(at) if at.elapsed() <= SWEEP_WHILE => tokio::time::sleep_until(self.last + SWEEP_EVERY).await,
+            _ => std::future::pending().await,
+        }
+    }
 }
 
 /// Sleep until `at` (at once when it has passed); forever without a time.
