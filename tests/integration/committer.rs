@@ -61,12 +61,16 @@ fn step(path: &str) -> StepRecord {
     }
 }
 
-/// Insert `n` running executions of integration `orders` straight into a
-/// tenant's schema (the worker is never woken for them).
-async fn running_executions(app: &TestApp, schema: &str, n: usize) -> Vec<Uuid> {
+/// Insert `n` executions of integration `orders` in `state`, with triggers
+/// `{"n": i}`, straight into a tenant's schema (the worker is never woken
+/// for them).
+async fn executions_in(app: &TestApp, schema: &str, state: &str, n: usize) -> Vec<Uuid> {
     let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
-    let sql = format!("INSERT INTO {schema}.executions (id, integration, version, trigger, state) SELECT id, 'orders', 1, '{{}}', 'running' FROM unnest($1::uuid[]) id");
-    app.db().await.execute(&sql, &[&ids]).await.unwrap();
+    let sql = format!(
+        "INSERT INTO {schema}.executions (id, integration, version, trigger, state) \
+         SELECT id, 'orders', 1, jsonb_build_object('n', i - 1), $2 FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, i)"
+    );
+    app.db().await.execute(&sql, &[&ids, &state]).await.unwrap();
     ids
 }
 
@@ -83,7 +87,7 @@ async fn a_bad_write_fails_alone_and_the_batch_lands_in_each_tenants_schema() {
     // Writing as this node, under the leases it holds on both tenants.
     let fence = Fence { node: app.state.cluster.node().id, held: app.state.cluster.fences() };
     let store = BatchingStore::start(app.state.tenant_db.clone(), fence);
-    let (acme, globex) = (running_executions(&app, "t_acme", 20).await, running_executions(&app, "t_globex", 20).await);
+    let (acme, globex) = (executions_in(&app, "t_acme", "running", 20).await, executions_in(&app, "t_globex", "running", 20).await);
     let unknown = Uuid::now_v7(); // no such execution: its checkpoint breaks the foreign key
     let records: Vec<StepRecord> = (0..20).map(|i| step(&format!("step{i}"))).collect();
     let bad = step("orphan");
@@ -107,18 +111,6 @@ async fn a_bad_write_fails_alone_and_the_batch_lands_in_each_tenants_schema() {
     assert_eq!(count(&app, "SELECT count(*) FROM t_acme.executions WHERE state = 'running'".into()).await, 20);
 }
 
-/// Insert `n` queued executions of integration `orders` with triggers
-/// `{"n": i}`, straight into a tenant's schema.
-async fn queued_executions(app: &TestApp, schema: &str, n: usize) -> Vec<Uuid> {
-    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
-    let sql = format!(
-        "INSERT INTO {schema}.executions (id, integration, version, trigger, state) \
-         SELECT id, 'orders', 1, jsonb_build_object('n', i - 1), 'queued' FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, i)"
-    );
-    app.db().await.execute(&sql, &[&ids]).await.unwrap();
-    ids
-}
-
 /// Claims ride in the committer's batches: each claim gets its own
 /// execution's trigger, its tenant's definition and variables, and the
 /// steps it finished before; an execution cancelled or finished before its
@@ -137,7 +129,7 @@ async fn batched_claims_each_get_their_own_execution_and_nothing_of_another_tena
     }
     let fence = Fence { node: app.state.cluster.node().id, held: app.state.cluster.fences() };
     let store = BatchingStore::start(app.state.tenant_db.clone(), fence);
-    let (acme, globex) = (queued_executions(&app, "t_acme", 12).await, queued_executions(&app, "t_globex", 12).await);
+    let (acme, globex) = (executions_in(&app, "t_acme", "queued", 12).await, executions_in(&app, "t_globex", "queued", 12).await);
     let db = app.db().await;
     db.execute("UPDATE t_acme.executions SET cancel_requested = true WHERE id = $1", &[&acme[1]]).await.unwrap();
     db.execute("UPDATE t_acme.executions SET state = 'succeeded', finished_at = now() WHERE id = $1", &[&acme[2]]).await.unwrap();
