@@ -1,23 +1,34 @@
--- wrk script: POST a small JSON body to one webhook on a tenant's host.
--- Arguments (after --): host paths [pause_ms]. paths: one path, or several
--- separated by commas (requests rotate over them). pause_ms: each
--- connection waits this long before each request, which caps the rate at
--- connections * 1000 / pause_ms requests/s (0 or absent: no pause).
+-- wrk script: POST a small JSON body to tenants' webhooks.
+-- Arguments (after --): hosts paths [pause_ms]. hosts and paths: one, or
+-- several separated by commas; requests rotate over both (a host per
+-- tenant spreads the load over tenants, several paths over integrations).
+-- pause_ms: each connection waits this long before each request, which
+-- caps the rate at connections * 1000 / pause_ms requests/s (0 or absent:
+-- no pause).
 local counter = 0
+local hosts = {}
 local paths = {}
 local pause = 0
 
+local function list(arg)
+    local items = {}
+    for item in string.gmatch(arg, "[^,]+") do items[#items + 1] = item end
+    return items
+end
+
 function init(args)
-    wrk.method = "POST"
-    for p in string.gmatch(args[2], "[^,]+") do paths[#paths + 1] = p end
-    wrk.headers["Host"] = args[1]
+    hosts = list(args[1])
+    paths = list(args[2])
     pause = tonumber(args[3] or "0")
-    wrk.headers["Content-Type"] = "application/json"
+    -- Each thread starts at its own offset so threads do not move in lockstep.
+    counter = math.random(#hosts * #paths) - 1
 end
 
 function request()
     counter = counter + 1
-    return wrk.format(nil, paths[(counter % #paths) + 1], nil, string.format('{"order": %d, "total_cents": %d}', counter, counter * 7))
+    local headers = { ["Host"] = hosts[(counter % #hosts) + 1], ["Content-Type"] = "application/json" }
+    local body = string.format('{"order": %d, "total_cents": %d}', counter, counter * 7)
+    return wrk.format("POST", paths[(counter % #paths) + 1], headers, body)
 end
 
 function delay()

@@ -5,7 +5,7 @@
 #
 # Workload: TENANTS tenants, each with `orders` (webhook, auth none:
 # transform → transform → log, the shape of throughput.sh's sustained
-# figures). wrk (bench/scaling.lua) posts to every tenant in rotation; the
+# figures). wrk (bench/hooks.lua) posts to every tenant in rotation; the
 # CONNECTIONS are split evenly over the nodes of the phase (one wrk each),
 # so in the three-node phase two webhooks in three land on a node that
 # does not run their tenant and travel to the owner (docs/clustering.md).
@@ -53,7 +53,8 @@ bench_init scaling
 need wrk
 build_tessera
 fresh_database tessera_bench_scaling
-export TESSERA_LOG__LEVEL=warn TESSERA_RUNTIME__MAX_CONCURRENT_EXECUTIONS="$CONCURRENCY"
+# The nodes' throughput is measured, not a tenant's share: no intake limit.
+export TESSERA_LOG__LEVEL=warn TESSERA_RUNTIME__MAX_CONCURRENT_EXECUTIONS="$CONCURRENCY" TESSERA_RUNTIME__INTAKE_PER_SECOND=0
 
 "$TESSERA" migrate >/dev/null
 "$TESSERA" platform init --email "$OWNER_EMAIL" --password "$OWNER_PASSWORD" >/dev/null
@@ -157,13 +158,14 @@ tenants_for() {
 
 # wrk on every node of the phase at once for $2; label $1.
 load() {
-    local label="$1" duration="$2" per_node=$((CONNECTIONS / ${#PORTS[@]})) pause=0 i pids=() tenants
+    local label="$1" duration="$2" per_node=$((CONNECTIONS / ${#PORTS[@]})) pause=0 i pids=() tenants hosts
     [[ "$RATE" -gt 0 ]] && pause=$((CONNECTIONS * 1000 / RATE))
     for i in "${!PORTS[@]}"; do
         tenants="$(tenants_for "${PORTS[i]}")"
         [[ -n "$tenants" ]] || die "node ${PORTS[i]} holds no tenant"
-        wrk -t1 -c"$per_node" -d"$duration" --timeout 10s -s "$BENCH_DIR/scaling.lua" "http://127.0.0.1:${PORTS[i]}" \
-            -- "${PORTS[i]}" "$tenants" /hooks/orders "$pause" >"$WORK_DIR/wrk-$label.$i.txt" 2>&1 &
+        hosts="$(tr ',' '\n' <<<"$tenants" | sed "s/\$/.localhost:${PORTS[i]}/" | paste -sd, -)"
+        wrk -t1 -c"$per_node" -d"$duration" --timeout 10s -s "$BENCH_DIR/hooks.lua" "http://127.0.0.1:${PORTS[i]}" \
+            -- "$hosts" /hooks/orders "$pause" >"$WORK_DIR/wrk-$label.$i.txt" 2>&1 &
         pids+=($!)
     done
     for i in "${!pids[@]}"; do
