@@ -74,9 +74,9 @@ async fn executions_in(app: &TestApp, schema: &str, state: &str, n: usize) -> Ve
     ids
 }
 
-#[tokio::test]
-async fn a_bad_write_fails_alone_and_the_batch_lands_in_each_tenants_schema() {
-    let app = spawn_app().await;
+/// Tenants `acme` and `globex` with `orders` applied, and a batching store
+/// writing as this node, under the leases it holds on both.
+async fn two_tenants_and_a_store(app: &TestApp) -> (Vec<TenantSpec>, BatchingStore) {
     let mut specs = Vec::new();
     for slug in ["acme", "globex"] {
         let tenant = app.create_tenant(slug).await;
@@ -84,9 +84,14 @@ async fn a_bad_write_fails_alone_and_the_batch_lands_in_each_tenants_schema() {
         app.apply_yaml(slug, &owner, THREE_STEPS).await;
         specs.push(TenantSpec { id: tenant.id.parse().unwrap(), slug: slug.into(), schema: format!("t_{slug}") });
     }
-    // Writing as this node, under the leases it holds on both tenants.
     let fence = Fence { node: app.state.cluster.node().id, held: app.state.cluster.fences() };
-    let store = BatchingStore::start(app.state.tenant_db.clone(), fence);
+    (specs, BatchingStore::start(app.state.tenant_db.clone(), fence))
+}
+
+#[tokio::test]
+async fn a_bad_write_fails_alone_and_the_batch_lands_in_each_tenants_schema() {
+    let app = spawn_app().await;
+    let (specs, store) = two_tenants_and_a_store(&app).await;
     let (acme, globex) = (executions_in(&app, "t_acme", "running", 20).await, executions_in(&app, "t_globex", "running", 20).await);
     let unknown = Uuid::now_v7(); // no such execution: its checkpoint breaks the foreign key
     let records: Vec<StepRecord> = (0..20).map(|i| step(&format!("step{i}"))).collect();
@@ -118,17 +123,11 @@ async fn a_bad_write_fails_alone_and_the_batch_lands_in_each_tenants_schema() {
 #[tokio::test]
 async fn batched_claims_each_get_their_own_execution_and_nothing_of_another_tenant() {
     let app = spawn_app().await;
-    let mut specs = Vec::new();
+    let (specs, store) = two_tenants_and_a_store(&app).await;
     for slug in ["acme", "globex"] {
-        let tenant = app.create_tenant(slug).await;
-        let owner = app.owner_token(&tenant).await;
-        app.apply_yaml(slug, &owner, THREE_STEPS).await;
         let variable = format!("INSERT INTO t_{slug}.variables (name, value) VALUES ('who', to_jsonb('{slug}'::text))");
         app.db().await.execute(&variable, &[]).await.unwrap();
-        specs.push(TenantSpec { id: tenant.id.parse().unwrap(), slug: slug.into(), schema: format!("t_{slug}") });
     }
-    let fence = Fence { node: app.state.cluster.node().id, held: app.state.cluster.fences() };
-    let store = BatchingStore::start(app.state.tenant_db.clone(), fence);
     let (acme, globex) = (executions_in(&app, "t_acme", "queued", 12).await, executions_in(&app, "t_globex", "queued", 12).await);
     let db = app.db().await;
     db.execute("UPDATE t_acme.executions SET cancel_requested = true WHERE id = $1", &[&acme[1]]).await.unwrap();
