@@ -343,6 +343,8 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener) -> Result<Serv
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(host_guard))
+            // Inside the logger, so a panic's 500 is logged in its request's span.
+            .wrap(from_fn(routes::catch_panics))
             .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(state.clone())
             .app_data(json.clone())
