@@ -187,7 +187,8 @@ async fn answer(db: &TenantDb, tenant: &Tenant, trigger: &WebhookTrigger, queued
     if !trigger.synchronous {
         return Ok(Outcome::Accepted { id: queued.id, state: queued.state });
     }
-    let limit = trigger.timeout.map_or(executions::MAX_WAIT, |t| t.get());
+    // A definition stored before the maximum existed may hold a longer wait.
+    let limit = trigger.timeout.map_or(executions::MAX_WAIT, |t| t.get().min(WebhookTrigger::MAX_WAIT));
     let execution = executions::wait_for_end(db, tenant, queued.id, limit).await?;
     match execution.state.as_str() {
         "succeeded" => Ok(Outcome::Finished(execution.output.unwrap_or(Value::Null))),

@@ -12,11 +12,15 @@
 use std::collections::{HashMap, hash_map::Entry};
 
 use super::{
-    Action, Backoff, ConnectionKind, IntegrationSpec, Name, Resource, ResourceKind, Step, StoredConnections, Trigger,
-    WebhookAuth,
+    Action, Backoff, ConnectionKind, Duration, IntegrationSpec, Name, Resource, ResourceKind, Step, StoredConnections, Trigger,
+    WebhookAuth, WebhookTrigger,
     error::{Issue, Path},
     expressions,
 };
+
+const MAX_WEBHOOK_WAIT: (std::time::Duration, &str) = (WebhookTrigger::MAX_WAIT, "5m");
+/// A signature older than a day protects against no replay worth the name.
+const MAX_SIGNATURE_TOLERANCE: (std::time::Duration, &str) = (std::time::Duration::from_secs(86_400), "1day");
 
 /// Issues found across `resources`, each with the index of its resource.
 /// With `stored`, every connection referred to must be in the file or there.
@@ -85,9 +89,13 @@ impl<'a> IntegrationChecker<'a> {
                 self.connection(&queue.connection, &kinds, "a queue trigger", &path.key("queue").key("connection"));
             }
             Trigger::Webhook(webhook) => {
+                let path = path.key("webhook");
+                self.at_most(webhook.timeout, MAX_WEBHOOK_WAIT, &path.key("timeout"));
                 if let WebhookAuth::Hmac(hmac) = &webhook.auth {
-                    let path = path.key("webhook").key("auth").key("hmac").key("secret_from_connection");
+                    let path = path.key("auth").key("hmac");
+                    self.at_most(hmac.tolerance, MAX_SIGNATURE_TOLERANCE, &path.key("tolerance"));
                     let kinds = [ConnectionKind::ApiKey, ConnectionKind::Bearer];
+                    let path = path.key("secret_from_connection");
                     self.connection(&hmac.secret_from_connection, &kinds, "an hmac secret", &path);
                 }
             }
@@ -151,6 +159,13 @@ impl<'a> IntegrationChecker<'a> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Fields with a lower maximum than every duration's ([`Duration::MAX`]).
+    fn at_most(&mut self, duration: Option<Duration>, (max, text): (std::time::Duration, &str), path: &Path) {
+        if let Some(Err(message)) = duration.map(|d| d.at_most(max, text)) {
+            self.issues.push(Issue::at(path.clone(), message));
         }
     }
 
