@@ -6,6 +6,7 @@ mod cli;
 mod cli_client;
 mod cluster;
 mod controls;
+mod crashes;
 mod committer;
 mod delivery;
 mod directory;
