@@ -17,6 +17,7 @@ mod executions;
 mod flow;
 mod concurrency;
 mod hosts;
+mod hostile;
 mod integrations;
 mod isolation;
 mod migrations;
