@@ -254,8 +254,8 @@ impl From<ScheduleTrigger> for ScheduleFields {
 pub struct QueueTrigger {
     /// An `amqp` connection.
     pub connection: Name,
-    /// The queue to consume.
-    #[schemars(length(min = 1))]
+    /// The queue to consume (an AMQP short string: at most 255 bytes).
+    #[schemars(length(min = 1, max = 255))]
     pub queue: String,
     /// Messages delivered ahead of acknowledgement; bounds the executions in flight from this queue.
     #[serde(default = "default_prefetch")]
@@ -491,8 +491,9 @@ pub struct SqlAction {
 pub struct PublishAction {
     /// An `amqp` connection.
     pub connection: Name,
-    /// The exchange to publish to; empty for the default exchange (routing key = queue name).
+    /// The exchange to publish to; empty for the default exchange (routing key = queue name). At most 255 bytes.
     #[serde(default)]
+    #[schemars(length(max = 255))]
     pub exchange: String,
     pub routing_key: Template,
     /// The message, sent as JSON; its strings are templates.

@@ -85,6 +85,7 @@ impl<'a> IntegrationChecker<'a> {
     fn trigger(&mut self, trigger: &Trigger, path: &Path) {
         match trigger {
             Trigger::Queue(queue) => {
+                self.short_string(&queue.queue, &path.key("queue").key("queue"));
                 let kinds = [ConnectionKind::Amqp];
                 self.connection(&queue.connection, &kinds, "a queue trigger", &path.key("queue").key("connection"));
             }
@@ -143,6 +144,7 @@ impl<'a> IntegrationChecker<'a> {
                 self.connection(&sql.connection, &[ConnectionKind::Postgres], "an sql step", &path.key("connection"));
             }
             Action::Publish(publish) => {
+                self.short_string(&publish.exchange, &path.key("exchange"));
                 let kinds = [ConnectionKind::Amqp];
                 self.connection(&publish.connection, &kinds, "a publish step", &path.key("connection"));
             }
@@ -165,6 +167,15 @@ impl<'a> IntegrationChecker<'a> {
     /// Fields with a lower maximum than every duration's ([`Duration::MAX`]).
     fn at_most(&mut self, duration: Option<Duration>, (max, text): (std::time::Duration, &str), path: &Path) {
         if let Some(Err(message)) = duration.map(|d| d.at_most(max, text)) {
+            self.issues.push(Issue::at(path.clone(), message));
+        }
+    }
+
+    /// AMQP names are short strings, their length one byte; the schema's
+    /// `maxLength` counts characters, so bytes are checked here.
+    fn short_string(&mut self, text: &str, path: &Path) {
+        if text.len() > 255 {
+            let message = format!("is {} bytes long; AMQP names take at most 255", text.len());
             self.issues.push(Issue::at(path.clone(), message));
         }
     }

@@ -528,6 +528,23 @@ fn every_duration_and_count_has_a_maximum_reported_at_its_path() {
 }
 
 #[test]
+fn amqp_names_fit_in_255_bytes() {
+    let long = "é".repeat(200);
+    let spec = format!(
+        "  triggers: [{{queue: {{connection: q, queue: '{long}'}}}}]
+  steps: [{{name: send, publish: {{connection: q, exchange: '{long}', routing_key: k, body: {{}}}}}}]
+"
+    );
+    assert_errors(
+        &integration(&spec),
+        &[
+            (Some(1), "spec.triggers[0].queue.queue", 6, 45, "is 400 bytes long; AMQP names take at most 255"),
+            (Some(1), "spec.steps[0].publish.exchange", 7, 59, "is 400 bytes long"),
+        ],
+    );
+}
+
+#[test]
 fn webhook_waits_and_signature_tolerances_have_lower_maxima() {
     let spec = "  triggers:
     - webhook: {auth: none, synchronous: true, timeout: 300000000000y}
