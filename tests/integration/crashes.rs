@@ -140,3 +140,71 @@ async fn an_execution_whose_node_dies_under_it_three_times_fails_with_node_crash
     assert_eq!(accepted.load(Ordering::SeqCst), 3, "the failed execution ran again");
     assert!(cluster.running(0));
 }
+
+/// Which claims count a crash, for the batched and the single claim alike:
+/// only a `running` execution last claimed by another node that is gone
+/// (stopped, or silent), and the claim that counts the third fails it.
+#[tokio::test]
+async fn a_claim_counts_a_crash_only_when_the_last_claimer_is_another_node_that_is_gone() {
+    use tessera_runtime::{ExecutionStore, TenantSpec};
+    use tessera_server::{
+        committer::BatchingStore,
+        execution_store::{Fence, PgExecutionStore},
+    };
+    use uuid::Uuid;
+
+    let app = tessera_tests::spawn_app().await;
+    let tenant = app.create_tenant("acme").await;
+    let owner = app.owner_token(&tenant).await;
+    app.apply_yaml("acme", &owner, &definition(9)).await;
+    let spec = TenantSpec { id: tenant.id.parse().unwrap(), slug: "acme".into(), schema: "t_acme".into() };
+    let me = app.state.cluster.node().id;
+    let fence = || Fence { node: me, held: app.state.cluster.fences(), crashes: Default::default() };
+    let db = app.db().await;
+    let cluster = app.state.cluster.node().cluster.clone();
+    let (live, stopped, silent, vanished) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    for (id, state, silence) in [(live, "active", 0.0), (stopped, "stopped", 0.0), (silent, "active", 60.0)] {
+        db.execute(
+            "INSERT INTO platform.nodes (id, cluster_id, address, version, state, heartbeat_at) \
+             VALUES ($1, $2, 'elsewhere', 'test', $3, now() - make_interval(secs => $4))",
+            &[&id, &cluster, &state, &silence],
+        )
+        .await
+        .unwrap();
+    }
+    // (state, last claimer, crashes before) → (claimed, crashes after, final state)
+    let cases: [(&str, Option<Uuid>, i32, bool, i32, &str); 8] = [
+        ("queued", None, 0, true, 0, "running"),
+        ("running", None, 0, true, 0, "running"),
+        ("running", Some(me), 2, true, 2, "running"),
+        ("running", Some(live), 2, true, 2, "running"),
+        ("running", Some(stopped), 0, true, 1, "running"),
+        ("running", Some(silent), 1, true, 2, "running"),
+        ("running", Some(vanished), 2, false, 3, "failed"),
+        ("running", Some(stopped), 5, false, 6, "failed"),
+    ];
+    let stores: [Box<dyn ExecutionStore>; 2] =
+        [Box::new(BatchingStore::start(app.state.tenant_db.clone(), fence())), Box::new(PgExecutionStore::new(app.state.tenant_db.clone(), fence()))];
+    for store in &stores {
+        for (state, claimer, before, claimed, after, end) in cases {
+            let id = Uuid::now_v7();
+            db.execute(
+                "INSERT INTO t_acme.executions (id, integration, version, trigger, state, claimed_by, crashes) \
+                 VALUES ($1, 'quick', 1, '{}', $2, $3, $4)",
+                &[&id, &state, &claimer, &before],
+            )
+            .await
+            .unwrap();
+            let claim = store.claim(&spec, id).await.unwrap();
+            let row = db.query_one("SELECT state, crashes, claimed_by, error FROM t_acme.executions WHERE id = $1", &[&id]).await.unwrap();
+            let case = format!("{state} claimed by {claimer:?} after {before} crashes");
+            assert_eq!(claim.is_some(), claimed, "{case}");
+            assert_eq!((row.get::<_, i32>(1), row.get::<_, &str>(0)), (after, end), "{case}");
+            assert_eq!(row.get::<_, Option<Uuid>>(2), Some(me), "{case}");
+            if end == "failed" {
+                let error: Value = row.get(3);
+                assert_eq!(error["code"], "node_crashed", "{case}: {error}");
+            }
+        }
+    }
+}
