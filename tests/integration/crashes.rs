@@ -173,7 +173,8 @@ async fn a_claim_counts_a_crash_only_when_the_last_claimer_is_another_node_that_
         .unwrap();
     }
     // (state, last claimer, crashes before) → (claimed, crashes after, final state)
-    let cases: [(&str, Option<Uuid>, i32, bool, i32, &str); 8] = [
+    type Case<'a> = (&'a str, Option<Uuid>, i32, bool, i32, &'a str);
+    let cases: [Case; 8] = [
         ("queued", None, 0, true, 0, "running"),
         ("running", None, 0, true, 0, "running"),
         ("running", Some(me), 2, true, 2, "running"),
