@@ -140,6 +140,10 @@ pub struct RuntimeConfig {
     pub retention_days: u32,
     /// How often this node sweeps old executions (0: never).
     pub retention_sweep_secs: u64,
+    /// An execution whose node died this many times while it ran (a
+    /// poison pill: it may be what kills them) fails with `node_crashed`
+    /// instead of being resumed again; 0: resume it forever.
+    pub max_execution_crashes: u32,
     /// Commit the checkpoints and finishes of all running executions in
     /// batches, one transaction per tenant per batch (`committer`); off,
     /// each is its own commit.
@@ -263,6 +267,7 @@ impl Default for RuntimeConfig {
             execution_timeout_secs: 300,
             retention_days: 30,
             retention_sweep_secs: 3600,
+            max_execution_crashes: 3,
             batch_commits: true,
             intake_per_second: 200,
             intake_burst: 400,

@@ -7,6 +7,7 @@ mod bench;
 mod definition_body;
 mod health;
 mod idempotency;
+mod panics;
 mod platform;
 mod tenant;
 mod trigger_body;
@@ -16,6 +17,7 @@ use actix_web::web;
 
 pub use definition_body::BodyError;
 pub use health::{healthz, readyz};
+pub use panics::catch_panics;
 
 /// Every route of the API, platform and tenant alike; which host a route
 /// answers on is decided by its extractors (`TenantCaller`, `PlatformCaller`).
