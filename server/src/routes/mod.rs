@@ -3,6 +3,7 @@
 
 mod auth;
 mod bench;
+mod body_limit;
 mod definition_body;
 mod health;
 mod idempotency;
