@@ -18,6 +18,7 @@ mod concurrency;
 mod hosts;
 mod integrations;
 mod isolation;
+mod limits;
 mod migrations;
 mod noisy;
 mod operations;
