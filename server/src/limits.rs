@@ -14,7 +14,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use deadpool_postgres::Pool;
@@ -36,8 +36,24 @@ use crate::{
 const CACHE_TTL: Duration = Duration::from_secs(30);
 const CACHE_CAPACITY: u64 = 100_000;
 /// How long a tenant's count of stored executions is trusted before it is
-/// counted again (between counts, this node adds what it admits).
-const COUNT_TTL: Duration = Duration::from_secs(1);
+/// counted again (between counts, this node adds what it admits): a second
+/// near the limit, half a minute while the count is below half of it
+/// (other nodes' intake and the retention sweep change it meanwhile).
+const COUNT_FRESH_NEAR: Duration = Duration::from_secs(1);
+const COUNT_FRESH_FAR: Duration = Duration::from_secs(30);
+
+/// A tenant's stored executions as last counted, plus what this node admitted since.
+struct StoredCount {
+    count: AtomicUsize,
+    counted_at: Instant,
+}
+
+impl StoredCount {
+    fn fresh(&self, limit: usize) -> bool {
+        let age = self.counted_at.elapsed();
+        age < COUNT_FRESH_NEAR || (age < COUNT_FRESH_FAR && self.count.load(Ordering::Acquire) < limit / 2)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LimitsError {
@@ -97,7 +113,7 @@ pub struct LimitBook {
     /// `http.max_body_bytes`: no tenant's body limit is above it.
     node_body_max: usize,
     cache: Cache<Uuid, Arc<TenantLimits>>,
-    stored: Cache<Uuid, Arc<AtomicUsize>>,
+    stored: Cache<Uuid, Arc<StoredCount>>,
 }
 
 impl LimitBook {
@@ -107,7 +123,7 @@ impl LimitBook {
             defaults: Arc::new(config.tenant_limits()),
             node_body_max: config.http.max_body_bytes,
             cache: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(CACHE_TTL).build(),
-            stored: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(COUNT_TTL).build(),
+            stored: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(COUNT_FRESH_FAR).build(),
         }
     }
 
@@ -203,21 +219,23 @@ impl LimitBook {
     }
 
     /// Admit one new execution of tenant `id` (schema `schema`) against its
-    /// limit `stored_executions`. The count is read at most once a second
-    /// (and only up to the limit, so a large table costs no more than the
-    /// limit's worth of index); in between this node adds what it admits.
+    /// limit `stored_executions`. The count is read again only when it is
+    /// stale (see [`StoredCount::fresh`]), and only up to the limit, so a
+    /// large table costs no more than the limit's worth of index; in
+    /// between this node adds what it admits.
     pub async fn admit_stored(&self, db: &TenantDb, id: Uuid, schema: &SchemaName, limit: usize) -> Result<(), AdmitError> {
-        let count = match self.stored.get(&id) {
-            Some(count) => count,
+        let stored = match self.stored.get(&id).filter(|stored| stored.fresh(limit)) {
+            Some(stored) => stored,
             None => {
                 let sql = "SELECT count(*) FROM (SELECT 1 FROM @tenant.executions LIMIT $1) s";
                 let rows = db.statement_in_schema(schema, sql, &[&i64::try_from(limit).unwrap_or(i64::MAX)]).await?;
-                let count = Arc::new(AtomicUsize::new(usize::try_from(rows[0].get::<_, i64>(0)).unwrap_or(0)));
-                self.stored.insert(id, count.clone());
-                count
+                let count = AtomicUsize::new(usize::try_from(rows[0].get::<_, i64>(0)).unwrap_or(0));
+                let stored = Arc::new(StoredCount { count, counted_at: Instant::now() });
+                self.stored.insert(id, stored.clone());
+                stored
             }
         };
-        if count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).is_err() {
+        if stored.count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).is_err() {
             let what = "the number of stored executions";
             return Err(AdmitError::Limit(LimitExceeded::new("too_many_stored_executions", what, limit + 1, "stored_executions", limit)));
         }

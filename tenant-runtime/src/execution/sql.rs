@@ -31,11 +31,17 @@ use crate::{
 pub const MAX_ROWS: usize = 10_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The node's pools for `sql` steps, by tenant and connection name, each
-/// with what it was built for (the URL and its size).
+/// The node's pools for `sql` steps, by tenant and connection name.
 #[derive(Default)]
 pub struct SqlPools {
-    pools: Mutex<HashMap<(Uuid, String), (String, usize, Pool)>>,
+    pools: Mutex<HashMap<(Uuid, String), Built>>,
+}
+
+/// A pool and what it was built for.
+struct Built {
+    url: String,
+    size: usize,
+    pool: Pool,
 }
 
 impl SqlPools {
@@ -46,11 +52,11 @@ impl SqlPools {
         let mut pools = self.pools.lock().expect("sql pools");
         let key = (tenant.id, name.to_string());
         let size = tenant.limits.sql_connections.max(1);
-        if let Some((built_for, built_size, pool)) = pools.get(&key)
-            && built_for == url
-            && *built_size == size
+        if let Some(built) = pools.get(&key)
+            && built.url == url
+            && built.size == size
         {
-            return Ok(pool.clone());
+            return Ok(built.pool.clone());
         }
         let held = pools.keys().filter(|(id, other)| *id == tenant.id && other != name).count();
         if held >= tenant.limits.sql_pools {
@@ -60,7 +66,7 @@ impl SqlPools {
         let pool = build_pool(url, size).map_err(|e| IoError::ConnectionUnavailable(format!("the connection `{name}`: {e}")))?;
         // Replacing the entry drops the old pool: its idle sessions close,
         // the busy ones close when their step returns them.
-        pools.insert(key, (url.to_string(), size, pool.clone()));
+        pools.insert(key, Built { url: url.to_string(), size, pool: pool.clone() });
         Ok(pool)
     }
 }

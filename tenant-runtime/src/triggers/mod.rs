@@ -193,6 +193,8 @@ impl Triggers {
     fn reload_consumers(&mut self, mut queues: Vec<(ConsumerKey, QueueTrigger)>) {
         let most = self.spec.limits.queue_consumers;
         if queues.len() > most {
+            // Always the same ones, so a reload does not swap which consume.
+            queues.sort_by(|(a, _), (b, _)| (&a.integration, a.index).cmp(&(&b.integration, b.index)));
             // The first ones (by integration name and place) consume; the rest wait for a higher limit.
             let left: Vec<String> = queues[most..].iter().map(|(k, _)| format!("{}#{}", k.integration, k.index)).collect();
             tracing::warn!(tenant = %self.spec.slug, code = "queue_consumer_limit", limit = most, not_started = ?left,
