@@ -338,16 +338,20 @@ mod tests {
         for id in &second {
             assert!(sup.send(three_at_once.id, WorkerCommand::Execute(*id)).await);
         }
-        tokio::time::sleep(Duration::from_millis(450)).await;
-        assert_eq!(finished(&second), 3, "three at once after the raise");
-
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Lowered while three run: their slots go away as they end, and what comes next runs one at a time.
         sup.reconcile(vec![one_at_a_time.clone()]);
         let third = naps(2);
         for id in &third {
             assert!(sup.send(one_at_a_time.id, WorkerCommand::Execute(*id)).await);
         }
-        tokio::time::sleep(Duration::from_millis(450)).await;
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(finished(&second), 3, "three at once after the raise");
+        assert_eq!(finished(&third), 0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(finished(&third), 1, "one at a time again after the lowering");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(finished(&third), 2);
         assert_eq!(sup.status()[0].started_at, started_at, "the worker was never restarted");
         sup.shutdown().await;
     }
