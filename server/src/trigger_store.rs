@@ -46,7 +46,9 @@ impl PgTriggerStore {
     /// it and moves on: it neither fails nor tries again in a loop.
     async fn admit(&self, tenant: &TenantSpec, schema: &SchemaName, integration: &str) -> Result<bool, StoreError> {
         let Some(book) = &self.limits else { return Ok(true) };
-        match book.admit_stored(&self.db, tenant.id, schema, tenant.limits.stored_executions).await {
+        // Read from the book, not the spec: a running queue consumer keeps the spec it started with.
+        let limit = book.of(tenant.id).await.map_err(db_error)?.stored_executions;
+        match book.admit_stored(&self.db, tenant.id, schema, limit).await {
             Ok(()) => Ok(true),
             Err(AdmitError::Limit(e)) => {
                 tracing::warn!(tenant = %tenant.slug, integration, code = e.code, "{e}; the trigger starts no execution");

@@ -292,20 +292,27 @@ async fn sql_pools_and_their_sessions_are_limited_per_tenant() {
 }
 
 #[tokio::test]
-async fn queue_consumers_follow_the_tenant_s_limit_without_a_restart() {
-    use lapin::{options::{QueueDeclareOptions, QueueDeleteOptions}, types::FieldTable, Connection, ConnectionProperties};
+async fn queue_consumers_follow_the_tenant_s_limit_and_messages_over_the_stored_limit_do_not_loop() {
+    use lapin::{
+        options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions},
+        types::FieldTable,
+        BasicProperties, Connection, ConnectionProperties,
+    };
     let app = spawn_app().await;
     let broker = Connection::connect(tessera_tests::BROKER_URL, ConnectionProperties::default()).await.expect("RabbitMQ");
     let channel = broker.create_channel().await.unwrap();
     let queue = format!("tessera-test-limits-{}", uuid::Uuid::new_v4().simple());
     channel.queue_declare(&queue, QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
-    let consumers = || {
+    // (ready messages, consumers)
+    let queue_state = || {
         let (channel, queue) = (&channel, &queue);
         async move {
             let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-            channel.queue_declare(queue, passive, FieldTable::default()).await.unwrap().consumer_count()
+            let state = channel.queue_declare(queue, passive, FieldTable::default()).await.unwrap();
+            (state.message_count(), state.consumer_count())
         }
     };
+    let consumers = || async { queue_state().await.1 };
 
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
@@ -320,6 +327,19 @@ async fn queue_consumers_follow_the_tenant_s_limit_without_a_restart() {
 
     limit(&app, "acme", json!({"queue_consumers": 1})).await;
     assert!(eventually(Duration::from_secs(10), || async { consumers().await == 1 }).await, "the raised limit starts the consumer");
+
+    // One execution may be stored: the first message runs, the others are rejected, not requeued in a loop.
+    limit(&app, "acme", json!({"stored_executions": 1})).await;
+    for n in 0..3 {
+        let body = serde_json::to_vec(&json!({"n": n})).unwrap();
+        channel.basic_publish("", &queue, BasicPublishOptions::default(), &body, BasicProperties::default()).await.unwrap().await.unwrap();
+    }
+    let db = app.db().await;
+    let stored = || async { db.query_one("SELECT count(*) FROM t_acme.executions", &[]).await.unwrap().get::<_, i64>(0) };
+    assert!(eventually(Duration::from_secs(10), || async { queue_state().await.0 == 0 && stored().await == 1 }).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((queue_state().await, stored().await), ((0, 1), 1), "the consumer moved on; nothing came back");
+
     limit(&app, "acme", json!({"queue_consumers": 0})).await;
     assert!(eventually(Duration::from_secs(10), || async { consumers().await == 0 }).await, "the lowered limit stops it");
     channel.queue_delete(&queue, QueueDeleteOptions::default()).await.unwrap();
