@@ -325,8 +325,8 @@ impl Executions {
                 permit = permits.acquire_owned() => permit.ok(),
             };
             if let Some(permit) = permit {
+                let _slot = Slot { permit: Some(permit), owed };
                 execution::run_guarded(&spec, &engine, id).await;
-                give_back(permit, &owed);
             }
             id
         });
@@ -377,10 +377,20 @@ impl Executions {
     }
 }
 
-/// Return an execution's slot, unless a lowered limit still owes one: then
-/// the slot goes away.
-fn give_back(permit: OwnedSemaphorePermit, owed: &AtomicUsize) {
-    if owed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1)).is_ok() {
-        permit.forget();
+/// An execution's slot. Given back when the execution ends, however it
+/// ends (a cancel aborts its task), unless a lowered limit still owes one:
+/// then the slot goes away.
+struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    owed: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take()
+            && self.owed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1)).is_ok()
+        {
+            permit.forget();
+        }
     }
 }
