@@ -339,6 +339,41 @@ pub enum TenantCommand {
         #[arg(long)]
         confirm: String,
     },
+    /// A tenant's limits: show them, or override the configured defaults
+    /// (applied on every node without a restart).
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LimitsCommand {
+    /// The tenant's effective limits; `*` marks its own (overridden) ones.
+    Show {
+        slug: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Override limits: `tessera tenant limits set acme running_executions=4 foreach_items=500`.
+    Set {
+        slug: String,
+        /// `name=value` pairs (whole numbers).
+        #[arg(required = true, value_parser = parse_limit)]
+        limits: Vec<(String, u64)>,
+    },
+    /// Go back to the defaults for these limits.
+    Unset {
+        slug: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// `name=value`, the value a whole number.
+fn parse_limit(text: &str) -> Result<(String, u64), String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("expected name=value, found `{text}`"))?;
+    let value = value.trim().parse().map_err(|_| format!("`{name}`: `{value}` is not a whole number"))?;
+    Ok((name.trim().to_string(), value))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::{
     auth::Passwords,
     cli::{
         ApplyArgs, Cli, Command, DeleteArgs, ExecutionArgs, GetArgs, GetKind, LoginArgs, LogsArgs, MigrateArgs, OutputFormat, PlatformCommand,
-        NodeCommand, ProfileArgs, SecretsCommand, ResourceKind, RollbackArgs, RunArgs, ServerArgs, TenantCommand,
+        LimitsCommand, NodeCommand, ProfileArgs, SecretsCommand, ResourceKind, RollbackArgs, RunArgs, ServerArgs, TenantCommand,
     },
     client::{
         api::{is_final, Kind},
@@ -240,6 +240,33 @@ async fn tenant(config: Config, cmd: TenantCommand) -> anyhow::Result<()> {
             let deleted = provisioner.delete(&slug, &confirm, "cli").await?;
             println!("tenant {slug} deleted; export: {}", deleted.export_path);
         }
+        TenantCommand::Limits(cmd) => tenant_limits(&config, cmd).await?,
+    }
+    Ok(())
+}
+
+async fn tenant_limits(config: &Config, cmd: LimitsCommand) -> anyhow::Result<()> {
+    let book = crate::limits::LimitBook::new(operator_pool(config).await?, config);
+    let (view, json) = match cmd {
+        LimitsCommand::Show { slug, json } => (book.show(&slug).await?, json),
+        LimitsCommand::Set { slug, limits } => {
+            let changes = limits.into_iter().map(|(name, value)| (name, serde_json::Value::from(value))).collect();
+            (book.update(&slug, &changes).await?, false)
+        }
+        LimitsCommand::Unset { slug, names } => {
+            let changes = names.into_iter().map(|name| (name, serde_json::Value::Null)).collect();
+            (book.update(&slug, &changes).await?, false)
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    println!("{:<24} {:>14}  DEFAULT", "LIMIT", "VALUE");
+    for name in tessera_runtime::limits::LIMIT_NAMES {
+        let (value, default) = (view.limits.get(name).unwrap_or_default(), view.defaults.get(name).unwrap_or_default());
+        let mark = if view.overridden.contains(name) { "*" } else { " " };
+        println!("{name:<24} {value:>13}{mark}  {default}");
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use tessera_runtime::{LimitOverrides, TenantLimits};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -29,6 +30,11 @@ pub struct Config {
     pub provisioning: ProvisioningConfig,
     pub runtime: RuntimeConfig,
     pub cluster: ClusterConfig,
+    /// Defaults of the limits per tenant (`TESSERA_LIMITS__RUNNING_EXECUTIONS`, …);
+    /// the platform owner overrides them per tenant. Unset ones come from
+    /// `runtime.max_concurrent_executions` and `http.max_body_bytes`, or are
+    /// built in (see `tenant_limits`).
+    pub limits: LimitOverrides,
     pub dev: DevConfig,
     /// Expose the no-tenancy baseline routes used by bench/: only in a binary
     /// built with the `bench-routes` feature (never a release build).
@@ -93,7 +99,9 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct HttpConfig {
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted request body, in bytes: the node's hard maximum (a
+    /// tenant's `request_body_bytes` is never above it), and the default of
+    /// `limits.request_body_bytes`.
     pub max_body_bytes: usize,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_timeout_secs: u64,
@@ -131,7 +139,8 @@ pub struct ProvisioningConfig {
 #[serde(default)]
 pub struct RuntimeConfig {
     /// Executions of one tenant that run at once on this node; further ones
-    /// wait for a slot, so one busy tenant cannot take the whole node.
+    /// wait for a slot, so one busy tenant cannot take the whole node. The
+    /// default of `limits.running_executions` (which wins when set).
     pub max_concurrent_executions: usize,
     /// Time budget of an execution whose integration sets no `timeout`.
     pub execution_timeout_secs: u64,
@@ -218,6 +227,7 @@ impl Default for Config {
             provisioning: ProvisioningConfig::default(),
             runtime: RuntimeConfig::default(),
             cluster: ClusterConfig::default(),
+            limits: LimitOverrides::default(),
             dev: DevConfig::default(),
             bench_routes: false,
         }
@@ -359,10 +369,26 @@ impl Config {
                 "auth.trust_forwarded_for is replaced by auth.trusted_proxies: list the addresses of the proxies in front".into(),
             ));
         }
+        self.limits.validate().map_err(|e| ConfigError::Invalid(format!("limits: {e}")))?;
+        if self.tenant_limits().request_body_bytes > self.http.max_body_bytes {
+            return Err(ConfigError::Invalid("limits.request_body_bytes cannot be above http.max_body_bytes".into()));
+        }
         if self.provisioning.migrate_parallelism == 0 {
             return Err(ConfigError::Invalid("provisioning.migrate_parallelism must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// A tenant's limits when the platform owner set none of its own: the
+    /// built-in ones, then the older keys that set two of them, then the
+    /// `limits` section.
+    pub fn tenant_limits(&self) -> TenantLimits {
+        let older = TenantLimits {
+            running_executions: self.runtime.max_concurrent_executions.max(1),
+            request_body_bytes: self.http.max_body_bytes,
+            ..TenantLimits::default()
+        };
+        older.with(&self.limits)
     }
 
     pub fn require_database_url(&self) -> Result<&str, ConfigError> {
@@ -434,6 +460,32 @@ mod tests {
     fn trusted_proxies_are_read_as_a_list_from_the_environment() {
         let config = Config::load_with_env(None, env(&[("TESSERA_AUTH__TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7")])).map_err(|e| e.to_string()).unwrap();
         assert_eq!(config.auth.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn tenant_limits_default_to_the_older_keys_and_the_limits_section_wins() {
+        let older = Config::load_with_env(
+            None,
+            env(&[("TESSERA_RUNTIME__MAX_CONCURRENT_EXECUTIONS", "3"), ("TESSERA_HTTP__MAX_BODY_BYTES", "4096")]),
+        )
+        .unwrap();
+        assert_eq!(older.tenant_limits().running_executions, 3);
+        assert_eq!(older.tenant_limits().request_body_bytes, 4096);
+        let newer = Config::load_with_env(
+            None,
+            env(&[
+                ("TESSERA_RUNTIME__MAX_CONCURRENT_EXECUTIONS", "3"),
+                ("TESSERA_LIMITS__RUNNING_EXECUTIONS", "5"),
+                ("TESSERA_LIMITS__FOREACH_ITEMS", "77"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(newer.tenant_limits().running_executions, 5);
+        assert_eq!(newer.tenant_limits().foreach_items, 77);
+        assert!(Config::load_with_env(None, env(&[("TESSERA_LIMITS__SQL_CONNECTIONS", "0")])).is_err());
+        assert!(Config::load_with_env(None, env(&[("TESSERA_LIMITS__NO_SUCH_LIMIT", "1")])).is_err());
+        let above = [("TESSERA_HTTP__MAX_BODY_BYTES", "1000"), ("TESSERA_LIMITS__REQUEST_BODY_BYTES", "2000")];
+        assert!(Config::load_with_env(None, env(&above)).is_err(), "a tenant's body limit above the node's maximum");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::{
     auth::AuthError,
     cluster::ClusterError,
     database::DbError,
+    limits::LimitsError,
     provisioning::ProvisioningError,
     tenancy::{HostError, SlugError},
     resources::{execution_controls::ControlError, webhooks::WebhookError, ResourceError},
@@ -188,6 +189,19 @@ impl From<ResourceError> for ApiError {
                 api.retry_after_secs = Some(retry_after_secs);
                 return api;
             }
+            // Nothing frees room but time (retention) or the platform owner.
+            Limit(_) => StatusCode::TOO_MANY_REQUESTS,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<LimitsError> for ApiError {
+    fn from(e: LimitsError) -> Self {
+        let status = match e {
+            LimitsError::NotFound(_) => StatusCode::NOT_FOUND,
+            LimitsError::Invalid(_) | LimitsError::NotANumber { .. } | LimitsError::AboveNode { .. } => StatusCode::BAD_REQUEST,
+            LimitsError::Db(db) => return db.into(),
         };
         ApiError::new(status, e.code(), e.to_string())
     }

@@ -40,6 +40,7 @@ use uuid::Uuid;
 
 use crate::{
     database::DbError,
+    limits::{AdmitError, LimitBook},
     tenancy::{Tenant, TenantDb},
 };
 
@@ -67,8 +68,20 @@ pub enum IntakeError {
     Stopped,
     #[error("this tenant starts executions faster than its limit of {per_second} per second; retry in {retry_after_secs} s")]
     RateLimited { per_second: u32, retry_after_secs: u64 },
+    /// Over the tenant's limit `stored_executions`.
+    #[error(transparent)]
+    Limit(tessera_runtime::limits::LimitExceeded),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+impl From<AdmitError> for IntakeError {
+    fn from(e: AdmitError) -> Self {
+        match e {
+            AdmitError::Limit(e) => Self::Limit(e),
+            AdmitError::Db(e) => Self::Db(e),
+        }
+    }
 }
 
 struct Request {
@@ -83,19 +96,25 @@ struct Request {
 pub struct Intake {
     requests: mpsc::Sender<Request>,
     limit: IntakeLimit,
+    db: TenantDb,
+    /// The tenants' limits: `stored_executions` is checked here.
+    book: LimitBook,
 }
 
 impl Intake {
-    pub fn start(db: TenantDb, limit: IntakeLimit) -> Self {
+    pub fn start(db: TenantDb, limit: IntakeLimit, book: LimitBook) -> Self {
         let (requests, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(queue, db));
-        Self { requests, limit }
+        tokio::spawn(run(queue, db.clone()));
+        Self { requests, limit, db, book }
     }
 
     /// Wait for `tenant`'s turn to start an execution; refused when the
-    /// wait would be longer than [`MOST_WAIT`].
+    /// wait would be longer than [`MOST_WAIT`], or when the tenant stores
+    /// as many executions as its limit `stored_executions` allows.
     pub async fn admit(&self, tenant: &Tenant) -> Result<(), IntakeError> {
-        self.limit.admit(tenant.id).await
+        self.limit.admit(tenant.id).await?;
+        let stored = self.book.of(tenant.id).await?.stored_executions;
+        Ok(self.book.admit_stored(&self.db, tenant.id, &tenant.schema, stored).await?)
     }
 
     /// Insert and commit a `queued` execution. Returns its row (the columns

@@ -12,6 +12,7 @@ pub mod dev;
 pub mod error;
 pub mod execution_store;
 pub mod intake;
+pub mod limits;
 pub mod local_postgres;
 pub mod notifications;
 pub mod provisioning;

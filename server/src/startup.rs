@@ -18,6 +18,7 @@ use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::{
     intake::{Intake, IntakeLimit},
+    limits::LimitBook,
     resources::hot::HotResources,
     cluster::{
         mail::{
@@ -76,6 +77,8 @@ pub struct AppState {
     pub intake: Intake,
     /// Webhook triggers and opened connections, kept for a second.
     pub hot: HotResources,
+    /// Every tenant's limits (defaults and the platform owner's overrides).
+    pub limits: LimitBook,
 }
 
 fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
@@ -94,13 +97,10 @@ fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
 
 /// The runtime's engine: executions stored in tenant schemas, under the
 /// configured limits.
-fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: HotResources) -> Engine {
-    let limits = Limits {
-        concurrency: config.runtime.max_concurrent_executions.max(1),
-        default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)),
-    };
+fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: HotResources, book: LimitBook) -> Engine {
+    let limits = Limits { default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)) };
     let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys, hot));
-    let triggers = Arc::new(crate::trigger_store::PgTriggerStore::new(db.clone()));
+    let triggers = Arc::new(crate::trigger_store::PgTriggerStore::new(db.clone()).limited_by(book));
     let store: Arc<dyn tessera_runtime::ExecutionStore> = if config.runtime.batch_commits {
         Arc::new(crate::committer::BatchingStore::start(db, fence))
     } else {
@@ -129,7 +129,9 @@ impl AppState {
         let crashes = CrashLimit::new(config.runtime.max_execution_crashes, Duration::from_millis(config.cluster.node_timeout_ms));
         let fence = Fence { node: node_id, held: Default::default(), crashes };
         let hot = HotResources::default();
-        let supervisor = Supervisor::new(shutdown, engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone()));
+        let limits = LimitBook::new(pool.clone(), &config);
+        let engine = engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone(), limits.clone());
+        let supervisor = Supervisor::new(shutdown, engine);
         let node = NodeIdentity {
             id: node_id,
             cluster: config.cluster.id.clone(),
@@ -142,12 +144,17 @@ impl AppState {
         let timeout = Duration::from_millis(config.cluster.node_timeout_ms);
         let broker = config.cluster.amqp_url.as_deref().map(|url| Broker::new(url, &config.cluster.id, timeout)).transpose()?;
         let mail = Arc::new(MailCounters::new(if broker.is_some() { Carrier::Amqp } else { Carrier::Notify }));
-        let cluster = Arc::new(Cluster::new(cluster_pool, node, &config.cluster, supervisor.clone(), fence.held, broker));
+        let cluster = Arc::new(Cluster::new(cluster_pool, node, &config.cluster, supervisor.clone(), fence.held, broker, limits.clone()));
         Ok(Self {
             supervisor,
             cluster,
-            intake: Intake::start(tenant_db.clone(), IntakeLimit::new(config.runtime.intake_per_second, config.runtime.intake_burst)),
+            intake: Intake::start(
+                tenant_db.clone(),
+                IntakeLimit::new(config.runtime.intake_per_second, config.runtime.intake_burst),
+                limits.clone(),
+            ),
             hot,
+            limits,
             tenant_db,
             config: Arc::new(config),
             pool,
@@ -264,7 +271,7 @@ impl Application {
         let address = format!("{}:{port}", listener.local_addr().map(|a| a.ip().to_string()).unwrap_or_default());
         let state = web::Data::new(AppState::build(config, shutdown.clone(), address)?);
         let mut subscribers: Vec<Arc<dyn crate::notifications::Subscriber>> =
-            vec![Arc::new(state.directory.clone()), Arc::new(state.auth.standing.clone())];
+            vec![Arc::new(state.directory.clone()), Arc::new(state.auth.standing.clone()), Arc::new(state.limits.clone())];
         subscribers.extend(start_mail(&state, shutdown.clone()));
         crate::notifications::spawn_listener(url, subscribers, shutdown.clone());
         spawn_cluster(state.clone(), shutdown.clone());

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     database::DbError,
+    limits::{AdmitError, LimitBook},
     execution_store::{schema, store_error},
     tenancy::{SchemaName, TenantDb},
 };
@@ -28,11 +29,33 @@ pub async fn integrations_changed(supervisor: &Supervisor, tenant: Uuid) {
 
 pub struct PgTriggerStore {
     db: TenantDb,
+    /// Holds new executions to each tenant's `stored_executions`; `None`: no limit.
+    limits: Option<LimitBook>,
 }
 
 impl PgTriggerStore {
     pub fn new(db: TenantDb) -> Self {
-        Self { db }
+        Self { db, limits: None }
+    }
+
+    pub fn limited_by(self, limits: LimitBook) -> Self {
+        Self { limits: Some(limits), ..self }
+    }
+
+    /// May `tenant` store one more execution? A trigger that may not logs
+    /// it and moves on: it neither fails nor tries again in a loop.
+    async fn admit(&self, tenant: &TenantSpec, schema: &SchemaName, integration: &str) -> Result<bool, StoreError> {
+        let Some(book) = &self.limits else { return Ok(true) };
+        // Read from the book, not the spec: a running queue consumer keeps the spec it started with.
+        let limit = book.of(tenant.id).await.map_err(db_error)?.stored_executions;
+        match book.admit_stored(&self.db, tenant.id, schema, limit).await {
+            Ok(()) => Ok(true),
+            Err(AdmitError::Limit(e)) => {
+                tracing::warn!(tenant = %tenant.slug, integration, code = e.code, "{e}; the trigger starts no execution");
+                Ok(false)
+            }
+            Err(AdmitError::Db(e)) => Err(db_error(e)),
+        }
     }
 }
 
@@ -116,9 +139,13 @@ impl TriggerStore for PgTriggerStore {
 
     fn fire<'a>(&'a self, tenant: &'a TenantSpec, tick: &'a Tick) -> StoreFuture<'a, Fired> {
         Box::pin(async move {
+            let schema = schema(tenant)?;
+            // Over the limit, the tick still advances (no execution): the schedule goes on.
+            let admitted = tick.trigger.is_none() || self.admit(tenant, &schema, &tick.integration).await?;
+            let trigger = tick.trigger.as_ref().filter(|_| admitted);
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-                [&tick.integration, &tick.index, &tick.expected, &tick.next, &Uuid::now_v7(), &tick.trigger];
-            let rows = self.db.statement_in_schema(&schema(tenant)?, FIRE, &params).await.map_err(db_error)?;
+                [&tick.integration, &tick.index, &tick.expected, &tick.next, &Uuid::now_v7(), &trigger];
+            let rows = self.db.statement_in_schema(&schema, FIRE, &params).await.map_err(db_error)?;
             let (advanced, queued): (i64, Option<Uuid>) = (rows[0].get(0), rows[0].get(1));
             Ok(match (advanced, queued) {
                 (0, _) => Fired::Lost,
@@ -129,6 +156,12 @@ impl TriggerStore for PgTriggerStore {
     }
 
     fn enqueue_message<'a>(&'a self, tenant: &'a TenantSpec, message: &'a QueueMessage) -> StoreFuture<'a, Enqueued> {
-        Box::pin(async move { self.enqueue_in(&schema(tenant)?, message).await.map_err(db_error) })
+        Box::pin(async move {
+            let schema = schema(tenant)?;
+            if !self.admit(tenant, &schema, &message.integration).await? {
+                return Ok(Enqueued::OverLimit);
+            }
+            self.enqueue_in(&schema, message).await.map_err(db_error)
+        })
     }
 }

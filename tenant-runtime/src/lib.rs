@@ -13,11 +13,13 @@ pub mod amqp;
 pub mod definition;
 pub mod execution;
 pub mod expression;
+pub mod limits;
 mod supervisor;
 pub mod triggers;
 mod worker;
 
 pub use execution::{Connections, Engine, ExecutionStore, Limits, OpenError, OpenFuture};
+pub use limits::{LimitOverrides, TenantLimits};
 pub use supervisor::{Forwarder, Supervisor, WorkerStatus};
 pub use triggers::TriggerStore;
 pub use worker::{RemoteCommand, TenantSpec, WorkerCommand};

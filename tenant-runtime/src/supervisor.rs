@@ -13,7 +13,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::{
-    sync::{mpsc, Notify},
+    sync::{mpsc, watch, Notify},
     task::JoinHandle,
 };
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::{
     execution::Engine,
+    limits::TenantLimits,
     worker::{self, Drain, RemoteCommand, TenantSpec, WorkerCommand},
 };
 
@@ -33,6 +34,8 @@ struct Running {
     spec: TenantSpec,
     cancel: CancellationToken,
     commands: mpsc::Sender<WorkerCommand>,
+    /// The worker's limits: a change is sent here, not by a restart.
+    limits: watch::Sender<Arc<TenantLimits>>,
     handle: JoinHandle<()>,
     started_at: DateTime<Utc>,
     restarts: u32,
@@ -91,11 +94,15 @@ impl Supervisor {
         let mut workers = self.workers.lock().expect("supervisor lock");
         let wanted: HashMap<Uuid, TenantSpec> = desired.into_iter().map(|s| (s.id, s)).collect();
         workers.retain(|id, running| {
-            let keep = wanted.get(id) == Some(&running.spec);
-            if !keep {
+            let Some(spec) = wanted.get(id).filter(|spec| spec.same_worker(&running.spec)) else {
                 running.cancel.cancel();
+                return false;
+            };
+            if spec.limits != running.spec.limits {
+                running.spec.limits = spec.limits.clone();
+                running.limits.send_replace(spec.limits.clone());
             }
-            keep
+            true
         });
         for (id, spec) in wanted {
             let restarts = match workers.get(&id) {
@@ -114,6 +121,7 @@ impl Supervisor {
     fn spawn(&self, spec: TenantSpec, restarts: u32) -> Running {
         let cancel = self.shutdown.child_token();
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (limits, limits_rx) = watch::channel(spec.limits.clone());
         let task_spec = spec.clone();
         let task_cancel = cancel.clone();
         let engine = self.engine.clone();
@@ -123,9 +131,9 @@ impl Supervisor {
             if restarts > 0 {
                 tokio::time::sleep(RESTART_BACKOFF).await;
             }
-            worker::run(task_spec, engine, rx, task_cancel, drain).await
+            worker::run(task_spec, engine, rx, limits_rx, task_cancel, drain).await
         });
-        Running { spec, cancel, commands, handle, started_at: Utc::now(), restarts, in_flight }
+        Running { spec, cancel, commands, limits, handle, started_at: Utc::now(), restarts, in_flight }
     }
 
     /// Drain this node: from now on no worker starts an execution (what
@@ -210,7 +218,7 @@ mod tests {
     use super::*;
 
     fn spec(slug: &str) -> TenantSpec {
-        TenantSpec { id: Uuid::new_v4(), slug: slug.into(), schema: format!("t_{slug}") }
+        TenantSpec { id: Uuid::new_v4(), slug: slug.into(), schema: format!("t_{slug}"), limits: Default::default() }
     }
 
     async fn ping(sup: &Supervisor, id: Uuid) -> Option<String> {
@@ -290,6 +298,61 @@ mod tests {
         let outcomes = store.outcomes.lock().unwrap();
         assert!(outcomes.contains_key(&woken) && outcomes.contains_key(&unwoken), "the sweep ran the execution nobody woke");
         drop(outcomes);
+        sup.shutdown().await;
+    }
+
+    /// A new `running_executions` reaches the running worker: no restart,
+    /// and the next executions run under it, lowered or raised.
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_takes_new_limits_without_a_restart() {
+        use crate::execution::tests::{claimed, MemoryStore};
+        let store = Arc::new(MemoryStore::default());
+        let sup = Supervisor::new(CancellationToken::new(), crate::execution::tests::engine(store.clone()));
+        let one_at_a_time = TenantSpec { limits: Arc::new(TenantLimits { running_executions: 1, ..Default::default() }), ..spec("alpha") };
+        sup.reconcile(vec![one_at_a_time.clone()]);
+        let started_at = sup.status()[0].started_at;
+        let naps = |n: usize| -> Vec<Uuid> {
+            (0..n)
+                .map(|_| {
+                    let id = Uuid::now_v7();
+                    let nap = claimed(serde_json::json!([{"name": "nap", "delay": {"duration": "300ms"}}]), vec![]);
+                    store.claims.lock().unwrap().insert(id, nap);
+                    id
+                })
+                .collect()
+        };
+        let finished = |ids: &[Uuid]| ids.iter().filter(|id| store.outcomes.lock().unwrap().contains_key(id)).count();
+
+        let first = naps(2);
+        for id in &first {
+            assert!(sup.send(one_at_a_time.id, WorkerCommand::Execute(*id)).await);
+        }
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert_eq!(finished(&first), 1, "one at a time");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(finished(&first), 2);
+
+        let three_at_once = TenantSpec { limits: Arc::new(TenantLimits { running_executions: 3, ..Default::default() }), ..one_at_a_time.clone() };
+        sup.reconcile(vec![three_at_once.clone()]);
+        let second = naps(3);
+        for id in &second {
+            assert!(sup.send(three_at_once.id, WorkerCommand::Execute(*id)).await);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Lowered while three run: their slots go away as they end, and what comes next runs one at a time.
+        sup.reconcile(vec![one_at_a_time.clone()]);
+        let third = naps(2);
+        for id in &third {
+            assert!(sup.send(one_at_a_time.id, WorkerCommand::Execute(*id)).await);
+        }
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(finished(&second), 3, "three at once after the raise");
+        assert_eq!(finished(&third), 0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(finished(&third), 1, "one at a time again after the lowering");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(finished(&third), 2);
+        assert_eq!(sup.status()[0].started_at, started_at, "the worker was never restarted");
         sup.shutdown().await;
     }
 }

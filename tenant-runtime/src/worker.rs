@@ -1,5 +1,5 @@
-//! One tenant's worker task: it runs the tenant's executions, at most
-//! `Limits::concurrency` at once, each as its own task, and owns the
+//! One tenant's worker task: it runs the tenant's executions, at most its
+//! limit `running_executions` at once, each as its own task, and owns the
 //! tenant's schedule and queue triggers (`crate::triggers`).
 
 use std::{
@@ -12,7 +12,7 @@ use std::{
 };
 
 use tokio::{
-    sync::{mpsc, Notify, Semaphore},
+    sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore},
     time::Instant,
     task::{self, AbortHandle, JoinError, JoinSet},
 };
@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::{
     execution::{self, Engine},
+    limits::TenantLimits,
     triggers::Triggers,
 };
 
@@ -30,6 +31,16 @@ pub struct TenantSpec {
     pub id: Uuid,
     pub slug: String,
     pub schema: String,
+    /// The tenant's effective limits. A change reaches the running worker
+    /// (no restart): executions that start afterwards run under the new ones.
+    pub limits: Arc<TenantLimits>,
+}
+
+impl TenantSpec {
+    /// The same tenant, the same worker: only the limits may differ.
+    pub fn same_worker(&self, other: &TenantSpec) -> bool {
+        self.id == other.id && self.slug == other.slug && self.schema == other.schema
+    }
 }
 
 /// Messages a worker accepts.
@@ -112,7 +123,14 @@ impl Drain {
 /// node drains it starts no execution (schedule ticks and queue messages
 /// are still committed, for the tenant's next owner to run) and lets the
 /// running ones finish.
-pub(crate) async fn run(spec: TenantSpec, engine: Engine, mut commands: mpsc::Receiver<WorkerCommand>, cancel: CancellationToken, drain: Drain) {
+pub(crate) async fn run(
+    spec: TenantSpec,
+    engine: Engine,
+    mut commands: mpsc::Receiver<WorkerCommand>,
+    mut limits: watch::Receiver<Arc<TenantLimits>>,
+    cancel: CancellationToken,
+    drain: Drain,
+) {
     tracing::debug!(tenant = %spec.slug, "tenant worker started");
     let mut executions = Executions::new(spec.clone(), engine.clone(), drain.begun.clone());
     let (queued_tx, mut queued) = mpsc::unbounded_channel();
@@ -138,6 +156,13 @@ pub(crate) async fn run(spec: TenantSpec, engine: Engine, mut commands: mpsc::Re
             }
             _ = due => triggers.fire_due().await.into_iter().for_each(|id| executions.start(id)),
             Some(id) = queued.recv() => executions.start(id),
+            Ok(()) = limits.changed() => {
+                let new = limits.borrow_and_update().clone();
+                tracing::info!(tenant = %spec.slug, limits = ?new, "tenant limits changed");
+                executions.set_limits(new);
+                triggers.set_spec(executions.spec.clone());
+                triggers.reload().await;
+            }
             command = commands.recv() => match command {
                 Some(WorkerCommand::Ping(reply)) => {
                     let _ = reply.send(spec.slug.clone());
@@ -211,6 +236,9 @@ struct Executions {
     engine: Engine,
     /// The per-tenant concurrency limit.
     permits: Arc<Semaphore>,
+    /// Slots to take away once running executions give them back (a
+    /// lowered limit, when more than the new one run).
+    owed: Arc<AtomicUsize>,
     tasks: JoinSet<Uuid>,
     /// So a wake-up for an execution already running here does not start
     /// it twice.
@@ -227,11 +255,12 @@ struct Executions {
 
 impl Executions {
     fn new(spec: TenantSpec, engine: Engine, draining: CancellationToken) -> Self {
-        let permits = Arc::new(Semaphore::new(engine.limits.concurrency.max(1)));
+        let permits = Arc::new(Semaphore::new(spec.limits.running_executions.max(1)));
         Self {
             spec: Arc::new(spec),
             engine,
             permits,
+            owed: Arc::new(AtomicUsize::new(0)),
             tasks: JoinSet::new(),
             running: HashSet::new(),
             by_task: HashMap::new(),
@@ -239,6 +268,26 @@ impl Executions {
             cancelling: HashSet::new(),
             draining,
         }
+    }
+
+    /// New limits: executions that start from now on run under them, and
+    /// the number of slots follows `running_executions` (a lowered limit
+    /// takes slots away as running executions end).
+    fn set_limits(&mut self, limits: Arc<TenantLimits>) {
+        let (old, new) = (self.spec.limits.running_executions.max(1), limits.running_executions.max(1));
+        if new > old {
+            let mut more = new - old;
+            // Slots still owed from an earlier lowering are forgiven first.
+            while more > 0 && self.owed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1)).is_ok() {
+                more -= 1;
+            }
+            self.permits.add_permits(more);
+        } else if new < old {
+            let fewer = old - new;
+            let forgotten = self.permits.forget_permits(fewer);
+            self.owed.fetch_add(fewer - forgotten, Ordering::AcqRel);
+        }
+        self.spec = Arc::new(TenantSpec { limits, ..(*self.spec).clone() });
     }
 
     async fn resume(&mut self) {
@@ -266,6 +315,7 @@ impl Executions {
             return;
         }
         let (spec, engine, permits, draining) = (self.spec.clone(), self.engine.clone(), self.permits.clone(), self.draining.clone());
+        let owed = self.owed.clone();
         let handle = self.tasks.spawn(async move {
             // Waiting for a slot holds nothing but this small task; a
             // drain that begins meanwhile leaves the execution unstarted.
@@ -274,7 +324,8 @@ impl Executions {
                 _ = draining.cancelled() => None,
                 permit = permits.acquire_owned() => permit.ok(),
             };
-            if let Some(_permit) = permit {
+            if let Some(permit) = permit {
+                let _slot = Slot { permit: Some(permit), owed };
                 execution::run_guarded(&spec, &engine, id).await;
             }
             id
@@ -322,6 +373,24 @@ impl Executions {
             if self.cancelling.remove(&id) {
                 self.record_cancel(id);
             }
+        }
+    }
+}
+
+/// An execution's slot. Given back when the execution ends, however it
+/// ends (a cancel aborts its task), unless a lowered limit still owes one:
+/// then the slot goes away.
+struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    owed: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take()
+            && self.owed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1)).is_ok()
+        {
+            permit.forget();
         }
     }
 }

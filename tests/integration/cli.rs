@@ -91,7 +91,10 @@ async fn an_operator_sets_up_the_platform_and_administers_a_tenant_from_the_comm
 
     let migrated = run(&env, &["migrate"]).await;
     assert!(migrated.ok(), "{migrated:?}");
-    assert!(migrated.stdout.contains("platform schema: 2 migration(s) applied"), "{migrated:?}");
+    // Every platform migration there is, each recorded once.
+    let db = connect(&url).await;
+    let recorded: i64 = db.query_one("SELECT count(*) FROM platform.refinery_schema_history", &[]).await.unwrap().get(0);
+    assert!(recorded >= 2 && migrated.stdout.contains(&format!("platform schema: {recorded} migration(s) applied")), "{migrated:?}");
     assert!(migrated.stdout.contains("0 migrated, 0 failed"), "{migrated:?}");
 
     let init = run(&env, &["platform", "init", "--email", "admin@example.test", "--password", "a-strong-password"]).await;
@@ -101,7 +104,6 @@ async fn an_operator_sets_up_the_platform_and_administers_a_tenant_from_the_comm
     let again = run(&env, &["platform", "init", "--email", "second@example.test", "--password", "another-password"]).await;
     assert!(!again.ok(), "a second platform init is refused: {again:?}");
     assert!(again.stderr.contains("owner"), "the refusal says why: {again:?}");
-    let db = connect(&url).await;
     let owners: Vec<String> =
         db.query("SELECT email FROM platform.owners", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(owners, ["admin@example.test"]);
@@ -154,6 +156,48 @@ async fn an_operator_sets_up_the_platform_and_administers_a_tenant_from_the_comm
     assert_eq!(deleted_by, "cli");
 }
 
+/// The CLI writes to the database; a running node applies the change at
+/// once (the change notification), long before its cache would expire.
+#[tokio::test]
+async fn tenant_limits_set_from_the_command_line_reach_a_running_node_at_once() {
+    let app = tessera_tests::spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let echo = "apiVersion: tessera.dev/v1\nkind: Integration\nmetadata:\n  name: echo\nspec:\n  steps:\n    - name: e\n      transform:\n        expression: .trigger.body\n";
+    app.apply_yaml("acme", &owner, echo).await;
+    let body = json!({"pad": "x".repeat(300)});
+    let status = || async {
+        let request = app.tenant_request(reqwest::Method::POST, "acme", "/api/integrations/echo/run").bearer_auth(&owner).json(&body);
+        request.send().await.unwrap().status()
+    };
+    assert_eq!(status().await, reqwest::StatusCode::ACCEPTED, "read once, so the node caches acme's limits");
+    let env = [("TESSERA_DATABASE_URL", app.database_url.clone())];
+
+    let set = run(&env, &["tenant", "limits", "set", "acme", "request_body_bytes=100", "foreach_items=5"]).await;
+    assert!(set.ok(), "{set:?}");
+    let refused = eventually(Duration::from_secs(2), || async { status().await == reqwest::StatusCode::PAYLOAD_TOO_LARGE }).await;
+    assert!(refused, "the running node applies the new limit within a round trip");
+
+    let shown = run(&env, &["tenant", "limits", "show", "acme"]).await;
+    assert!(shown.ok(), "{shown:?}");
+    let line = |name: &str| shown.stdout.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
+    assert!(line("request_body_bytes").contains("100*") && line("foreach_items").contains("5*"), "{shown:?}");
+    assert!(!line("running_executions").contains('*'), "defaults are not marked: {shown:?}");
+    let json = run(&env, &["tenant", "limits", "show", "acme", "--json"]).await;
+    let json: Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(json["overridden"], json!(["foreach_items", "request_body_bytes"]));
+
+    for bad in [&["tenant", "limits", "set", "acme", "running_executions=0"][..], &["tenant", "limits", "set", "acme", "cups=3"], &["tenant", "limits", "set", "acme", "foreach_items"]] {
+        let refused = run(&env, bad).await;
+        assert!(!refused.ok() && !refused.stderr.is_empty(), "{bad:?}: {refused:?}");
+    }
+    let unset = run(&env, &["tenant", "limits", "unset", "acme", "request_body_bytes"]).await;
+    assert!(unset.ok(), "{unset:?}");
+    let accepted = eventually(Duration::from_secs(2), || async { status().await == reqwest::StatusCode::ACCEPTED }).await;
+    assert!(accepted, "back to the default");
+    assert_eq!(run(&env, &["tenant", "limits", "show", "nobody"]).await.code, Some(1));
+}
+
 #[tokio::test]
 async fn every_subcommand_explains_itself_with_help() {
     let cases: &[(&[&str], &[&str])] = &[
@@ -169,6 +213,8 @@ async fn every_subcommand_explains_itself_with_help() {
         (&["tenant", "suspend", "--help"], &["<SLUG>", "403"]),
         (&["tenant", "resume", "--help"], &["<SLUG>", "Resume"]),
         (&["tenant", "delete", "--help"], &["<SLUG>", "--confirm", "pg_dump"]),
+        (&["tenant", "limits", "--help"], &["show", "set", "unset"]),
+        (&["tenant", "limits", "set", "--help"], &["<SLUG>", "running_executions=4"]),
     ];
     for (args, expected) in cases {
         let help = run(&[], args).await;

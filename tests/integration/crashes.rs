@@ -157,7 +157,7 @@ async fn a_claim_counts_a_crash_only_when_the_last_claimer_is_another_node_that_
     let tenant = app.create_tenant("acme").await;
     let owner = app.owner_token(&tenant).await;
     app.apply_yaml("acme", &owner, &definition(9)).await;
-    let spec = TenantSpec { id: tenant.id.parse().unwrap(), slug: "acme".into(), schema: "t_acme".into() };
+    let spec = TenantSpec { id: tenant.id.parse().unwrap(), slug: "acme".into(), schema: "t_acme".into(), limits: Default::default() };
     let me = app.state.cluster.node().id;
     let fence = || Fence { node: me, held: app.state.cluster.fences(), crashes: Default::default() };
     let db = app.db().await;

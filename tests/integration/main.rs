@@ -20,6 +20,7 @@ mod hosts;
 mod hostile;
 mod integrations;
 mod isolation;
+mod limits;
 mod migrations;
 mod noisy;
 mod operations;

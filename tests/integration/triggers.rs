@@ -154,7 +154,7 @@ async fn two_racing_fires_of_one_tick_queue_one_execution() {
     let expected = db.query_one("SELECT next_at FROM t_race.schedules", &[]).await.unwrap().get(0);
 
     let store = PgTriggerStore::new(app.state.tenant_db.clone());
-    let spec = TenantSpec { id: tenant.id.parse().unwrap(), slug: "race".into(), schema: "t_race".into() };
+    let spec = TenantSpec { id: tenant.id.parse().unwrap(), slug: "race".into(), schema: "t_race".into(), limits: Default::default() };
     let tick = Tick {
         integration: "hourly".into(),
         index: 0,

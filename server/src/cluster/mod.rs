@@ -75,6 +75,8 @@ pub struct Cluster {
     /// The broker carrying worker commands, when the cluster has one.
     broker: Option<Broker>,
     drain: drain::Drain,
+    /// Each tenant's effective limits, handed to its worker in its spec.
+    limits: crate::limits::LimitBook,
 }
 
 impl Cluster {
@@ -87,6 +89,7 @@ impl Cluster {
         supervisor: Supervisor,
         held: Arc<RwLock<Held>>,
         broker: Option<Broker>,
+        limits: crate::limits::LimitBook,
     ) -> Self {
         Self {
             pool,
@@ -99,6 +102,7 @@ impl Cluster {
             last_live: tokio::sync::Mutex::new(Vec::new()),
             broker,
             drain: drain::Drain::new(Duration::from_millis(config.drain_timeout_ms)),
+            limits,
         }
     }
 
@@ -164,7 +168,7 @@ impl Cluster {
     async fn round(&self) -> Result<(), ClusterError> {
         let mut last_live = self.last_live.lock().await;
         let state = membership::heartbeat(&self.pool, &self.node).await?;
-        let tenants = active_tenants(&self.pool, &self.node.cluster).await?;
+        let tenants = active_tenants(&self.pool, &self.node.cluster, &self.limits).await?;
         let draining = state == NodeState::Draining || self.drain.begun_here();
         let live = if draining { Vec::new() } else { membership::live_nodes(&self.pool, &self.node.cluster, self.timeout).await? };
         let wanted: Vec<Uuid> = if draining {
@@ -242,10 +246,17 @@ pub async fn mark_draining(pool: &Pool, node: Uuid) -> Result<(), ClusterError> 
     Ok(())
 }
 
-/// The cluster's active tenants, as the supervisor names them.
-async fn active_tenants(pool: &Pool, cluster: &str) -> Result<HashMap<Uuid, TenantSpec>, ClusterError> {
+/// The cluster's active tenants, as the supervisor names them, each with
+/// its effective limits (read at every round, so a change reaches the
+/// worker at the next one, and at once through the change notification).
+async fn active_tenants(pool: &Pool, cluster: &str, limits: &crate::limits::LimitBook) -> Result<HashMap<Uuid, TenantSpec>, ClusterError> {
     let client = pool.get().await?;
-    let sql = "SELECT id, slug, schema_name FROM platform.tenants WHERE cluster_id = $1 AND status = 'active'";
+    let sql = "SELECT t.id, t.slug, t.schema_name, l.overrides FROM platform.tenants t \
+               LEFT JOIN platform.tenant_limits l ON l.tenant_id = t.id WHERE t.cluster_id = $1 AND t.status = 'active'";
     let rows = client.query(sql, &[&cluster]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), TenantSpec { id: r.get(0), slug: r.get(1), schema: r.get(2) })).collect())
+    let spec = |r: &tokio_postgres::Row| {
+        let limits = Arc::new(limits.effective(&crate::limits::stored_overrides(r.get(3))));
+        TenantSpec { id: r.get(0), slug: r.get(1), schema: r.get(2), limits }
+    };
+    Ok(rows.iter().map(|r| (r.get(0), spec(r))).collect())
 }

@@ -219,6 +219,7 @@ fn intake_error(e: IntakeError) -> ResourceError {
     match e {
         IntakeError::Db(e) => e.into(),
         IntakeError::Stopped => ResourceError::Stopping,
+        IntakeError::Limit(e) => ResourceError::Limit(e),
         e @ IntakeError::RateLimited { retry_after_secs, .. } => ResourceError::RateLimited { message: e.to_string(), retry_after_secs },
     }
 }

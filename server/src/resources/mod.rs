@@ -49,6 +49,9 @@ pub enum ResourceError {
     /// The tenant starts executions faster than its intake limit.
     #[error("{message}")]
     RateLimited { message: String, retry_after_secs: u64 },
+    /// Over one of the tenant's limits (`stored_executions`).
+    #[error(transparent)]
+    Limit(tessera_runtime::limits::LimitExceeded),
 }
 
 impl From<AuthError> for ResourceError {
@@ -72,6 +75,7 @@ impl ResourceError {
             ResourceError::Db(_) | ResourceError::Auth(_) | ResourceError::Sealing(_) => "internal_error",
             ResourceError::Stopping => "unavailable",
             ResourceError::RateLimited { .. } => "rate_limited",
+            ResourceError::Limit(e) => e.code,
         }
     }
 

@@ -54,7 +54,7 @@ pub enum WebhookError {
     ExecutionFailed { id: Uuid },
     #[error("a webhook body is JSON (application/json, */*+json) or text (text/*)")]
     UnsupportedMediaType,
-    #[error("the request body is larger than {limit} bytes")]
+    #[error("the request body is larger than {limit} bytes (the tenant's limit `request_body_bytes`)")]
     TooLarge { limit: usize },
     #[error("the request body is not valid JSON: {0}")]
     InvalidJson(String),

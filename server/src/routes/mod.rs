@@ -4,6 +4,7 @@
 mod auth;
 #[cfg(feature = "bench-routes")]
 mod bench;
+mod body_limit;
 mod definition_body;
 mod health;
 mod idempotency;

@@ -21,6 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/platform/tenants/{slug}", web::delete().to(delete))
         .route("/platform/tenants/{slug}/suspend", web::post().to(suspend))
         .route("/platform/tenants/{slug}/resume", web::post().to(resume))
+        .route("/platform/tenants/{slug}/limits", web::get().to(limits))
+        .route("/platform/tenants/{slug}/limits", web::patch().to(set_limits))
         .route("/platform/node", web::get().to(node))
         .route("/platform/cluster", web::get().to(cluster))
         .route("/platform/nodes/{id}/drain", web::post().to(drain));
@@ -84,6 +86,26 @@ async fn delete(
     let deleted = state.provisioner.delete(&slug, &confirm, &caller.email).await?;
     state.reconcile_workers().await;
     Ok(HttpResponse::Ok().json(deleted))
+}
+
+/// `GET /api/platform/tenants/{slug}/limits`: the tenant's effective
+/// limits, which of them are its own, and the defaults.
+async fn limits(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(state.limits.show(&slug).await?))
+}
+
+/// `PATCH /api/platform/tenants/{slug}/limits` with `{"name": number}` to
+/// set a limit and `{"name": null}` to go back to the default; applied on
+/// every node without a restart.
+async fn set_limits(
+    state: web::Data<AppState>,
+    _caller: PlatformCaller,
+    slug: web::Path<String>,
+    body: web::Json<serde_json::Map<String, serde_json::Value>>,
+) -> Reply {
+    let view = state.limits.update(&slug, &body).await?;
+    state.reconcile_workers().await;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// `GET /api/platform/node`: this node and the tenant workers it runs.

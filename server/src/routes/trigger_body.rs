@@ -1,12 +1,20 @@
 //! The optional JSON body of a manual run (its trigger payload).
 
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use actix_web::{
+    dev::Payload,
+    error::JsonPayloadError,
+    http::{header, StatusCode},
+    web::JsonBody,
+    FromRequest, HttpRequest,
+};
 use futures::future::{ready, FutureExt, LocalBoxFuture};
 use serde_json::Value;
 
+use crate::error::ApiError;
+
 /// The request's JSON body, or `None` when it has none. A body that is
-/// present goes through the app's JSON config (size limit, media type,
-/// syntax), so a bad one is refused the way every JSON body is.
+/// present is held to the tenant's limit `request_body_bytes` and read like
+/// every JSON body (media type, syntax), so a bad one is refused the same way.
 pub struct TriggerBody(pub Option<Value>);
 
 fn has_body(req: &HttpRequest) -> bool {
@@ -23,8 +31,21 @@ impl FromRequest for TriggerBody {
         if !has_body(req) {
             return ready(Ok(TriggerBody(None))).boxed_local();
         }
-        let json = web::Json::<Value>::from_request(req, payload);
-        async move { Ok(TriggerBody(Some(json.await?.into_inner()))) }.boxed_local()
+        // Read against the tenant's own limit; otherwise as the app's JSON
+        // config reads every JSON body (media type, syntax, error answers).
+        let (req, mut payload, limit) = (req.clone(), payload.take(), super::body_limit::for_request(req));
+        async move {
+            let limit = limit.await;
+            match JsonBody::<Value>::new(&req, &mut payload, None, true).limit(limit).await {
+                Ok(value) => Ok(TriggerBody(Some(value))),
+                Err(JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. }) => {
+                    let message = format!("the request body is larger than {limit} bytes (the tenant's limit `request_body_bytes`)");
+                    Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message).into())
+                }
+                Err(e) => Err(crate::error::json_error(e, &req)),
+            }
+        }
+        .boxed_local()
     }
 }
 

@@ -1,5 +1,5 @@
 //! `POST /hooks/{integration}` on a tenant's host: the request as received
-//! (raw body within `http.max_body_bytes`, headers, query), handed whole to
+//! (raw body within the tenant's `request_body_bytes`, headers, query), handed whole to
 //! `resources::webhooks`, which decides everything else.
 
 use actix_web::{dev::Payload, http::header::CONTENT_LENGTH, web, FromRequest, HttpRequest, HttpResponse};
@@ -45,7 +45,7 @@ impl FromRequest for WebhookDelivery {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<web::Data<AppState>>().map_or(usize::MAX, |s| s.config.http.max_body_bytes);
+        let limit = super::body_limit::for_request(req);
         let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
         let headers: Vec<(String, String)> = req
             .headers()
@@ -56,7 +56,8 @@ impl FromRequest for WebhookDelivery {
         let content_type = headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.clone());
         let payload = payload.take();
         Box::pin(async move {
-            // A declared oversize is refused before anything else is looked at.
+            let limit = limit.await;
+            // Refuse a declared oversize at once; a chunked body is counted as it comes.
             if declared.is_some_and(|length| length > limit) {
                 return Err(WebhookError::TooLarge { limit }.into());
             }

@@ -19,6 +19,7 @@ use super::{
 use crate::{
     definition::{ForeachAction, ParallelAction},
     expression::Context,
+    limits::LimitExceeded,
 };
 
 /// `items` must give an array. Item `i` runs with `.item` and `.index`,
@@ -40,7 +41,13 @@ pub(super) async fn foreach(
         }
         Err(e) => return Ok(Err(Attempted::step(path, &e))),
     };
-    let concurrency = usize::try_from(each.concurrency.get()).unwrap_or(1);
+    let limits = &at.tenant.limits;
+    if items.len() > limits.foreach_items {
+        let e = LimitExceeded::new("too_many_items", "the number of items", items.len(), "foreach_items", limits.foreach_items);
+        return Ok(Err(Attempted::other(path, e.code, e.message)));
+    }
+    // The definition asks; the tenant's limit caps it.
+    let concurrency = usize::try_from(each.concurrency.get()).unwrap_or(1).min(limits.foreach_concurrency.max(1));
     let runs = stream::iter(items.into_iter().enumerate())
         .map(|(i, item)| {
             let mut scope = context.clone();

@@ -42,6 +42,9 @@ pub enum IoError {
     /// The database refused the statement.
     #[error("{0}")]
     SqlFailed(String),
+    /// One of the tenant's limits (`sql_pools`) refused it.
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitExceeded),
     /// More rows than a step may return.
     #[error("the statement returned more than {0} rows; add a LIMIT")]
     TooManyRows(usize),
@@ -72,6 +75,7 @@ impl IoError {
             Self::InvalidParameter { .. } => "invalid_parameter",
             Self::SqlFailed(_) => "sql_failed",
             Self::TooManyRows(_) => "too_many_rows",
+            Self::Limit(e) => e.code,
             Self::Store(_) => "store_unavailable",
         }
     }

@@ -190,18 +190,17 @@ impl Failure {
     }
 }
 
-/// Limits every worker of the node applies.
+/// Limits every worker of the node applies (each tenant's own are in its
+/// [`TenantSpec`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Executions of one tenant running at once.
-    pub concurrency: usize,
     /// Time budget of an execution whose integration sets none.
     pub default_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { concurrency: 8, default_timeout: Duration::from_secs(300) }
+        Self { default_timeout: Duration::from_secs(300) }
     }
 }
 
@@ -277,3 +276,5 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 pub(crate) mod tests;
 #[cfg(test)]
 mod flow_tests;
+#[cfg(test)]
+mod limits_tests;

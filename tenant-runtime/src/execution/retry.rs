@@ -9,7 +9,7 @@
 //! wait is a plain timer inside the execution's budget, so the budget (or a
 //! stopping worker) cancels it.
 
-use std::time::Duration;
+use std::{sync::atomic::Ordering, time::Duration};
 
 use chrono::Utc;
 use rand::Rng;
@@ -23,6 +23,7 @@ use super::{
 use crate::{
     definition::{Backoff, RetryOn, RetryPolicy, Step},
     expression::Context,
+    limits::{json_size, LimitExceeded},
 };
 
 /// A failed attempt: what is recorded, and how a retry policy sees it.
@@ -56,6 +57,7 @@ pub(super) async fn run_attempts(at: &At<'_>, step: &Step, path: String, context
     let attempts = policy.map_or(1, |p| p.attempts.get());
     let input = run::recorded_input(&context.to_value());
     let mut attempt: u32 = 1;
+    let mut recorded = 0;
     loop {
         let started_at = Utc::now();
         let result = attempt_once(at, step, &path, attempt as i32, context).await?;
@@ -69,7 +71,7 @@ pub(super) async fn run_attempts(at: &At<'_>, step: &Step, path: String, context
             started_at,
             finished_at: Utc::now(),
         };
-        let retry_after = match result {
+        let mut retry_after = match result {
             Ok(output) => {
                 record.output = Some(output);
                 None
@@ -80,6 +82,12 @@ pub(super) async fn run_attempts(at: &At<'_>, step: &Step, path: String, context
                 policy.filter(|p| attempt < attempts && retries(p, failed.class)).map(|p| wait(&p.backoff, attempt))
             }
         };
+        // The attempt before this one is replaced by its checkpoint: its bytes no longer count.
+        at.recorded.fetch_sub(std::mem::take(&mut recorded), Ordering::AcqRel);
+        match within_limits(at, &mut record) {
+            Ok(bytes) => recorded = bytes,
+            Err(()) => retry_after = None, // the same step would only grow as large again
+        }
         at.engine.store.checkpoint(at.tenant, at.id, &record).await?;
         let Some(wait) = retry_after else { return Ok(record) };
         tracing::info!(tenant = %at.tenant.slug, execution_id = %at.id, step = %path, attempt, wait_ms = wait.as_millis() as u64, "step failed; retrying");
@@ -103,6 +111,39 @@ async fn attempt_once(
         },
         None => work.await,
     }
+}
+
+/// Hold `record` to the tenant's limits `step_output_bytes` and
+/// `execution_record_bytes`, and count its bytes in the execution's record.
+/// Over either, what is too large is not kept: the record becomes a failure
+/// (`output_too_large`, `execution_too_large`) naming the limit, and
+/// `Err` says so. Ok: the bytes the record added.
+fn within_limits(at: &At<'_>, record: &mut StepRecord) -> Result<usize, ()> {
+    let limits = &at.tenant.limits;
+    let output = record.output.as_ref().map_or(0, json_size);
+    if output > limits.step_output_bytes {
+        let e = LimitExceeded::new("output_too_large", "the step's output in bytes", output, "step_output_bytes", limits.step_output_bytes);
+        fail(record, e.code, e.message);
+        return Err(());
+    }
+    let error = record.error.as_ref().map_or(0, |e| e.message.len() + e.code.len());
+    let bytes = json_size(&record.input) + output + error;
+    let total = at.recorded.fetch_add(bytes, Ordering::AcqRel) + bytes;
+    if total > limits.execution_record_bytes {
+        at.recorded.fetch_sub(bytes, Ordering::AcqRel);
+        let (what, max) = ("the execution's record in bytes", limits.execution_record_bytes);
+        let e = LimitExceeded::new("execution_too_large", what, total, "execution_record_bytes", max);
+        record.input = Value::Null;
+        fail(record, e.code, e.message);
+        return Err(());
+    }
+    Ok(bytes)
+}
+
+fn fail(record: &mut StepRecord, code: &'static str, message: String) {
+    record.state = StepState::Failed;
+    record.output = None;
+    record.error = Some(Failure { code, message, step: Some(record.path.clone()) });
 }
 
 /// Does `policy` retry a failure of `class`?

@@ -8,7 +8,10 @@
 //! put back in its scope. Retries live in `retry`, `on_error` in
 //! `handlers`, `foreach`/`parallel` in `flow`, `call` in `call`.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{atomic::AtomicUsize, Arc},
+};
 
 use serde_json::Value;
 use tracing::Instrument;
@@ -22,6 +25,7 @@ use super::{
 use crate::{
     definition::{Action, ChoiceAction, Integration, Name, Step},
     expression::{Context, ExecutionInfo},
+    limits::json_size,
     worker::TenantSpec,
 };
 
@@ -37,7 +41,9 @@ pub(super) async fn execute(tenant: &TenantSpec, engine: &Engine, id: Uuid, dept
     async {
         let outcome = match prepare(tenant, engine, id, claimed) {
             Ok((integration, context, done)) => {
-                let at = At { tenant, engine, id, done: &done, depth };
+                // What a run before a restart recorded counts too (its outputs; inputs are not read back).
+                let recorded = AtomicUsize::new(done.values().map(json_size).sum());
+                let at = At { tenant, engine, id, done: &done, depth, recorded: &recorded };
                 run_within_budget(&at, &integration, context).await?
             }
             Err(failure) => Outcome::Failed(failure),
@@ -116,6 +122,9 @@ pub(super) struct At<'a> {
     pub done: &'a HashMap<String, Value>,
     /// How many `call` steps deep this execution runs.
     pub depth: u32,
+    /// Bytes of the execution's step records so far, held to the tenant's
+    /// limit `execution_record_bytes`.
+    pub recorded: &'a AtomicUsize,
 }
 
 /// One step: its attempts (each failed one checkpointed, the last one

@@ -23,39 +23,55 @@ use super::{
 use crate::{
     definition::{ConnectionSpec, SqlAction},
     expression::{Expression, ExpressionError},
+    limits::LimitExceeded,
+    worker::TenantSpec,
 };
 
 /// The most rows one step returns.
 pub const MAX_ROWS: usize = 10_000;
-/// Sessions one tenant's connection holds open at most, on this node.
-const POOL_SIZE: usize = 4;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The node's pools for `sql` steps, by tenant and connection name.
 #[derive(Default)]
 pub struct SqlPools {
-    pools: Mutex<HashMap<(Uuid, String), (String, Pool)>>,
+    pools: Mutex<HashMap<(Uuid, String), Built>>,
+}
+
+/// A pool and what it was built for.
+struct Built {
+    url: String,
+    size: usize,
+    pool: Pool,
 }
 
 impl SqlPools {
-    /// The pool of `name`, built for `url`, or rebuilt when `url` changed.
-    fn pool(&self, tenant: Uuid, name: &str, url: &str) -> Result<Pool, IoError> {
+    /// The pool of `name`, built for `url` with the tenant's limit
+    /// `sql_connections` as its size, or rebuilt when either changed. A new
+    /// pool beyond the tenant's limit `sql_pools` is refused.
+    fn pool(&self, tenant: &TenantSpec, name: &str, url: &str) -> Result<Pool, IoError> {
         let mut pools = self.pools.lock().expect("sql pools");
-        let key = (tenant, name.to_string());
-        if let Some((built_for, pool)) = pools.get(&key)
-            && built_for == url
+        let key = (tenant.id, name.to_string());
+        let size = tenant.limits.sql_connections.max(1);
+        if let Some(built) = pools.get(&key)
+            && built.url == url
+            && built.size == size
         {
-            return Ok(pool.clone());
+            return Ok(built.pool.clone());
         }
-        let pool = build_pool(url).map_err(|e| IoError::ConnectionUnavailable(format!("the connection `{name}`: {e}")))?;
+        let held = pools.keys().filter(|(id, other)| *id == tenant.id && other != name).count();
+        if held >= tenant.limits.sql_pools {
+            let e = LimitExceeded::new("sql_pool_limit", "the number of SQL pools (connections used by sql steps)", held + 1, "sql_pools", tenant.limits.sql_pools);
+            return Err(IoError::Limit(e));
+        }
+        let pool = build_pool(url, size).map_err(|e| IoError::ConnectionUnavailable(format!("the connection `{name}`: {e}")))?;
         // Replacing the entry drops the old pool: its idle sessions close,
         // the busy ones close when their step returns them.
-        pools.insert(key, (url.to_string(), pool.clone()));
+        pools.insert(key, Built { url: url.to_string(), size, pool: pool.clone() });
         Ok(pool)
     }
 }
 
-fn build_pool(url: &str) -> Result<Pool, String> {
+fn build_pool(url: &str, size: usize) -> Result<Pool, String> {
     let mut config: tokio_postgres::Config =
         url.parse().map_err(|_| "the URL is not a valid PostgreSQL connection URL".to_string())?;
     config.connect_timeout(CONNECT_TIMEOUT);
@@ -64,7 +80,7 @@ fn build_pool(url: &str) -> Result<Pool, String> {
     }
     let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
-        .max_size(POOL_SIZE)
+        .max_size(size)
         .wait_timeout(Some(CONNECT_TIMEOUT))
         .create_timeout(Some(CONNECT_TIMEOUT))
         .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -77,7 +93,7 @@ pub(super) async fn perform(action: &SqlAction, data: Value, who: &Who<'_>) -> R
     let name = action.connection.as_str();
     let url = postgres_url(who, name).await?;
     let secrets = super::io::url_secrets(&url);
-    let pool = who.engine.io.sql.pool(who.spec.id, name, &url)?;
+    let pool = who.engine.io.sql.pool(who.spec, name, &url)?;
     let client = pool.get().await.map_err(|e| IoError::ConnectionFailed(scrub(&format!("cannot connect: {}", super::oauth::chain(&e)), &secrets)))?;
     let statement = client.prepare_cached(&action.statement).await.map_err(|e| db_error(&e, &secrets))?;
     let params = params_for(&statement, &values)?;

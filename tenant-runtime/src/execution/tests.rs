@@ -158,7 +158,7 @@ pub(crate) fn engine(store: Arc<MemoryStore>) -> Engine {
 }
 
 pub(crate) fn tenant() -> TenantSpec {
-    TenantSpec { id: Uuid::new_v4(), slug: "acme".into(), schema: "t_acme".into() }
+    TenantSpec { id: Uuid::new_v4(), slug: "acme".into(), schema: "t_acme".into(), limits: Default::default() }
 }
 
 pub(crate) fn definition(name: &str, steps: Value) -> Value {

@@ -98,6 +98,8 @@ pub enum Enqueued {
     Duplicate,
     /// The integration is gone or disabled.
     NotEnabled,
+    /// The tenant stores as many executions as its limit `stored_executions` allows.
+    OverLimit,
 }
 
 /// A schedule the worker keeps in memory: only its next time and how to
@@ -147,6 +149,11 @@ impl Triggers {
         Self { spec, engine, schedules: Vec::new(), consumers: HashMap::new(), queued, cancel }
     }
 
+    /// The tenant with its new limits, for what starts from now on.
+    pub fn set_spec(&mut self, spec: Arc<TenantSpec>) {
+        self.spec = spec;
+    }
+
     /// Re-read the tenant's triggers; stop and start what changed. A store
     /// failure keeps what runs (logged): the next reload tries again.
     pub async fn reload(&mut self) {
@@ -183,7 +190,17 @@ impl Triggers {
             .collect();
     }
 
-    fn reload_consumers(&mut self, queues: Vec<(ConsumerKey, QueueTrigger)>) {
+    fn reload_consumers(&mut self, mut queues: Vec<(ConsumerKey, QueueTrigger)>) {
+        let most = self.spec.limits.queue_consumers;
+        if queues.len() > most {
+            // Always the same ones, so a reload does not swap which consume.
+            queues.sort_by(|(a, _), (b, _)| (&a.integration, a.index).cmp(&(&b.integration, b.index)));
+            // The first ones (by integration name and place) consume; the rest wait for a higher limit.
+            let left: Vec<String> = queues[most..].iter().map(|(k, _)| format!("{}#{}", k.integration, k.index)).collect();
+            tracing::warn!(tenant = %self.spec.slug, code = "queue_consumer_limit", limit = most, not_started = ?left,
+                "the tenant has more queue triggers than its limit `queue_consumers`; these do not consume");
+            queues.truncate(most);
+        }
         let keep: Vec<&ConsumerKey> = queues.iter().map(|(key, _)| key).collect();
         self.consumers.retain(|key, _| keep.contains(&key)); // dropping a guard stops its consumer
         for (key, trigger) in queues {

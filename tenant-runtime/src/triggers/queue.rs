@@ -102,6 +102,13 @@ impl Consumer {
                 tracing::info!(tenant = %self.spec.slug, integration = %self.integration, message_id = ?message.message_id, "redelivered message already queued");
                 delivery.acker.ack(BasicAckOptions::default()).await?;
             }
+            Ok(Enqueued::OverLimit) => {
+                // Requeued, it would come straight back: it is rejected (to the
+                // queue's dead-letter exchange, if it has one) and consuming goes on.
+                tracing::warn!(tenant = %self.spec.slug, integration = %self.integration, code = "too_many_stored_executions",
+                    "the tenant stores as many executions as its limit `stored_executions` allows; message rejected");
+                delivery.acker.nack(BasicNackOptions { requeue: false, ..Default::default() }).await?;
+            }
             Ok(Enqueued::NotEnabled) => {
                 // A reload stops this consumer in a moment; keep the message for whoever consumes next.
                 tracing::warn!(tenant = %self.spec.slug, integration = %self.integration, "integration disabled; message returned to the queue");
