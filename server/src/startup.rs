@@ -16,6 +16,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::{RequestId, TracingLogger};
 
+use tessera_runtime::egress::Egress;
+
 use crate::{
     intake::{Intake, IntakeLimit},
     resources::hot::HotResources,
@@ -76,6 +78,8 @@ pub struct AppState {
     pub intake: Intake,
     /// Webhook triggers and opened connections, kept for a second.
     pub hot: HotResources,
+    /// The egress gate every outbound connection of a tenant goes through.
+    pub egress: Arc<Egress>,
 }
 
 fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
@@ -94,7 +98,7 @@ fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
 
 /// The runtime's engine: executions stored in tenant schemas, under the
 /// configured limits.
-fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: HotResources) -> Engine {
+fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: HotResources, egress: Arc<Egress>) -> Engine {
     let limits = Limits {
         concurrency: config.runtime.max_concurrent_executions.max(1),
         default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)),
@@ -106,11 +110,12 @@ fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: 
     } else {
         Arc::new(crate::execution_store::PgExecutionStore::new(db, fence))
     };
-    Engine { store, connections, limits, triggers, publishers: Default::default(), io: Default::default(), versions: Default::default() }
+    let io = Arc::new(tessera_runtime::execution::io::Io::new(egress));
+    Engine { store, connections, limits, triggers, publishers: Default::default(), io, versions: Default::default() }
 }
 
 impl AppState {
-    pub fn build(config: Config, shutdown: CancellationToken, address: String) -> Result<Self, StartupError> {
+    pub fn build(config: Config, shutdown: CancellationToken, address: String, listen: std::net::SocketAddr) -> Result<Self, StartupError> {
         let url = config.require_database_url()?.to_string();
         let pool = build_pool(&config.database, &url)?;
         let directory = TenantDirectory::new(pool.clone());
@@ -128,7 +133,9 @@ impl AppState {
         let node_id = uuid::Uuid::now_v7();
         let fence = Fence { node: node_id, held: Default::default() };
         let hot = HotResources::default();
-        let supervisor = Supervisor::new(shutdown, engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone()));
+        let egress = crate::egress::gate(&config, listen, pool.clone());
+        let supervisor =
+            Supervisor::new(shutdown, engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone(), egress.clone()));
         let node = NodeIdentity {
             id: node_id,
             cluster: config.cluster.id.clone(),
@@ -147,6 +154,7 @@ impl AppState {
             cluster,
             intake: Intake::start(tenant_db.clone(), IntakeLimit::new(config.runtime.intake_per_second, config.runtime.intake_burst)),
             hot,
+            egress,
             tenant_db,
             config: Arc::new(config),
             pool,
@@ -260,10 +268,14 @@ impl Application {
         let port = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?.port();
         let shutdown = CancellationToken::new();
         let url = config.require_database_url()?.to_string();
-        let address = format!("{}:{port}", listener.local_addr().map(|a| a.ip().to_string()).unwrap_or_default());
-        let state = web::Data::new(AppState::build(config, shutdown.clone(), address)?);
-        let mut subscribers: Vec<Arc<dyn crate::notifications::Subscriber>> =
-            vec![Arc::new(state.directory.clone()), Arc::new(state.auth.standing.clone())];
+        let listen = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
+        let address = format!("{}:{port}", listen.ip());
+        let state = web::Data::new(AppState::build(config, shutdown.clone(), address, listen)?);
+        let mut subscribers: Vec<Arc<dyn crate::notifications::Subscriber>> = vec![
+            Arc::new(state.directory.clone()),
+            Arc::new(state.auth.standing.clone()),
+            Arc::new(crate::egress::Changes(state.egress.clone())),
+        ];
         subscribers.extend(start_mail(&state, shutdown.clone()));
         crate::notifications::spawn_listener(url, subscribers, shutdown.clone());
         spawn_cluster(state.clone(), shutdown.clone());

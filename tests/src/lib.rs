@@ -132,6 +132,8 @@ pub fn test_config(database_url: &str) -> Config {
     config.cluster.heartbeat_interval_ms = 250;
     config.cluster.node_timeout_ms = 3000;
     config.log.level = std::env::var("TESSERA_TEST_LOG").unwrap_or_else(|_| "error".into());
+    // The systems tests integrate with run on loopback; production denies it.
+    config.egress.allow_loopback = true;
     config.provisioning.export_dir = std::env::temp_dir().join(format!("tessera-test-exports-{}", uuid::Uuid::new_v4().simple()));
     config
 }

@@ -12,7 +12,7 @@ use std::{collections::HashMap, sync::Mutex, time::Duration};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::{pin_mut, TryStreamExt};
 use serde_json::{Map, Value};
-use tokio_postgres::{types::ToSql, NoTls, Row, Statement};
+use tokio_postgres::{config::Host, types::ToSql, NoTls, Row, Statement};
 use uuid::Uuid;
 
 use super::{
@@ -22,6 +22,7 @@ use super::{
 };
 use crate::{
     definition::{ConnectionSpec, SqlAction},
+    egress::{Denied, Egress, TenantGate},
     expression::{Expression, ExpressionError},
 };
 
@@ -34,30 +35,78 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The node's pools for `sql` steps, by tenant and connection name.
 #[derive(Default)]
 pub struct SqlPools {
-    pools: Mutex<HashMap<(Uuid, String), (String, Pool)>>,
+    pools: Mutex<HashMap<(Uuid, String), Built>>,
+}
+
+/// A pool and what it was built for: a changed URL or a change of the
+/// tenant's egress rules builds it anew (and checks the address again).
+struct Built {
+    url: String,
+    generation: u64,
+    pool: Pool,
 }
 
 impl SqlPools {
-    /// The pool of `name`, built for `url`, or rebuilt when `url` changed.
-    fn pool(&self, tenant: Uuid, name: &str, url: &str) -> Result<Pool, IoError> {
-        let mut pools = self.pools.lock().expect("sql pools");
+    /// The pool of `name`, built for `url`, or rebuilt when `url` or the
+    /// tenant's egress rules changed.
+    async fn pool(&self, egress: &Egress, tenant: Uuid, name: &str, url: &str) -> Result<Pool, IoError> {
+        let gate = egress.tenant(tenant).await.map_err(IoError::Store)?;
         let key = (tenant, name.to_string());
-        if let Some((built_for, pool)) = pools.get(&key)
-            && built_for == url
+        if let Some(built) = self.pools.lock().expect("sql pools").get(&key)
+            && built.url == url
+            && built.generation == gate.generation
         {
-            return Ok(pool.clone());
+            return Ok(built.pool.clone());
         }
-        let pool = build_pool(url).map_err(|e| IoError::ConnectionUnavailable(format!("the connection `{name}`: {e}")))?;
+        let config = gated_config(&gate, url).await?;
+        let pool = build_pool(config).map_err(|e| IoError::ConnectionUnavailable(format!("the connection `{name}`: {e}")))?;
         // Replacing the entry drops the old pool: its idle sessions close,
         // the busy ones close when their step returns them.
-        pools.insert(key, (url.to_string(), pool.clone()));
+        let built = Built { url: url.to_string(), generation: gate.generation, pool: pool.clone() };
+        self.pools.lock().expect("sql pools").insert(key, built);
         Ok(pool)
     }
 }
 
-fn build_pool(url: &str) -> Result<Pool, String> {
+/// The PostgreSQL configuration of `url`, pinned to addresses the gate
+/// checked: each host name is resolved by the gate and its checked address
+/// set as the host's `hostaddr` (the name stays, for TLS and messages), so
+/// the driver never resolves it again. Addresses written as `hostaddr` are
+/// checked as they are. Unix sockets (`host=/var/run/postgresql`) are refused.
+pub async fn gated_config(gate: &TenantGate, url: &str) -> Result<tokio_postgres::Config, IoError> {
     let mut config: tokio_postgres::Config =
-        url.parse().map_err(|_| "the URL is not a valid PostgreSQL connection URL".to_string())?;
+        url.parse().map_err(|_| IoError::ConnectionUnavailable("the URL is not a valid PostgreSQL connection URL".into()))?;
+    let hosts = config.get_hosts().to_vec();
+    if hosts.is_empty() {
+        return Err(IoError::ConnectionUnavailable("the URL names no host".into()));
+    }
+    let ports = config.get_ports().to_vec();
+    let port = |i: usize| ports.get(i).or(if ports.len() == 1 { ports.first() } else { None }).copied().unwrap_or(5432);
+    let mut names = Vec::new();
+    for host in &hosts {
+        match host {
+            Host::Tcp(name) => names.push(name.clone()),
+            Host::Unix(path) => {
+                let (host, address) = (path.display().to_string(), "a Unix socket".to_string());
+                return Err(IoError::EgressDenied(Denied { host, address, rule: "a Unix socket, never allowed".into() }));
+            }
+        }
+    }
+    let written = config.get_hostaddrs().to_vec();
+    if !written.is_empty() {
+        for (i, ip) in written.iter().enumerate() {
+            gate.check(None, *ip, port(i)).map_err(IoError::EgressDenied)?;
+        }
+        return Ok(config);
+    }
+    for (i, name) in names.iter().enumerate() {
+        let checked = gate.resolve(name, port(i)).await?;
+        config.hostaddr(checked[0].ip());
+    }
+    Ok(config)
+}
+
+fn build_pool(mut config: tokio_postgres::Config) -> Result<Pool, String> {
     config.connect_timeout(CONNECT_TIMEOUT);
     if config.get_application_name().is_none() {
         config.application_name("tessera-sql-step");
@@ -77,7 +126,8 @@ pub(super) async fn perform(action: &SqlAction, data: Value, who: &Who<'_>) -> R
     let name = action.connection.as_str();
     let url = postgres_url(who, name).await?;
     let secrets = super::io::url_secrets(&url);
-    let pool = who.engine.io.sql.pool(who.spec.id, name, &url)?;
+    let io = &who.engine.io;
+    let pool = io.sql.pool(&io.egress, who.spec.id, name, &url).await?;
     let client = pool.get().await.map_err(|e| IoError::ConnectionFailed(scrub(&format!("cannot connect: {}", super::oauth::chain(&e)), &secrets)))?;
     let statement = client.prepare_cached(&action.statement).await.map_err(|e| db_error(&e, &secrets))?;
     let params = params_for(&statement, &values)?;
