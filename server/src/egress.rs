@@ -228,9 +228,9 @@ pub async fn show(pool: &Pool, config: &Config, slug: &str) -> Result<TenantEgre
 }
 
 /// Add (or, with `remove`, take away) `rules` of `action` for `slug`, all
-/// or none, and tell every node. A rule that is already there (or, when
-/// removing, not there) changes nothing.
-pub async fn change(pool: &Pool, slug: &str, action: Action, rules: &[String], remove: bool) -> Result<(), EgressError> {
+/// or none, and tell every node; returns the tenant's id. A rule that is
+/// already there (or, when removing, not there) changes nothing.
+pub async fn change(pool: &Pool, slug: &str, action: Action, rules: &[String], remove: bool) -> Result<Uuid, EgressError> {
     let parsed = rules.iter().map(|r| r.parse::<Rule>()).collect::<Result<Vec<_>, _>>()?;
     let mut client = pool.get().await?;
     let tenant = tenant_id(&client, slug).await?;
@@ -246,5 +246,5 @@ pub async fn change(pool: &Pool, slug: &str, action: Action, rules: &[String], r
     tx.execute("SELECT pg_notify($1, $2)", &[&EGRESS_CHANGES_CHANNEL, &tenant.to_string()]).await?;
     tx.commit().await?;
     tracing::info!(tenant = %slug, action = action.as_str(), ?rules, remove, "egress rules changed");
-    Ok(())
+    Ok(tenant)
 }

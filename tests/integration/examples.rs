@@ -18,7 +18,7 @@ use lapin::{
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{connect, eventually, fresh_database, spawn_app, status_and_json, TestApp};
+use tessera_tests::{connect, eventually, target_database, spawn_app, status_and_json, TestApp};
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const WAIT: Duration = Duration::from_secs(30);
@@ -145,7 +145,7 @@ impl<'a> Tenant<'a> {
 
 /// A fresh database standing for the company's own, with `schema` in it.
 async fn company_database(schema: &str) -> (tokio_postgres::Client, String) {
-    let (_, url) = fresh_database().await;
+    let (_, url) = target_database().await;
     let client = connect(&url).await;
     client.batch_execute(schema).await.unwrap();
     (client, url)

@@ -10,6 +10,7 @@ mod committer;
 mod delivery;
 mod directory;
 mod drain;
+mod egress;
 mod examples;
 mod faults;
 mod executions;

@@ -155,6 +155,8 @@ async fn egress_change(state: &AppState, (slug, action): (String, String), body:
     if body.rules.is_empty() {
         return Err(ApiError::bad_request("invalid_egress_rule", "`rules` names no rule"));
     }
-    egress::change(&state.pool, &slug, action, &body.rules, remove).await?;
+    let tenant = egress::change(&state.pool, &slug, action, &body.rules, remove).await?;
+    // Other nodes hear of it through NOTIFY; this one forgets at once.
+    state.egress.forget(tenant);
     Ok(HttpResponse::Ok().json(egress::show(&state.pool, &state.config, &slug).await?))
 }
