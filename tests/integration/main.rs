@@ -21,6 +21,7 @@ mod integrations;
 mod isolation;
 mod migrations;
 mod noisy;
+mod onprem;
 mod operations;
 mod provisioning;
 mod roles;
