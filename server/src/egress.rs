@@ -167,6 +167,41 @@ impl RulesSource for PgRules {
     }
 }
 
+/// Keep the gate's list of the platform's other nodes current: the
+/// addresses of every node registered with a heartbeat in the last day
+/// (any cluster of this database), read now and every `every`.
+pub fn spawn_peer_watch(pool: Pool, egress: Arc<Egress>, every: std::time::Duration, shutdown: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            match peers(&pool).await {
+                Ok(peers) => egress.set_peers(peers),
+                Err(e) => tracing::warn!(error = %e, "cannot read the platform's nodes for the egress gate; keeping the last list"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    });
+}
+
+async fn peers(pool: &Pool) -> Result<Vec<PlatformEndpoint>, EgressError> {
+    let client = pool.get().await?;
+    let sql = "SELECT DISTINCT address FROM platform.nodes WHERE heartbeat_at > now() - interval '1 day'";
+    let rows = client.query(sql, &[]).await?;
+    let addresses: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    // Node addresses are `ip:port` as a rule; a name is resolved off the async threads.
+    let resolved = tokio::task::spawn_blocking(move || {
+        addresses
+            .iter()
+            .filter_map(|a| a.rsplit_once(':'))
+            .filter_map(|(host, port)| Some((host.to_string(), port.parse::<u16>().ok()?)))
+            .flat_map(|(host, port)| endpoints(&host, port, "a node of the platform"))
+            .collect()
+    });
+    Ok(resolved.await.unwrap_or_default())
+}
+
 /// Forgets a tenant's rules on every node when they change.
 pub struct Changes(pub Arc<Egress>);
 

@@ -280,6 +280,8 @@ impl Application {
         crate::notifications::spawn_listener(url, subscribers, shutdown.clone());
         spawn_cluster(state.clone(), shutdown.clone());
         crate::retention::spawn_sweeper(state.clone(), shutdown.clone());
+        let every = Duration::from_millis(state.config.cluster.heartbeat_interval_ms.max(1000));
+        crate::egress::spawn_peer_watch(state.pool.clone(), state.egress.clone(), every, shutdown.clone());
         let server = http_server(state.clone(), listener)?;
         Ok(Self { port, server, state, shutdown })
     }

@@ -27,7 +27,7 @@ use std::{
     pin::Pin,
     str::FromStr,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -314,13 +314,19 @@ impl RulesSource for NoRules {
 pub struct TenantGate {
     policy: Arc<EgressPolicy>,
     rules: Arc<TenantRules>,
+    peers: Peers,
     pub generation: u64,
 }
+
+/// The other nodes of the platform, as their registrations say; they come
+/// and go while this node runs.
+type Peers = Arc<RwLock<Vec<PlatformEndpoint>>>;
 
 /// The gate of a node: the platform policy and each tenant's rules, read
 /// once and forgotten when the platform owner changes them.
 pub struct Egress {
     policy: Arc<EgressPolicy>,
+    peers: Peers,
     source: Arc<dyn RulesSource>,
     tenants: Mutex<HashMap<Uuid, TenantGate>>,
     generation: AtomicU64,
@@ -334,7 +340,18 @@ impl Default for Egress {
 
 impl Egress {
     pub fn new(policy: EgressPolicy, source: Arc<dyn RulesSource>) -> Self {
-        Self { policy: Arc::new(policy), source, tenants: Mutex::new(HashMap::new()), generation: AtomicU64::new(1) }
+        Self {
+            policy: Arc::new(policy),
+            peers: Peers::default(),
+            source,
+            tenants: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// The endpoints of the platform's other nodes, never reachable either.
+    pub fn set_peers(&self, peers: Vec<PlatformEndpoint>) {
+        *self.peers.write().expect("egress peers") = peers;
     }
 
     pub fn policy(&self) -> &EgressPolicy {
@@ -348,7 +365,7 @@ impl Egress {
         }
         let generation = self.generation.load(Ordering::SeqCst);
         let rules = self.source.rules(tenant).await?;
-        let gate = TenantGate { policy: self.policy.clone(), rules: Arc::new(rules), generation };
+        let gate = TenantGate { policy: self.policy.clone(), rules: Arc::new(rules), peers: self.peers.clone(), generation };
         let mut tenants = self.tenants.lock().expect("egress cache");
         // A change announced while the rules were read: do not keep them.
         if self.generation.load(Ordering::SeqCst) == generation {
@@ -404,9 +421,12 @@ impl TenantGate {
             Err(Denied { host: format!("{}:{port}", bracketed(&shown)), address: SocketAddr::new(ip, port).to_string(), rule })
         };
         let (policy, rules) = (&self.policy, &self.rules);
-        if let Some(endpoint) = policy.platform.iter().find(|e| e.port == port && e.ip.map_or(ip.is_loopback(), |own| canonical(own) == ip)) {
+        let own = |e: &&PlatformEndpoint| e.port == port && e.ip.map_or(ip.is_loopback(), |own| canonical(own) == ip);
+        let peers = self.peers.read().expect("egress peers");
+        if let Some(endpoint) = policy.platform.iter().chain(peers.iter()).find(own) {
             return deny(format!("it is {}, never reachable by a tenant", endpoint.what));
         }
+        drop(peers);
         let class = classify(ip);
         if let AddressClass::Forbidden(what) = class {
             return deny(format!("{what}, never allowed"));
@@ -462,7 +482,7 @@ mod tests {
     }
 
     fn gate(policy: EgressPolicy, tenant: TenantRules) -> TenantGate {
-        TenantGate { policy: Arc::new(policy), rules: Arc::new(tenant), generation: 1 }
+        TenantGate { policy: Arc::new(policy), rules: Arc::new(tenant), peers: Peers::default(), generation: 1 }
     }
 
     fn ip(text: &str) -> IpAddr {
@@ -532,6 +552,16 @@ mod tests {
         let gate = gate(policy, TenantRules::default());
         assert!(gate.check(None, ip("127.0.0.1"), 8080).is_err() && gate.check(None, ip("127.1.2.3"), 8080).is_err());
         assert!(gate.check(None, ip("127.0.0.1"), 8081).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_other_nodes_of_the_platform_are_as_out_of_reach_as_this_one() {
+        let egress = Egress::new(EgressPolicy { allow_private: true, ..Default::default() }, Arc::new(NoRules));
+        let gate = egress.tenant(Uuid::nil()).await.unwrap();
+        assert!(gate.check(None, ip("10.0.0.7"), 8080).is_ok());
+        egress.set_peers(vec![PlatformEndpoint { ip: Some(ip("10.0.0.7")), port: 8080, what: "a node of the platform".into() }]);
+        assert!(gate.check(None, ip("10.0.0.7"), 8080).unwrap_err().rule.contains("a node of the platform"), "a gate already handed out sees it too");
+        assert!(gate.check(None, ip("10.0.0.7"), 8081).is_ok());
     }
 
     #[test]

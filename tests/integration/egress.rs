@@ -265,3 +265,28 @@ async fn allowlist_mode_reaches_only_what_a_rule_names() {
     assert_denied(&call_error(&app, &token, "other").await, &format!("127.0.0.1:{}", other.port()), "allowlist");
     assert!(other.seen().is_empty());
 }
+
+#[tokio::test]
+async fn every_node_of_the_platform_is_out_of_reach_not_only_the_one_running_the_step() {
+    let app = spawn_app().await;
+    let other = app.add_node().await;
+    let token = editor(&app).await;
+    let (first, second) = (app.port, other.port);
+    apply(
+        &app,
+        &token,
+        &[get("first", &format!("http://127.0.0.1:{first}/healthz"), None), get("second", &format!("http://127.0.0.1:{second}/healthz"), None)],
+    )
+    .await;
+    // One of the two is the node that runs the step, the other its peer, which
+    // the gate learns of from the nodes' registrations within a second or so.
+    let both_denied = tessera_tests::eventually(std::time::Duration::from_secs(10), || async {
+        call_error(&app, &token, "first").await["code"] == "egress_denied" && call_error(&app, &token, "second").await["code"] == "egress_denied"
+    });
+    assert!(both_denied.await, "a node of the platform was reachable");
+    for (name, port) in [("first", first), ("second", second)] {
+        let message = call_error(&app, &token, name).await["message"].as_str().unwrap().to_string();
+        assert!(message.contains(&format!("127.0.0.1:{port}")) && message.contains("node"), "{message}");
+    }
+    other.stop().await;
+}
