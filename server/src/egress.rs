@@ -202,8 +202,13 @@ async fn peers(pool: &Pool) -> Result<Vec<PlatformEndpoint>, EgressError> {
     Ok(resolved.await.unwrap_or_default())
 }
 
-/// Forgets a tenant's rules on every node when they change.
-pub struct Changes(pub Arc<Egress>);
+/// Forgets a tenant's rules on every node when they change, and reloads
+/// the tenant's worker where it runs, so its queue consumers connect again
+/// through the gate under the new rules.
+pub struct Changes {
+    pub egress: Arc<Egress>,
+    pub supervisor: tessera_runtime::Supervisor,
+}
 
 impl crate::notifications::Subscriber for Changes {
     fn channel(&self) -> &'static str {
@@ -211,14 +216,14 @@ impl crate::notifications::Subscriber for Changes {
     }
 
     fn notified(&self, payload: &str) {
-        match payload.parse::<Uuid>() {
-            Ok(tenant) => self.0.forget(tenant),
-            Err(_) => self.0.forget_all(),
-        }
+        let Ok(tenant) = payload.parse::<Uuid>() else { return self.egress.forget_all() };
+        self.egress.forget(tenant);
+        let supervisor = self.supervisor.clone();
+        tokio::spawn(async move { supervisor.send_here(tenant, tessera_runtime::WorkerCommand::Reload).await });
     }
 
     fn resync(&self) {
-        self.0.forget_all();
+        self.egress.forget_all();
     }
 }
 

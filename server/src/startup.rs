@@ -274,7 +274,7 @@ impl Application {
         let mut subscribers: Vec<Arc<dyn crate::notifications::Subscriber>> = vec![
             Arc::new(state.directory.clone()),
             Arc::new(state.auth.standing.clone()),
-            Arc::new(crate::egress::Changes(state.egress.clone())),
+            Arc::new(crate::egress::Changes { egress: state.egress.clone(), supervisor: state.supervisor.clone() }),
         ];
         subscribers.extend(start_mail(&state, shutdown.clone()));
         crate::notifications::spawn_listener(url, subscribers, shutdown.clone());

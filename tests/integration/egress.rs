@@ -290,3 +290,37 @@ async fn every_node_of_the_platform_is_out_of_reach_not_only_the_one_running_the
     }
     other.stop().await;
 }
+
+#[tokio::test]
+async fn a_deny_rule_stops_a_running_queue_consumer_and_its_removal_brings_it_back() {
+    use lapin::{options::*, types::FieldTable, BasicProperties, Connection, ConnectionProperties};
+    const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    let app = spawn_app().await;
+    let token = editor(&app).await;
+    let owner = app.platform_token().await;
+    let broker = Connection::connect(BROKER, ConnectionProperties::default()).await.expect("RabbitMQ at 127.0.0.1:5672");
+    let channel = broker.create_channel().await.unwrap();
+    let queue = format!("tessera-test-egress-{}", uuid::Uuid::new_v4().simple());
+    channel.queue_declare(&queue, QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    let state = || async {
+        let q = channel.queue_declare(&queue, QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+        (q.message_count(), q.consumer_count())
+    };
+    let consumer = json!({"apiVersion": "tessera.dev/v1", "kind": "Integration", "metadata": {"name": "inbox"}, "spec": {
+        "triggers": [{"queue": {"connection": "rabbit", "queue": queue}}],
+        "steps": [{"name": "read", "transform": {"expression": ".trigger.body"}}]}});
+    apply(&app, &token, &[connection("rabbit", json!({"amqp": {"url": BROKER}})), consumer]).await;
+    let wait = std::time::Duration::from_secs(20);
+    assert!(tessera_tests::eventually(wait, || async { state().await.1 == 1 }).await, "the consumer never started");
+
+    rules(&app, &owner, Method::POST, "deny", &["127.0.0.1:5672"]).await;
+    assert!(tessera_tests::eventually(wait, || async { state().await.1 == 0 }).await, "the consumer kept its connection after the deny");
+    let payload = serde_json::to_vec(&json!({"n": 1})).unwrap();
+    channel.basic_publish("", &queue, BasicPublishOptions::default(), &payload, BasicProperties::default()).await.unwrap().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(state().await, (1, 0), "nothing consumed the message while the broker is denied");
+
+    rules(&app, &owner, Method::DELETE, "deny", &["127.0.0.1:5672"]).await;
+    assert!(tessera_tests::eventually(wait, || async { state().await == (0, 1) }).await, "the consumer did not come back");
+    channel.queue_delete(&queue, QueueDeleteOptions::default()).await.unwrap();
+}
