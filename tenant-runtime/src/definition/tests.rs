@@ -7,6 +7,12 @@ use serde_json::{Value, json};
 
 use super::*;
 
+#[test]
+fn the_hosts_of_a_credential_are_patterns_like_egress_rules() {
+    let source = "apiVersion: tessera.dev/v1\nkind: Connection\nmetadata: {name: crm}\nspec:\n  bearer:\n    token: t\n    hosts: [api.example.com, 'bad host', '*.example.com:443']\n";
+    assert_errors(source, &[(Some(1), "spec.bearer.hosts[1]", 7, 30, "`bad host` is not an egress rule")]);
+}
+
 const ORDERS: &str = include_str!("testdata/orders.yaml");
 const INVENTORY_JSON: &str = include_str!("testdata/inventory-poll.json");
 const INVALID: &str = include_str!("testdata/invalid.yaml");
