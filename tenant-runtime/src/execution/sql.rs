@@ -94,6 +94,9 @@ pub async fn gated_config(gate: &TenantGate, url: &str) -> Result<tokio_postgres
     }
     let written = config.get_hostaddrs().to_vec();
     if !written.is_empty() {
+        if written.len() != names.len() {
+            return Err(IoError::ConnectionUnavailable("the URL gives a `hostaddr` for some hosts and not for others".into()));
+        }
         for (i, ip) in written.iter().enumerate() {
             gate.check(None, *ip, port(i)).map_err(IoError::EgressDenied)?;
         }

@@ -73,7 +73,7 @@ impl FaultCluster {
         let turn = ONE_AT_A_TIME.lock().await;
         let postgres = PrivatePostgres::start(800).await?;
         postgres.create_database(DATABASE).await?;
-        let target = PrivatePostgres::start(200).await?;
+        let target = PrivatePostgres::start(800).await?;
         let rabbitmq = if options.with_rabbitmq { Some(PrivateRabbitMq::start().await?) } else { None };
         let ports = (0..options.nodes).map(|_| super::free_port()).collect::<Result<Vec<_>, _>>()?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
