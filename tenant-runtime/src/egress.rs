@@ -299,7 +299,7 @@ pub trait RulesSource: Send + Sync + 'static {
 }
 
 /// No tenant rules at all (the runtime's own tests).
-struct NoRules;
+pub(crate) struct NoRules;
 
 impl RulesSource for NoRules {
     fn rules(&self, _tenant: Uuid) -> RulesFuture<'_> {

@@ -203,3 +203,44 @@ fn db_error(e: &tokio_postgres::Error, secrets: &[String]) -> StepError {
         None => IoError::ConnectionFailed(scrub(&super::oauth::chain(e), secrets)).into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{net::IpAddr, sync::Arc};
+
+    use super::*;
+    use crate::egress::{EgressPolicy, PlatformEndpoint};
+
+    async fn gate(policy: EgressPolicy) -> TenantGate {
+        Egress::new(policy, Arc::new(crate::egress::NoRules)).tenant(Uuid::nil()).await.unwrap()
+    }
+
+    fn denied(result: Result<tokio_postgres::Config, IoError>) -> Denied {
+        match result {
+            Err(IoError::EgressDenied(denied)) => denied,
+            other => panic!("not refused by the gate: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checked_connection_is_pinned_to_the_address_the_gate_checked() {
+        let open = gate(EgressPolicy { allow_loopback: true, ..Default::default() }).await;
+        let config = gated_config(&open, "postgres://app:pw@localhost:6543/orders").await.unwrap();
+        assert!(config.get_hostaddrs().iter().all(IpAddr::is_loopback) && config.get_hostaddrs().len() == 1);
+        assert!(matches!(&config.get_hosts()[0], Host::Tcp(name) if name == "localhost"), "the name stays, for TLS");
+    }
+
+    #[tokio::test]
+    async fn unix_sockets_the_platforms_database_and_written_addresses_are_checked() {
+        let platform = PlatformEndpoint { ip: Some("127.0.0.1".parse().unwrap()), port: 5432, what: "the platform's database".into() };
+        let open = gate(EgressPolicy { allow_loopback: true, platform: vec![platform], ..Default::default() }).await;
+        let socket = denied(gated_config(&open, "postgres://postgres@localhost/tessera?host=/var/run/postgresql").await);
+        assert_eq!((socket.host.as_str(), socket.rule.contains("Unix socket")), ("/var/run/postgresql", true));
+        assert!(denied(gated_config(&open, "postgres://postgres@127.0.0.1:5432/tessera").await).rule.contains("the platform's database"));
+        let written = "host=allowed.example.com hostaddr=127.0.0.1 port=5432 user=postgres";
+        assert!(denied(gated_config(&open, written).await).rule.contains("the platform's database"), "a written hostaddr is what is checked");
+        assert!(gated_config(&open, "postgres://postgres@127.0.0.1:5433/other").await.is_ok());
+        let strict = gate(EgressPolicy::default()).await;
+        assert!(denied(gated_config(&strict, "postgres://postgres@127.0.0.1:5433/other").await).rule.contains("loopback"));
+    }
+}
