@@ -6,6 +6,7 @@
 #   SKIP_BUILD=1             use the existing release binary instead of
 #                            running `cargo build --release -p tessera-server`
 #   TESSERA_BIN              path of a tessera binary to use (implies SKIP_BUILD)
+#   BENCH_FEATURES           cargo features of the build (tenancy.sh: bench-routes)
 #   KEEP_DB=1                leave the benchmark database behind for inspection
 
 set -euo pipefail
@@ -38,7 +39,7 @@ build_tessera() {
         if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
             need cargo
             log "building the release binary (cargo build --release -p tessera-server)"
-            (cd "$REPO_ROOT" && cargo build --release -p tessera-server --quiet)
+            (cd "$REPO_ROOT" && cargo build --release -p tessera-server --quiet ${BENCH_FEATURES:+--features "$BENCH_FEATURES"})
         fi
         TESSERA="$target_dir/release/tessera"
     fi

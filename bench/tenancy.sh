@@ -35,7 +35,8 @@ if ! command -v wrk >/dev/null 2>&1; then
     if [[ $(id -u) -eq 0 ]]; then apt-get install -y wrk >/dev/null; else sudo apt-get install -y wrk >/dev/null; fi
 fi
 need wrk
-build_tessera
+# The baseline routes exist only in a binary built with this feature.
+BENCH_FEATURES=bench-routes build_tessera
 fresh_database tessera_bench_tenancy
 
 "$TESSERA" migrate >/dev/null

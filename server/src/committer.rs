@@ -18,7 +18,7 @@
 //! isolation is unchanged too: statements are `@tenant.`-qualified through
 //! [`TenantDb`], and a transaction holds one tenant's writes only.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::{Arc, LazyLock}};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -217,7 +217,9 @@ async fn commit_tenant(db: &TenantDb, fence: &Fence, inner: &PgExecutionStore, w
 /// worker awaits each write before the next), so the CTEs never touch the
 /// same row. Each version's definition is sent once per batch, and the
 /// variables once.
-const BATCH: &str = "WITH fence AS (SELECT 1 FROM platform.tenant_leases \
+static BATCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH fence AS (SELECT 1 FROM platform.tenant_leases \
        WHERE tenant_id = $1 AND node_id = $2 AND epoch = $3 AND expires_at > now()), \
      steps AS (INSERT INTO @tenant.execution_steps \
        (execution_id, path, state, attempt, input, output, error, started_at, finished_at) \
@@ -231,14 +233,20 @@ const BATCH: &str = "WITH fence AS (SELECT 1 FROM platform.tenant_leases \
        finished_at = clock_timestamp() \
        FROM unnest($13::uuid[], $14::text[], $15::jsonb[], $16::jsonb[]) AS f(id, state, output, error) \
        WHERE e.id = f.id AND e.finished_at IS NULL AND EXISTS (SELECT 1 FROM fence)), \
-     picked AS (SELECT id FROM @tenant.executions WHERE id = ANY($17::uuid[]) AND state IN ('queued', 'running') \
-       AND EXISTS (SELECT 1 FROM fence) FOR UPDATE SKIP LOCKED), \
+     picked AS (SELECT x.id, {crash} FROM @tenant.executions x WHERE x.id = ANY($17::uuid[]) \
+       AND x.state IN ('queued', 'running') AND EXISTS (SELECT 1 FROM fence) FOR UPDATE OF x SKIP LOCKED), \
      claimed AS (UPDATE @tenant.executions e SET \
-       state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'running' END, \
-       finished_at = CASE WHEN e.cancel_requested THEN now() END, \
-       started_at = coalesce(e.started_at, now()) \
+       state = CASE WHEN e.cancel_requested THEN 'cancelled' WHEN p.failing THEN 'failed' ELSE 'running' END, \
+       finished_at = CASE WHEN e.cancel_requested OR p.failing THEN now() END, \
+       started_at = coalesce(e.started_at, now()), {updates} \
        FROM picked p WHERE e.id = p.id RETURNING e.id, e.integration, e.version, e.trigger, e.state) \
-     SELECT EXISTS (SELECT 1 FROM fence), c.id, c.integration, c.version, c.trigger, c.state, \
+     {BATCH_ANSWER}",
+        crash = crate::execution_store::crash_columns("$2", "$18", "$19"),
+        updates = crate::execution_store::crash_updates("$2"),
+    )
+});
+
+const BATCH_ANSWER: &str = "SELECT EXISTS (SELECT 1 FROM fence), c.id, c.integration, c.version, c.trigger, c.state, \
        CASE WHEN row_number() OVER (PARTITION BY c.integration, c.version) = 1 THEN v.definition END, \
        (SELECT coalesce(jsonb_agg(jsonb_build_array(s.path, s.output)), '[]') FROM @tenant.execution_steps s \
          WHERE s.execution_id = c.id AND s.state = 'succeeded'), \
@@ -295,15 +303,16 @@ async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writ
     }
     let held = fence.held(tenant)?;
     let (s, e) = (&steps, &ends);
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
+    let crashes = &fence.crashes;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 19] = [
         &tenant.id, &held.node, &held.epoch,
         &s.ids, &s.paths, &s.states, &s.attempts, &s.inputs, &s.outputs, &s.errors, &s.started, &s.finished,
-        &e.ids, &e.states, &e.outputs, &e.errors, &claims,
+        &e.ids, &e.states, &e.outputs, &e.errors, &claims, &crashes.silent_secs, &crashes.max,
     ];
     let schema = crate::execution_store::schema(tenant)?;
     let lock: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant.id];
     let rows = db
-        .locked_write_in_schema(&schema, (WRITE_LOCK, &lock), BATCH, &params, Flush::Now)
+        .locked_write_in_schema(&schema, (WRITE_LOCK, &lock), &BATCH, &params, Flush::Now)
         .await
         .map_err(crate::execution_store::store_error)?;
     match rows.first().map(|r| r.get::<_, bool>(0)) {
@@ -313,8 +322,8 @@ async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writ
 }
 
 /// The claims of a batch's result, by execution. A claim that comes back
-/// `cancelled` (a cancel asked before it ran) is no claim: its execution
-/// has ended.
+/// `cancelled` (a cancel asked before it ran) or `failed` (`node_crashed`)
+/// is no claim: its execution has ended.
 fn claimed_rows(rows: &[tokio_postgres::Row]) -> Result<HashMap<Uuid, Claimed>, StoreError> {
     let decode = |e| crate::execution_store::store_error(crate::execution_store::StoreFault::Decode(e));
     let mut definitions: HashMap<(String, i32), Value> = HashMap::new();
@@ -326,9 +335,16 @@ fn claimed_rows(rows: &[tokio_postgres::Row]) -> Result<HashMap<Uuid, Claimed>, 
         if let Some(definition) = row.get::<_, Option<Value>>(6) {
             definitions.insert((integration.clone(), version), definition);
         }
-        if row.get::<_, &str>(5) == "cancelled" {
-            tracing::info!(execution_id = %id, "execution cancelled at its claim");
-            continue;
+        match row.get::<_, &str>(5) {
+            "cancelled" => {
+                tracing::info!(execution_id = %id, "execution cancelled at its claim");
+                continue;
+            }
+            "failed" => {
+                tracing::warn!(execution_id = %id, "execution failed at its claim: node_crashed");
+                continue;
+            }
+            _ => {}
         }
         let done: Vec<(String, Value)> = serde_json::from_value(row.get(7)).map_err(decode)?;
         let Value::Object(vars) = row.get(8) else { return Err(crate::execution_store::store_error(crate::database::DbError::NotExactlyOne)) };

@@ -33,7 +33,8 @@ pub struct Config {
     /// What tenants' steps, triggers and connection tests may connect to
     /// (docs/security.md, "Egress").
     pub egress: EgressConfig,
-    /// Expose the no-tenancy baseline routes used by bench/ (never in production).
+    /// Expose the no-tenancy baseline routes used by bench/: only in a binary
+    /// built with the `bench-routes` feature (never a release build).
     pub bench_routes: bool,
 }
 
@@ -80,7 +81,15 @@ pub struct AuthConfig {
     pub login_per_account_per_minute: u32,
     /// Login attempts allowed per client address per minute.
     pub login_per_address_per_minute: u32,
-    /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
+    /// The proxies in front of the node (addresses or CIDR ranges). A
+    /// login's client address comes from `X-Forwarded-For` only when the
+    /// connection comes from one of them; empty: never.
+    /// In a file a list; in the environment (`TESSERA_AUTH__TRUSTED_PROXIES`)
+    /// one string, comma-separated.
+    #[serde(deserialize_with = "crate::auth::proxy_ranges")]
+    pub trusted_proxies: Vec<crate::auth::ProxyRange>,
+    /// Replaced by `trusted_proxies`; still read so a configuration that
+    /// sets it fails at start instead of silently trusting nobody.
     pub trust_forwarded_for: bool,
 }
 
@@ -134,6 +143,10 @@ pub struct RuntimeConfig {
     pub retention_days: u32,
     /// How often this node sweeps old executions (0: never).
     pub retention_sweep_secs: u64,
+    /// An execution whose node died this many times while it ran (a
+    /// poison pill: it may be what kills them) fails with `node_crashed`
+    /// instead of being resumed again; 0: resume it forever.
+    pub max_execution_crashes: u32,
     /// Commit the checkpoints and finishes of all running executions in
     /// batches, one transaction per tenant per batch (`committer`); off,
     /// each is its own commit.
@@ -265,6 +278,7 @@ impl Default for AuthConfig {
             token_ttl_secs: 3600,
             login_per_account_per_minute: 10,
             login_per_address_per_minute: 60,
+            trusted_proxies: Vec::new(),
             trust_forwarded_for: false,
         }
     }
@@ -295,6 +309,7 @@ impl Default for RuntimeConfig {
             execution_timeout_secs: 300,
             retention_days: 30,
             retention_sweep_secs: 3600,
+            max_execution_crashes: 3,
             batch_commits: true,
             intake_per_second: 200,
             intake_burst: 400,
@@ -376,6 +391,16 @@ impl Config {
         if cluster.amqp_url.as_deref().is_some_and(|url| url.parse::<lapin::uri::AMQPUri>().is_err()) {
             return Err(ConfigError::Invalid("cluster.amqp_url is not a valid AMQP URL".into()));
         }
+        if self.bench_routes && !cfg!(feature = "bench-routes") {
+            return Err(ConfigError::Invalid(
+                "bench_routes needs a binary built with `--features bench-routes` (bench/ only)".into(),
+            ));
+        }
+        if self.auth.trust_forwarded_for {
+            return Err(ConfigError::Invalid(
+                "auth.trust_forwarded_for is replaced by auth.trusted_proxies: list the addresses of the proxies in front".into(),
+            ));
+        }
         if self.provisioning.migrate_parallelism == 0 {
             return Err(ConfigError::Invalid("provisioning.migrate_parallelism must be at least 1".into()));
         }
@@ -421,7 +446,6 @@ mod tests {
                 ("TESSERA_JWT_SECRET", "0123456789"),
                 ("TESSERA_DATABASE__POOL_SIZE", "7"),
                 ("TESSERA_LOG__FORMAT", "json"),
-                ("TESSERA_BENCH_ROUTES", "true"),
                 ("TESSERA_UNRELATED_SETTING", "ignored"),
             ]),
         )
@@ -432,7 +456,6 @@ mod tests {
         assert_eq!(config.jwt_secret.as_deref(), Some("0123456789"));
         assert_eq!(config.database.pool_size, 7);
         assert_eq!(config.log.format, LogFormat::Json);
-        assert!(config.bench_routes);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -463,6 +486,17 @@ mod tests {
         assert!(Config::load_with_env(None, env(&[("TESSERA_DATABASE__POOL_SIZE", "lots")])).is_err());
         assert!(Config::load_with_env(Some(Path::new("/nonexistent/tessera.toml")), env(&[])).is_err());
         assert!(Config::load_with_env(None, env(&[("TESSERA_CLUSTER__AMQP_URL", "http://not-a-broker")])).is_err());
+        assert!(Config::load_with_env(None, env(&[("TESSERA_AUTH__TRUST_FORWARDED_FOR", "true")])).is_err());
+        assert!(Config::load_with_env(None, env(&[("TESSERA_AUTH__TRUSTED_PROXIES", "10.0.0.0/8,nonsense")])).is_err());
+        if !cfg!(feature = "bench-routes") {
+            assert!(Config::load_with_env(None, env(&[("TESSERA_BENCH_ROUTES", "true")])).is_err(), "bench routes need the feature");
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_are_read_as_a_list_from_the_environment() {
+        let config = Config::load_with_env(None, env(&[("TESSERA_AUTH__TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7")])).map_err(|e| e.to_string()).unwrap();
+        assert_eq!(config.auth.trusted_proxies.len(), 2);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, LazyLock, RwLock},
 };
 
 use serde_json::Value;
@@ -45,6 +45,55 @@ impl PgExecutionStore {
 pub struct Fence {
     pub node: Uuid,
     pub held: Arc<RwLock<HashMap<Uuid, i64>>>,
+    /// When a claim counts a crash, and how many fail an execution.
+    pub crashes: CrashLimit,
+}
+
+/// Poison pills (docs/engine.md): a claim of a `running` execution whose
+/// last claimer is another node, one that is gone (stopped, or silent for
+/// half the node timeout: a live node that handed the tenant over still
+/// beats every heartbeat interval), counts a crash. The claim that counts
+/// the `max`-th fails it with `node_crashed` instead (`max` 0: never).
+#[derive(Debug, Clone, Copy)]
+pub struct CrashLimit {
+    pub max: i32,
+    pub silent_secs: f64,
+}
+
+/// The configuration's defaults: 3 crashes, a 6 s node timeout.
+impl Default for CrashLimit {
+    fn default() -> Self {
+        Self::new(3, std::time::Duration::from_secs(6))
+    }
+}
+
+impl CrashLimit {
+    pub fn new(max: u32, node_timeout: std::time::Duration) -> Self {
+        Self { max: i32::try_from(max).unwrap_or(i32::MAX), silent_secs: node_timeout.as_secs_f64() / 2.0 }
+    }
+}
+
+/// The claim's crash accounting, shared by the single and the batched
+/// claim: `picked` selects (and locks) the rows to claim with `crashed`
+/// (this claim resumes one whose node died under it) and `failing` (that
+/// crash is the last one allowed). Parameters: `$node`, `$silent`, `$max`.
+pub(crate) fn crash_columns(node: &str, silent: &str, max: &str) -> String {
+    let crashed = format!(
+        "(x.state = 'running' AND x.claimed_by IS NOT NULL AND x.claimed_by <> {node} \
+         AND NOT EXISTS (SELECT 1 FROM platform.nodes n WHERE n.id = x.claimed_by AND n.state <> 'stopped' \
+           AND n.heartbeat_at > now() - make_interval(secs => {silent})))"
+    );
+    format!("{crashed} AS crashed, ({crashed} AND {max} > 0 AND x.crashes + 1 >= {max} AND NOT x.cancel_requested) AS failing")
+}
+
+/// The claim's `SET` for the columns of [`crash_columns`]; `p` is `picked`.
+pub(crate) fn crash_updates(node: &str) -> String {
+    format!(
+        "claimed_by = {node}, crashes = e.crashes + p.crashed::int, \
+         error = CASE WHEN p.failing THEN jsonb_build_object('code', 'node_crashed', 'message', \
+           format('its node stopped while it ran, %s times: it is failed instead of resumed again', e.crashes + 1)) \
+           ELSE e.error END"
+    )
 }
 
 /// Whether this node still holds the tenant's lease at its epoch. Checked
@@ -126,15 +175,25 @@ pub(crate) fn schema(tenant: &TenantSpec) -> Result<SchemaName, StoreError> {
 /// version's definition, the outputs of its finished steps, the tenant's
 /// variables). The first column says whether the fence held: without it no
 /// row is updated. A claim costs what a checkpoint does, not six round trips.
-const CLAIM: &str = "WITH fence AS (SELECT 1 FROM platform.tenant_leases \
-       WHERE tenant_id = $2 AND node_id = $3 AND epoch = $4 AND expires_at > now()), \
-     claimed AS (UPDATE @tenant.executions e SET \
-       state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'running' END, \
-       finished_at = CASE WHEN e.cancel_requested THEN now() END, \
-       started_at = coalesce(e.started_at, now()) \
-       FROM (SELECT id FROM @tenant.executions WHERE id = $1 AND state IN ('queued', 'running') FOR UPDATE SKIP LOCKED) c \
-       WHERE e.id = c.id AND EXISTS (SELECT 1 FROM fence) RETURNING e.integration, e.version, e.trigger, e.state) \
-     SELECT EXISTS (SELECT 1 FROM fence), c.integration, c.version, c.trigger, c.state, v.definition, \
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH fence AS (SELECT 1 FROM platform.tenant_leases \
+           WHERE tenant_id = $2 AND node_id = $3 AND epoch = $4 AND expires_at > now()), \
+         picked AS (SELECT x.id, {crash} FROM @tenant.executions x \
+           WHERE x.id = $1 AND x.state IN ('queued', 'running') FOR UPDATE OF x SKIP LOCKED), \
+         claimed AS (UPDATE @tenant.executions e SET \
+           state = CASE WHEN e.cancel_requested THEN 'cancelled' WHEN p.failing THEN 'failed' ELSE 'running' END, \
+           finished_at = CASE WHEN e.cancel_requested OR p.failing THEN now() END, \
+           started_at = coalesce(e.started_at, now()), {updates} \
+           FROM picked p WHERE e.id = p.id AND EXISTS (SELECT 1 FROM fence) \
+           RETURNING e.integration, e.version, e.trigger, e.state) \
+         {CLAIM_ANSWER}",
+        crash = crash_columns("$3", "$5", "$6"),
+        updates = crash_updates("$3"),
+    )
+});
+
+const CLAIM_ANSWER: &str = "SELECT EXISTS (SELECT 1 FROM fence), c.integration, c.version, c.trigger, c.state, v.definition, \
        (SELECT coalesce(jsonb_agg(jsonb_build_array(s.path, s.output)), '[]') FROM @tenant.execution_steps s \
          WHERE s.execution_id = $1 AND s.state = 'succeeded'), \
        (SELECT coalesce(jsonb_object_agg(name, value), '{}') FROM @tenant.variables) \
@@ -157,9 +216,11 @@ impl PgExecutionStore {
         let schema = schema(tenant)?;
         // Not flushed: a claim lost in a crash leaves the execution unfinished,
         // to be claimed again, and its first checkpoint flushes it anyway.
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&id, &tenant.id, &self.fence.node, &epoch];
+        let crashes = &self.fence.crashes;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+            [&id, &tenant.id, &self.fence.node, &epoch, &crashes.silent_secs, &crashes.max];
         let lock: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant.id];
-        let rows = self.db.locked_write_in_schema(&schema, (WRITE_LOCK, &lock), CLAIM, &params, Flush::Later).await.map_err(store_error)?;
+        let rows = self.db.locked_write_in_schema(&schema, (WRITE_LOCK, &lock), &CLAIM, &params, Flush::Later).await.map_err(store_error)?;
         let row = rows.first().ok_or_else(|| store_error(DbError::NotExactlyOne))?;
         if !row.get::<_, bool>(0) {
             return Err(store_error(StoreFault::LeaseLost(tenant.slug.clone())));
@@ -167,6 +228,10 @@ impl PgExecutionStore {
         let Some(state) = row.get::<_, Option<&str>>(4) else { return Ok(None) }; // finished, or claimed elsewhere
         if state == "cancelled" {
             tracing::info!(schema = %schema.as_str(), execution_id = %id, "execution cancelled at its claim");
+            return Ok(None);
+        }
+        if state == "failed" {
+            tracing::warn!(schema = %schema.as_str(), execution_id = %id, "execution failed at its claim: node_crashed");
             return Ok(None);
         }
         let done: Vec<(String, Value)> = serde_json::from_value(row.get(6)).map_err(|e| store_error(StoreFault::Decode(e)))?;

@@ -24,3 +24,11 @@ pub mod startup;
 pub mod telemetry;
 pub mod tenancy;
 pub mod trigger_store;
+
+/// The configuration of the `hostile_*` property tests: `PROPTEST_CASES`
+/// cases (default 64, so CI stays fast; the long run in bench/ sets more).
+#[cfg(test)]
+pub(crate) fn hostile_config() -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64);
+    proptest::test_runner::Config { cases, failure_persistence: None, ..Default::default() }
+}

@@ -32,7 +32,7 @@ use crate::{
     auth::{AccountStanding, AuthService, LoginLimiter, Passwords, TokenKeys},
     config::Config,
     database::{build_pool, DbError},
-    execution_store::Fence,
+    execution_store::{CrashLimit, Fence},
     error::{self, ApiError},
     provisioning::{migrate, Provisioner, ProvisioningError},
     routes,
@@ -131,7 +131,8 @@ impl AppState {
         let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url.clone());
         let tenant_db = TenantDb::new(pool.clone());
         let node_id = uuid::Uuid::now_v7();
-        let fence = Fence { node: node_id, held: Default::default() };
+        let crashes = CrashLimit::new(config.runtime.max_execution_crashes, Duration::from_millis(config.cluster.node_timeout_ms));
+        let fence = Fence { node: node_id, held: Default::default(), crashes };
         let hot = HotResources::default();
         let egress = crate::egress::gate(&config, listen, pool.clone());
         let supervisor =
@@ -357,6 +358,8 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener) -> Result<Serv
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(host_guard))
+            // Inside the logger, so a panic's 500 is logged in its request's span.
+            .wrap(from_fn(routes::catch_panics))
             .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(state.clone())
             .app_data(json.clone())

@@ -517,3 +517,68 @@ async fn many_logins_from_one_address_are_throttled_across_accounts() {
         .unwrap();
     assert_eq!(status_and_code(platform).await, (StatusCode::TOO_MANY_REQUESTS, "too_many_requests".into()));
 }
+
+async fn login_from(app: &TestApp, forwarded_for: &str, n: usize) -> StatusCode {
+    app.tenant_request(Method::POST, "acme", "/api/auth/login")
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"email": format!("user{n}@acme.test"), "password": "some-password"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn a_client_cannot_dodge_address_throttling_with_a_forged_forwarded_for() {
+    let app = spawn_app_with(|c| c.auth.login_per_address_per_minute = 3).await;
+    app.create_tenant("acme").await;
+    // The tests connect from loopback, which no configuration names as a proxy.
+    let addresses: Vec<String> = (0..4).map(|n| format!("198.51.100.{n}")).collect();
+    let statuses = futures::future::join_all(addresses.iter().enumerate().map(|(n, a)| login_from(&app, a, n))).await;
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn forwarded_for_names_the_client_behind_a_configured_proxy() {
+    let app = spawn_app_with(|c| {
+        c.auth.login_per_address_per_minute = 3;
+        c.auth.trusted_proxies = vec!["127.0.0.0/8".to_string().try_into().unwrap()];
+    })
+    .await;
+    app.create_tenant("acme").await;
+    // Each forwarded client has its own budget behind the trusted proxy...
+    for n in 0..4 {
+        assert_eq!(login_from(&app, &format!("198.51.100.{n}"), n).await, StatusCode::UNAUTHORIZED, "client {n}");
+    }
+    // ...and one client is still throttled however it reaches the proxy.
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        statuses.push(login_from(&app, "203.0.113.5", n).await);
+    }
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_removed_platform_owner_loses_access_at_once() {
+    let app = spawn_app().await;
+    let token = app.platform_token().await;
+    let tenants = || app.platform_request(Method::GET, "/api/platform/tenants").bearer_auth(&token).send();
+    assert_eq!(tenants().await.unwrap().status(), StatusCode::OK);
+    app.db().await.execute("DELETE FROM platform.owners WHERE email = $1", &[&PLATFORM_OWNER.0]).await.unwrap();
+    let refused = tenants().await.unwrap();
+    assert_eq!(status_and_code(refused).await, (StatusCode::UNAUTHORIZED, "invalid_token".into()));
+}
+
+#[tokio::test]
+async fn the_baseline_routes_of_the_benchmarks_are_not_in_a_normal_build() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let token = app.owner_token(&acme).await;
+    let response = app
+        .request_with_host(Method::GET, &format!("localhost:{}", app.port), "/bench/baseline/t_acme/variables/x")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}

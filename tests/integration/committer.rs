@@ -84,7 +84,7 @@ async fn two_tenants_and_a_store(app: &TestApp) -> (Vec<TenantSpec>, BatchingSto
         app.apply_yaml(slug, &owner, THREE_STEPS).await;
         specs.push(TenantSpec { id: tenant.id.parse().unwrap(), slug: slug.into(), schema: format!("t_{slug}") });
     }
-    let fence = Fence { node: app.state.cluster.node().id, held: app.state.cluster.fences() };
+    let fence = Fence { node: app.state.cluster.node().id, held: app.state.cluster.fences(), crashes: Default::default() };
     (specs, BatchingStore::start(app.state.tenant_db.clone(), fence))
 }
 

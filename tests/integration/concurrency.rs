@@ -347,3 +347,39 @@ async fn per_tenant_statements_are_bounded_on_each_connection() {
     let prepared = rows[0].get::<_, i64>(0);
     assert!(prepared <= 5, "the one connection still holds {prepared} tenant statements");
 }
+
+/// A transaction whose first statement is dropped mid-flight (an aborted
+/// execution, a client that went away) must not leave its session inside
+/// the transaction: BEGIN already went out with that statement, so the
+/// drop rolls it back before the connection is used again.
+#[tokio::test]
+async fn a_transaction_dropped_mid_statement_leaves_its_connection_idle() {
+    let app = spawn_app_with(|_| {}).await;
+    app.create_tenant("acme").await;
+    // A pool of its own with one connection, so the test knows the backend
+    // and nothing else of the node borrows it meanwhile.
+    let mut settings = app.config.database.clone();
+    settings.pool_size = 1;
+    let pool = tessera_server::database::build_pool(&settings, &app.database_url).unwrap();
+    let pid: i32 = pool.get().await.unwrap().query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let db = tessera_server::tenancy::TenantDb::new(pool.clone());
+
+    let mut tx = db.begin_in_schema(&SchemaName::from_stored("t_acme".into()).unwrap()).await.unwrap();
+    let cut = tokio::time::timeout(Duration::from_millis(100), tx.query("SELECT pg_sleep(0.5) FROM @tenant.users", &[])).await;
+    assert!(cut.is_err(), "the statement was still running when it was dropped");
+    drop(tx);
+
+    let admin = app.db().await;
+    let state_of_backend = || {
+        let admin = &admin;
+        async move {
+            let row = admin.query_one("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid]).await.unwrap();
+            row.get::<_, Option<String>>(0).unwrap_or_default()
+        }
+    };
+    let idle = tessera_tests::eventually(Duration::from_secs(5), || async { state_of_backend().await == "idle" }).await;
+    assert!(idle, "the backend is left `{}`", state_of_backend().await);
+    let client = pool.get().await.unwrap();
+    let in_transaction: bool = client.query_one("SELECT txid_current_if_assigned() IS NOT NULL", &[]).await.unwrap().get(0);
+    assert!(!in_transaction);
+}

@@ -1,7 +1,7 @@
 //! Request extractors: the resolved tenant of a request, and the
 //! authenticated caller (tenant user, tenant API key, or platform owner).
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{future::Future, net::IpAddr, pin::Pin, sync::Arc};
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage, HttpRequest};
 use serde::Serialize;
@@ -24,19 +24,79 @@ fn host_target(req: &HttpRequest) -> Option<HostTarget> {
     req.extensions().get::<HostTarget>().cloned()
 }
 
-/// The client's address, for throttling: the peer, or the first
-/// X-Forwarded-For hop when configured to trust the proxy in front.
-pub fn client_address(req: &HttpRequest, trust_forwarded_for: bool) -> String {
-    if trust_forwarded_for
-        && let Some(first) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-        {
-            return first.trim().to_string();
+/// A proxy whose `X-Forwarded-For` is believed: one address or a CIDR range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct ProxyRange(ipnet::IpNet);
+
+impl ProxyRange {
+    fn contains(&self, address: &IpAddr) -> bool {
+        self.0.contains(address)
+    }
+}
+
+impl TryFrom<String> for ProxyRange {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let text = text.trim();
+        let net = match text.parse::<IpAddr>() {
+            Ok(address) => ipnet::IpNet::from(address),
+            Err(_) => text.parse().map_err(|_| format!("`{text}` is neither an IP address nor a CIDR range"))?,
+        };
+        Ok(Self(net))
+    }
+}
+
+/// A list of [`ProxyRange`]s, written as a list or as one comma-separated
+/// string (how an environment variable carries it).
+pub fn proxy_ranges<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<ProxyRange>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        List(Vec<String>),
+        Text(String),
+    }
+    let texts = match serde::Deserialize::deserialize(deserializer)? {
+        Written::List(items) => items,
+        Written::Text(text) => text.split(',').filter(|t| !t.trim().is_empty()).map(str::to_string).collect(),
+    };
+    texts.into_iter().map(|t| ProxyRange::try_from(t).map_err(serde::de::Error::custom)).collect()
+}
+
+/// The client's address, for throttling. The peer, unless the peer is one
+/// of `trusted` proxies: then `X-Forwarded-For` is read from the right (the
+/// hop our proxy added) leftwards, past every trusted proxy, and the first
+/// other address is the client. Hops further left were written by the
+/// client itself and could be anything, so they are never believed.
+pub fn client_address(req: &HttpRequest, trusted: &[ProxyRange]) -> String {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    match peer {
+        Some(peer) => forwarded_client(peer, forwarded, trusted).to_string(),
+        None => "unknown".into(),
+    }
+}
+
+fn forwarded_client(peer: IpAddr, forwarded: Option<&str>, trusted: &[ProxyRange]) -> IpAddr {
+    let is_trusted = |address: &IpAddr| trusted.iter().any(|range| range.contains(address));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for hop in forwarded.unwrap_or_default().rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(address) => {
+                client = address;
+                if !is_trusted(&address) {
+                    break;
+                }
+            }
+            // A hop that is not an address ends what can be believed.
+            Err(_) => break,
         }
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+    }
+    client
 }
 
 /// The bearer credential, from `Authorization: Bearer ..` or `X-API-Key`.
@@ -183,8 +243,49 @@ impl FromRequest for PlatformCaller {
             }
             let credential = credential.ok_or(AuthError::MissingCredentials)?;
             let claims = state.auth.tokens.verify(&credential, PLATFORM_AUDIENCE)?;
+            // A token says who signed in, not that they still may: an owner
+            // removed from `platform.owners` loses access at once, not at
+            // the token's expiry. Platform calls are rare; one indexed read.
+            let client = state.pool.get().await.map_err(crate::database::DbError::from).map_err(AuthError::from)?;
+            let still_owner = client
+                .query_opt("SELECT 1 FROM platform.owners WHERE id = $1", &[&claims.sub])
+                .await
+                .map_err(crate::database::DbError::from)
+                .map_err(AuthError::from)?;
+            if still_owner.is_none() {
+                return Err(AuthError::InvalidToken.into());
+            }
             tracing::Span::current().record("user", tracing::field::display(claims.sub));
             Ok(PlatformCaller { owner_id: claims.sub, email: claims.email })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranges(texts: &[&str]) -> Vec<ProxyRange> {
+        texts.iter().map(|t| ProxyRange::try_from(t.to_string()).unwrap()).collect()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+        let proxies = ranges(&["10.0.0.0/8", "192.0.2.7"]);
+        // From an untrusted peer the header is the peer's own claim.
+        assert_eq!(forwarded_client(ip("203.0.113.9"), Some("1.2.3.4"), &proxies), ip("203.0.113.9"));
+        // From a trusted proxy: the hop it added.
+        assert_eq!(forwarded_client(ip("192.0.2.7"), Some("1.2.3.4"), &proxies), ip("1.2.3.4"));
+        // Hops the client wrote itself, left of the first untrusted one, are ignored.
+        assert_eq!(forwarded_client(ip("10.1.1.1"), Some("6.6.6.6, 1.2.3.4, 10.9.9.9"), &proxies), ip("1.2.3.4"));
+        // A garbled hop ends what can be believed.
+        assert_eq!(forwarded_client(ip("10.1.1.1"), Some("1.2.3.4, junk"), &proxies), ip("10.1.1.1"));
+        assert_eq!(forwarded_client(ip("10.1.1.1"), None, &proxies), ip("10.1.1.1"));
+        assert_eq!(forwarded_client(ip("10.1.1.1"), Some("1.2.3.4"), &[]), ip("10.1.1.1"));
+        assert!(ProxyRange::try_from("not-an-address".to_string()).is_err());
     }
 }

@@ -12,7 +12,7 @@ mod roles;
 mod standing;
 mod token;
 
-pub use extract::{bearer_credential, client_address, PlatformCaller, Principal, TenantCaller, TenantHost};
+pub use extract::{bearer_credential, client_address, PlatformCaller, ProxyRange, proxy_ranges, Principal, TenantCaller, TenantHost};
 pub use password::Passwords;
 pub use rate_limit::LoginLimiter;
 pub use roles::Role;

@@ -225,7 +225,8 @@ fn intake_error(e: IntakeError) -> ResourceError {
 
 /// The execution once it is final, or as it is when `limit` runs out.
 pub async fn wait_for_end(db: &TenantDb, tenant: &Tenant, id: Uuid, limit: Duration) -> Result<Execution, ResourceError> {
-    let until = tokio::time::Instant::now() + limit;
+    let now = tokio::time::Instant::now();
+    let until = now.checked_add(limit).unwrap_or(now + MAX_WAIT);
     let mut pause = Duration::from_millis(10);
     loop {
         let state_sql = "SELECT state FROM @tenant.executions WHERE id = $1";

@@ -187,7 +187,8 @@ async fn answer(db: &TenantDb, tenant: &Tenant, trigger: &WebhookTrigger, queued
     if !trigger.synchronous {
         return Ok(Outcome::Accepted { id: queued.id, state: queued.state });
     }
-    let limit = trigger.timeout.map_or(executions::MAX_WAIT, |t| t.get());
+    // A definition stored before the maximum existed may hold a longer wait.
+    let limit = trigger.timeout.map_or(executions::MAX_WAIT, |t| t.get().min(WebhookTrigger::MAX_WAIT));
     let execution = executions::wait_for_end(db, tenant, queued.id, limit).await?;
     match execution.state.as_str() {
         "succeeded" => Ok(Outcome::Finished(execution.output.unwrap_or(Value::Null))),
@@ -302,7 +303,75 @@ fn body_value(content_type: Option<&str>, body: &[u8]) -> Result<Value, WebhookE
 
 #[cfg(test)]
 mod tests {
+    use actix_web::ResponseError;
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::error::ApiError;
+
+    /// Media types as senders write them, right and wrong.
+    fn content_type() -> impl Strategy<Value = Option<String>> {
+        let known = prop::sample::select(vec![
+            "application/json", "application/JSON; charset=utf-8", "text/plain", "text/csv;x", "application/vnd.x+json",
+            "application/xml", "multipart/form-data; boundary=x", ";", "", " application/json ;",
+        ]);
+        prop::option::of(prop_oneof![known.prop_map(str::to_owned), ".{0,60}"])
+    }
+
+    /// Bodies: random bytes, JSON-looking text, deep nesting, big numbers.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..2_000),
+            "[\\[\\]{}:,\"a-z0-9 .eE+-]{0,400}".prop_map(String::into_bytes),
+            (1usize..200_000, prop::sample::select(vec!["[", "{\"a\":"])).prop_map(|(depth, open)| open.repeat(depth).into_bytes()),
+            "-?[0-9]{1,500}(\\.[0-9]{0,50})?(e[+-]?[0-9]{1,6})?".prop_map(String::into_bytes),
+        ]
+    }
+
+    /// A rejection must be a 4xx with a code.
+    fn refused_with_a_code(e: WebhookError) -> Result<(), TestCaseError> {
+        let answer = ApiError::from(e);
+        prop_assert!(answer.status_code().is_client_error(), "{}", answer.status_code());
+        prop_assert!(!answer.code().is_empty());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::hostile_config())]
+
+        /// Any body under any media type, with any headers and query: a
+        /// payload for the execution, or a refusal that is a 4xx with a code.
+        #[test]
+        fn hostile_webhook_deliveries_become_a_payload_or_a_4xx(
+            content_type in content_type(),
+            body in body(),
+            headers in prop::collection::vec(("[a-z-]{1,20}", ".{0,80}"), 0..12),
+            query in prop::collection::vec((".{0,10}", ".{0,20}"), 0..12),
+        ) {
+            let delivery = Delivery { content_type, body, headers, query };
+            match delivery.payload() {
+                Ok(payload) => prop_assert_eq!(&payload["kind"], "webhook"),
+                Err(e) => refused_with_a_code(e)?,
+            }
+        }
+
+        /// Any signature header, under any encoding and prefix: it verifies
+        /// or is refused 401 `invalid_signature`.
+        #[test]
+        fn hostile_signature_headers_are_refused_with_a_code(
+            header in prop::option::of(".{0,200}"),
+            base64 in any::<bool>(),
+            prefix in prop::option::of("[a-z0-9=]{0,8}"),
+            body in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let encoding = if base64 { SignatureEncoding::Base64 } else { SignatureEncoding::Hex };
+            let config = hmac(encoding, prefix.as_deref());
+            if let Err(e) = verify_signature(&config, b"secret", &body, header.as_deref()) {
+                prop_assert!(matches!(e, WebhookError::InvalidSignature));
+                refused_with_a_code(e)?;
+            }
+        }
+    }
 
     fn hmac(encoding: SignatureEncoding, prefix: Option<&str>) -> HmacAuth {
         HmacAuth {

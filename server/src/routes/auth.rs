@@ -19,7 +19,7 @@ pub struct Login {
 /// on the platform host.
 pub async fn login(req: HttpRequest, state: web::Data<AppState>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
     let Login { email, password } = body.into_inner();
-    let address = client_address(&req, state.config.auth.trust_forwarded_for);
+    let address = client_address(&req, &state.config.auth.trusted_proxies);
     let target = req.extensions().get::<HostTarget>().cloned();
     let token = match target {
         Some(HostTarget::Platform) => state.auth.login_platform(&state.pool, &email, password, &address).await?,

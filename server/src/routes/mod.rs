@@ -2,10 +2,12 @@
 //! the result. Business rules live in the domain modules.
 
 mod auth;
+#[cfg(feature = "bench-routes")]
 mod bench;
 mod definition_body;
 mod health;
 mod idempotency;
+mod panics;
 mod platform;
 mod tenant;
 mod trigger_body;
@@ -15,6 +17,7 @@ use actix_web::web;
 
 pub use definition_body::BodyError;
 pub use health::{healthz, readyz};
+pub use panics::catch_panics;
 
 /// Every route of the API, platform and tenant alike; which host a route
 /// answers on is decided by its extractors (`TenantCaller`, `PlatformCaller`).
@@ -30,7 +33,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
                 .configure(tenant::configure)
                 .configure(platform::configure),
         );
+    #[cfg(feature = "bench-routes")]
     if bench_routes {
         cfg.configure(bench::configure);
     }
+    #[cfg(not(feature = "bench-routes"))]
+    let _ = bench_routes; // refused by `Config::validate` without the feature
 }

@@ -27,3 +27,35 @@ impl FromRequest for TriggerBody {
         async move { Ok(TriggerBody(Some(json.await?.into_inner()))) }.boxed_local()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{error::JsonPayloadError, test::TestRequest};
+    use proptest::prelude::*;
+
+    use crate::error::json_error;
+
+    proptest! {
+        #![proptest_config(crate::hostile_config())]
+
+        /// A run's body is read by serde_json (recursion limit 128) through
+        /// the app's JSON config: whatever it cannot read is a 4xx with a code.
+        #[test]
+        fn hostile_run_bodies_are_json_or_a_4xx_with_a_code(
+            body in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..2_000),
+                (1usize..200_000, prop::sample::select(vec!["[", "{\"a\":"])).prop_map(|(depth, open)| open.repeat(depth).into_bytes()),
+                "[\\[\\]{}:,\"a-z0-9 .eE+-]{0,400}".prop_map(String::into_bytes),
+            ],
+        ) {
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {
+                let request = TestRequest::default().to_http_request();
+                let answer = json_error(JsonPayloadError::Deserialize(e), &request).error_response();
+                prop_assert!(answer.status().is_client_error(), "{}", answer.status());
+                let body = futures::executor::block_on(actix_web::body::to_bytes(answer.into_body())).unwrap();
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                prop_assert!(body["error"]["code"].as_str().is_some_and(|c| !c.is_empty()), "{body}");
+            }
+        }
+    }
+}

@@ -137,9 +137,12 @@ impl TenantTx {
         if self.begun {
             return Ok(run.await?);
         }
+        // Marked before the first poll sends BEGIN: if this future is
+        // dropped mid-flight, `Drop` must still roll back (a ROLLBACK where
+        // BEGIN never went out is only a warning).
+        self.begun = true;
         // Sent in this order on their first poll: BEGIN always goes first.
         let (began, rows) = tokio::join!(client.batch_execute("BEGIN"), run);
-        self.begun = true;
         began?;
         Ok(rows?)
     }
@@ -167,17 +170,23 @@ impl TenantTx {
         if self.begun {
             return Ok(run.await?);
         }
+        self.begun = true; // before BEGIN is sent, as in `query`
         let (began, n) = tokio::join!(client.batch_execute("BEGIN"), run);
-        self.begun = true;
         began?;
         Ok(n?)
     }
 
+    /// Commit. The connection stays owned by the transaction until the
+    /// COMMIT has been answered: if this future is dropped before that,
+    /// `Drop` sends a ROLLBACK after it (a no-op once the COMMIT went
+    /// through), so the session never returns to the pool inside a
+    /// transaction.
     pub async fn commit(mut self) -> Result<(), DbError> {
-        let client = self.client.take().expect("transaction is live until consumed");
         if self.begun {
+            let client = self.client.as_ref().expect("transaction is live until consumed");
             client.batch_execute("COMMIT").await?;
         }
+        self.client.take();
         Ok(())
     }
 }

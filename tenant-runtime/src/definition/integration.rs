@@ -45,6 +45,7 @@ pub struct IntegrationSpec {
     pub timeout: Option<Duration>,
     /// At most this many executions run at once; further ones wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1000))]
     pub concurrency: Option<NonZeroU32>,
     /// How long finished executions are kept; the node's default
     /// (`runtime.retention_days`) applies to what is not set.
@@ -59,9 +60,11 @@ pub struct IntegrationSpec {
 pub struct Retention {
     /// Delete finished executions created more than this many days ago.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 36500))]
     pub days: Option<NonZeroU32>,
     /// Keep at most the newest this many finished executions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100000000))]
     pub executions: Option<NonZeroU32>,
 }
 
@@ -101,9 +104,14 @@ pub struct WebhookTrigger {
     /// Answer the request with the execution's result instead of `202 Accepted`.
     #[serde(default)]
     pub synchronous: bool,
-    /// How long a synchronous request waits for the result before it gets `202 Accepted`.
+    /// How long a synchronous request waits for the result before it gets `202 Accepted` (at most 5m; default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+}
+
+impl WebhookTrigger {
+    /// The longest wait of a synchronous webhook: it holds the caller's request open.
+    pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 }
 
 /// `none`, `api_key` (a Tessera API key of the tenant), or `hmac: {…}`.
@@ -142,7 +150,7 @@ pub struct HmacAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(example = "X-Tessera-Timestamp")]
     pub timestamp_header: Option<String>,
-    /// How far the timestamp may be from now, either way (default `5m`).
+    /// How far the timestamp may be from now, either way (default `5m`, at most `1day`).
     /// Used only with `timestamp_header`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<Duration>,
@@ -246,8 +254,8 @@ impl From<ScheduleTrigger> for ScheduleFields {
 pub struct QueueTrigger {
     /// An `amqp` connection.
     pub connection: Name,
-    /// The queue to consume.
-    #[schemars(length(min = 1))]
+    /// The queue to consume (an AMQP short string: at most 255 bytes).
+    #[schemars(length(min = 1, max = 255))]
     pub queue: String,
     /// Messages delivered ahead of acknowledgement; bounds the executions in flight from this queue.
     #[serde(default = "default_prefetch")]
@@ -438,6 +446,7 @@ pub struct ForeachAction {
     pub items: Expression,
     /// How many items run at the same time.
     #[serde(default = "one")]
+    #[schemars(range(max = 1000))]
     pub concurrency: NonZeroU32,
     #[schemars(length(min = 1))]
     pub steps: Vec<Step>,
@@ -482,8 +491,9 @@ pub struct SqlAction {
 pub struct PublishAction {
     /// An `amqp` connection.
     pub connection: Name,
-    /// The exchange to publish to; empty for the default exchange (routing key = queue name).
+    /// The exchange to publish to; empty for the default exchange (routing key = queue name). At most 255 bytes.
     #[serde(default)]
+    #[schemars(length(max = 255))]
     pub exchange: String,
     pub routing_key: Template,
     /// The message, sent as JSON; its strings are templates.

@@ -164,3 +164,5 @@ fn place(issue: Issue, document: usize, map: &SourceMap) -> DefinitionError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod hostile_tests;

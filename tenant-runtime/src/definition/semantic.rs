@@ -12,11 +12,15 @@
 use std::collections::{HashMap, hash_map::Entry};
 
 use super::{
-    Action, Backoff, ConnectionKind, IntegrationSpec, Name, Resource, ResourceKind, Step, StoredConnections, Trigger,
-    WebhookAuth,
+    Action, Backoff, ConnectionKind, Duration, IntegrationSpec, Name, Resource, ResourceKind, Step, StoredConnections, Trigger,
+    WebhookAuth, WebhookTrigger,
     error::{Issue, Path},
     expressions,
 };
+
+const MAX_WEBHOOK_WAIT: (std::time::Duration, &str) = (WebhookTrigger::MAX_WAIT, "5m");
+/// A signature older than a day protects against no replay worth the name.
+const MAX_SIGNATURE_TOLERANCE: (std::time::Duration, &str) = (std::time::Duration::from_secs(86_400), "1day");
 
 /// Issues found across `resources`, each with the index of its resource.
 /// With `stored`, every connection referred to must be in the file or there.
@@ -97,13 +101,18 @@ impl<'a> IntegrationChecker<'a> {
     fn trigger(&mut self, trigger: &Trigger, path: &Path) {
         match trigger {
             Trigger::Queue(queue) => {
+                self.short_string(&queue.queue, &path.key("queue").key("queue"));
                 let kinds = [ConnectionKind::Amqp];
                 self.connection(&queue.connection, &kinds, "a queue trigger", &path.key("queue").key("connection"));
             }
             Trigger::Webhook(webhook) => {
+                let path = path.key("webhook");
+                self.at_most(webhook.timeout, MAX_WEBHOOK_WAIT, &path.key("timeout"));
                 if let WebhookAuth::Hmac(hmac) = &webhook.auth {
-                    let path = path.key("webhook").key("auth").key("hmac").key("secret_from_connection");
+                    let path = path.key("auth").key("hmac");
+                    self.at_most(hmac.tolerance, MAX_SIGNATURE_TOLERANCE, &path.key("tolerance"));
                     let kinds = [ConnectionKind::ApiKey, ConnectionKind::Bearer];
+                    let path = path.key("secret_from_connection");
                     self.connection(&hmac.secret_from_connection, &kinds, "an hmac secret", &path);
                 }
             }
@@ -151,6 +160,7 @@ impl<'a> IntegrationChecker<'a> {
                 self.connection(&sql.connection, &[ConnectionKind::Postgres], "an sql step", &path.key("connection"));
             }
             Action::Publish(publish) => {
+                self.short_string(&publish.exchange, &path.key("exchange"));
                 let kinds = [ConnectionKind::Amqp];
                 self.connection(&publish.connection, &kinds, "a publish step", &path.key("connection"));
             }
@@ -167,6 +177,22 @@ impl<'a> IntegrationChecker<'a> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Fields with a lower maximum than every duration's ([`Duration::MAX`]).
+    fn at_most(&mut self, duration: Option<Duration>, (max, text): (std::time::Duration, &str), path: &Path) {
+        if let Some(Err(message)) = duration.map(|d| d.at_most(max, text)) {
+            self.issues.push(Issue::at(path.clone(), message));
+        }
+    }
+
+    /// AMQP names are short strings, their length one byte; the schema's
+    /// `maxLength` counts characters, so bytes are checked here.
+    fn short_string(&mut self, text: &str, path: &Path) {
+        if text.len() > 255 {
+            let message = format!("is {} bytes long; AMQP names take at most 255", text.len());
+            self.issues.push(Issue::at(path.clone(), message));
         }
     }
 

@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 
-use saphyr::{LoadableYamlNode, MarkedYaml, Marker, Scalar, YamlData};
+use saphyr::{LoadableYamlNode, MarkedYaml, Marker, Scalar, ScanError, YamlData};
+use saphyr_parser::{Event, Parser};
 use serde_json::{Map, Number, Value};
 
 use super::error::{DefinitionError, Issue, Path, Segment};
@@ -75,16 +76,8 @@ pub(crate) struct LoadedResource {
 /// documents are skipped. Fails only on a YAML syntax error, which stops the
 /// parser, so there is only ever one.
 pub(crate) fn load(source: &str) -> Result<Vec<LoadedResource>, DefinitionError> {
-    let documents = MarkedYaml::load_from_str(source).map_err(|error| {
-        let position = Position::from(*error.marker());
-        DefinitionError {
-            document: None,
-            path: String::new(),
-            line: position.line,
-            column: position.column,
-            message: format!("invalid YAML: {}", error.info()),
-        }
-    })?;
+    check_nesting(source)?;
+    let documents = MarkedYaml::load_from_str(source).map_err(|error| syntax_error(&error))?;
     let mut resources = Vec::new();
     for document in &documents {
         match &document.data {
@@ -94,6 +87,75 @@ pub(crate) fn load(source: &str) -> Result<Vec<LoadedResource>, DefinitionError>
         }
     }
     Ok(resources)
+}
+
+fn syntax_error(error: &ScanError) -> DefinitionError {
+    let position = Position::from(*error.marker());
+    DefinitionError {
+        document: None,
+        path: String::new(),
+        line: position.line,
+        column: position.column,
+        message: format!("invalid YAML: {}", error.info()),
+    }
+}
+
+/// Refuse a file nested deeper than [`MAX_DEPTH`] before a tree is built
+/// from it. saphyr's parser is iterative, but the tree it loads is dropped
+/// recursively (and its alias budget counts nodes recursively): 20,000
+/// nested block mappings overflow a 2 MiB stack and abort the process.
+/// So the events are read once, without building anything, keeping the
+/// depth of the open collections and the height of every anchored node (an
+/// alias repeats its anchor's whole subtree where it stands).
+fn check_nesting(source: &str) -> Result<(), DefinitionError> {
+    // The height (levels of collections) of each anchored node, by anchor id.
+    let mut anchored: HashMap<usize, usize> = HashMap::new();
+    // Per open collection: its anchor id and the highest child so far.
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    for event in Parser::new_from_str(source) {
+        let (event, span) = event.map_err(|error| match error.info() {
+            // The scanner's own bound on flow nesting (255) can come first: it reads ahead.
+            "recursion limit exceeded" => too_deep(*error.marker()),
+            _ => syntax_error(&error),
+        })?;
+        let (anchor, height) = match event {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if open.len() >= MAX_DEPTH {
+                    return Err(too_deep(span.start));
+                }
+                open.push((anchor, 0));
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (anchor, highest) = open.pop().unwrap_or_default();
+                (anchor, highest + 1)
+            }
+            Event::Scalar(_, _, anchor, _) => (anchor, 0),
+            Event::Alias(id) => (0, anchored.get(&id).copied().unwrap_or(0)),
+            _ => continue,
+        };
+        if open.len() + height > MAX_DEPTH {
+            return Err(too_deep(span.start));
+        }
+        if anchor != 0 {
+            anchored.insert(anchor, height);
+        }
+        if let Some((_, highest)) = open.last_mut() {
+            *highest = (*highest).max(height);
+        }
+    }
+    Ok(())
+}
+
+fn too_deep(marker: Marker) -> DefinitionError {
+    let position = Position::from(marker);
+    DefinitionError {
+        document: None,
+        path: String::new(),
+        line: position.line,
+        column: position.column,
+        message: format!("the file is nested more than {MAX_DEPTH} levels deep"),
+    }
 }
 
 fn convert(root: &MarkedYaml<'_>) -> LoadedResource {
@@ -254,10 +316,50 @@ mod tests {
         assert!(issues[2].1.contains("keys must be text"), "{issues:?}");
     }
 
+    /// `load` on a thread with the 2 MiB stack of a web worker: an
+    /// overflow would abort the test binary, not fail one test.
+    fn load_on_a_small_stack(source: String) -> Result<usize, DefinitionError> {
+        let thread = std::thread::Builder::new().stack_size(2 << 20).spawn(move || load(&source).map(|r| r.len()));
+        thread.unwrap().join().expect("loading does not panic")
+    }
+
     #[test]
     fn deep_nesting_is_refused_not_overflowed() {
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-        let resources = load(&format!("a: {deep}\n")).unwrap();
-        assert!(resources[0].issues.iter().any(|i| i.message.contains("levels deep")));
+        let error = load(&format!("a: {deep}\n")).unwrap_err();
+        assert!(error.message.contains("nested more than 128 levels deep"), "{error:?}");
+        assert_eq!((error.line, error.column), (1, 131), "{error:?}"); // the `[` that opens the 129th level
+        let just_fits = format!("{}1{}", "[".repeat(127), "]".repeat(127));
+        assert!(load(&format!("a: {just_fits}\n")).is_ok());
+    }
+
+    #[test]
+    fn a_hundred_thousand_nested_flow_collections_are_refused_on_a_small_stack() {
+        for open in ["[", "{a: "] {
+            let error = load_on_a_small_stack(open.repeat(100_000)).unwrap_err();
+            assert!(error.message.contains("levels deep"), "{open}: {error:?}");
+        }
+    }
+
+    #[test]
+    fn deeply_nested_block_collections_are_refused_on_a_small_stack() {
+        let mappings: String = (0..20_000).map(|i| format!("{}a:\n", " ".repeat(i))).collect();
+        let sequences = "- ".repeat(50_000) + "x\n";
+        for source in [mappings, sequences] {
+            let error = load_on_a_small_stack(source).unwrap_err();
+            assert!(error.message.contains("levels deep"), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn aliases_count_the_depth_of_what_they_repeat() {
+        // Each anchor is shallow in the text, but the alias chain nests 200 deep.
+        let mut source = "a0: &a0 [x]\n".to_owned();
+        for i in 1..200 {
+            source.push_str(&format!("a{i}: &a{i} [*a{}]\n", i - 1));
+        }
+        let error = load_on_a_small_stack(source).unwrap_err();
+        assert!(error.message.contains("levels deep"), "{error:?}");
+        assert_eq!(load("base: &b {x: [1]}\nuse: [*b, *b]\n").unwrap().len(), 1);
     }
 }

@@ -317,10 +317,16 @@ fn values_of_the_wrong_kind_are_named_plainly() {
 
 #[test]
 fn what_the_schema_lets_through_but_the_types_refuse_is_still_placed() {
-    // `uint32` is only an annotation for JSON Schema validators, so the
-    // range of a u32 is the types' to enforce.
+    // Every number of the format now has a schema maximum, so no file gets
+    // this far; the typed stage must still keep the path of such a failure.
+    let value = json!({"apiVersion": "tessera.dev/v1", "kind": "Integration", "metadata": {"name": "demo"},
+        "spec": {"steps": [{"name": "hello", "log": {"message": "hi"}}], "concurrency": 99_999_999_999_u64}});
+    let error = deserialize(&value).unwrap_err();
+    let path: Vec<_> = error.path().iter().filter_map(serde_segment).collect();
+    assert_eq!(path, [error::Segment::Key("spec".into()), error::Segment::Key("concurrency".into())]);
+    assert!(error.into_inner().to_string().contains("expected a nonzero u32"));
     let source = integration("  steps:\n    - {name: hello, log: {message: hi}}\n  concurrency: 99999999999\n");
-    assert_errors(&source, &[(Some(1), "spec.concurrency", 8, 16, "expected a nonzero u32")]);
+    assert_errors(&source, &[(Some(1), "spec.concurrency", 8, 16, "must be at most 1000")]);
 }
 
 #[test]
@@ -489,6 +495,92 @@ fn a_back_off_cannot_start_above_its_maximum() {
     assert_errors(
         &integration(spec),
         &[(Some(1), "spec.steps[0].retry.backoff.initial", 9, 47, "`initial` (2m) is longer than `max` (1m)")],
+    );
+}
+
+#[test]
+fn every_duration_and_count_has_a_maximum_reported_at_its_path() {
+    let spec = "  timeout: 300000000000y
+  concurrency: 1001
+  retention: {days: 36501, executions: 100000001}
+  triggers:
+    - webhook: {auth: none, synchronous: true, timeout: 6m}
+    - webhook: {auth: {hmac: {secret_from_connection: s, header: X-Sig, tolerance: 2days}}}
+    - schedule: {every: 400days}
+  steps:
+    - name: wait
+      delay: {duration: 366days}
+      timeout: 1000y
+      retry: {attempts: 101, backoff: {initial: 1s, max: 500days, multiplier: 11}}
+    - name: each
+      foreach:
+        items: .body
+        concurrency: 5000
+        steps: [{name: fetch, http: {url: https://example.com, timeout: 9999days}}]
+";
+    let errors = parse_documents(&integration(spec)).expect_err("over every maximum");
+    let mut found: Vec<(&str, &str)> = errors.errors().iter().map(|e| (e.path.as_str(), e.message.as_str())).collect();
+    found.sort();
+    let paths: Vec<&str> = found.iter().map(|(path, _)| *path).collect();
+    assert_eq!(
+        paths,
+        [
+            "spec.concurrency",
+            "spec.retention.days",
+            "spec.retention.executions",
+            "spec.steps[0].delay.duration",
+            "spec.steps[0].retry.attempts",
+            "spec.steps[0].retry.backoff.max",
+            "spec.steps[0].retry.backoff.multiplier",
+            "spec.steps[0].timeout",
+            "spec.steps[1].foreach.concurrency",
+            "spec.steps[1].foreach.steps[0].http.timeout",
+            "spec.timeout",
+            "spec.triggers[2].schedule.every",
+        ],
+        "{errors}"
+    );
+    assert!(found.iter().any(|(_, m)| m.contains("longer than the maximum of 365days")), "{errors}");
+    assert!(found.iter().any(|(_, m)| m.contains("must be at most 1000")), "{errors}");
+}
+
+#[test]
+fn amqp_names_fit_in_255_bytes() {
+    let long = "é".repeat(200);
+    let spec = format!(
+        "  triggers: [{{queue: {{connection: q, queue: '{long}'}}}}]
+  steps: [{{name: send, publish: {{connection: q, exchange: '{long}', routing_key: k, body: {{}}}}}}]
+"
+    );
+    assert_errors(
+        &integration(&spec),
+        &[
+            (Some(1), "spec.triggers[0].queue.queue", 6, 45, "is 400 bytes long; AMQP names take at most 255"),
+            (Some(1), "spec.steps[0].publish.exchange", 7, 59, "is 400 bytes long"),
+        ],
+    );
+}
+
+#[test]
+fn webhook_waits_and_signature_tolerances_have_lower_maxima() {
+    let spec = "  triggers:
+    - webhook: {auth: none, synchronous: true, timeout: 300000000000y}
+  steps: [{name: noop, log: {message: hi}}]
+";
+    let message = "`300000000000years` is longer than the maximum of 365days";
+    assert_errors(&integration(spec), &[(Some(1), "spec.triggers[0].webhook.timeout", 7, 57, message)]);
+    let spec = "  triggers:
+    - webhook: {auth: none, synchronous: true, timeout: 6m}
+    - webhook: {auth: {hmac: {secret_from_connection: s, header: X-Sig, tolerance: 2days}}}
+    - webhook: {auth: none, synchronous: true, timeout: 5m}
+  steps: [{name: noop, log: {message: hi}}]
+";
+    assert_errors(
+        &integration(spec),
+        &[
+            (Some(1), "spec.triggers[0].webhook.timeout", 7, 57, "`6m` is longer than the maximum of 5m"),
+            (Some(1), "spec.triggers[1].webhook.auth.hmac.tolerance", 8, 84, "`2days` is longer than the maximum of 1day"),
+        ],
     );
 }
 

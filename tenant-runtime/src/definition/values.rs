@@ -24,7 +24,7 @@ pub(crate) struct Format {
 /// Every custom format used by the schema. Editors treat unknown formats as
 /// annotations; our validator enforces these.
 pub(crate) const FORMATS: &[Format] = &[
-    Format { name: Duration::FORMAT, check: |text| Duration::parse(text).map(drop) },
+    Format { name: Duration::FORMAT, check: Duration::check },
     Format { name: CronExpression::FORMAT, check: |text| CronExpression::parse(text).map(drop) },
     Format { name: TimeZone::FORMAT, check: |text| TimeZone::parse(text).map(drop) },
 ];
@@ -165,14 +165,32 @@ pub struct Duration(std::time::Duration);
 
 impl Duration {
     const FORMAT: &'static str = "tessera-duration";
+    /// The longest duration a definition may hold anywhere (some fields have
+    /// a lower maximum, see `semantic`): far beyond any sensible timeout,
+    /// delay or interval, and far from where adding it to a clock overflows.
+    pub const MAX: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+    pub(crate) const MAX_TEXT: &'static str = "365days";
 
-    /// Parse `text`, saying why it is not a valid duration.
+    /// Parse `text`, saying why it is not a valid duration. Any length is
+    /// read, so a definition stored before the maximum existed still loads;
+    /// applying one checks the maximum ([`Self::check`]), and the engine
+    /// saturates wherever a duration meets a clock.
     pub fn parse(text: &str) -> Result<Self, String> {
         let duration = humantime::parse_duration(text).map_err(|e| format!("invalid duration `{text}`: {e}"))?;
         if duration.is_zero() {
             return Err(format!("invalid duration `{text}`: it must be greater than zero"));
         }
         Ok(Self(duration))
+    }
+
+    /// What applying a definition accepts: [`Self::parse`], at most [`Self::MAX`].
+    pub(crate) fn check(text: &str) -> Result<(), String> {
+        Self::parse(text)?.at_most(Self::MAX, Self::MAX_TEXT)
+    }
+
+    /// `Ok` when at most `max` (written `max_text`), else why not.
+    pub(crate) fn at_most(self, max: std::time::Duration, max_text: &str) -> Result<(), String> {
+        if self.0 <= max { Ok(()) } else { Err(format!("`{self}` is longer than the maximum of {max_text}")) }
     }
 
     /// Only for durations known to be positive, such as defaults.
@@ -220,7 +238,7 @@ impl JsonSchema for Duration {
         json_schema!({
             "type": "string",
             "format": Self::FORMAT,
-            "description": "A positive duration: a number and a unit (ms, s, m, h, d), possibly several: 250ms, 30s, 5m, 1h 30m.",
+            "description": "A positive duration: a number and a unit (ms, s, m, h, d), possibly several: 250ms, 30s, 5m, 1h 30m. At most 365days (some fields allow less).",
             "examples": ["30s", "5m", "250ms"],
         })
     }
@@ -475,6 +493,15 @@ mod tests {
         assert!(Duration::parse("0s").unwrap_err().contains("greater than zero"));
         assert!(Duration::parse("5 minutez").unwrap_err().contains("unknown time unit"));
         assert!(Duration::parse("30").is_err());
+    }
+
+    #[test]
+    fn applied_durations_have_a_maximum_but_stored_ones_still_read() {
+        assert!(Duration::check("365days").is_ok());
+        let error = Duration::check("366days").unwrap_err();
+        assert!(error.contains("longer than the maximum of 365days"), "{error}");
+        assert!(Duration::check("300000000000y").unwrap_err().contains("maximum"));
+        assert!(Duration::parse("300000000000y").is_ok(), "a stored definition with it must still load");
     }
 
     #[test]

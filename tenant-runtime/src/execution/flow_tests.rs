@@ -29,6 +29,15 @@ fn succeeded(outcome: Outcome) -> Value {
     }
 }
 
+#[test]
+fn a_stored_back_off_far_past_the_maximum_waits_its_maximum_without_panicking() {
+    let backoff: crate::definition::Backoff =
+        serde_json::from_value(json!({"initial": "1s", "max": "500000000000y", "multiplier": 10})).unwrap();
+    for attempt in [1, 2, 40, u32::MAX] {
+        assert!(retry::wait(&backoff, attempt) <= backoff.max.get());
+    }
+}
+
 #[tokio::test]
 async fn retries_count_attempts_and_stop_at_the_limit() {
     let steps = json!([{"name": "flaky", "fail": {"message": "no"},

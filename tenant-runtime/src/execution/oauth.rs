@@ -82,7 +82,10 @@ pub async fn fetch_token(
     let token: TokenAnswer = serde_json::from_str(&body)
         .map_err(|_| IoError::ConnectionUnavailable("the token endpoint's answer has no `access_token`".into()))?;
     let lifetime = token.expires_in.map(Duration::from_secs).unwrap_or(DEFAULT_LIFETIME);
-    Ok(Token { access_token: token.access_token, refresh_at: Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN) })
+    // `expires_in` is the token endpoint's to choose: a huge one must not overflow the clock.
+    let now = Instant::now();
+    let refresh_at = now.checked_add(lifetime.saturating_sub(EXPIRY_MARGIN)).unwrap_or(now + DEFAULT_LIFETIME);
+    Ok(Token { access_token: token.access_token, refresh_at })
 }
 
 /// An error with its sources, which is where reqwest says what went wrong.

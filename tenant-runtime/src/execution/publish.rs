@@ -14,11 +14,19 @@ use crate::{
     expression::{Template, ValueTemplate},
 };
 
+/// The longest AMQP short string (names and routing keys), in bytes.
+pub(crate) const MAX_SHORT_STRING: usize = 255;
+
 /// AMQP delivery mode 2: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;
 
 pub(super) async fn publish(action: &PublishAction, data: Value, who: &Who<'_>) -> Result<Value, StepError> {
     let (routing_key, body) = render(action, data).await?;
+    // AMQP writes a routing key's length in one byte: a longer one would corrupt the frame.
+    if routing_key.len() > MAX_SHORT_STRING {
+        let message = format!("the routing key is {} bytes long; AMQP allows at most {MAX_SHORT_STRING}", routing_key.len());
+        return Err(StepError::Unpublishable(message));
+    }
     let message_id = format!("{}/{}", who.execution_id, who.path);
     let payload = serde_json::to_vec(&body).expect("JSON values serialise");
     let connection = action.connection.as_str();

@@ -125,5 +125,6 @@ pub(super) fn wait(backoff: &Backoff, attempt: u32) -> Duration {
     let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
     let base = (backoff.initial.get().as_secs_f64() * backoff.multiplier.powi(exponent)).min(max);
     let factor = if backoff.jitter { rand::rng().random_range(0.5..=1.5) } else { 1.0 };
-    Duration::from_secs_f64((base * factor).min(max).max(0.0))
+    // A `max` stored before durations had a maximum may not survive the round trip through f64.
+    Duration::try_from_secs_f64((base * factor).min(max).max(0.0)).unwrap_or(backoff.max.get())
 }

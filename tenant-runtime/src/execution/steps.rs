@@ -43,6 +43,9 @@ pub(super) enum StepError {
     /// A `publish` step's broker could not be reached or refused the message.
     #[error("publish failed: {0}")]
     Publish(String),
+    /// A `publish` step's message that AMQP cannot carry (a routing key over 255 bytes).
+    #[error("cannot publish: {0}")]
+    Unpublishable(String),
     /// An `http` or `sql` step's failure.
     #[error(transparent)]
     Io(#[from] IoError),
@@ -79,7 +82,9 @@ impl StepError {
             Self::Timeout(_) => FailureClass::Timeout,
             Self::Publish(_) => FailureClass::Connection,
             Self::Io(e) => e.class(),
-            Self::Expression(_) | Self::Failed(_) | Self::Unsupported(_) | Self::Evaluator => FailureClass::Other,
+            Self::Expression(_) | Self::Failed(_) | Self::Unsupported(_) | Self::Evaluator | Self::Unpublishable(_) => {
+                FailureClass::Other
+            }
         }
     }
 
@@ -91,6 +96,7 @@ impl StepError {
             Self::Unsupported(_) => "unsupported_step",
             Self::Evaluator => "internal",
             Self::Publish(_) => "publish_failed",
+            Self::Unpublishable(_) => "publish_invalid",
             Self::Io(e) => e.code(),
         }
     }

@@ -24,7 +24,7 @@ pub fn next_after(schedule: &Schedule, after: DateTime<Utc>) -> Option<DateTime<
             let local = after.with_timezone(&timezone.tz());
             expression.cron().find_next_occurrence(&local, false).ok()?.with_timezone(&Utc)
         }
-        Schedule::Every(every) => after + TimeDelta::from_std(every.get()).ok()?,
+        Schedule::Every(every) => after.checked_add_signed(TimeDelta::from_std(every.get()).ok()?)?,
     };
     to_micros(next)
 }
@@ -132,6 +132,13 @@ mod tests {
     fn intervals_count_from_the_given_time_to_the_microsecond() {
         let next = next_after(&every("1s"), at("2024-01-01T00:00:00.123456789Z")).unwrap();
         assert_eq!(next, at("2024-01-01T00:00:01.123456Z"));
+    }
+
+    #[test]
+    fn an_interval_past_the_end_of_the_calendar_has_no_next_tick() {
+        // Stored before durations had a maximum; applying it now is refused.
+        assert_eq!(next_after(&every("300000000000y"), at("2024-01-01T00:00:00Z")), None);
+        assert_eq!(next_after(&every("300000y"), at("2024-01-01T00:00:00Z")), None);
     }
 
     #[test]

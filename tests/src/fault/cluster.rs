@@ -36,11 +36,13 @@ pub struct ClusterOptions {
     /// `runtime.max_concurrent_executions`: executions of one tenant
     /// running at once on its owner.
     pub per_tenant_concurrency: usize,
+    /// More `TESSERA_*` settings for every node, after the ones above.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        Self { nodes: 3, with_rabbitmq: false, heartbeat_ms: 250, node_timeout_ms: 3000, per_tenant_concurrency: 64 }
+        Self { nodes: 3, with_rabbitmq: false, heartbeat_ms: 250, node_timeout_ms: 3000, per_tenant_concurrency: 64, env: Vec::new() }
     }
 }
 
@@ -149,6 +151,7 @@ impl FaultCluster {
         if let Some(broker) = &self.rabbitmq {
             env.push(("TESSERA_CLUSTER__AMQP_URL", broker.url()));
         }
+        env.extend(o.env.iter().cloned());
         env
     }
 
