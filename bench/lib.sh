@@ -72,6 +72,49 @@ free_port() {
 
 SERVER_PID=""
 WORK_DIR=""
+TARGET_PGDATA=""
+
+# The PostgreSQL binaries (initdb, pg_ctl) of the installed server.
+pg_bin_dir() {
+    local dir
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r) "$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/x)")"; do
+        [[ -x "$dir/initdb" ]] && { echo "$dir"; return; }
+    done
+    die "no PostgreSQL server binaries (initdb) found"
+}
+
+# A private PostgreSQL server on a free port for what the tenants' `sql`
+# steps write to: the egress gate never lets a tenant reach the platform's
+# own database server. Sets TARGET_URL (database `target`); stopped by cleanup.
+start_target_postgres() {
+    local bin port run=()
+    bin="$(pg_bin_dir)"
+    port="$(free_port)"
+    TARGET_PGDATA="$WORK_DIR/target-pg"
+    mkdir -p "$TARGET_PGDATA"
+    if [[ $(id -u) == 0 ]]; then
+        chmod 755 "$WORK_DIR"
+        chown postgres:postgres "$TARGET_PGDATA"
+        run=(runuser -u postgres --)
+    fi
+    "${run[@]}" "$bin/initdb" -D "$TARGET_PGDATA" --auth=trust --username=postgres --no-instructions >/dev/null
+    "${run[@]}" "$bin/pg_ctl" -D "$TARGET_PGDATA" -l "$TARGET_PGDATA/server.log" -w \
+        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200" start >/dev/null
+    PGOPTIONS="-c client_min_messages=warning" psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE target" >/dev/null
+    TARGET_URL="postgres://postgres@127.0.0.1:$port/target"
+    log "target PostgreSQL on port $port"
+}
+
+target_psql() {
+    psql -X -q -v ON_ERROR_STOP=1 "$TARGET_URL" "$@"
+}
+
+stop_target_postgres() {
+    [[ -n "$TARGET_PGDATA" && -f "$TARGET_PGDATA/postmaster.pid" ]] || return 0
+    local run=()
+    [[ $(id -u) == 0 ]] && run=(runuser -u postgres --)
+    "${run[@]}" "$(pg_bin_dir)/pg_ctl" -D "$TARGET_PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
+}
 
 # Wait (bounded) until the node with pid $1 answers /healthz on port $2;
 # on failure show its log $3.
@@ -98,6 +141,7 @@ launch_serve() {
     TESSERA_SECRETS__KEY="$BENCH_SECRETS_KEY" \
     TESSERA_LOG__LEVEL="${TESSERA_LOG__LEVEL:-warn}" \
     TESSERA_PROVISIONING__EXPORT_DIR="$WORK_DIR/exports" \
+    TESSERA_EGRESS__ALLOW_LOOPBACK="${TESSERA_EGRESS__ALLOW_LOOPBACK:-true}" \
         "$TESSERA" serve >"$2" 2>&1 &
     LAUNCHED_PID=$!
 }
@@ -159,6 +203,7 @@ cleanup() {
     local rc=$?
     stop_server
     stop_nodes
+    stop_target_postgres
     if [[ -n "${DB_NAME:-}" && "${KEEP_DB:-0}" != 1 ]]; then
         psql_admin -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 || true
     fi

@@ -19,8 +19,8 @@
 # SHAPE picks the integration:
 #   transform  transform → transform → log        (needs no sql step)
 #   sql        transform → sql insert → log       (a postgres connection to
-#              the benchmark database, rows into bench_orders; needs the
-#              `sql` step)
+#              a private target PostgreSQL server, rows into bench_orders:
+#              the egress gate keeps tenants off the platform's own server)
 #
 # Target: ≥ 1,000 executions/s sustained for 60 s (SHAPE=sql, batched).
 #
@@ -80,9 +80,12 @@ export TESSERA_LOG__LEVEL=warn
 "$TESSERA" migrate >/dev/null
 "$TESSERA" tenant create "$SLUG" --owner-email "owner@$SLUG.test" --owner-password "$OWNER_PASSWORD" >/dev/null
 SCHEMA="t_$SLUG"
-# The sql shape's target table lives in the benchmark database itself,
-# outside every tenant schema, as an external database would.
-db_psql -c "CREATE TABLE public.bench_orders (execution_id uuid PRIMARY KEY, total numeric NOT NULL)" >/dev/null
+# The sql shape's target table lives on a server of its own, as an external
+# database would (the platform's own server is out of a tenant's reach).
+if [[ "$SHAPE" == sql ]]; then
+    start_target_postgres
+    target_psql -c "CREATE TABLE public.bench_orders (execution_id uuid PRIMARY KEY, total numeric NOT NULL)" >/dev/null
+fi
 log "machine: $(nproc) cores; PostgreSQL $(db_psql -tA -c 'SHOW server_version'), synchronous_commit=$(db_psql -tA -c 'SHOW synchronous_commit'), fsync=$(db_psql -tA -c 'SHOW fsync')"
 
 integration_yaml() {
@@ -95,7 +98,7 @@ metadata:
   name: bench-db
 spec:
   postgres:
-    url: $TESSERA_DATABASE_URL
+    url: $TARGET_URL
 ---
 EOF
         middle='    - name: store

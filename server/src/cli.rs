@@ -343,6 +343,35 @@ pub enum TenantCommand {
     /// (applied on every node without a restart).
     #[command(subcommand)]
     Limits(LimitsCommand),
+    /// What a tenant's steps may connect to, beyond the platform policy
+    /// (`egress` in the configuration); every node applies a change at once.
+    #[command(subcommand)]
+    Egress(EgressCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EgressCommand {
+    /// Allow CIDRs, addresses or host patterns (`10.0.0.0/8`, `*.acme.internal:443`).
+    Allow(EgressRulesArgs),
+    /// Deny them; a deny wins over any allow.
+    Deny(EgressRulesArgs),
+    /// The tenant's rules and the platform policy.
+    Show {
+        slug: String,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EgressRulesArgs {
+    pub slug: String,
+    #[arg(required = true)]
+    pub rules: Vec<String>,
+    /// Remove these rules instead of adding them.
+    #[arg(long)]
+    pub remove: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,7 +13,7 @@ use crate::{
     auth::Passwords,
     cli::{
         ApplyArgs, Cli, Command, DeleteArgs, ExecutionArgs, GetArgs, GetKind, LoginArgs, LogsArgs, MigrateArgs, OutputFormat, PlatformCommand,
-        LimitsCommand, NodeCommand, ProfileArgs, SecretsCommand, ResourceKind, RollbackArgs, RunArgs, ServerArgs, TenantCommand,
+        LimitsCommand, NodeCommand, ProfileArgs, SecretsCommand, ResourceKind, RollbackArgs, RunArgs, ServerArgs, TenantCommand, EgressCommand,
     },
     client::{
         api::{is_final, Kind},
@@ -241,6 +241,7 @@ async fn tenant(config: Config, cmd: TenantCommand) -> anyhow::Result<()> {
             println!("tenant {slug} deleted; export: {}", deleted.export_path);
         }
         TenantCommand::Limits(cmd) => tenant_limits(&config, cmd).await?,
+        TenantCommand::Egress(cmd) => tenant_egress(&config, cmd).await?,
     }
     Ok(())
 }
@@ -269,6 +270,38 @@ async fn tenant_limits(config: &Config, cmd: LimitsCommand) -> anyhow::Result<()
         println!("{name:<24} {value:>13}{mark}  {default}");
     }
     Ok(())
+}
+
+async fn tenant_egress(config: &Config, cmd: EgressCommand) -> anyhow::Result<()> {
+    use crate::egress::{self, Action};
+    let pool = operator_pool(config).await?;
+    let (slug, action, args) = match cmd {
+        EgressCommand::Allow(args) => (args.slug.clone(), Action::Allow, args),
+        EgressCommand::Deny(args) => (args.slug.clone(), Action::Deny, args),
+        EgressCommand::Show { slug, json } => {
+            let shown = egress::show(&pool, config, &slug).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+            } else {
+                let p = &shown.platform;
+                let mode = serde_json::to_value(p.mode)?;
+                println!("platform: mode {}, loopback {}, private {}", mode.as_str().unwrap_or("?"), allowed(p.allow_loopback), allowed(p.allow_private));
+                shown.platform.allow.iter().for_each(|r| println!("platform allow {r}"));
+                shown.platform.deny.iter().for_each(|r| println!("platform deny  {r}"));
+                shown.allow.iter().for_each(|r| println!("allow {r}"));
+                shown.deny.iter().for_each(|r| println!("deny  {r}"));
+            }
+            return Ok(());
+        }
+    };
+    egress::change(&pool, &slug, action, &args.rules, args.remove).await?;
+    let done = if args.remove { "removed from" } else { "added to" };
+    println!("{} {} rule(s) {done} tenant {slug}: {}", args.rules.len(), action.as_str(), args.rules.join(", "));
+    Ok(())
+}
+
+fn allowed(yes: bool) -> &'static str {
+    if yes { "allowed" } else { "denied" }
 }
 
 // ---- API client commands (see client/) ----

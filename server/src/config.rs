@@ -36,6 +36,9 @@ pub struct Config {
     /// built in (see `tenant_limits`).
     pub limits: LimitOverrides,
     pub dev: DevConfig,
+    /// What tenants' steps, triggers and connection tests may connect to
+    /// (docs/security.md, "Egress").
+    pub egress: EgressConfig,
     /// Expose the no-tenancy baseline routes used by bench/: only in a binary
     /// built with the `bench-routes` feature (never a release build).
     pub bench_routes: bool,
@@ -203,6 +206,44 @@ impl std::fmt::Debug for ClusterConfig {
     }
 }
 
+/// The platform-wide egress policy; each tenant's own rules add to it
+/// (`tessera tenant egress`). The platform's own endpoints, link-local,
+/// unspecified, multicast and broadcast addresses are never allowed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EgressConfig {
+    /// `open`: public addresses are allowed; `allowlist`: only what an
+    /// allow rule names (a site fully behind a firewall).
+    pub mode: tessera_runtime::egress::EgressMode,
+    /// Loopback addresses (a laptop demo, a test harness); never in production.
+    pub allow_loopback: bool,
+    /// Private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) without a rule.
+    pub allow_private: bool,
+    /// Rules for every tenant: CIDRs, addresses or host patterns
+    /// (`*.acme.internal`), each with an optional `:port`; a list, or one
+    /// comma-separated string (`TESSERA_EGRESS__ALLOW`).
+    #[serde(deserialize_with = "rule_list")]
+    pub allow: Vec<tessera_runtime::egress::Rule>,
+    /// Denied for every tenant; a deny wins over any allow.
+    #[serde(deserialize_with = "rule_list")]
+    pub deny: Vec<tessera_runtime::egress::Rule>,
+}
+
+/// Rules as a list, or as one comma-separated string (an environment variable).
+fn rule_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<tessera_runtime::egress::Rule>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Rules {
+        List(Vec<String>),
+        Text(String),
+    }
+    let texts = match Rules::deserialize(d)? {
+        Rules::List(list) => list,
+        Rules::Text(text) => text.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect(),
+    };
+    texts.iter().map(|t| t.parse().map_err(serde::de::Error::custom)).collect()
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct DevConfig {
@@ -229,6 +270,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             limits: LimitOverrides::default(),
             dev: DevConfig::default(),
+            egress: EgressConfig::default(),
             bench_routes: false,
         }
     }
@@ -441,6 +483,27 @@ mod tests {
         assert_eq!(config.database.pool_size, 7);
         assert_eq!(config.log.format, LogFormat::Json);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_egress_policy_reads_from_the_environment_with_comma_separated_rules() {
+        let config = Config::load_with_env(
+            None,
+            env(&[
+                ("TESSERA_EGRESS__MODE", "allowlist"),
+                ("TESSERA_EGRESS__ALLOW_LOOPBACK", "true"),
+                ("TESSERA_EGRESS__ALLOW", "10.0.0.0/8, *.acme.internal:443"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.egress.mode, tessera_runtime::egress::EgressMode::Allowlist);
+        assert!(config.egress.allow_loopback && !config.egress.allow_private);
+        let allow: Vec<&str> = config.egress.allow.iter().map(|r| r.as_str()).collect();
+        assert_eq!(allow, ["10.0.0.0/8", "*.acme.internal:443"]);
+        let defaults = Config::load_with_env(None, env(&[])).unwrap();
+        assert!(!defaults.egress.allow_loopback && !defaults.egress.allow_private, "production defaults deny loopback and private ranges");
+        assert!(Config::load_with_env(None, env(&[("TESSERA_EGRESS__DENY", "not a rule")])).is_err());
+        assert!(Config::load_with_env(None, env(&[("TESSERA_EGRESS__MODE", "closed")])).is_err());
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub fn random_password() -> String {
 
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
     telemetry::init(&config.log);
+    // A laptop demo integrates with what runs on the laptop; the platform's
+    // own endpoints (its database, this node) stay out of reach.
+    config.egress.allow_loopback = true;
     let data_dir = config.dev.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let local = match config.database_url {

@@ -179,7 +179,7 @@ impl From<ResourceError> for ApiError {
             }
             NotFound { .. } => StatusCode::NOT_FOUND,
             Conflict { .. } | LastOwner => StatusCode::CONFLICT,
-            Forbidden(_) => StatusCode::FORBIDDEN,
+            Forbidden(_) | EgressDenied(_) => StatusCode::FORBIDDEN,
             Db(db) => return db.into(),
             Auth(auth) => return auth.into(),
             Sealing(_) => return ApiError::internal(e),
@@ -213,6 +213,18 @@ impl From<ClusterError> for ApiError {
             ClusterError::Db(db) => db.into(),
             ClusterError::UnknownNode(_) => ApiError::new(StatusCode::NOT_FOUND, "node_not_found", e.to_string()),
         }
+    }
+}
+
+impl From<crate::egress::EgressError> for ApiError {
+    fn from(e: crate::egress::EgressError) -> Self {
+        use crate::egress::EgressError::*;
+        let status = match e {
+            InvalidRule(_) => StatusCode::BAD_REQUEST,
+            TenantNotFound(_) => StatusCode::NOT_FOUND,
+            Db(db) => return db.into(),
+        };
+        ApiError::new(status, e.code(), e.to_string())
     }
 }
 

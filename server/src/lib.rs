@@ -9,6 +9,7 @@ pub mod committer;
 pub mod config;
 pub mod database;
 pub mod dev;
+pub mod egress;
 pub mod error;
 pub mod execution_store;
 pub mod intake;

@@ -16,6 +16,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::{RequestId, TracingLogger};
 
+use tessera_runtime::egress::Egress;
+
 use crate::{
     intake::{Intake, IntakeLimit},
     limits::LimitBook,
@@ -79,6 +81,8 @@ pub struct AppState {
     pub hot: HotResources,
     /// Every tenant's limits (defaults and the platform owner's overrides).
     pub limits: LimitBook,
+    /// The egress gate every outbound connection of a tenant goes through.
+    pub egress: Arc<Egress>,
 }
 
 fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
@@ -97,7 +101,7 @@ fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
 
 /// The runtime's engine: executions stored in tenant schemas, under the
 /// configured limits.
-fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: HotResources, book: LimitBook) -> Engine {
+fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: HotResources, book: LimitBook, egress: Arc<Egress>) -> Engine {
     let limits = Limits { default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)) };
     let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys, hot));
     let triggers = Arc::new(crate::trigger_store::PgTriggerStore::new(db.clone()).limited_by(book));
@@ -106,11 +110,12 @@ fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: 
     } else {
         Arc::new(crate::execution_store::PgExecutionStore::new(db, fence))
     };
-    Engine { store, connections, limits, triggers, publishers: Default::default(), io: Default::default(), versions: Default::default() }
+    let io = Arc::new(tessera_runtime::execution::io::Io::new(egress));
+    Engine { store, connections, limits, triggers, publishers: Default::default(), io, versions: Default::default() }
 }
 
 impl AppState {
-    pub fn build(config: Config, shutdown: CancellationToken, address: String) -> Result<Self, StartupError> {
+    pub fn build(config: Config, shutdown: CancellationToken, address: String, listen: std::net::SocketAddr) -> Result<Self, StartupError> {
         let url = config.require_database_url()?.to_string();
         let pool = build_pool(&config.database, &url)?;
         let directory = TenantDirectory::new(pool.clone());
@@ -130,7 +135,8 @@ impl AppState {
         let fence = Fence { node: node_id, held: Default::default(), crashes };
         let hot = HotResources::default();
         let limits = LimitBook::new(pool.clone(), &config);
-        let engine = engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone(), limits.clone());
+        let egress = crate::egress::gate(&config, listen, pool.clone());
+        let engine = engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone(), limits.clone(), egress.clone());
         let supervisor = Supervisor::new(shutdown, engine);
         let node = NodeIdentity {
             id: node_id,
@@ -155,6 +161,7 @@ impl AppState {
             ),
             hot,
             limits,
+            egress,
             tenant_db,
             config: Arc::new(config),
             pool,
@@ -268,14 +275,21 @@ impl Application {
         let port = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?.port();
         let shutdown = CancellationToken::new();
         let url = config.require_database_url()?.to_string();
-        let address = format!("{}:{port}", listener.local_addr().map(|a| a.ip().to_string()).unwrap_or_default());
-        let state = web::Data::new(AppState::build(config, shutdown.clone(), address)?);
-        let mut subscribers: Vec<Arc<dyn crate::notifications::Subscriber>> =
-            vec![Arc::new(state.directory.clone()), Arc::new(state.auth.standing.clone()), Arc::new(state.limits.clone())];
+        let listen = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
+        let address = format!("{}:{port}", listen.ip());
+        let state = web::Data::new(AppState::build(config, shutdown.clone(), address, listen)?);
+        let mut subscribers: Vec<Arc<dyn crate::notifications::Subscriber>> = vec![
+            Arc::new(state.directory.clone()),
+            Arc::new(state.auth.standing.clone()),
+            Arc::new(state.limits.clone()),
+            Arc::new(crate::egress::Changes { egress: state.egress.clone(), supervisor: state.supervisor.clone() }),
+        ];
         subscribers.extend(start_mail(&state, shutdown.clone()));
         crate::notifications::spawn_listener(url, subscribers, shutdown.clone());
         spawn_cluster(state.clone(), shutdown.clone());
         crate::retention::spawn_sweeper(state.clone(), shutdown.clone());
+        let every = Duration::from_millis(state.config.cluster.heartbeat_interval_ms.max(1000));
+        crate::egress::spawn_peer_watch(state.pool.clone(), state.egress.clone(), every, shutdown.clone());
         let server = http_server(state.clone(), listener)?;
         Ok(Self { port, server, state, shutdown })
     }

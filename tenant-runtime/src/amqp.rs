@@ -5,11 +5,23 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use lapin::{options::ConfirmSelectOptions, uri::AMQPUri, Channel, Connection, ConnectionProperties};
+use std::time::Duration;
+
+use lapin::{
+    options::ConfirmSelectOptions,
+    uri::{AMQPScheme, AMQPUri},
+    Channel, Connection, ConnectionProperties,
+};
+use tcp_stream::{HandshakeResult, TLSConfig, TcpStream};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::{definition::ConnectionSpec, execution::Engine, worker::TenantSpec};
+use crate::{
+    definition::ConnectionSpec,
+    egress::{Egress, EgressError},
+    execution::Engine,
+    worker::TenantSpec,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AmqpError {
@@ -21,6 +33,13 @@ pub enum AmqpError {
     InvalidUrl(String),
     #[error("cannot read connection `{0}`")]
     Store(String),
+    /// The egress gate refused the broker's address, or could not resolve it.
+    #[error("broker of connection `{connection}`: {source}")]
+    Egress {
+        connection: String,
+        #[source]
+        source: EgressError,
+    },
     #[error("broker of connection `{connection}`: {source}")]
     Broker {
         connection: String,
@@ -48,10 +67,30 @@ pub(crate) async fn url(engine: &Engine, tenant: &TenantSpec, name: &str) -> Res
     }
 }
 
-pub(crate) async fn connect(uri: AMQPUri, connection: &str) -> Result<Connection, AmqpError> {
+/// Open a tenant's broker connection through the egress gate: the broker's
+/// name is resolved and checked by the gate, and the socket connects only
+/// to the addresses it checked (TLS still verifies the name).
+// The connector's result type (a large TLS handshake error) is lapin's, not ours.
+#[allow(clippy::result_large_err)]
+pub async fn connect(egress: &Egress, tenant: Uuid, uri: AMQPUri, connection: &str) -> Result<Connection, AmqpError> {
+    let egress_error = |source| AmqpError::Egress { connection: connection.to_string(), source };
+    let addrs = egress.resolve(tenant, &uri.authority.host, uri.authority.port).await.map_err(egress_error)?;
+    let timeout = Duration::from_millis(uri.query.connection_timeout.unwrap_or(CONNECT_TIMEOUT_MS));
+    // Called again by lapin when it reconnects: always to the checked addresses.
+    let connect = move |uri: &AMQPUri| -> HandshakeResult {
+        let stream = TcpStream::connect_timeout(&addrs[..], timeout)?;
+        let stream = match uri.scheme {
+            AMQPScheme::AMQP => stream,
+            AMQPScheme::AMQPS => stream.into_tls(&uri.authority.host, TLSConfig::default())?,
+        };
+        stream.set_nonblocking(true)?;
+        Ok(stream)
+    };
     let properties = ConnectionProperties::default().with_connection_name("tessera".into());
-    Connection::connect_uri(uri, properties).await.map_err(AmqpError::broker(connection))
+    Connection::connector(uri, Box::new(connect), properties).await.map_err(AmqpError::broker(connection))
 }
+
+const CONNECT_TIMEOUT_MS: u64 = 10_000;
 
 /// Open publishing channels (publisher confirms on), one per tenant and
 /// connection, shared by every `publish` step of that tenant.
@@ -74,14 +113,17 @@ impl Publishers {
     pub(crate) async fn channel(&self, engine: &Engine, tenant: &TenantSpec, name: &str) -> Result<Channel, AmqpError> {
         let uri = url(engine, tenant, name).await?;
         let key = (tenant.id, name.to_string());
-        let fingerprint = format!("{uri:?}");
+        // A change of the tenant's egress rules opens a new channel too: it is checked again.
+        let gate = engine.io.egress.tenant(tenant.id).await;
+        let gate = gate.map_err(|e| AmqpError::Egress { connection: name.to_string(), source: e.into() })?;
+        let fingerprint = format!("{uri:?}/{}", gate.generation);
         let mut channels = self.channels.lock().await;
         if let Some(open) = channels.get(&key)
             && open.uri == fingerprint && open.channel.status().connected() {
                 return Ok(open.channel.clone());
             }
         channels.remove(&key);
-        let connection = connect(uri, name).await?;
+        let connection = connect(&engine.io.egress, tenant.id, uri, name).await?;
         let channel = connection.create_channel().await.map_err(AmqpError::broker(name))?;
         channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(AmqpError::broker(name))?;
         channels.insert(key, Open { _connection: connection, channel: channel.clone(), uri: fingerprint });

@@ -11,6 +11,7 @@
 
 pub mod amqp;
 pub mod definition;
+pub mod egress;
 pub mod execution;
 pub mod expression;
 pub mod limits;

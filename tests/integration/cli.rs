@@ -413,3 +413,34 @@ async fn serve_writes_json_logs_per_request_and_stops_cleanly_on_sigterm() {
     }
     assert!(log.contains("node stopped"), "the shutdown is logged");
 }
+
+#[tokio::test]
+async fn an_operator_allows_and_denies_a_tenants_egress_from_the_command_line() {
+    let (_, url) = fresh_database().await;
+    let env = [("TESSERA_DATABASE_URL", url.clone()), ("TESSERA_EGRESS__ALLOW_PRIVATE", "true".to_string())];
+    let created = run(&env, &["tenant", "create", "acme", "--owner-email", "owner@acme.test", "--owner-password", "acme-owner-password"]).await;
+    assert!(created.ok(), "{created:?}");
+
+    let allowed = run(&env, &["tenant", "egress", "allow", "acme", "10.0.0.0/8", "*.acme.internal:443"]).await;
+    assert!(allowed.ok() && allowed.stdout.contains("2 allow rule(s) added to tenant acme"), "{allowed:?}");
+    let denied = run(&env, &["tenant", "egress", "deny", "acme", "10.0.0.5"]).await;
+    assert!(denied.ok(), "{denied:?}");
+    let shown = run(&env, &["tenant", "egress", "show", "acme", "--json"]).await;
+    assert!(shown.ok(), "{shown:?}");
+    let shown: Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(shown["allow"], json!(["*.acme.internal:443", "10.0.0.0/8"]), "in the order they were added, then by text");
+    assert_eq!(shown["deny"], json!(["10.0.0.5"]));
+    assert_eq!(shown["platform"]["allow_private"], true, "the configuration's policy is shown beside the tenant's rules");
+    let lines = run(&env, &["tenant", "egress", "show", "acme"]).await;
+    assert!(lines.stdout.contains("allow 10.0.0.0/8") && lines.stdout.contains("deny  10.0.0.5"), "{lines:?}");
+
+    let removed = run(&env, &["tenant", "egress", "allow", "acme", "10.0.0.0/8", "--remove"]).await;
+    assert!(removed.ok(), "{removed:?}");
+    let stored: Vec<String> = connect(&url).await.query("SELECT rule FROM platform.tenant_egress_rules ORDER BY rule", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(stored, ["*.acme.internal:443", "10.0.0.5"]);
+
+    let bad = run(&env, &["tenant", "egress", "allow", "acme", "10.0.0.0/33"]).await;
+    assert!(!bad.ok() && bad.stderr.contains("not an egress rule"), "{bad:?}");
+    let unknown = run(&env, &["tenant", "egress", "show", "nobody"]).await;
+    assert!(!unknown.ok() && unknown.stderr.contains("nobody"), "{unknown:?}");
+}

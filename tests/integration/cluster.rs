@@ -267,6 +267,7 @@ pub(crate) fn node_process(app: &TestApp) -> (tokio::process::Child, u16) {
         ("TESSERA_LOG__LEVEL", "error".into()),
         ("TESSERA_CLUSTER__HEARTBEAT_INTERVAL_MS", app.config.cluster.heartbeat_interval_ms.to_string()),
         ("TESSERA_CLUSTER__NODE_TIMEOUT_MS", app.config.cluster.node_timeout_ms.to_string()),
+        ("TESSERA_EGRESS__ALLOW_LOOPBACK", app.config.egress.allow_loopback.to_string()),
     ];
     let child = tokio::process::Command::new(tessera_bin())
         .arg("serve")

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use tessera_tests::{connect, eventually, fresh_database, status_and_json, TestApp};
+use tessera_tests::{connect, eventually, target_database, status_and_json, TestApp};
 use uuid::Uuid;
 
 use crate::cluster::node_process;
@@ -32,7 +32,7 @@ fn slow_integration(effects_url: &str, nap: &str) -> String {
 
 /// A database for the side effects, with the table the steps write.
 async fn effects_database() -> (String, tokio_postgres::Client) {
-    let (_, url) = fresh_database().await;
+    let (_, url) = target_database().await;
     let db = connect(&url).await;
     db.batch_execute("CREATE TABLE effects (run text NOT NULL, step text NOT NULL)").await.unwrap();
     (url, db)

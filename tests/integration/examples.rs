@@ -18,12 +18,12 @@ use lapin::{
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{connect, eventually, fresh_database, spawn_app, status_and_json, TestApp};
+use tessera_tests::{connect, eventually, target_database, spawn_app, status_and_json, TestApp};
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const WAIT: Duration = Duration::from_secs(30);
 
-fn example(file: &str) -> String {
+pub(crate) fn example(file: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -33,7 +33,7 @@ fn example(file: &str) -> String {
 // repeating; records every request.
 
 #[derive(Debug, Clone)]
-struct Request {
+pub(crate) struct Request {
     method: String,
     path: String,
     headers: HashMap<String, String>,
@@ -46,23 +46,23 @@ struct Script {
     seen: Mutex<Vec<Request>>,
 }
 
-struct Api {
-    base: String,
+pub(crate) struct Api {
+    pub(crate) base: String,
     script: Arc<Script>,
 }
 
 impl Api {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let script = Arc::new(Script::default());
         Self { base: tessera_tests::serve_locally(script.clone(), answer), script }
     }
 
     /// Answer `method path` with these, in order; the last one repeats.
-    fn script(&self, method: &str, path: &str, answers: &[(u16, Value)]) {
+    pub(crate) fn script(&self, method: &str, path: &str, answers: &[(u16, Value)]) {
         self.script.answers.lock().unwrap().insert((method.into(), path.into()), answers.iter().cloned().collect());
     }
 
-    fn seen(&self, method: &str, path: &str) -> Vec<Request> {
+    pub(crate) fn seen(&self, method: &str, path: &str) -> Vec<Request> {
         self.script.seen.lock().unwrap().iter().filter(|r| r.method == method && r.path == path).cloned().collect()
     }
 }
@@ -145,7 +145,7 @@ impl<'a> Tenant<'a> {
 
 /// A fresh database standing for the company's own, with `schema` in it.
 async fn company_database(schema: &str) -> (tokio_postgres::Client, String) {
-    let (_, url) = fresh_database().await;
+    let (_, url) = target_database().await;
     let client = connect(&url).await;
     client.batch_execute(schema).await.unwrap();
     (client, url)

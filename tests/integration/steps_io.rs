@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{connect, fresh_database, spawn_app, status_and_json, TestApp};
+use tessera_tests::{connect, target_database, spawn_app, status_and_json, TestApp};
 
 /// One request the test server received.
 #[derive(Debug, Clone)]
@@ -252,7 +252,7 @@ async fn sql_steps_run_statements_with_typed_parameters() {
     let app = spawn_app().await;
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
-    let (_, url) = fresh_database().await;
+    let (_, url) = target_database().await;
     connect(&url)
         .await
         .batch_execute(
@@ -305,7 +305,7 @@ async fn testing_a_connection_tries_it_for_real() {
     let app = spawn_app().await;
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
-    let (_, url) = fresh_database().await;
+    let (_, url) = target_database().await;
     let port = closed_port();
     let docs = [
         connection("db", json!({"postgres": {"url": url}})),

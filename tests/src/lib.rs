@@ -114,6 +114,48 @@ pub async fn fresh_database() -> (String, String) {
     (name, url)
 }
 
+/// The PostgreSQL server standing for the databases tenants integrate
+/// with (`sql` steps, `postgres` connections): not the platform's, which the
+/// egress gate never lets a tenant reach. One per test binary, started on
+/// first use on a free port; servers left by earlier test processes that no
+/// longer run are stopped and removed first.
+static TARGET_SERVER: OnceCell<tessera_server::local_postgres::LocalPostgres> = OnceCell::const_new();
+
+async fn target_server() -> &'static tessera_server::local_postgres::LocalPostgres {
+    use std::os::unix::fs::PermissionsExt;
+    use tessera_server::local_postgres::LocalPostgres;
+    TARGET_SERVER
+        .get_or_init(|| async {
+            let root = std::env::temp_dir().join("tessera-test-targets");
+            std::fs::create_dir_all(&root).expect("create the target servers' directory");
+            // PostgreSQL runs as its own user when the tests run as root.
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod the target servers' directory");
+            for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                let pid = entry.file_name().to_string_lossy().parse::<u32>().ok();
+                if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                    LocalPostgres::new(entry.path(), 0).expect("PostgreSQL binaries").stop_now();
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+            let dir = root.join(std::process::id().to_string());
+            let port = fault::free_port().expect("a free port");
+            let server = LocalPostgres::new(dir, port).expect("PostgreSQL binaries").with_setting("max_connections", "300");
+            server.start().await.expect("start the tests' target PostgreSQL");
+            server
+        })
+        .await
+}
+
+/// An empty database on the target server (see [`TARGET_SERVER`]) for one
+/// test's `sql` steps: its name and URL.
+pub async fn target_database() -> (String, String) {
+    let server = target_server().await;
+    let name = format!("target_{}", uuid::Uuid::new_v4().simple());
+    connect(&server.url("postgres")).await.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("create a target database");
+    let url = server.url(&name);
+    (name, url)
+}
+
 /// A configuration for tests: loopback, random port, quiet logs, generous
 /// login limits (the rate-limit test sets its own).
 pub fn test_config(database_url: &str) -> Config {
@@ -132,6 +174,8 @@ pub fn test_config(database_url: &str) -> Config {
     config.cluster.heartbeat_interval_ms = 250;
     config.cluster.node_timeout_ms = 3000;
     config.log.level = std::env::var("TESSERA_TEST_LOG").unwrap_or_else(|_| "error".into());
+    // The systems tests integrate with run on loopback; production denies it.
+    config.egress.allow_loopback = true;
     config.provisioning.export_dir = std::env::temp_dir().join(format!("tessera-test-exports-{}", uuid::Uuid::new_v4().simple()));
     config
 }

@@ -43,6 +43,9 @@ pub enum ResourceError {
     Auth(AuthError),
     #[error(transparent)]
     Sealing(#[from] SealingError),
+    /// The egress gate refused what a connection test would connect to.
+    #[error(transparent)]
+    EgressDenied(tessera_runtime::egress::Denied),
     /// The node is stopping and accepts no new execution.
     #[error("this node is stopping; send the request again")]
     Stopping,
@@ -72,6 +75,7 @@ impl ResourceError {
             ResourceError::LastOwner => "last_owner",
             ResourceError::InvalidDefinition(_) => "invalid_definition",
             ResourceError::Forbidden(_) => "forbidden",
+            ResourceError::EgressDenied(_) => "egress_denied",
             ResourceError::Db(_) | ResourceError::Auth(_) | ResourceError::Sealing(_) => "internal_error",
             ResourceError::Stopping => "unavailable",
             ResourceError::RateLimited { .. } => "rate_limited",

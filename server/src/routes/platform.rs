@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::{
     auth::PlatformCaller,
+    egress::{self, Action},
     error::ApiError,
     provisioning::NewTenant,
     startup::AppState,
@@ -23,6 +24,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/platform/tenants/{slug}/resume", web::post().to(resume))
         .route("/platform/tenants/{slug}/limits", web::get().to(limits))
         .route("/platform/tenants/{slug}/limits", web::patch().to(set_limits))
+        .route("/platform/tenants/{slug}/egress", web::get().to(egress_show))
+        .route("/platform/tenants/{slug}/egress/{action}", web::post().to(egress_add))
+        .route("/platform/tenants/{slug}/egress/{action}", web::delete().to(egress_remove))
         .route("/platform/node", web::get().to(node))
         .route("/platform/cluster", web::get().to(cluster))
         .route("/platform/nodes/{id}/drain", web::post().to(drain));
@@ -135,4 +139,46 @@ async fn drain(state: web::Data<AppState>, _caller: PlatformCaller, id: web::Pat
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::bad_request("invalid_node_id", "a node id is a UUID"))?;
     state.cluster.drain(id).await?;
     Ok(HttpResponse::Accepted().json(state.cluster.status().await?))
+}
+
+/// Rules to add or remove: `{"rules": ["10.0.0.0/8", "*.acme.internal:443"]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EgressRules {
+    rules: Vec<String>,
+}
+
+fn egress_action(action: &str) -> Result<Action, ApiError> {
+    match action {
+        "allow" => Ok(Action::Allow),
+        "deny" => Ok(Action::Deny),
+        _ => Err(ApiError::not_found("not_found", "no such endpoint: egress rules are `allow` or `deny`")),
+    }
+}
+
+/// `GET /api/platform/tenants/{slug}/egress`: the tenant's rules and the platform policy.
+async fn egress_show(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(egress::show(&state.pool, &state.config, &slug).await?))
+}
+
+/// `POST /api/platform/tenants/{slug}/egress/{allow|deny}`: add rules;
+/// every node applies them at once (NOTIFY), no restart.
+async fn egress_add(state: web::Data<AppState>, _caller: PlatformCaller, path: web::Path<(String, String)>, body: web::Json<EgressRules>) -> Reply {
+    egress_change(&state, path.into_inner(), body.into_inner(), false).await
+}
+
+/// `DELETE /api/platform/tenants/{slug}/egress/{allow|deny}`: remove rules.
+async fn egress_remove(state: web::Data<AppState>, _caller: PlatformCaller, path: web::Path<(String, String)>, body: web::Json<EgressRules>) -> Reply {
+    egress_change(&state, path.into_inner(), body.into_inner(), true).await
+}
+
+async fn egress_change(state: &AppState, (slug, action): (String, String), body: EgressRules, remove: bool) -> Reply {
+    let action = egress_action(&action)?;
+    if body.rules.is_empty() {
+        return Err(ApiError::bad_request("invalid_egress_rule", "`rules` names no rule"));
+    }
+    let tenant = egress::change(&state.pool, &slug, action, &body.rules, remove).await?;
+    // Other nodes hear of it through NOTIFY; this one forgets at once.
+    state.egress.forget(tenant);
+    Ok(HttpResponse::Ok().json(egress::show(&state.pool, &state.config, &slug).await?))
 }

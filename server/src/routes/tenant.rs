@@ -241,6 +241,6 @@ async fn delete_connection(state: web::Data<AppState>, caller: TenantCaller, nam
 
 /// `POST /api/connections/{name}/test`: try the connection for real.
 async fn test_connection(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
-    let result = connection_test::test(&state.tenant_db, &state.sealing, &caller, &name).await?;
+    let result = connection_test::test(&state.tenant_db, &state.sealing, &state.egress, &caller, &name).await?;
     Ok(HttpResponse::Ok().json(result))
 }

@@ -44,6 +44,19 @@ impl ConnectionSpec {
     }
 }
 
+impl ConnectionSpec {
+    /// The hosts an HTTP credential may be sent to (empty: see `hosts`).
+    pub fn credential_hosts(&self) -> &[String] {
+        match self {
+            Self::ApiKey(c) => &c.hosts,
+            Self::Basic(c) => &c.hosts,
+            Self::Bearer(c) => &c.hosts,
+            Self::OAuth2ClientCredentials(c) => &c.hosts,
+            Self::Postgres(_) | Self::Amqp(_) => &[],
+        }
+    }
+}
+
 /// What a connection connects to, without its credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConnectionKind {
@@ -94,6 +107,14 @@ pub struct ApiKeyConnection {
     #[schemars(example = "X-Api-Key")]
     pub header: String,
     pub value: Secret,
+    /// The hosts these credentials are for, written like egress rules
+    /// (`api.example.com`, `*.example.com`, an address or CIDR, each with an
+    /// optional `:port`). A step sending them anywhere else fails; a
+    /// redirect to another host goes on without them. Unset: only the host
+    /// the step's URL names, never a redirect to another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(example = vec!["api.example.com", "*.example.com:443"])]
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -101,12 +122,28 @@ pub struct ApiKeyConnection {
 pub struct BasicConnection {
     pub username: String,
     pub password: Secret,
+    /// The hosts these credentials are for, written like egress rules
+    /// (`api.example.com`, `*.example.com`, an address or CIDR, each with an
+    /// optional `:port`). A step sending them anywhere else fails; a
+    /// redirect to another host goes on without them. Unset: only the host
+    /// the step's URL names, never a redirect to another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(example = vec!["api.example.com", "*.example.com:443"])]
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BearerConnection {
     pub token: Secret,
+    /// The hosts these credentials are for, written like egress rules
+    /// (`api.example.com`, `*.example.com`, an address or CIDR, each with an
+    /// optional `:port`). A step sending them anywhere else fails; a
+    /// redirect to another host goes on without them. Unset: only the host
+    /// the step's URL names, never a redirect to another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(example = vec!["api.example.com", "*.example.com:443"])]
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -119,6 +156,14 @@ pub struct OAuth2ClientCredentialsConnection {
     pub client_secret: Secret,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// The hosts these credentials are for, written like egress rules
+    /// (`api.example.com`, `*.example.com`, an address or CIDR, each with an
+    /// optional `:port`). A step sending them anywhere else fails; a
+    /// redirect to another host goes on without them. Unset: only the host
+    /// the step's URL names, never a redirect to another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(example = vec!["api.example.com", "*.example.com:443"])]
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -26,6 +26,7 @@ const MAX_SIGNATURE_TOLERANCE: (std::time::Duration, &str) = (std::time::Duratio
 /// With `stored`, every connection referred to must be in the file or there.
 pub(crate) fn check(resources: &[Resource], stored: Option<&StoredConnections>) -> Vec<(usize, Issue)> {
     let mut issues = duplicate_names(resources);
+    issues.extend(credential_hosts(resources));
     // The file's connections replace stored ones of the same name.
     let mut connections: HashMap<&Name, ConnectionKind> =
         stored.into_iter().flatten().map(|(name, kind)| (name, *kind)).collect();
@@ -38,6 +39,21 @@ pub(crate) fn check(resources: &[Resource], stored: Option<&StoredConnections>) 
         if let Resource::Integration(integration) = resource {
             let found = IntegrationChecker::run(&integration.spec, &connections, complete);
             issues.extend(found.into_iter().map(|issue| (index, issue)));
+        }
+    }
+    issues
+}
+
+/// Every `hosts` pattern of a connection parses as an egress rule does.
+fn credential_hosts(resources: &[Resource]) -> Vec<(usize, Issue)> {
+    let mut issues = Vec::new();
+    for (index, resource) in resources.iter().enumerate() {
+        let Resource::Connection(connection) = resource else { continue };
+        for (i, host) in connection.spec.credential_hosts().iter().enumerate() {
+            if let Err(e) = host.parse::<crate::egress::Rule>() {
+                let path = Path::root().key("spec").key(connection.spec.kind().as_str()).key("hosts").index(i);
+                issues.push((index, Issue::at(path, e.to_string())));
+            }
         }
     }
     issues

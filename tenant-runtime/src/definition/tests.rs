@@ -7,6 +7,23 @@ use serde_json::{Value, json};
 
 use super::*;
 
+#[test]
+fn the_hosts_of_a_credential_are_patterns_like_egress_rules() {
+    let source = "apiVersion: tessera.dev/v1\nkind: Connection\nmetadata: {name: crm}\nspec:\n  bearer:\n    token: t\n    hosts: [api.example.com, 'bad host', '*.example.com:443']\n";
+    assert_errors(source, &[(Some(1), "spec.bearer.hosts[1]", 7, 30, "`bad host` is not an egress rule")]);
+}
+
+#[test]
+fn the_example_connections_file_is_valid() {
+    let source = include_str!("../../../examples/connections.example.yaml");
+    let resources = parse_documents(source).unwrap_or_else(|e| panic!("{e}"));
+    let bound = resources.iter().find_map(|r| match r {
+        Resource::Connection(c) if !c.spec.credential_hosts().is_empty() => Some(c.spec.credential_hosts().to_vec()),
+        _ => None,
+    });
+    assert_eq!(bound.unwrap(), ["api.carrier.example", "*.carrier.example:443"]);
+}
+
 const ORDERS: &str = include_str!("testdata/orders.yaml");
 const INVENTORY_JSON: &str = include_str!("testdata/inventory-poll.json");
 const INVALID: &str = include_str!("testdata/invalid.yaml");

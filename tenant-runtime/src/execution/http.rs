@@ -7,7 +7,7 @@
 //! are scrubbed of every secret of the connection, in case the other side
 //! echoes them.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use reqwest::{header::HeaderMap, Method, Url};
 use serde_json::{json, Map, Value};
@@ -19,6 +19,7 @@ use super::{
 };
 use crate::{
     definition::{ConnectionKind, ConnectionSpec, HttpAction, HttpMethod, ResponseFormat},
+    egress::{denied_in, normalise_host, Egress, EgressError, Rule, TenantGate},
     expression::{ExpressionError, Template, ValueTemplate},
 };
 
@@ -29,26 +30,88 @@ pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
 /// How much of an error answer's body goes into the failure message.
 const EXCERPT_CHARS: usize = 300;
 
-/// The node's HTTP client (connection pools, TLS) and its OAuth tokens.
+/// The node's HTTP clients (connection pools, TLS) and its OAuth tokens.
+///
+/// One client per tenant and origin (host and port), built around a
+/// resolver that asks the egress gate: the resolver knows the port it
+/// resolves for, so the gate checks the address and port the client then
+/// connects to, with no second lookup in between. Clients follow no
+/// redirect: [`Request::send`] follows them, hop by hop, through the gate.
 pub struct HttpClient {
-    client: reqwest::Client,
+    clients: moka::sync::Cache<ClientKey, reqwest::Client>,
     tokens: TokenCache,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    tenant: uuid::Uuid,
+    /// The generation of the tenant's egress rules the client checks with.
+    generation: u64,
+    host: String,
+    port: u16,
+}
+
+/// Clients idle this long are dropped with their pooled connections.
+const CLIENT_IDLE: Duration = Duration::from_secs(600);
+/// Redirects one request follows at most.
+const MAX_REDIRECTS: usize = 10;
+
 impl HttpClient {
     pub fn new() -> Self {
+        Self { clients: moka::sync::Cache::builder().max_capacity(10_000).time_to_idle(CLIENT_IDLE).build(), tokens: TokenCache::default() }
+    }
+
+    /// The client through which `tenant` may reach `url`, after the gate
+    /// checked an address written in the URL (the resolver never sees those).
+    pub async fn client_for(&self, egress: &Egress, tenant: uuid::Uuid, url: &Url) -> Result<reqwest::Client, IoError> {
+        let gate = egress.tenant(tenant).await.map_err(IoError::Store)?;
+        let host = url.host_str().map(normalise_host).ok_or_else(|| IoError::InvalidRequest(format!("the URL `{url}` has no host")))?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            gate.check(None, ip, port).map_err(IoError::EgressDenied)?;
+        }
+        let key = ClientKey { tenant, generation: gate.generation, host, port };
+        if let Some(client) = self.clients.get(&key) {
+            return Ok(client);
+        }
         let client = reqwest::Client::builder()
             .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would be connected to instead of the checked address.
+            .no_proxy()
+            .dns_resolver(Arc::new(GateResolver { gate, port }))
             .build()
             .expect("the HTTP client's TLS backend initialises");
-        Self { client, tokens: TokenCache::default() }
+        self.clients.insert(key, client.clone());
+        Ok(client)
     }
 }
 
 impl Default for HttpClient {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Resolves names for one tenant's client of one port, through the gate.
+struct GateResolver {
+    gate: TenantGate,
+    port: u16,
+}
+
+impl reqwest::dns::Resolve for GateResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let (gate, port, name) = (self.gate.clone(), self.port, name.as_str().to_string());
+        Box::pin(async move {
+            let addrs = gate.resolve(&name, port).await.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> {
+                match e {
+                    EgressError::Denied(denied) => Box::new(denied),
+                    other => Box::new(other),
+                }
+            })?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -69,17 +132,44 @@ enum Auth {
     OAuth2(crate::definition::OAuth2ClientCredentialsConnection),
 }
 
+/// A connection's credentials and the hosts they may be sent to.
+struct Credentials {
+    auth: Auth,
+    /// The connection's `hosts`; empty: only the host the step's URL names
+    /// (a redirect elsewhere loses them).
+    hosts: Vec<Rule>,
+    connection: String,
+}
+
+impl Credentials {
+    /// May the credentials go to `url`, where the step's first URL was `first`?
+    fn may_go_to(&self, url: &Url, first: &Url) -> bool {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(80);
+        match self.hosts.is_empty() {
+            true => host == first.host_str().unwrap_or_default() && url.port_or_known_default() == first.port_or_known_default(),
+            false => self.hosts.iter().any(|rule| rule.matches_host(host, port)),
+        }
+    }
+}
+
 pub(super) async fn perform(action: &HttpAction, data: Value, who: &Who<'_>) -> Result<Value, StepError> {
     let rendered = render(action.clone(), data).await?;
-    let (auth, secrets) = match &action.connection {
+    let (credentials, secrets) = match &action.connection {
         Some(name) => auth_for(who, name.as_str()).await?,
-        None => (Auth::None, Vec::new()),
+        None => (Credentials { auth: Auth::None, hosts: Vec::new(), connection: String::new() }, Vec::new()),
     };
     let timeout = action.timeout.map(|t| t.get()).unwrap_or(DEFAULT_TIMEOUT);
-    let request = Request { action, rendered: &rendered, who, timeout, secrets: &secrets };
-    let response = match &auth {
+    let request = Request { action, rendered: &rendered, who, timeout, secrets: &secrets, credentials: &credentials };
+    let first = request.url()?;
+    if !matches!(credentials.auth, Auth::None) && !credentials.may_go_to(&first, &first) {
+        let hosts = credentials.hosts.iter().map(Rule::as_str).collect::<Vec<_>>().join(", ");
+        let host = first.host_str().unwrap_or_default().to_string();
+        return Err(IoError::CredentialNotForHost { connection: credentials.connection.clone(), host, hosts }.into());
+    }
+    let response = match &credentials.auth {
         Auth::OAuth2(connection) => send_with_oauth(&request, connection).await?,
-        other => request.send(other, None).await?,
+        _ => request.send(None).await?,
     };
     read_response(response, action.response, timeout, &secrets).await
 }
@@ -99,9 +189,11 @@ async fn render(action: HttpAction, data: Value) -> Result<Rendered, StepError> 
 
 /// The connection's credentials, and every secret string that must not
 /// appear in what the step records.
-async fn auth_for(who: &Who<'_>, name: &str) -> Result<(Auth, Vec<String>), IoError> {
+async fn auth_for(who: &Who<'_>, name: &str) -> Result<(Credentials, Vec<String>), IoError> {
     let spec = super::io::open_connection(who, name).await?;
-    Ok(match spec {
+    let hosts = spec.credential_hosts().iter().map(|h| h.parse::<Rule>()).collect::<Result<Vec<_>, _>>();
+    let hosts = hosts.map_err(|e| IoError::ConnectionUnavailable(format!("the connection `{name}`: {e}")))?;
+    let (auth, secrets) = match spec {
         ConnectionSpec::ApiKey(c) => {
             let value = c.value.expose().to_string();
             (Auth::Header(c.header, value.clone()), vec![value])
@@ -120,7 +212,8 @@ async fn auth_for(who: &Who<'_>, name: &str) -> Result<(Auth, Vec<String>), IoEr
             (Auth::OAuth2(c), vec![secret])
         }
         other => return Err(wrong_kind(name, other.kind())),
-    })
+    };
+    Ok((Credentials { auth, hosts, connection: name.to_string() }, secrets))
 }
 
 fn wrong_kind(name: &str, kind: ConnectionKind) -> IoError {
@@ -147,6 +240,15 @@ struct Request<'a> {
     who: &'a Who<'a>,
     timeout: Duration,
     secrets: &'a [String],
+    credentials: &'a Credentials,
+}
+
+/// One hop of a request: where it goes, how, and whether the credentials go along.
+struct Hop {
+    url: Url,
+    method: Method,
+    body: bool,
+    credentials: bool,
 }
 
 impl Request<'_> {
@@ -162,8 +264,35 @@ impl Request<'_> {
         Ok(url)
     }
 
-    async fn send(&self, auth: &Auth, token: Option<&str>) -> Result<reqwest::Response, StepError> {
-        let mut builder = self.who.engine.io.http.client.request(method(self.action.method), self.url()?).timeout(self.timeout);
+    /// Send, following redirects one hop at a time: each hop's address is
+    /// checked by the gate, and the credentials go only where they may.
+    async fn send(&self, token: Option<&str>) -> Result<reqwest::Response, StepError> {
+        let first = self.url()?;
+        let mut hop = Hop { url: first.clone(), method: method(self.action.method), body: true, credentials: true };
+        for _ in 0..=MAX_REDIRECTS {
+            let response = self.send_hop(&hop, token).await?;
+            let location = response.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok());
+            let Some(next) = location.filter(|_| response.status().is_redirection()).and_then(|l| hop.url.join(l).ok()) else {
+                return Ok(response);
+            };
+            if !matches!(next.scheme(), "http" | "https") {
+                return Err(IoError::InvalidResponse(format!("a redirect to `{}`, which is not http or https", next.scheme())).into());
+            }
+            let status = response.status().as_u16();
+            // 303, and 301/302 after a POST, turn into a GET without a body (as browsers and reqwest do).
+            if status == 303 || (matches!(status, 301 | 302) && hop.method == Method::POST) {
+                (hop.method, hop.body) = (if hop.method == Method::HEAD { Method::HEAD } else { Method::GET }, false);
+            }
+            hop.credentials = hop.credentials && self.credentials.may_go_to(&next, &first);
+            hop.url = next;
+        }
+        Err(IoError::InvalidResponse(format!("more than {MAX_REDIRECTS} redirects")).into())
+    }
+
+    async fn send_hop(&self, hop: &Hop, token: Option<&str>) -> Result<reqwest::Response, StepError> {
+        let io = &self.who.engine.io;
+        let client = io.http.client_for(&io.egress, self.who.spec.id, &hop.url).await?;
+        let mut builder = client.request(hop.method.clone(), hop.url.clone()).timeout(self.timeout);
         let named = |name: &str| self.rendered.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         // A retried or resumed step sends the same key, so the receiver can
         // tell a repeat from a new request.
@@ -173,21 +302,26 @@ impl Request<'_> {
         for (name, value) in &self.rendered.headers {
             builder = builder.header(name, value);
         }
-        builder = match (auth, token) {
-            (Auth::Header(name, value), _) => builder.header(name, value),
-            (Auth::Basic(user, password), _) => builder.basic_auth(user, Some(password)),
-            (Auth::Bearer(token), _) => builder.bearer_auth(token),
-            (_, Some(token)) => builder.bearer_auth(token),
-            _ => builder,
-        };
-        if let Some(body) = &self.rendered.body {
+        if hop.credentials {
+            builder = match (&self.credentials.auth, token) {
+                (Auth::Header(name, value), _) => builder.header(name, value),
+                (Auth::Basic(user, password), _) => builder.basic_auth(user, Some(password)),
+                (Auth::Bearer(token), _) => builder.bearer_auth(token),
+                (_, Some(token)) => builder.bearer_auth(token),
+                _ => builder,
+            };
+        }
+        if let Some(body) = self.rendered.body.as_ref().filter(|_| hop.body) {
             builder = builder.json(body);
         }
         let request = builder.build().map_err(|e| IoError::InvalidRequest(scrub(&chain(&e), self.secrets)))?;
-        self.who.engine.io.http.client.execute(request).await.map_err(|e| self.send_error(&e))
+        client.execute(request).await.map_err(|e| self.send_error(&e))
     }
 
     fn send_error(&self, e: &reqwest::Error) -> StepError {
+        if let Some(denied) = denied_in(e) {
+            return IoError::EgressDenied(denied).into();
+        }
         if e.is_timeout() {
             return StepError::Timeout(self.timeout);
         }
@@ -200,16 +334,16 @@ async fn send_with_oauth(
     request: &Request<'_>,
     connection: &crate::definition::OAuth2ClientCredentialsConnection,
 ) -> Result<reqwest::Response, StepError> {
-    let (http, who) = (&request.who.engine.io.http, request.who);
+    let (io, who) = (&request.who.engine.io, request.who);
     let name = request.action.connection.as_ref().map(|n| n.as_str()).unwrap_or_default();
-    let token = http.tokens.token(&http.client, who.spec.id, name, connection).await?;
-    let response = request.send(&Auth::None, Some(&token)).await?;
+    let token = io.http.tokens.token(&io.http, &io.egress, who.spec.id, name, connection).await?;
+    let response = request.send(Some(&token)).await?;
     if response.status() != reqwest::StatusCode::UNAUTHORIZED {
         return Ok(response);
     }
-    http.tokens.forget(who.spec.id, name);
-    let token = http.tokens.token(&http.client, who.spec.id, name, connection).await?;
-    request.send(&Auth::None, Some(&token)).await
+    io.http.tokens.forget(who.spec.id, name);
+    let token = io.http.tokens.token(&io.http, &io.egress, who.spec.id, name, connection).await?;
+    request.send(Some(&token)).await
 }
 
 fn method(method: HttpMethod) -> Method {

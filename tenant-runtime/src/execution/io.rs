@@ -6,15 +6,31 @@
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use super::{http::HttpClient, sql::SqlPools, steps::FailureClass};
+use crate::egress::{Denied, Egress, EgressError};
 
 /// The node's clients for steps that reach other systems. Built once per
 /// node and shared by every tenant's worker (each entry inside is keyed by
-/// tenant and connection).
+/// tenant and connection). Every one of them connects only through the
+/// egress gate.
 #[derive(Default)]
 pub struct Io {
     pub(crate) http: HttpClient,
     pub(crate) sql: SqlPools,
+    pub egress: Arc<Egress>,
+}
+
+impl Io {
+    pub fn new(egress: Arc<Egress>) -> Self {
+        Self { http: HttpClient::default(), sql: SqlPools::default(), egress }
+    }
+
+    /// The node's HTTP clients (OAuth token requests of connection tests use them too).
+    pub fn http(&self) -> &HttpClient {
+        &self.http
+    }
 }
 
 /// Why an `http` or `sql` step failed. Messages never hold a connection's
@@ -48,6 +64,12 @@ pub enum IoError {
     /// More rows than a step may return.
     #[error("the statement returned more than {0} rows; add a LIMIT")]
     TooManyRows(usize),
+    /// The egress gate refused the connection: nothing was sent.
+    #[error(transparent)]
+    EgressDenied(Denied),
+    /// A connection's credentials are not for the host the step asked for.
+    #[error("the credentials of connection `{connection}` are not for {host} (its `hosts`: {hosts})")]
+    CredentialNotForHost { connection: String, host: String, hosts: String },
     /// Tessera's own database failed while the step read its connection:
     /// not the step's failure. The execution is interrupted, and runs the
     /// step again once the database answers (see `run::perform`).
@@ -76,7 +98,19 @@ impl IoError {
             Self::SqlFailed(_) => "sql_failed",
             Self::TooManyRows(_) => "too_many_rows",
             Self::Limit(e) => e.code,
+            Self::EgressDenied(_) => "egress_denied",
+            Self::CredentialNotForHost { .. } => "credential_not_for_host",
             Self::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+impl From<EgressError> for IoError {
+    fn from(e: EgressError) -> Self {
+        match e {
+            EgressError::Denied(denied) => Self::EgressDenied(denied),
+            EgressError::Resolve { .. } => Self::ConnectionFailed(e.to_string()),
+            EgressError::Store(store) => Self::Store(store),
         }
     }
 }

@@ -11,8 +11,14 @@ use std::{
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::io::{IoError, scrub};
-use crate::definition::OAuth2ClientCredentialsConnection;
+use super::{
+    http::HttpClient,
+    io::{IoError, scrub},
+};
+use crate::{
+    definition::OAuth2ClientCredentialsConnection,
+    egress::{denied_in, Egress},
+};
 
 /// A token is used until this long before it expires, so a request never
 /// leaves with a token that expires on the way.
@@ -37,21 +43,36 @@ struct TokenAnswer {
 }
 
 /// Ask `connection`'s token endpoint for a token (the client credentials
-/// grant, client id and secret in HTTP basic auth as RFC 6749 §2.3.1 asks).
-pub async fn fetch_token(client: &reqwest::Client, connection: &OAuth2ClientCredentialsConnection) -> Result<Token, IoError> {
+/// grant, client id and secret in HTTP basic auth as RFC 6749 §2.3.1 asks),
+/// through `tenant`'s gated client for the endpoint. A redirect is not
+/// followed: the client secret goes to the configured endpoint only.
+pub async fn fetch_token(
+    http: &HttpClient,
+    egress: &Egress,
+    tenant: Uuid,
+    connection: &OAuth2ClientCredentialsConnection,
+) -> Result<Token, IoError> {
     let secrets = [connection.client_secret.expose().to_string()];
     let mut form = vec![("grant_type", "client_credentials".to_string())];
     if !connection.scopes.is_empty() {
         form.push(("scope", connection.scopes.join(" ")));
     }
+    let url = reqwest::Url::parse(&connection.token_url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| IoError::ConnectionUnavailable("the token_url is not an http or https URL".into()))?;
+    let client = http.client_for(egress, tenant, &url).await?;
     let answer = client
-        .post(&connection.token_url)
+        .post(url)
         .basic_auth(&connection.client_id, Some(connection.client_secret.expose()))
         .form(&form)
         .timeout(TOKEN_TIMEOUT)
         .send()
         .await
-        .map_err(|e| IoError::ConnectionFailed(scrub(&format!("token request failed: {}", chain(&e)), &secrets)))?;
+        .map_err(|e| match denied_in(&e) {
+            Some(denied) => IoError::EgressDenied(denied),
+            None => IoError::ConnectionFailed(scrub(&format!("token request failed: {}", chain(&e)), &secrets)),
+        })?;
     let status = answer.status();
     let body = answer.text().await.map_err(|e| IoError::ConnectionFailed(format!("token request failed: {}", chain(&e))))?;
     if !status.is_success() {
@@ -91,7 +112,8 @@ impl TokenCache {
     /// A token for `name`, from the cache while it is fresh.
     pub async fn token(
         &self,
-        client: &reqwest::Client,
+        http: &HttpClient,
+        egress: &Egress,
         tenant: Uuid,
         name: &str,
         connection: &OAuth2ClientCredentialsConnection,
@@ -103,7 +125,7 @@ impl TokenCache {
         {
             return Ok(token.access_token.clone());
         }
-        let token = fetch_token(client, connection).await?;
+        let token = fetch_token(http, egress, tenant, connection).await?;
         let access_token = token.access_token.clone();
         self.entries.lock().expect("token cache").insert(key, (connection.clone(), token));
         Ok(access_token)

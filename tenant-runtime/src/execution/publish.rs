@@ -8,6 +8,7 @@ use lapin::{options::BasicPublishOptions, publisher_confirm::Confirmation, Basic
 use serde_json::{json, Value};
 
 use super::steps::{StepError, Who};
+use crate::amqp::AmqpError;
 use crate::{
     definition::PublishAction,
     expression::{Template, ValueTemplate},
@@ -31,7 +32,10 @@ pub(super) async fn publish(action: &PublishAction, data: Value, who: &Who<'_>) 
     let connection = action.connection.as_str();
     let publishers = &who.engine.publishers;
     let failed = |e: &dyn std::fmt::Display| StepError::Publish(e.to_string());
-    let channel = publishers.channel(who.engine, who.spec, connection).await.map_err(|e| failed(&e))?;
+    let channel = publishers.channel(who.engine, who.spec, connection).await.map_err(|e| match e {
+        AmqpError::Egress { source, .. } => super::io::IoError::from(source).into(),
+        other => failed(&other),
+    })?;
     let properties = BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
         .with_content_type("application/json".into())

@@ -12,7 +12,7 @@ use std::{collections::HashMap, sync::Mutex, time::Duration};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::{pin_mut, TryStreamExt};
 use serde_json::{Map, Value};
-use tokio_postgres::{types::ToSql, NoTls, Row, Statement};
+use tokio_postgres::{config::Host, types::ToSql, NoTls, Row, Statement};
 use uuid::Uuid;
 
 use super::{
@@ -22,6 +22,7 @@ use super::{
 };
 use crate::{
     definition::{ConnectionSpec, SqlAction},
+    egress::{Denied, Egress, TenantGate},
     expression::{Expression, ExpressionError},
     limits::LimitExceeded,
     worker::TenantSpec,
@@ -37,43 +38,92 @@ pub struct SqlPools {
     pools: Mutex<HashMap<(Uuid, String), Built>>,
 }
 
-/// A pool and what it was built for.
+/// A pool and what it was built for: a changed URL, a changed limit of
+/// sessions or a change of the tenant's egress rules builds it anew (and
+/// checks the address again).
 struct Built {
     url: String,
     size: usize,
+    generation: u64,
     pool: Pool,
 }
 
 impl SqlPools {
     /// The pool of `name`, built for `url` with the tenant's limit
-    /// `sql_connections` as its size, or rebuilt when either changed. A new
-    /// pool beyond the tenant's limit `sql_pools` is refused.
-    fn pool(&self, tenant: &TenantSpec, name: &str, url: &str) -> Result<Pool, IoError> {
-        let mut pools = self.pools.lock().expect("sql pools");
+    /// `sql_connections` as its size, or rebuilt when either or the
+    /// tenant's egress rules changed. A new pool beyond the tenant's limit
+    /// `sql_pools` is refused.
+    async fn pool(&self, egress: &Egress, tenant: &TenantSpec, name: &str, url: &str) -> Result<Pool, IoError> {
+        let gate = egress.tenant(tenant.id).await.map_err(IoError::Store)?;
         let key = (tenant.id, name.to_string());
         let size = tenant.limits.sql_connections.max(1);
-        if let Some(built) = pools.get(&key)
-            && built.url == url
-            && built.size == size
         {
-            return Ok(built.pool.clone());
+            let pools = self.pools.lock().expect("sql pools");
+            if let Some(built) = pools.get(&key)
+                && built.url == url
+                && built.size == size
+                && built.generation == gate.generation
+            {
+                return Ok(built.pool.clone());
+            }
+            let held = pools.keys().filter(|(id, other)| *id == tenant.id && other != name).count();
+            if held >= tenant.limits.sql_pools {
+                let e = LimitExceeded::new("sql_pool_limit", "the number of SQL pools (connections used by sql steps)", held + 1, "sql_pools", tenant.limits.sql_pools);
+                return Err(IoError::Limit(e));
+            }
         }
-        let held = pools.keys().filter(|(id, other)| *id == tenant.id && other != name).count();
-        if held >= tenant.limits.sql_pools {
-            let e = LimitExceeded::new("sql_pool_limit", "the number of SQL pools (connections used by sql steps)", held + 1, "sql_pools", tenant.limits.sql_pools);
-            return Err(IoError::Limit(e));
-        }
-        let pool = build_pool(url, size).map_err(|e| IoError::ConnectionUnavailable(format!("the connection `{name}`: {e}")))?;
+        let config = gated_config(&gate, url).await?;
+        let pool = build_pool(config, size).map_err(|e| IoError::ConnectionUnavailable(format!("the connection `{name}`: {e}")))?;
         // Replacing the entry drops the old pool: its idle sessions close,
         // the busy ones close when their step returns them.
-        pools.insert(key, Built { url: url.to_string(), size, pool: pool.clone() });
+        let built = Built { url: url.to_string(), size, generation: gate.generation, pool: pool.clone() };
+        self.pools.lock().expect("sql pools").insert(key, built);
         Ok(pool)
     }
 }
 
-fn build_pool(url: &str, size: usize) -> Result<Pool, String> {
+/// The PostgreSQL configuration of `url`, pinned to addresses the gate
+/// checked: each host name is resolved by the gate and its checked address
+/// set as the host's `hostaddr` (the name stays, for TLS and messages), so
+/// the driver never resolves it again. Addresses written as `hostaddr` are
+/// checked as they are. Unix sockets (`host=/var/run/postgresql`) are refused.
+pub async fn gated_config(gate: &TenantGate, url: &str) -> Result<tokio_postgres::Config, IoError> {
     let mut config: tokio_postgres::Config =
-        url.parse().map_err(|_| "the URL is not a valid PostgreSQL connection URL".to_string())?;
+        url.parse().map_err(|_| IoError::ConnectionUnavailable("the URL is not a valid PostgreSQL connection URL".into()))?;
+    let hosts = config.get_hosts().to_vec();
+    if hosts.is_empty() {
+        return Err(IoError::ConnectionUnavailable("the URL names no host".into()));
+    }
+    let ports = config.get_ports().to_vec();
+    let port = |i: usize| ports.get(i).or(if ports.len() == 1 { ports.first() } else { None }).copied().unwrap_or(5432);
+    let mut names = Vec::new();
+    for host in &hosts {
+        match host {
+            Host::Tcp(name) => names.push(name.clone()),
+            Host::Unix(path) => {
+                let (host, address) = (path.display().to_string(), "a Unix socket".to_string());
+                return Err(IoError::EgressDenied(Denied { host, address, rule: "a Unix socket, never allowed".into() }));
+            }
+        }
+    }
+    let written = config.get_hostaddrs().to_vec();
+    if !written.is_empty() {
+        if written.len() != names.len() {
+            return Err(IoError::ConnectionUnavailable("the URL gives a `hostaddr` for some hosts and not for others".into()));
+        }
+        for (i, ip) in written.iter().enumerate() {
+            gate.check(None, *ip, port(i)).map_err(IoError::EgressDenied)?;
+        }
+        return Ok(config);
+    }
+    for (i, name) in names.iter().enumerate() {
+        let checked = gate.resolve(name, port(i)).await?;
+        config.hostaddr(checked[0].ip());
+    }
+    Ok(config)
+}
+
+fn build_pool(mut config: tokio_postgres::Config, size: usize) -> Result<Pool, String> {
     config.connect_timeout(CONNECT_TIMEOUT);
     if config.get_application_name().is_none() {
         config.application_name("tessera-sql-step");
@@ -93,7 +143,8 @@ pub(super) async fn perform(action: &SqlAction, data: Value, who: &Who<'_>) -> R
     let name = action.connection.as_str();
     let url = postgres_url(who, name).await?;
     let secrets = super::io::url_secrets(&url);
-    let pool = who.engine.io.sql.pool(who.spec, name, &url)?;
+    let io = &who.engine.io;
+    let pool = io.sql.pool(&io.egress, who.spec, name, &url).await?;
     let client = pool.get().await.map_err(|e| IoError::ConnectionFailed(scrub(&format!("cannot connect: {}", super::oauth::chain(&e)), &secrets)))?;
     let statement = client.prepare_cached(&action.statement).await.map_err(|e| db_error(&e, &secrets))?;
     let params = params_for(&statement, &values)?;
@@ -164,5 +215,46 @@ fn db_error(e: &tokio_postgres::Error, secrets: &[String]) -> StepError {
             IoError::SqlFailed(scrub(&message, secrets)).into()
         }
         None => IoError::ConnectionFailed(scrub(&super::oauth::chain(e), secrets)).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::IpAddr, sync::Arc};
+
+    use super::*;
+    use crate::egress::{EgressPolicy, PlatformEndpoint};
+
+    async fn gate(policy: EgressPolicy) -> TenantGate {
+        Egress::new(policy, Arc::new(crate::egress::NoRules)).tenant(Uuid::nil()).await.unwrap()
+    }
+
+    fn denied(result: Result<tokio_postgres::Config, IoError>) -> Denied {
+        match result {
+            Err(IoError::EgressDenied(denied)) => denied,
+            other => panic!("not refused by the gate: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checked_connection_is_pinned_to_the_address_the_gate_checked() {
+        let open = gate(EgressPolicy { allow_loopback: true, ..Default::default() }).await;
+        let config = gated_config(&open, "postgres://app:pw@localhost:6543/orders").await.unwrap();
+        assert!(config.get_hostaddrs().iter().all(IpAddr::is_loopback) && config.get_hostaddrs().len() == 1);
+        assert!(matches!(&config.get_hosts()[0], Host::Tcp(name) if name == "localhost"), "the name stays, for TLS");
+    }
+
+    #[tokio::test]
+    async fn unix_sockets_the_platforms_database_and_written_addresses_are_checked() {
+        let platform = PlatformEndpoint { ip: Some("127.0.0.1".parse().unwrap()), port: 5432, what: "the platform's database".into() };
+        let open = gate(EgressPolicy { allow_loopback: true, platform: vec![platform], ..Default::default() }).await;
+        let socket = denied(gated_config(&open, "postgres://postgres@localhost/tessera?host=/var/run/postgresql").await);
+        assert_eq!((socket.host.as_str(), socket.rule.contains("Unix socket")), ("/var/run/postgresql", true));
+        assert!(denied(gated_config(&open, "postgres://postgres@127.0.0.1:5432/tessera").await).rule.contains("the platform's database"));
+        let written = "host=allowed.example.com hostaddr=127.0.0.1 port=5432 user=postgres";
+        assert!(denied(gated_config(&open, written).await).rule.contains("the platform's database"), "a written hostaddr is what is checked");
+        assert!(gated_config(&open, "postgres://postgres@127.0.0.1:5433/other").await.is_ok());
+        let strict = gate(EgressPolicy::default()).await;
+        assert!(denied(gated_config(&strict, "postgres://postgres@127.0.0.1:5433/other").await).rule.contains("loopback"));
     }
 }

@@ -117,6 +117,9 @@ struct ConsumerKey {
     integration: String,
     index: usize,
     trigger: QueueTriggerKey,
+    /// The generation of the tenant's egress rules the consumer connected
+    /// under: a change of the rules starts it again, through the gate.
+    egress: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -161,8 +164,12 @@ impl Triggers {
             Ok(active) => active,
             Err(e) => return tracing::warn!(tenant = %self.spec.slug, error = %e, "cannot read the triggers"),
         };
-        let (schedules, queues) = wanted(&active);
+        let (schedules, mut queues) = wanted(&active);
         self.reload_schedules(schedules).await;
+        // Unreadable rules keep the consumers as they are; their next connect asks the gate again.
+        let egress = self.engine.io.egress.tenant(self.spec.id).await.map(|g| g.generation);
+        let egress = egress.unwrap_or_else(|_| self.consumers.keys().map(|k| k.egress).max().unwrap_or(0));
+        queues.iter_mut().for_each(|(key, _)| key.egress = egress);
         self.reload_consumers(queues);
     }
 
@@ -285,7 +292,7 @@ fn wanted(active: &[ActiveIntegration]) -> Wanted {
             match trigger {
                 Trigger::Schedule(s) => schedules.push((integration.name.clone(), index as i32, s)),
                 Trigger::Queue(q) => {
-                    let key = ConsumerKey { integration: integration.name.clone(), index, trigger: QueueTriggerKey::from(&q) };
+                    let key = ConsumerKey { integration: integration.name.clone(), index, trigger: QueueTriggerKey::from(&q), egress: 0 };
                     queues.push((key, q));
                 }
                 Trigger::Manual(_) | Trigger::Webhook(_) => {}

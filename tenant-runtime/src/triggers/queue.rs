@@ -67,7 +67,7 @@ impl Consumer {
     async fn consume(&self) -> Result<(), AmqpError> {
         let name = self.trigger.connection.as_str();
         let uri = amqp::url(&self.engine, &self.spec, name).await?;
-        let connection = amqp::connect(uri, name).await?;
+        let connection = amqp::connect(&self.engine.io.egress, self.spec.id, uri, name).await?;
         let channel = connection.create_channel().await.map_err(AmqpError::broker(name))?;
         let prefetch = u16::try_from(self.trigger.prefetch.get()).unwrap_or(u16::MAX);
         channel.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(AmqpError::broker(name))?;

@@ -158,7 +158,7 @@ async fn read_executions(cluster: &FaultCluster, workload: &Workload) -> Result<
 }
 
 async fn read_rows(cluster: &FaultCluster) -> Result<HashMap<Uuid, Row>, FaultError> {
-    let db = cluster.postgres().connect(TARGET_DATABASE).await?;
+    let db = cluster.target().connect(TARGET_DATABASE).await?;
     let rows = db.query("SELECT execution_id, tenant, seq, writes FROM public.deliveries", &[]).await?;
     Ok(rows.iter().map(|r| (r.get(0), Row { tenant: r.get(1), seq: r.get(2), writes: r.get(3) })).collect())
 }

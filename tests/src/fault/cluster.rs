@@ -53,6 +53,9 @@ pub struct FaultCluster {
     ports: Vec<u16>,
     rabbitmq: Option<PrivateRabbitMq>,
     postgres: PrivatePostgres,
+    /// The database the tenants' `sql` steps write to: another server
+    /// than the platform's, which the egress gate never lets a tenant reach.
+    target: PrivatePostgres,
     logs: Scratch,
     options: ClusterOptions,
     jwt_secret: String,
@@ -72,6 +75,7 @@ impl FaultCluster {
         let turn = ONE_AT_A_TIME.lock().await;
         let postgres = PrivatePostgres::start(800).await?;
         postgres.create_database(DATABASE).await?;
+        let target = PrivatePostgres::start(800).await?;
         let rabbitmq = if options.with_rabbitmq { Some(PrivateRabbitMq::start().await?) } else { None };
         let ports = (0..options.nodes).map(|_| super::free_port()).collect::<Result<Vec<_>, _>>()?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
@@ -80,6 +84,7 @@ impl FaultCluster {
             ports,
             rabbitmq,
             postgres,
+            target,
             logs: Scratch::new("cluster", true)?,
             options,
             jwt_secret: format!("fault-test-secret-{}", uuid::Uuid::new_v4()),
@@ -110,6 +115,11 @@ impl FaultCluster {
         &self.postgres
     }
 
+    /// The server of the tenants' target database.
+    pub fn target(&self) -> &PrivatePostgres {
+        &self.target
+    }
+
     pub fn rabbitmq(&mut self) -> Option<&mut PrivateRabbitMq> {
         self.rabbitmq.as_mut()
     }
@@ -131,6 +141,8 @@ impl FaultCluster {
             ("TESSERA_CLUSTER__NODE_TIMEOUT_MS", o.node_timeout_ms.to_string()),
             ("TESSERA_RUNTIME__MAX_CONCURRENT_EXECUTIONS", o.per_tenant_concurrency.to_string()),
             ("TESSERA_HTTP__WORKERS", "2".into()),
+            // The systems the tenants integrate with run on loopback.
+            ("TESSERA_EGRESS__ALLOW_LOOPBACK", "true".into()),
             ("TESSERA_HTTP__SHUTDOWN_TIMEOUT_SECS", "5".into()),
             ("TESSERA_AUTH__LOGIN_PER_ACCOUNT_PER_MINUTE", "10000".into()),
             ("TESSERA_AUTH__LOGIN_PER_ADDRESS_PER_MINUTE", "100000".into()),

@@ -73,7 +73,7 @@ impl Workload {
 }
 
 async fn create_target(cluster: &FaultCluster) -> Result<(), FaultError> {
-    let pg = cluster.postgres();
+    let pg = cluster.target();
     pg.create_database(TARGET_DATABASE).await?;
     pg.connect(TARGET_DATABASE)
         .await?
@@ -143,7 +143,7 @@ async fn set_up_tenant(cluster: &FaultCluster, node: usize, slug: &str, nap: Dur
     let login = json!({"email": email, "password": OWNER_PASSWORD});
     let answer = expect_json("tenant login", cluster.tenant_request(node, slug, Method::POST, "/api/auth/login").json(&login)).await?;
     let token = answer["token"].as_str().ok_or_else(|| FaultError::Missing(format!("no token for {slug}")))?;
-    let yaml = definition(&cluster.postgres().url(TARGET_DATABASE), slug, nap);
+    let yaml = definition(&cluster.target().url(TARGET_DATABASE), slug, nap);
     let apply = cluster
         .tenant_request(node, slug, Method::POST, "/api/apply")
         .bearer_auth(token)
