@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{error_code, eventually, fresh_database, status_and_json, spawn_app, TestApp, TestTenant};
+use tessera_tests::{error_code, eventually, spawn_app, status_and_json, target_database, TestApp, TestTenant};
 
 async fn limits(app: &TestApp, token: &str, slug: &str) -> (StatusCode, Value) {
     status_and_json(app.platform_request(Method::GET, &format!("/api/platform/tenants/{slug}/limits")).bearer_auth(token)).await
@@ -261,7 +261,7 @@ async fn sql_pools_and_their_sessions_are_limited_per_tenant() {
     let each = json!([{"name": "each", "foreach": {"items": "[1, 2, 3, 4]", "concurrency": 4, "steps": [query("q", "first-db", sessions)]}}]);
     let mut tokens = Vec::new();
     for slug in ["acme", "globex"] {
-        let (_, target) = fresh_database().await;
+        let (_, target) = target_database().await;
         let connection = |name: &str| {
             json!({"apiVersion": "tessera.dev/v1", "kind": "Connection", "metadata": {"name": name}, "spec": {"postgres": {"url": target}}})
                 .to_string()
