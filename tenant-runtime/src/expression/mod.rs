@@ -86,12 +86,17 @@ mod cache;
 mod context;
 mod error;
 mod jq;
+pub mod pool;
+pub mod sandbox;
 mod template;
 
 pub use context::{Context, ExecutionInfo};
 pub use error::{ExpressionError, SourceKind};
 pub use jq::{Expression, MAX_DEPTH, MAX_OUTPUTS, is_truthy};
+pub use sandbox::{CountingAllocator, Limit};
 pub use template::{PathSegment, Template, ValueTemplate, strings_in, to_text};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod sandbox_tests;
