@@ -23,6 +23,7 @@ mod noisy;
 mod operations;
 mod provisioning;
 mod roles;
+mod sandbox;
 mod rotation;
 mod smoke;
 mod triggers;

@@ -70,7 +70,7 @@ enum Auth {
 }
 
 pub(super) async fn perform(action: &HttpAction, data: Value, who: &Who<'_>) -> Result<Value, StepError> {
-    let rendered = render(who.tenant, action.clone(), data).await?;
+    let rendered = render(who.spec.id, action.clone(), data).await?;
     let (auth, secrets) = match &action.connection {
         Some(name) => auth_for(who, name.as_str()).await?,
         None => (Auth::None, Vec::new()),
@@ -85,7 +85,7 @@ pub(super) async fn perform(action: &HttpAction, data: Value, who: &Who<'_>) -> 
 }
 
 /// Render url, headers, query and body on the evaluation pool (jq).
-async fn render(tenant: &str, action: HttpAction, data: Value) -> Result<Rendered, StepError> {
+async fn render(tenant: uuid::Uuid, action: HttpAction, data: Value) -> Result<Rendered, StepError> {
     let work = move || -> Result<Rendered, ExpressionError> {
         let text = |t: &crate::definition::Template| Template::compile_cached(t.as_str())?.render_text(&data);
         let pairs = |map: &std::collections::BTreeMap<String, crate::definition::Template>| {

@@ -17,7 +17,7 @@ use crate::{
 const PERSISTENT: u8 = 2;
 
 pub(super) async fn publish(action: &PublishAction, data: Value, who: &Who<'_>) -> Result<Value, StepError> {
-    let (routing_key, body) = render(who.tenant, action, data).await?;
+    let (routing_key, body) = render(who.spec.id, action, data).await?;
     let message_id = format!("{}/{}", who.execution_id, who.path);
     let payload = serde_json::to_vec(&body).expect("JSON values serialise");
     let connection = action.connection.as_str();
@@ -42,7 +42,7 @@ pub(super) async fn publish(action: &PublishAction, data: Value, who: &Who<'_>) 
     }
 }
 
-async fn render(tenant: &str, action: &PublishAction, data: Value) -> Result<(String, Value), StepError> {
+async fn render(tenant: uuid::Uuid, action: &PublishAction, data: Value) -> Result<(String, Value), StepError> {
     let (key, body) = (action.routing_key.as_str().to_string(), action.body.clone());
     super::steps::on_pool(tenant, move || {
         let routing_key = Template::compile_cached(&key)?.render_text(&data)?;

@@ -73,7 +73,7 @@ fn build_pool(url: &str) -> Result<Pool, String> {
 }
 
 pub(super) async fn perform(action: &SqlAction, data: Value, who: &Who<'_>) -> Result<Value, StepError> {
-    let values = evaluate_params(who.tenant, action.params.clone(), data).await?;
+    let values = evaluate_params(who.spec.id, action.params.clone(), data).await?;
     let name = action.connection.as_str();
     let url = postgres_url(who, name).await?;
     let secrets = super::io::url_secrets(&url);
@@ -97,7 +97,7 @@ pub(super) async fn perform(action: &SqlAction, data: Value, who: &Who<'_>) -> R
     Ok(serde_json::json!({"rows": rows, "row_count": row_count}))
 }
 
-async fn evaluate_params(tenant: &str, params: Vec<crate::definition::Expression>, data: Value) -> Result<Vec<Value>, StepError> {
+async fn evaluate_params(tenant: uuid::Uuid, params: Vec<crate::definition::Expression>, data: Value) -> Result<Vec<Value>, StepError> {
     let work = move || -> Result<Vec<Value>, ExpressionError> {
         params.iter().map(|p| Expression::compile_cached(p.as_str())?.evaluate(&data)).collect()
     };

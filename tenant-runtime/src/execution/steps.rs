@@ -104,14 +104,14 @@ pub(super) async fn perform(step: &Step, data: Value, who: &Who<'_>) -> Result<V
     match &step.action {
         Action::Transform(transform) => {
             let text = transform.expression.as_str().to_string();
-            on_pool(who.tenant, move || Expression::compile_cached(&text)?.evaluate(&data)).await
+            on_pool(who.spec.id, move || Expression::compile_cached(&text)?.evaluate(&data)).await
         }
         Action::Log(log) => {
-            let message = render_text(who.tenant, log.message.as_str(), data).await?;
+            let message = render_text(who.spec.id, log.message.as_str(), data).await?;
             emit(log.level, who, &message);
             Ok(Value::String(message))
         }
-        Action::Fail(fail) => Err(StepError::Failed(render_text(who.tenant, fail.message.as_str(), data).await?)),
+        Action::Fail(fail) => Err(StepError::Failed(render_text(who.spec.id, fail.message.as_str(), data).await?)),
         Action::Delay(delay) => {
             tokio::time::sleep(delay.duration.get()).await;
             Ok(Value::Null)
@@ -125,28 +125,28 @@ pub(super) async fn perform(step: &Step, data: Value, who: &Who<'_>) -> Result<V
 }
 
 /// Does jq expression `expression` hold (jq truthiness) for `data`?
-pub(super) async fn holds(tenant: &str, expression: &str, data: Value) -> Result<bool, StepError> {
+pub(super) async fn holds(tenant: Uuid, expression: &str, data: Value) -> Result<bool, StepError> {
     let text = expression.to_string();
     on_pool(tenant, move || Ok(is_truthy(&Expression::compile_cached(&text)?.evaluate(&data)?))).await
 }
 
 /// The value of jq expression `expression` for `data`.
-pub(super) async fn evaluate(tenant: &str, expression: &str, data: Value) -> Result<Value, StepError> {
+pub(super) async fn evaluate(tenant: Uuid, expression: &str, data: Value) -> Result<Value, StepError> {
     let text = expression.to_string();
     on_pool(tenant, move || Expression::compile_cached(&text)?.evaluate(&data)).await
 }
 
-async fn render_text(tenant: &str, template: &str, data: Value) -> Result<String, StepError> {
+async fn render_text(tenant: Uuid, template: &str, data: Value) -> Result<String, StepError> {
     let text = template.to_string();
     on_pool(tenant, move || Template::compile_cached(&text)?.render_text(&data)).await
 }
 
 /// Run `work` (compiling and evaluating `tenant`'s jq) on the evaluation pool.
 pub(super) async fn on_pool<T: Send + 'static>(
-    tenant: &str,
+    tenant: Uuid,
     work: impl FnOnce() -> Result<T, ExpressionError> + Send + 'static,
 ) -> Result<T, StepError> {
-    Ok(pool::pool().run(tenant, work).await??)
+    Ok(pool::pool().run(&tenant.to_string(), work).await??)
 }
 
 fn emit(level: LogLevel, who: &Who<'_>, message: &str) {

@@ -40,12 +40,12 @@ pub struct PoolSize {
 }
 
 impl Default for PoolSize {
-    /// Twice the cores, a tenant a quarter of them (at least one): a
-    /// tenant whose every evaluation runs to its limit keeps most cores free.
+    /// Twice the cores (at least four) and, for a tenant, half the cores
+    /// (at least one): a tenant whose every evaluation runs to its limit
+    /// leaves half the cores, and most threads, to the others.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let threads = (2 * cores).max(4);
-        Self { threads, per_tenant: (threads / 4).max(1) }
+        Self { threads: (2 * cores).max(4), per_tenant: (cores / 2).max(1) }
     }
 }
 
@@ -109,7 +109,8 @@ impl Pool {
         self.size
     }
 
-    /// Run `work` (which evaluates `tenant`'s expressions) on the pool once
+    /// Run `work` (which evaluates the expressions of `tenant`, the tenant's
+    /// id) on the pool once
     /// one of the tenant's slots is free. Dropping the returned future
     /// cancels the evaluation: it stops at its next check.
     pub async fn run<T: Send + 'static>(&self, tenant: &str, work: impl FnOnce() -> T + Send + 'static) -> Result<T, PoolError> {
