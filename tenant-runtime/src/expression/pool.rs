@@ -175,6 +175,11 @@ fn spawn_thread(n: usize, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 Ok(job) => job(),
                 Err(_) => return,
             }
+            if sandbox::demoted() {
+                // Still at the lowest priority after a long evaluation: a fresh thread takes over.
+                spawn_thread(n, receiver);
+                return;
+            }
         }
     });
     if let Err(e) = spawned {

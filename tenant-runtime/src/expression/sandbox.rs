@@ -65,6 +65,14 @@ pub const MAX_EVALUATION_STACK: usize = 64 * 1024 * 1024;
 /// Stack left unused below an evaluation's limit, for what runs between two
 /// ticks (jaq's iterator chains, natives) and for unwinding.
 const STACK_RESERVE: usize = 512 * 1024;
+/// An evaluation still running after this long drops its thread to a low
+/// CPU priority ([`LOW_PRIORITY`]): the node's other work (requests, other
+/// tenants' short evaluations, the database) goes first. Real expressions
+/// take well under a millisecond.
+const LONG_RUNNING: Duration = Duration::from_millis(100);
+/// The nice value of a long-running evaluation's thread: about a tenth of
+/// a normal thread's share of a busy CPU, so it still ends in its time.
+const LOW_PRIORITY: libc::c_int = 10;
 /// Ticks between two readings of the clock and of the cancel flag.
 const CHECK_EVERY: u64 = 4096;
 
@@ -124,6 +132,8 @@ struct Meter {
     max_live: Cell<isize>,
     deadline: Cell<Option<Instant>>,
     budget: Cell<Budget>,
+    /// When the running evaluation counts as long-running (see [`LONG_RUNNING`]).
+    demote_at: Cell<Option<Instant>>,
 }
 
 // `LIVE`: bytes allocated minus bytes freed on this thread, where the
@@ -137,8 +147,11 @@ thread_local! {
             max_live: Cell::new(isize::MAX),
             deadline: Cell::new(None),
             budget: Cell::new(Budget::UNLIMITED),
+            demote_at: Cell::new(None),
         }
     };
+    /// Whether this thread's CPU priority was lowered (see [`demoted`]).
+    static DEMOTED: Cell<bool> = const { Cell::new(false) };
     static LIVE: Cell<isize> = const { Cell::new(0) };
     /// Past this many live bytes the allocator strands the thread (see `CountingAllocator`).
     static CEILING: Cell<isize> = const { Cell::new(isize::MAX) };
@@ -195,8 +208,13 @@ fn check(meter: &Meter, here: usize) {
     if meter.fuel.get() == 0 {
         stop(Limit::Steps(budget.steps));
     }
-    if meter.deadline.get().is_some_and(|deadline| Instant::now() >= deadline) {
+    let now = Instant::now();
+    if meter.deadline.get().is_some_and(|deadline| now >= deadline) {
         stop(Limit::Time(budget.time));
+    }
+    if meter.demote_at.get().is_some_and(|at| now >= at) {
+        meter.demote_at.set(None);
+        demote();
     }
     if CANCEL.with_borrow(|flag| flag.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed))) {
         stop(Limit::Abandoned);
@@ -238,7 +256,9 @@ pub(super) fn metered<T>(work: impl FnOnce() -> T) -> Result<T, Limit> {
         let memory = isize::try_from(budget.memory).unwrap_or(isize::MAX);
         meter.max_live.set(LIVE.get().saturating_add(memory));
         CEILING.set(LIVE.get().saturating_add(memory.saturating_mul(2)));
-        meter.deadline.set(Instant::now().checked_add(budget.time));
+        let now = Instant::now();
+        meter.deadline.set(now.checked_add(budget.time));
+        meter.demote_at.set(now.checked_add(LONG_RUNNING));
         meter.budget.set(budget);
         saved
     });
@@ -247,6 +267,7 @@ pub(super) fn metered<T>(work: impl FnOnce() -> T) -> Result<T, Limit> {
         STACK_GIVEN.set(given_before);
         CEILING.set(isize::MAX);
         METER.with(|meter| {
+            meter.demote_at.set(None);
             let (fuel, stack_limit, max_live, deadline, budget) = saved;
             meter.fuel.set(fuel);
             meter.stack_limit.set(stack_limit);
@@ -262,6 +283,44 @@ pub(super) fn metered<T>(work: impl FnOnce() -> T) -> Result<T, Limit> {
             Err(other) => panic::resume_unwind(other),
         },
     }
+}
+
+/// Lower this thread's CPU priority (nice [`LOW_PRIORITY`]). Linux keeps
+/// the nice value per thread.
+fn demote() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread, no memory passed.
+        let tid = unsafe { libc::gettid() };
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, LOW_PRIORITY) } == 0 {
+            DEMOTED.set(true);
+        }
+    }
+}
+
+/// Was this thread's priority lowered by a long-running evaluation (and not raised since)?
+#[cfg(test)]
+pub(crate) fn demoted_now() -> bool {
+    DEMOTED.get()
+}
+
+/// Was this thread's priority lowered by a long-running evaluation, and
+/// could it not be raised again? Raising it back needs a privilege the node
+/// may not have; a pool thread that stays demoted retires (the pool starts
+/// a fresh one), so short evaluations always run at normal priority.
+pub(crate) fn demoted() -> bool {
+    if !DEMOTED.get() {
+        return false;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: as in `demote`.
+        let tid = unsafe { libc::gettid() };
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 0) } == 0 {
+            DEMOTED.set(false);
+        }
+    }
+    DEMOTED.get()
 }
 
 /// Run `work` with this thread's evaluations stopping once `flag` is raised.
