@@ -10,6 +10,14 @@
 #        200,000-element array) and `burst` (transform → log: the flood),
 #        driven by wrk at NOISY_CONNECTIONS with no cap: far more than the
 #        node runs.
+# hostile: a third run, the quiet tenant next to a tenant whose every
+#        expression runs to a limit of the sandbox: `spin` (last(range(1e12)),
+#        stopped by the evaluation's deadline), `recurse` (def f: f + 1; f,
+#        stopped at its stack limit), `hoard` (a 200,000-string array of
+#        1 KB each, stopped by the memory budget) and `fan` (a value whose
+#        parts are shared 2^40 times over, stopped by the result size),
+#        driven by wrk at HOSTILE_CONNECTIONS with no cap. The node must not
+#        abort: its process is checked after the run.
 # (Panics cannot be provoked from a definition.)
 #
 # Figures come from the database: p50/p99 of `finished_at - created_at` of
@@ -17,17 +25,19 @@
 # tenant's backlog is left behind (it is the flood), not drained.
 #
 # Settings (environment): DURATION=30s QUIET_CONNECTIONS=4 QUIET_RATE=50
-# NOISY_CONNECTIONS=32, plus those of lib.sh (SKIP_BUILD, KEEP_DB, PG*).
+# NOISY_CONNECTIONS=32 HOSTILE_CONNECTIONS=8, plus those of lib.sh
+# (SKIP_BUILD, KEEP_DB, PG*).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DURATION="${DURATION:-30s}"
 QUIET_CONNECTIONS="${QUIET_CONNECTIONS:-4}"
 NOISY_CONNECTIONS="${NOISY_CONNECTIONS:-32}"
 QUIET_RATE="${QUIET_RATE:-50}"
+HOSTILE_CONNECTIONS="${HOSTILE_CONNECTIONS:-8}"
 PASSWORD="bench-tenant-owner-pass"
 
 [[ "$DURATION" =~ ^[0-9]{1,4}[sm]?$ ]] || { echo "DURATION must be a wrk duration such as 30s" >&2; exit 2; }
-for v in QUIET_CONNECTIONS NOISY_CONNECTIONS QUIET_RATE; do
+for v in QUIET_CONNECTIONS NOISY_CONNECTIONS QUIET_RATE HOSTILE_CONNECTIONS; do
     [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -ge 1 && "${!v}" -le 1000 ]] || { echo "$v must be 1..1000" >&2; exit 2; }
 done
 
@@ -37,7 +47,7 @@ build_tessera
 fresh_database tessera_bench_noisy
 export TESSERA_LOG__LEVEL=warn
 "$TESSERA" migrate >/dev/null
-for slug in quiet noisy; do
+for slug in quiet noisy hostile; do
     "$TESSERA" tenant create "$slug" --owner-email "owner@$slug.test" --owner-password "$PASSWORD" >/dev/null
 done
 start_server
@@ -74,6 +84,20 @@ hooked ping "" "$PING" | apply quiet
       transform:
         expression: "[range(0; 200000)] | length"'
 } | apply noisy
+{
+    hooked spin "" '    - name: spin
+      transform:
+        expression: "last(range(1e12))"'
+    hooked recurse "" '    - name: recurse
+      transform:
+        expression: "def f: f + 1; f"'
+    hooked hoard "" '    - name: hoard
+      transform:
+        expression: "[range(200000)] | map(tostring * 200) | length"'
+    hooked fan "" '    - name: fan
+      transform:
+        expression: "reduce range(40) as $i ([0]; [., .])"'
+} | apply hostile
 
 QUIET_PAUSE_MS=$((QUIET_CONNECTIONS * 1000 / QUIET_RATE))
 wrk_run() { # label connections host paths pause_ms
@@ -102,14 +126,29 @@ wrk_run shared "$QUIET_CONNECTIONS" "quiet.localhost:$PORT" /hooks/ping "$QUIET_
 wait "$noisy_pid"
 t3="$(db_psql -tA -c 'SELECT now()')"
 read -r shared_n shared_failed shared_p50 shared_p99 <<<"$(quiet_figures "$t2" "$t3")"
+log "quiet with the hostile tenant: wrk -c$QUIET_CONNECTIONS (quiet) and -c$HOSTILE_CONNECTIONS (hostile) for $DURATION"
+t4="$(db_psql -tA -c 'SELECT now()')"
+wrk_run hostile "$HOSTILE_CONNECTIONS" "hostile.localhost:$PORT" /hooks/spin,/hooks/recurse,/hooks/hoard,/hooks/fan 0 &
+hostile_pid=$!
+wrk_run beside "$QUIET_CONNECTIONS" "quiet.localhost:$PORT" /hooks/ping "$QUIET_PAUSE_MS"
+wait "$hostile_pid"
+t5="$(db_psql -tA -c 'SELECT now()')"
+read -r hostile_n hostile_failed hostile_p50 hostile_p99 <<<"$(quiet_figures "$t4" "$t5")"
+kill -0 "$SERVER_PID" 2>/dev/null && curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" || die "the node did not survive the hostile tenant"
+hostile_states="$(db_psql -tA -F ' ' -c "SELECT integration || ':' || state || coalesce('(' || (error->>'code') || ')', ''), count(*) FROM t_hostile.executions GROUP BY 1 ORDER BY 1" | tr '\n' ' ')"
 noisy_states="$(db_psql -tA -F ' ' -c "SELECT integration || ':' || state || coalesce('(' || (error->>'code') || ')', ''), count(*) FROM t_noisy.executions GROUP BY 1 ORDER BY 1" | tr '\n' ' ')"
 stop_server
 
-[[ "$alone_failed" == 0 && "$shared_failed" == 0 ]] || die "quiet executions failed: $alone_failed alone, $shared_failed shared"
+[[ "$alone_failed" == 0 && "$shared_failed" == 0 && "$hostile_failed" == 0 ]] \
+    || die "quiet executions failed: $alone_failed alone, $shared_failed shared, $hostile_failed beside the hostile tenant"
 echo
 echo "noisy neighbour benchmark (quiet: transform → log, $QUIET_CONNECTIONS connections capped at $QUIET_RATE/s; noisy: $NOISY_CONNECTIONS connections, no cap)"
 echo "  quiet alone     : $alone_n executions, trigger→completion p50 $alone_p50 ms, p99 $alone_p99 ms"
 echo "  quiet with noisy: $shared_n executions, trigger→completion p50 $shared_p50 ms, p99 $shared_p99 ms"
 python3 -c "print(f'  p99 ratio with/without the noisy tenant: {$shared_p99 / $alone_p99:.2f}')"
 echo "  noisy tenant (state counts, backlog included): $noisy_states"
+echo "  quiet beside the hostile tenant ($HOSTILE_CONNECTIONS connections, no cap): $hostile_n executions, p50 $hostile_p50 ms, p99 $hostile_p99 ms"
+python3 -c "r = $hostile_p99 / $alone_p99; print(f'  p99 ratio beside/without the hostile tenant: {r:.2f} (target ≤ 1.5: {\"met\" if r <= 1.5 else \"missed\"})')"
+echo "  hostile tenant (state counts, backlog included): $hostile_states"
+echo "  the node never aborted: the same process answered /healthz after the hostile run"
 report_load

@@ -1,8 +1,10 @@
 use clap::Parser;
 
-// The one static of the binary: Rust picks its allocator at link time.
+// The one static of the binary: Rust picks its allocator at link time. The
+// counting wrapper lets an expression's evaluation be stopped past its memory budget.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tessera_runtime::expression::CountingAllocator<mimalloc::MiMalloc> =
+    tessera_runtime::expression::CountingAllocator(mimalloc::MiMalloc);
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -19,6 +19,12 @@ mod supervisor;
 pub mod triggers;
 mod worker;
 
+/// Unit tests count allocations the way the `tessera` binary does, so the
+/// memory budget of evaluations is tested for real.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: expression::CountingAllocator<std::alloc::System> = expression::CountingAllocator(std::alloc::System);
+
 pub use execution::{Connections, Engine, ExecutionStore, Limits, OpenError, OpenFuture};
 pub use limits::{LimitOverrides, TenantLimits};
 pub use supervisor::{Forwarder, Supervisor, WorkerStatus};

@@ -294,7 +294,13 @@ mod tests {
         let woken = Uuid::now_v7();
         store.claims.lock().unwrap().insert(woken, quick());
         assert!(sup.send(a.id, WorkerCommand::Execute(woken)).await);
-        tokio::time::sleep(Duration::from_secs(11)).await;
+        // Steps evaluate on the evaluation pool's threads, in real time, while
+        // the paused clock jumps ahead whenever the runtime idles: advance it
+        // in small steps, giving the pool real time in between.
+        for _ in 0..110 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let outcomes = store.outcomes.lock().unwrap();
         assert!(outcomes.contains_key(&woken) && outcomes.contains_key(&unwoken), "the sweep ran the execution nobody woke");
         drop(outcomes);

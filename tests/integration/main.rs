@@ -28,6 +28,7 @@ mod onprem;
 mod operations;
 mod provisioning;
 mod roles;
+mod sandbox;
 mod rotation;
 mod smoke;
 mod triggers;

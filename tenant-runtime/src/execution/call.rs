@@ -40,7 +40,7 @@ pub(super) async fn call(
     }
     let data = context.to_value();
     let body = match &action.input {
-        Some(input) => match steps::evaluate(input.as_str(), data).await {
+        Some(input) => match steps::evaluate(at.tenant.id, input.as_str(), data).await {
             Ok(body) => body,
             Err(e) => return Ok(Err(Attempted::step(path, &e))),
         },

@@ -33,7 +33,7 @@ pub(super) async fn foreach(
     path: &str,
     context: &Context,
 ) -> Result<Result<Value, Attempted>, StoreError> {
-    let items = match steps::evaluate(each.items.as_str(), context.to_value()).await {
+    let items = match steps::evaluate(at.tenant.id, each.items.as_str(), context.to_value()).await {
         Ok(Value::Array(items)) => items,
         Ok(other) => {
             let message = format!("`items` must give an array, but it gave {}", type_name(&other));

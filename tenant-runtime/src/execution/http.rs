@@ -154,7 +154,7 @@ impl Credentials {
 }
 
 pub(super) async fn perform(action: &HttpAction, data: Value, who: &Who<'_>) -> Result<Value, StepError> {
-    let rendered = render(action.clone(), data).await?;
+    let rendered = render(who.spec.id, action.clone(), data).await?;
     let (credentials, secrets) = match &action.connection {
         Some(name) => auth_for(who, name.as_str()).await?,
         None => (Credentials { auth: Auth::None, hosts: Vec::new(), connection: String::new() }, Vec::new()),
@@ -174,8 +174,8 @@ pub(super) async fn perform(action: &HttpAction, data: Value, who: &Who<'_>) -> 
     read_response(response, action.response, timeout, &secrets).await
 }
 
-/// Render url, headers, query and body on a blocking thread (jq).
-async fn render(action: HttpAction, data: Value) -> Result<Rendered, StepError> {
+/// Render url, headers, query and body on the evaluation pool (jq).
+async fn render(tenant: uuid::Uuid, action: HttpAction, data: Value) -> Result<Rendered, StepError> {
     let work = move || -> Result<Rendered, ExpressionError> {
         let text = |t: &crate::definition::Template| Template::compile_cached(t.as_str())?.render_text(&data);
         let pairs = |map: &std::collections::BTreeMap<String, crate::definition::Template>| {
@@ -184,7 +184,7 @@ async fn render(action: HttpAction, data: Value) -> Result<Rendered, StepError> 
         let body = action.body.as_ref().map(|b| ValueTemplate::compile(b)?.render(&data)).transpose()?;
         Ok(Rendered { url: text(&action.url)?, headers: pairs(&action.headers)?, query: pairs(&action.query)?, body })
     };
-    Ok(tokio::task::spawn_blocking(work).await.map_err(|_| StepError::Evaluator)??)
+    super::steps::on_pool(tenant, work).await
 }
 
 /// The connection's credentials, and every secret string that must not

@@ -21,7 +21,7 @@ pub(crate) const MAX_SHORT_STRING: usize = 255;
 const PERSISTENT: u8 = 2;
 
 pub(super) async fn publish(action: &PublishAction, data: Value, who: &Who<'_>) -> Result<Value, StepError> {
-    let (routing_key, body) = render(action, data).await?;
+    let (routing_key, body) = render(who.spec.id, action, data).await?;
     // AMQP writes a routing key's length in one byte: a longer one would corrupt the frame.
     if routing_key.len() > MAX_SHORT_STRING {
         let message = format!("the routing key is {} bytes long; AMQP allows at most {MAX_SHORT_STRING}", routing_key.len());
@@ -54,12 +54,12 @@ pub(super) async fn publish(action: &PublishAction, data: Value, who: &Who<'_>) 
     }
 }
 
-async fn render(action: &PublishAction, data: Value) -> Result<(String, Value), StepError> {
+async fn render(tenant: uuid::Uuid, action: &PublishAction, data: Value) -> Result<(String, Value), StepError> {
     let (key, body) = (action.routing_key.as_str().to_string(), action.body.clone());
-    let rendered = tokio::task::spawn_blocking(move || {
+    super::steps::on_pool(tenant, move || {
         let routing_key = Template::compile_cached(&key)?.render_text(&data)?;
         let body = ValueTemplate::compile(&body)?.render(&data)?;
-        Ok::<_, crate::expression::ExpressionError>((routing_key, body))
-    });
-    Ok(rendered.await.map_err(|_| StepError::Evaluator)??)
+        Ok((routing_key, body))
+    })
+    .await
 }

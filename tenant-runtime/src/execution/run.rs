@@ -194,7 +194,7 @@ async fn run_choice(at: &At<'_>, choice: &ChoiceAction, path: &str, context: &mu
     let data = context.to_value();
     let mut chosen = None;
     for (i, branch) in choice.branches.iter().enumerate() {
-        match steps::holds(branch.when.as_str(), data.clone()).await {
+        match steps::holds(at.tenant.id, branch.when.as_str(), data.clone()).await {
             Ok(true) => {
                 chosen = Some((format!("{path}/branches[{i}]"), &branch.steps[..]));
                 break;

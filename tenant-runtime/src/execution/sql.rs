@@ -139,7 +139,7 @@ fn build_pool(mut config: tokio_postgres::Config, size: usize) -> Result<Pool, S
 }
 
 pub(super) async fn perform(action: &SqlAction, data: Value, who: &Who<'_>) -> Result<Value, StepError> {
-    let values = evaluate_params(action.params.clone(), data).await?;
+    let values = evaluate_params(who.spec.id, action.params.clone(), data).await?;
     let name = action.connection.as_str();
     let url = postgres_url(who, name).await?;
     let secrets = super::io::url_secrets(&url);
@@ -164,11 +164,11 @@ pub(super) async fn perform(action: &SqlAction, data: Value, who: &Who<'_>) -> R
     Ok(serde_json::json!({"rows": rows, "row_count": row_count}))
 }
 
-async fn evaluate_params(params: Vec<crate::definition::Expression>, data: Value) -> Result<Vec<Value>, StepError> {
+async fn evaluate_params(tenant: uuid::Uuid, params: Vec<crate::definition::Expression>, data: Value) -> Result<Vec<Value>, StepError> {
     let work = move || -> Result<Vec<Value>, ExpressionError> {
         params.iter().map(|p| Expression::compile_cached(p.as_str())?.evaluate(&data)).collect()
     };
-    Ok(tokio::task::spawn_blocking(work).await.map_err(|_| StepError::Evaluator)??)
+    super::steps::on_pool(tenant, work).await
 }
 
 /// The URL of the tenant's `postgres` connection `name`.

@@ -1,7 +1,8 @@
-//! What each kind of step does. jq is evaluated on blocking threads: jaq
-//! has no step budget, so a runaway expression may only ever hold a
-//! blocking thread, never a worker's async task (the step's timeout
-//! abandons it).
+//! What each kind of step does. jq is evaluated on the evaluation pool
+//! (`expression::pool`), never on a worker's async task: an evaluation may
+//! run for up to its time budget, and the pool bounds how many threads one
+//! tenant's evaluations hold. A step's timeout drops the wait, which stops
+//! the evaluation.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use super::{io::IoError, Engine};
 use crate::{
     definition::{Action, LogLevel, Step},
     worker::TenantSpec,
-    expression::{is_truthy, Expression, ExpressionError, Template},
+    expression::{is_truthy, pool, Expression, ExpressionError, Template},
 };
 
 /// Whose step it is: for the events a `log` step writes, and for the
@@ -38,8 +39,8 @@ pub(super) enum StepError {
     Timeout(Duration),
     #[error("`{0}` steps are not supported yet")]
     Unsupported(&'static str),
-    #[error("the expression evaluation stopped unexpectedly")]
-    Evaluator,
+    #[error("the expression evaluation stopped unexpectedly: {0}")]
+    Evaluator(#[from] pool::PoolError),
     /// A `publish` step's broker could not be reached or refused the message.
     #[error("publish failed: {0}")]
     Publish(String),
@@ -82,7 +83,7 @@ impl StepError {
             Self::Timeout(_) => FailureClass::Timeout,
             Self::Publish(_) => FailureClass::Connection,
             Self::Io(e) => e.class(),
-            Self::Expression(_) | Self::Failed(_) | Self::Unsupported(_) | Self::Evaluator | Self::Unpublishable(_) => {
+            Self::Expression(_) | Self::Failed(_) | Self::Unsupported(_) | Self::Evaluator(_) | Self::Unpublishable(_) => {
                 FailureClass::Other
             }
         }
@@ -90,11 +91,12 @@ impl StepError {
 
     pub(super) fn code(&self) -> &'static str {
         match self {
+            Self::Expression(e) if e.is_limit() => "expression_limit",
             Self::Expression(_) => "expression_failed",
             Self::Failed(_) => "fail",
             Self::Timeout(_) => "timeout",
             Self::Unsupported(_) => "unsupported_step",
-            Self::Evaluator => "internal",
+            Self::Evaluator(_) => "internal",
             Self::Publish(_) => "publish_failed",
             Self::Unpublishable(_) => "publish_invalid",
             Self::Io(e) => e.code(),
@@ -108,14 +110,14 @@ pub(super) async fn perform(step: &Step, data: Value, who: &Who<'_>) -> Result<V
     match &step.action {
         Action::Transform(transform) => {
             let text = transform.expression.as_str().to_string();
-            on_blocking_thread(move || Expression::compile_cached(&text)?.evaluate(&data)).await
+            on_pool(who.spec.id, move || Expression::compile_cached(&text)?.evaluate(&data)).await
         }
         Action::Log(log) => {
-            let message = render_text(log.message.as_str(), data).await?;
+            let message = render_text(who.spec.id, log.message.as_str(), data).await?;
             emit(log.level, who, &message);
             Ok(Value::String(message))
         }
-        Action::Fail(fail) => Err(StepError::Failed(render_text(fail.message.as_str(), data).await?)),
+        Action::Fail(fail) => Err(StepError::Failed(render_text(who.spec.id, fail.message.as_str(), data).await?)),
         Action::Delay(delay) => {
             tokio::time::sleep(delay.duration.get()).await;
             Ok(Value::Null)
@@ -129,26 +131,28 @@ pub(super) async fn perform(step: &Step, data: Value, who: &Who<'_>) -> Result<V
 }
 
 /// Does jq expression `expression` hold (jq truthiness) for `data`?
-pub(super) async fn holds(expression: &str, data: Value) -> Result<bool, StepError> {
+pub(super) async fn holds(tenant: Uuid, expression: &str, data: Value) -> Result<bool, StepError> {
     let text = expression.to_string();
-    on_blocking_thread(move || Ok(is_truthy(&Expression::compile_cached(&text)?.evaluate(&data)?))).await
+    on_pool(tenant, move || Ok(is_truthy(&Expression::compile_cached(&text)?.evaluate(&data)?))).await
 }
 
 /// The value of jq expression `expression` for `data`.
-pub(super) async fn evaluate(expression: &str, data: Value) -> Result<Value, StepError> {
+pub(super) async fn evaluate(tenant: Uuid, expression: &str, data: Value) -> Result<Value, StepError> {
     let text = expression.to_string();
-    on_blocking_thread(move || Expression::compile_cached(&text)?.evaluate(&data)).await
+    on_pool(tenant, move || Expression::compile_cached(&text)?.evaluate(&data)).await
 }
 
-async fn render_text(template: &str, data: Value) -> Result<String, StepError> {
+async fn render_text(tenant: Uuid, template: &str, data: Value) -> Result<String, StepError> {
     let text = template.to_string();
-    on_blocking_thread(move || Template::compile_cached(&text)?.render_text(&data)).await
+    on_pool(tenant, move || Template::compile_cached(&text)?.render_text(&data)).await
 }
 
-async fn on_blocking_thread<T: Send + 'static>(
+/// Run `work` (compiling and evaluating `tenant`'s jq) on the evaluation pool.
+pub(super) async fn on_pool<T: Send + 'static>(
+    tenant: Uuid,
     work: impl FnOnce() -> Result<T, ExpressionError> + Send + 'static,
 ) -> Result<T, StepError> {
-    Ok(tokio::task::spawn_blocking(work).await.map_err(|_| StepError::Evaluator)??)
+    Ok(pool::pool().run(&tenant.to_string(), work).await??)
 }
 
 fn emit(level: LogLevel, who: &Who<'_>, message: &str) {

@@ -19,6 +19,14 @@ pub enum ExpressionError {
     /// The result is nested deeper than a result may be.
     #[error("jq expression `{expression}` produced a value nested deeper than {limit} levels")]
     TooDeep { expression: String, limit: usize },
+    /// The result is larger than a result may be (its JSON text, each
+    /// value counted as at least 16 bytes).
+    #[error("jq expression `{expression}` produced a result larger than {limit} bytes")]
+    TooLarge { expression: String, limit: usize },
+    /// The evaluation ran past one of its budgets (steps, time, stack,
+    /// memory) and was stopped.
+    #[error("jq expression `{expression}` was stopped: {limit}")]
+    Limit { expression: String, limit: super::Limit },
     /// A template inside a JSON value (a request or message body) failed; `path`
     /// says where in the value, as in `items[0].sku`.
     #[error("at `{path}` of the body: {source}")]
@@ -59,6 +67,17 @@ impl ExpressionError {
         match self {
             Self::Syntax { message, .. } => message.clone(),
             other => other.to_string(),
+        }
+    }
+
+    /// Did the expression run past a limit (its steps, time, stack, memory,
+    /// or the size of its result), as opposed to failing on its own terms?
+    /// Such failures have the code `expression_limit`.
+    pub fn is_limit(&self) -> bool {
+        match self {
+            Self::TooManyOutputs { .. } | Self::TooDeep { .. } | Self::TooLarge { .. } | Self::Limit { .. } => true,
+            Self::InValue { source, .. } => source.is_limit(),
+            Self::Syntax { .. } | Self::Runtime { .. } => false,
         }
     }
 

@@ -4,18 +4,20 @@
 use std::{fmt, sync::Arc};
 
 use jaq_core::{
-    Compiler, Ctx, Native, Vars,
+    Compiler, Ctx, Cv, Exn, Native, ValXs, Vars,
     box_iter::box_once,
     compile::Undefined,
-    data::JustLut,
     load::{self, Arena, File, Loader},
-    native::{Fun, run},
+    native::{Fun, run, v},
 };
 use jaq_json::Val;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ExpressionError, SourceKind};
+use super::{
+    ExpressionError, SourceKind,
+    sandbox::{self, Limit, MAX_RESULT_BYTES, Metered, MeteredLut},
+};
 
 /// The most values one evaluation collects. jaq evaluates lazily, so a
 /// generator that never ends (`repeat(1)`, `range(1e12)`) is stopped here
@@ -28,9 +30,9 @@ pub const MAX_OUTPUTS: usize = 10_000;
 /// (`reduce range(1e6) as $i (0; [.])`) from overflowing the stack.
 pub const MAX_DEPTH: usize = 256;
 
-/// jaq's data kind for programs that read no global data but their own
-/// look-up table: we pass values in, nothing else.
-type Data = JustLut<Val>;
+/// jaq's data kind: programs read no global data but their own look-up
+/// table, and every look-up ticks the evaluation's meter (see `sandbox`).
+type Data = Metered;
 type Filter = jaq_core::Filter<Data>;
 
 /// A compiled jq expression. Cloning is cheap (the compiled program is
@@ -50,9 +52,12 @@ const _: () = {
 impl Expression {
     /// Compile `text`, reporting the first syntax error or undefined name
     /// with its line and column in `text`.
+    /// The text's length and nesting are bounded before jaq parses it
+    /// (`sandbox::check_shape`), and jaq parses on a stack of known size.
     pub fn compile(text: &str) -> Result<Self, ExpressionError> {
-        let filter = compile_filter(text)
-            .map_err(|fault| ExpressionError::syntax(SourceKind::Expression, text, fault.offset, fault.message))?;
+        let syntax = |fault: Fault| ExpressionError::syntax(SourceKind::Expression, text, fault.offset, fault.message);
+        sandbox::check_shape(text).map_err(|refused| syntax(Fault { offset: refused.offset, message: refused.message }))?;
+        let filter = sandbox::on_compile_stack(|| compile_filter(text)).map_err(syntax)?;
         Ok(Self { text: text.into(), filter: Arc::new(filter) })
     }
 
@@ -76,20 +81,39 @@ impl Expression {
     }
 
     /// Every output of the expression on `input`, in order, up to
-    /// [`MAX_OUTPUTS`]. The first uncaught run-time error ends the
-    /// evaluation, as in jq: values produced before it are dropped, so a
-    /// step never goes on with half a result.
+    /// [`MAX_OUTPUTS`] values and [`MAX_RESULT_BYTES`] bytes of JSON. The
+    /// first uncaught run-time error ends the evaluation, as in jq: values
+    /// produced before it are dropped, so a step never goes on with half a
+    /// result. The evaluation runs metered: past its budget of steps, time,
+    /// stack or memory it ends with [`ExpressionError::Limit`].
     pub fn evaluate_all(&self, input: &Value) -> Result<Vec<Value>, ExpressionError> {
-        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
+        let input = to_val(input);
+        let outputs = sandbox::metered(|| self.run(input)).unwrap_or_else(|limit| Err(self.limit(limit)))?;
+        // Converted outside the meter: the conversion is bounded by its own room.
+        let mut room = MAX_RESULT_BYTES;
+        let convert = |value: &Val| {
+            from_val(value, MAX_DEPTH, &mut room).map_err(|overflow| match overflow {
+                Overflow::Depth => self.too_deep(),
+                Overflow::Size => ExpressionError::TooLarge { expression: self.to_string(), limit: MAX_RESULT_BYTES },
+            })
+        };
+        outputs.iter().map(convert).collect()
+    }
+
+    fn run(&self, input: Val) -> Result<Vec<Val>, ExpressionError> {
+        let ctx = Ctx::<Data>::new(MeteredLut(&self.filter.lut), Vars::new([]));
         let mut outputs = Vec::new();
-        for output in self.filter.id.run((ctx, to_val(input))) {
+        for output in self.filter.id.run((ctx, input)) {
             if outputs.len() == MAX_OUTPUTS {
                 return Err(ExpressionError::TooManyOutputs { expression: self.to_string(), limit: MAX_OUTPUTS });
             }
-            let value = output.map_err(|exception| self.runtime_error(exception))?;
-            outputs.push(from_val(&value, MAX_DEPTH).ok_or_else(|| self.too_deep())?);
+            outputs.push(output.map_err(|exception| self.runtime_error(exception))?);
         }
         Ok(outputs)
+    }
+
+    fn limit(&self, limit: Limit) -> ExpressionError {
+        ExpressionError::Limit { expression: self.to_string(), limit }
     }
 
     fn runtime_error(&self, exception: jaq_core::Exn<'_, Val>) -> ExpressionError {
@@ -134,12 +158,12 @@ pub fn is_truthy(value: &Value) -> bool {
 }
 
 /// A syntax problem at a byte offset of the expression.
-struct Fault {
+pub(super) struct Fault {
     offset: usize,
     message: String,
 }
 
-fn compile_filter(text: &str) -> Result<Filter, Fault> {
+pub(super) fn compile_filter(text: &str) -> Result<Filter, Fault> {
     let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
     // `Loader::new` refuses every `import`/`include`: expressions never read files.
     let loader = Loader::new(defs);
@@ -159,8 +183,37 @@ fn sandboxed_funs() -> impl Iterator<Item = Fun<Data>> {
         "env" => run((name, arity, |_| box_once(Ok(Val::obj(Default::default()))))),
         "halt" => run((name, arity, |_| box_once(Err(jaq_core::Error::str("halt is not available").into())))),
         "debug_empty" | "stderr_empty" => run((name, arity, |_| Box::new(std::iter::empty()))),
+        // jaq's `range/3` loops without looking a filter up, so without ticking.
+        "range" if arity.len() == 3 => run::<Data>((name, v(3), metered_range as jaq_core::RunPtr<Data>)),
         _ => (name, arity, native),
     })
+}
+
+/// `range($from; $to; $by)`: `$from`, then each next value `$by` further,
+/// while it has not passed `$to` (for `$by` 0: until it equals `$to`).
+/// Each value ticks the evaluation's meter.
+fn metered_range<'a>(mut cv: Cv<'a, Data>) -> ValXs<'a, Val> {
+    use std::cmp::Ordering;
+    let (by, to, from) = (cv.0.pop_var(), cv.0.pop_var(), cv.0.pop_var());
+    let direction = by.partial_cmp(&Val::from(0isize)).unwrap_or(Ordering::Equal);
+    let mut next: Option<Result<Val, jaq_core::Error<Val>>> = Some(Ok(from));
+    Box::new(std::iter::from_fn(move || {
+        sandbox::tick();
+        let current = match next.take()? {
+            Ok(current) => current,
+            Err(error) => return Some(Err(Exn::from(error))),
+        };
+        let goes_on = match direction {
+            Ordering::Greater => current < to,
+            Ordering::Less => current > to,
+            Ordering::Equal => current != to,
+        };
+        if !goes_on {
+            return None;
+        }
+        next = Some(current.clone() + by.clone());
+        Some(Ok(current))
+    }))
 }
 
 /// Where `part` (a slice of `text`) starts; 0 when it is not in `text`,
@@ -230,22 +283,53 @@ fn to_val(value: &Value) -> Val {
     Val::deserialize(value).unwrap_or_default()
 }
 
-/// jaq's value as serde_json's, or `None` past `depth` levels of nesting.
-/// jaq values are a superset of JSON; the rest is mapped the way jq prints
-/// it: NaN and infinities become `null`, byte strings are read as UTF-8
-/// (lossily), and a non-string object key becomes its compact JSON text.
-fn from_val(value: &Val, depth: usize) -> Option<Value> {
-    let depth = depth.checked_sub(1)?;
-    Some(match value {
-        Val::Null => Value::Null,
-        Val::Bool(b) => Value::Bool(*b),
-        Val::Num(number) => from_num(number),
-        Val::TStr(bytes) | Val::BStr(bytes) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
-        Val::Arr(items) => Value::Array(items.iter().map(|item| from_val(item, depth)).collect::<Option<_>>()?),
-        Val::Obj(entries) => Value::Object(
-            entries.iter().map(|(key, item)| Some((key_text(key), from_val(item, depth)?))).collect::<Option<_>>()?,
-        ),
+/// Why a result cannot be converted.
+enum Overflow {
+    Depth,
+    Size,
+}
+
+/// jaq's value as serde_json's, failing past `depth` levels of nesting or
+/// once the result would take more than `room` bytes, counted as it is
+/// built (so a value whose parts are shared many times over is not
+/// expanded past the bound): its JSON text, and at least [`VALUE_BYTES`] for
+/// each value, about what a small value takes in memory. jaq values are a superset of JSON; the
+/// rest is mapped the way jq prints it: NaN and infinities become `null`,
+/// byte strings are read as UTF-8 (lossily), and a non-string object key
+/// becomes its compact JSON text.
+fn from_val(value: &Val, depth: usize, room: &mut usize) -> Result<Value, Overflow> {
+    let depth = depth.checked_sub(1).ok_or(Overflow::Depth)?;
+    Ok(match value {
+        Val::Null => take_room(room, VALUE_BYTES).map(|_| Value::Null)?,
+        Val::Bool(b) => take_room(room, VALUE_BYTES).map(|_| Value::Bool(*b))?,
+        Val::Num(number) => take_room(room, VALUE_BYTES).map(|_| from_num(number))?,
+        Val::TStr(bytes) | Val::BStr(bytes) => {
+            take_room(room, bytes.len() + VALUE_BYTES)?;
+            Value::String(String::from_utf8_lossy(bytes).into_owned())
+        }
+        Val::Arr(items) => {
+            take_room(room, items.len() + VALUE_BYTES)?;
+            Value::Array(items.iter().map(|item| from_val(item, depth, room)).collect::<Result<_, _>>()?)
+        }
+        Val::Obj(entries) => {
+            take_room(room, 2 * entries.len() + VALUE_BYTES)?;
+            let mut object = serde_json::Map::new();
+            for (key, item) in entries.iter() {
+                let key = key_text(key);
+                take_room(room, key.len() + 2)?;
+                object.insert(key, from_val(item, depth, room)?);
+            }
+            Value::Object(object)
+        }
     })
+}
+
+/// What each value of a result counts for at least (see [`from_val`]).
+const VALUE_BYTES: usize = 16;
+
+fn take_room(room: &mut usize, bytes: usize) -> Result<(), Overflow> {
+    *room = room.checked_sub(bytes).ok_or(Overflow::Size)?;
+    Ok(())
 }
 
 fn from_num(number: &jaq_json::Num) -> Value {

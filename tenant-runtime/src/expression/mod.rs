@@ -23,16 +23,15 @@
 //!
 //! # Limits
 //!
-//! jaq evaluates lazily, so one evaluation collects at most [`MAX_OUTPUTS`]
-//! values: `repeat(1)` and `range(1e12)` fail with
-//! [`ExpressionError::TooManyOutputs`] instead of running on. A result may
-//! be nested at most [`MAX_DEPTH`] levels. These bounds cannot stop an
-//! expression that computes for a long time *before* producing a value
-//! (`[range(1e12)] | length`, `last(range(1e12))`). The engine also runs
-//! every step under its timeout; as a timeout abandons an evaluation but
-//! cannot stop the thread computing it, the engine evaluates on blocking
-//! threads, never on a worker's async task. (A step budget inside jaq
-//! would stop such expressions; jaq has none today.)
+//! Expressions are tenant code and run in a sandbox ([`sandbox`]): the
+//! text's length, nesting and operators are bounded before jaq parses it,
+//! and every evaluation is metered: past its steps, its deadline, its stack
+//! or its memory it ends with [`ExpressionError::Limit`]. jaq evaluates
+//! lazily, so one evaluation collects at most [`MAX_OUTPUTS`] values; a
+//! result may be nested at most [`MAX_DEPTH`] levels and take at most
+//! `sandbox::MAX_RESULT_BYTES`. The engine evaluates on the evaluation pool
+//! ([`pool`]), where an evaluation whose step gave up stops within
+//! milliseconds.
 //! Filters that reach outside the evaluation are neutralised:
 //! `env` is `{}` and `$ENV` is undefined, `halt` is an error, `debug` and
 //! `stderr` write nothing, `import`/`include` are refused.
@@ -86,12 +85,17 @@ mod cache;
 mod context;
 mod error;
 mod jq;
+pub mod pool;
+pub mod sandbox;
 mod template;
 
 pub use context::{Context, ExecutionInfo};
 pub use error::{ExpressionError, SourceKind};
 pub use jq::{Expression, MAX_DEPTH, MAX_OUTPUTS, is_truthy};
+pub use sandbox::{CountingAllocator, Limit};
 pub use template::{PathSegment, Template, ValueTemplate, strings_in, to_text};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod sandbox_tests;
