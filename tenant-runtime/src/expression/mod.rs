@@ -87,6 +87,7 @@ mod error;
 mod jq;
 pub mod pool;
 pub mod sandbox;
+pub mod share;
 mod template;
 
 pub use context::{Context, ExecutionInfo};

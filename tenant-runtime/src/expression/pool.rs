@@ -23,7 +23,7 @@ use std::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::sandbox;
+use super::{sandbox, share::{self, CpuShare}};
 
 /// The stack of each evaluation thread: an evaluation's recursion may use
 /// `sandbox::MAX_EVALUATION_STACK` of it, and dropping the deepest value an
@@ -51,13 +51,21 @@ impl Default for PoolSize {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// What one tenant draws on: its slots (threads held at once) and its
+/// share of CPU time over time (see `share`).
+#[derive(Clone)]
+struct TenantSlots {
+    slots: Arc<Semaphore>,
+    cpu: Arc<CpuShare>,
+}
+
 pub struct Pool {
     size: PoolSize,
     queue: Mutex<mpsc::Sender<Job>>,
     receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
     /// Threads started in place of stranded ones (see `sandbox::CountingAllocator`).
     replaced: AtomicUsize,
-    tenants: Mutex<HashMap<String, Arc<Semaphore>>>,
+    tenants: Mutex<HashMap<String, TenantSlots>>,
     busy: Arc<AtomicUsize>,
 }
 
@@ -115,11 +123,12 @@ impl Pool {
     /// cancels the evaluation: it stops at its next check.
     pub async fn run<T: Send + 'static>(&self, tenant: &str, work: impl FnOnce() -> T + Send + 'static) -> Result<T, PoolError> {
         self.replace_stranded();
-        let slot = self.slots(tenant).acquire_owned().await.map_err(|_| PoolError::Stopped)?;
+        let TenantSlots { slots, cpu } = self.tenant(tenant);
+        let slot = slots.acquire_owned().await.map_err(|_| PoolError::Stopped)?;
         let cancel = Arc::new(AtomicBool::new(false));
         let _raise = RaiseOnDrop(cancel.clone());
         let (sender, receiver) = oneshot::channel();
-        let job = self.job(slot, cancel, work, sender);
+        let job = self.job(slot, cpu, cancel, work, sender);
         self.queue.lock().map_err(|_| PoolError::Stopped)?.send(job).map_err(|_| PoolError::Stopped)?;
         receiver.await.map_err(|_| PoolError::Stopped)?
     }
@@ -127,6 +136,7 @@ impl Pool {
     fn job<T: Send + 'static>(
         &self,
         slot: OwnedSemaphorePermit,
+        cpu: Arc<CpuShare>,
         cancel: Arc<AtomicBool>,
         work: impl FnOnce() -> T + Send + 'static,
         reply: oneshot::Sender<Result<T, PoolError>>,
@@ -140,15 +150,16 @@ impl Pool {
                 return; // abandoned while queued
             }
             busy.fetch_add(1, Ordering::Relaxed);
-            let result = panic::catch_unwind(AssertUnwindSafe(|| sandbox::cancelled_by(cancel, work)));
+            let result = panic::catch_unwind(AssertUnwindSafe(|| share::drawing_on(cpu, || sandbox::cancelled_by(cancel, work))));
             busy.fetch_sub(1, Ordering::Relaxed);
             let _ = reply.send(result.map_err(|panic| PoolError::Panicked(panic_text(panic.as_ref()))));
         })
     }
 
-    fn slots(&self, tenant: &str) -> Arc<Semaphore> {
+    fn tenant(&self, tenant: &str) -> TenantSlots {
         let mut tenants = self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tenants.entry(tenant.to_string()).or_insert_with(|| Arc::new(Semaphore::new(self.size.per_tenant))).clone()
+        let new = || TenantSlots { slots: Arc::new(Semaphore::new(self.size.per_tenant)), cpu: Arc::default() };
+        tenants.entry(tenant.to_string()).or_insert_with(new).clone()
     }
 
     /// Threads running an evaluation now, all tenants together.
@@ -159,7 +170,7 @@ impl Pool {
     /// Slots `tenant` holds now: evaluations queued or running for it.
     pub fn held_by(&self, tenant: &str) -> usize {
         let tenants = self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tenants.get(tenant).map_or(0, |slots| self.size.per_tenant - slots.available_permits())
+        tenants.get(tenant).map_or(0, |t| self.size.per_tenant - t.slots.available_permits())
     }
 }
 

@@ -219,6 +219,12 @@ fn check(meter: &Meter, here: usize) {
     if CANCEL.with_borrow(|flag| flag.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed))) {
         stop(Limit::Abandoned);
     }
+    // A tenant past its share of CPU naps here; the next check sees a
+    // cancel or the deadline that came meanwhile.
+    let nap = super::share::pace();
+    if !nap.is_zero() {
+        std::thread::sleep(nap);
+    }
 }
 
 thread_local! {
