@@ -421,7 +421,11 @@ impl TenantGate {
             Err(Denied { host: format!("{}:{port}", bracketed(&shown)), address: SocketAddr::new(ip, port).to_string(), rule })
         };
         let (policy, rules) = (&self.policy, &self.rules);
-        let own = |e: &&PlatformEndpoint| e.port == port && e.ip.map_or(ip.is_loopback(), |own| canonical(own) == ip);
+        // A loopback endpoint is the whole loopback range on its port: a
+        // server listening on every address answers 127.0.0.2 as well.
+        let own = |e: &&PlatformEndpoint| {
+            e.port == port && e.ip.map_or(ip.is_loopback(), |own| canonical(own) == ip || (own.is_loopback() && ip.is_loopback()))
+        };
         let peers = self.peers.read().expect("egress peers");
         if let Some(endpoint) = policy.platform.iter().chain(peers.iter()).find(own) {
             return deny(format!("it is {}, never reachable by a tenant", endpoint.what));
@@ -538,6 +542,7 @@ mod tests {
         let denied = gate.check(None, ip("127.0.0.1"), 5432).unwrap_err();
         assert!(denied.rule.contains("the platform's database"), "{denied}");
         assert!(gate.check(None, ip("::ffff:127.0.0.1"), 5432).is_err(), "a mapped address is the same address");
+        assert!(gate.check(None, ip("127.0.0.2"), 5432).is_err() && gate.check(None, ip("::1"), 5432).is_err(), "any loopback address");
         assert!(gate.check(None, ip("127.0.0.1"), 5433).is_ok(), "another port of the same host");
         assert!(gate.check(None, ip("169.254.169.254"), 80).unwrap_err().rule.contains("link-local"));
     }
