@@ -25,7 +25,7 @@ use tessera_tests::{connect, eventually, fresh_database, status_and_json, target
 
 use crate::examples::{example, Api};
 
-const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+use tessera_tests::BROKER_URL as BROKER;
 const WAIT: Duration = Duration::from_secs(30);
 const OWNER: (&str, &str) = ("owner@onprem.test", "onprem-owner-password");
 
