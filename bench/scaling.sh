@@ -54,7 +54,7 @@ need wrk
 build_tessera
 fresh_database tessera_bench_scaling
 # The nodes' throughput is measured, not a tenant's share: no intake limit.
-export TESSERA_LOG__LEVEL=warn TESSERA_RUNTIME__MAX_CONCURRENT_EXECUTIONS="$CONCURRENCY" TESSERA_RUNTIME__INTAKE_PER_SECOND=0
+export TESSERA_LOG__LEVEL=warn TESSERA_RUNTIME__MAX_CONCURRENT_EXECUTIONS="$CONCURRENCY" TESSERA_RUNTIME__INTAKE_PER_SECOND=0 TESSERA_LIMITS__QUEUED_EXECUTIONS=10000000
 
 "$TESSERA" migrate >/dev/null
 "$TESSERA" platform init --email "$OWNER_EMAIL" --password "$OWNER_PASSWORD" >/dev/null

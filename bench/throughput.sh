@@ -177,9 +177,9 @@ RESULTS="$WORK_DIR/results.jsonl"
 applied=0
 for mode in $MODES; do
     batch=true; [[ "$mode" == unbatched ]] && batch=false
-    # One tenant brings the node's whole load: its intake limit is lifted.
+    # One tenant brings the node's whole load: its intake and backlog limits are lifted.
     TESSERA_RUNTIME__BATCH_COMMITS="$batch" TESSERA_RUNTIME__MAX_CONCURRENT_EXECUTIONS="$CONCURRENCY" \
-      TESSERA_RUNTIME__INTAKE_PER_SECOND=0 start_server
+      TESSERA_RUNTIME__INTAKE_PER_SECOND=0 TESSERA_LIMITS__QUEUED_EXECUTIONS=10000000 start_server
     if [[ $applied == 0 ]]; then apply_integration; applied=1; fi
     log "$mode: warm-up $WARMUP, then wrk -t$THREADS -c$CONNECTIONS -d$DURATION on POST /hooks/orders ($SHAPE shape, rate cap ${RATE:-0}/s)"
     run_wrk "$mode-warmup" "$WARMUP" >/dev/null

@@ -189,6 +189,12 @@ impl From<ResourceError> for ApiError {
                 api.retry_after_secs = Some(retry_after_secs);
                 return api;
             }
+            // A backlog drains as the tenant's worker runs: try again soon.
+            Limit(ref limit) if limit.code == "too_many_queued_executions" => {
+                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string());
+                api.retry_after_secs = Some(1);
+                return api;
+            }
             // Nothing frees room but time (retention) or the platform owner.
             Limit(_) => StatusCode::TOO_MANY_REQUESTS,
         };

@@ -109,12 +109,28 @@ impl Intake {
     }
 
     /// Wait for `tenant`'s turn to start an execution; refused when the
-    /// wait would be longer than [`MOST_WAIT`], or when the tenant stores
-    /// as many executions as its limit `stored_executions` allows.
+    /// wait would be longer than [`MOST_WAIT`], when the tenant stores as
+    /// many executions as its limit `stored_executions` allows, or when as
+    /// many wait to start as `queued_executions` allows.
     pub async fn admit(&self, tenant: &Tenant) -> Result<(), IntakeError> {
         self.limit.admit(tenant.id).await?;
-        let stored = self.book.of(tenant.id).await?.stored_executions;
-        Ok(self.book.admit_stored(&self.db, tenant.id, &tenant.schema, stored).await?)
+        let limits = self.book.of(tenant.id).await?;
+        self.admit_queued(tenant, limits.queued_executions).await?;
+        Ok(self.book.admit_stored(&self.db, tenant.id, &tenant.schema, limits.stored_executions).await?)
+    }
+
+    /// A tenant with a full backlog is answered after [`MOST_WAIT`], when
+    /// its backlog is counted again: the refusal then costs a sleeping
+    /// request, and a sender that does not wait for `Retry-After` is slowed
+    /// to one request per connection per wait instead of flooding the node.
+    async fn admit_queued(&self, tenant: &Tenant, limit: usize) -> Result<(), IntakeError> {
+        match self.book.admit_queued(&self.db, tenant.id, &tenant.schema, limit).await {
+            Err(AdmitError::Limit(_)) => {
+                tokio::time::sleep(MOST_WAIT).await;
+                Ok(self.book.admit_queued(&self.db, tenant.id, &tenant.schema, limit).await?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Insert and commit a `queued` execution. Returns its row (the columns

@@ -42,7 +42,8 @@ const CACHE_CAPACITY: u64 = 100_000;
 const COUNT_FRESH_NEAR: Duration = Duration::from_secs(1);
 const COUNT_FRESH_FAR: Duration = Duration::from_secs(30);
 
-/// A tenant's stored executions as last counted, plus what this node admitted since.
+/// A tenant's stored (or queued) executions as last counted, plus what this
+/// node admitted since.
 struct StoredCount {
     count: AtomicUsize,
     counted_at: Instant,
@@ -104,8 +105,8 @@ pub struct LimitsView {
     pub defaults: TenantLimits,
 }
 
-/// Every tenant's effective limits, cached per node; and the count of
-/// stored executions each one may not pass.
+/// Every tenant's effective limits, cached per node; and the counts of
+/// stored and of queued executions each one may not pass.
 #[derive(Clone)]
 pub struct LimitBook {
     pool: Pool,
@@ -114,6 +115,7 @@ pub struct LimitBook {
     node_body_max: usize,
     cache: Cache<Uuid, Arc<TenantLimits>>,
     stored: Cache<Uuid, Arc<StoredCount>>,
+    queued: Cache<Uuid, Arc<StoredCount>>,
 }
 
 impl LimitBook {
@@ -124,6 +126,7 @@ impl LimitBook {
             node_body_max: config.http.max_body_bytes,
             cache: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(CACHE_TTL).build(),
             stored: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(COUNT_FRESH_FAR).build(),
+            queued: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(COUNT_FRESH_FAR).build(),
         }
     }
 
@@ -219,28 +222,70 @@ impl LimitBook {
     }
 
     /// Admit one new execution of tenant `id` (schema `schema`) against its
-    /// limit `stored_executions`. The count is read again only when it is
-    /// stale (see [`StoredCount::fresh`]), and only up to the limit, so a
-    /// large table costs no more than the limit's worth of index; in
-    /// between this node adds what it admits.
+    /// limit `stored_executions`.
     pub async fn admit_stored(&self, db: &TenantDb, id: Uuid, schema: &SchemaName, limit: usize) -> Result<(), AdmitError> {
-        let stored = match self.stored.get(&id).filter(|stored| stored.fresh(limit)) {
-            Some(stored) => stored,
-            None => {
-                let sql = "SELECT count(*) FROM (SELECT 1 FROM @tenant.executions LIMIT $1) s";
-                let rows = db.statement_in_schema(schema, sql, &[&i64::try_from(limit).unwrap_or(i64::MAX)]).await?;
-                let count = AtomicUsize::new(usize::try_from(rows[0].get::<_, i64>(0)).unwrap_or(0));
-                let stored = Arc::new(StoredCount { count, counted_at: Instant::now() });
-                self.stored.insert(id, stored.clone());
-                stored
-            }
-        };
-        if stored.count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).is_err() {
-            let what = "the number of stored executions";
-            return Err(AdmitError::Limit(LimitExceeded::new("too_many_stored_executions", what, limit + 1, "stored_executions", limit)));
-        }
-        Ok(())
+        admit_counted(&self.stored, Counted::Stored, db, id, schema, limit).await
     }
+
+    /// Admit one new execution of tenant `id` against its limit
+    /// `queued_executions`: a tenant that sends faster than its worker runs
+    /// is refused before its backlog costs the node more (docs/security.md).
+    pub async fn admit_queued(&self, db: &TenantDb, id: Uuid, schema: &SchemaName, limit: usize) -> Result<(), AdmitError> {
+        admit_counted(&self.queued, Counted::Queued, db, id, schema, limit).await
+    }
+}
+
+/// What a count-bounded limit counts.
+#[derive(Clone, Copy)]
+enum Counted {
+    Stored,
+    Queued,
+}
+
+impl Counted {
+    /// At most `$1` rows are counted, so a large table costs no more than
+    /// the limit's worth of index (`executions_by_state` for the queued).
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Stored => "SELECT count(*) FROM (SELECT 1 FROM @tenant.executions LIMIT $1) s",
+            Self::Queued => "SELECT count(*) FROM (SELECT 1 FROM @tenant.executions WHERE state = 'queued' LIMIT $1) s",
+        }
+    }
+
+    fn refused(self, limit: usize) -> AdmitError {
+        let (code, what, name) = match self {
+            Self::Stored => ("too_many_stored_executions", "the number of stored executions", "stored_executions"),
+            Self::Queued => ("too_many_queued_executions", "the number of executions waiting to start", "queued_executions"),
+        };
+        AdmitError::Limit(LimitExceeded::new(code, what, limit + 1, name, limit))
+    }
+}
+
+/// Admit one against a count of `counted`. The count is read again only
+/// when it is stale (see [`StoredCount::fresh`]); in between this node adds
+/// what it admits, so between counts it can only overestimate.
+async fn admit_counted(
+    cache: &Cache<Uuid, Arc<StoredCount>>,
+    counted: Counted,
+    db: &TenantDb,
+    id: Uuid,
+    schema: &SchemaName,
+    limit: usize,
+) -> Result<(), AdmitError> {
+    let stored = match cache.get(&id).filter(|stored| stored.fresh(limit)) {
+        Some(stored) => stored,
+        None => {
+            let rows = db.statement_in_schema(schema, counted.sql(), &[&i64::try_from(limit).unwrap_or(i64::MAX)]).await?;
+            let count = AtomicUsize::new(usize::try_from(rows[0].get::<_, i64>(0)).unwrap_or(0));
+            let stored = Arc::new(StoredCount { count, counted_at: Instant::now() });
+            cache.insert(id, stored.clone());
+            stored
+        }
+    };
+    if stored.count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).is_err() {
+        return Err(counted.refused(limit));
+    }
+    Ok(())
 }
 
 /// Why a new execution was not admitted.

@@ -117,6 +117,9 @@ limits! {
     running_executions: 1, 10_000, 8;
     /// Executions stored (any state); a new one beyond it is refused.
     stored_executions: 1, 1_000_000_000, 1_000_000;
+    /// Executions of webhooks and API runs accepted and not yet started; a
+    /// new one beyond it is refused until the tenant's worker catches up.
+    queued_executions: 1, 10_000_000, 1_000;
     /// Bytes of one step's output (as JSON).
     step_output_bytes: 1, GIB, 10 * MIB;
     /// Bytes of one execution's record: the inputs, outputs and errors of its steps.

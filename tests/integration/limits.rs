@@ -173,6 +173,51 @@ async fn stored_executions_over_the_limit_are_refused_at_intake_for_that_tenant_
 }
 
 #[tokio::test]
+async fn a_tenant_whose_backlog_is_full_is_refused_until_its_worker_catches_up_and_others_are_not() {
+    let app = spawn_app().await;
+    // One execution at a time, each holding its slot for a minute: the rest wait queued.
+    let steps = json!([{"name": "nap", "delay": {"duration": "60s"}}]);
+    let [(_, acme), (_, globex)] = two_tenants(&app, &integration("nap", steps)).await;
+    limit(&app, "acme", json!({"running_executions": 1, "queued_executions": 2})).await;
+    limit(&app, "globex", json!({"running_executions": 1})).await;
+
+    let mut accepted = Vec::new();
+    let refused = loop {
+        let started = std::time::Instant::now();
+        let response = run_request(&app, "acme", &acme, "nap", false).send().await.unwrap();
+        if response.status() != StatusCode::ACCEPTED {
+            assert!(started.elapsed() >= Duration::from_millis(900), "a refusal waits for the backlog to be counted again");
+            break response;
+        }
+        accepted.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+        assert!(accepted.len() <= 3, "acme's backlog never filled");
+    };
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "1", "a backlog drains: the caller may retry soon");
+    let message = refused.json::<Value>().await.unwrap()["error"].clone();
+    assert_eq!(message["code"], "too_many_queued_executions");
+    assert!(message["message"].as_str().unwrap().contains("queued_executions"), "the message names the limit: {message}");
+    let hook = app.tenant_request(Method::POST, "acme", "/hooks/nap").json(&json!({"n": 1})).send().await.unwrap();
+    assert_eq!(error_code(hook).await, "too_many_queued_executions");
+    let queued: i64 = app.db().await.query_one("SELECT count(*) FROM t_acme.executions WHERE state = 'queued'", &[]).await.unwrap().get(0);
+    assert!((1..=2).contains(&queued), "the backlog holds no more than the limit: {queued}");
+
+    for _ in 0..4 {
+        let response = run_request(&app, "globex", &globex, "nap", false).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "globex is not limited");
+    }
+    // As acme's backlog goes (here: cancelled), acme is admitted again.
+    for id in &accepted {
+        let cancel = app.tenant_request(Method::POST, "acme", &format!("/api/executions/{id}/cancel")).bearer_auth(&acme);
+        assert_eq!(cancel.send().await.unwrap().status(), StatusCode::OK);
+    }
+    assert!(eventually(Duration::from_secs(10), || async {
+        run_request(&app, "acme", &acme, "nap", false).send().await.unwrap().status() == StatusCode::ACCEPTED
+    })
+    .await);
+}
+
+#[tokio::test]
 async fn a_schedule_over_the_stored_limit_starts_nothing_and_keeps_ticking() {
     let app = spawn_app().await;
     let yaml = json!({"apiVersion": "tessera.dev/v1", "kind": "Integration", "metadata": {"name": "tick"},
