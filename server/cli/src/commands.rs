@@ -9,22 +9,26 @@ use std::{
 
 use anyhow::{bail, Context};
 
-use crate::{
+use tessera_server::{
     auth::Passwords,
-    cli::{
-        ApplyArgs, Cli, Command, DeleteArgs, ExecutionArgs, GetArgs, GetKind, LoginArgs, LogsArgs, MigrateArgs, OutputFormat, PlatformCommand,
-        LimitsCommand, NodeCommand, ProfileArgs, SecretsCommand, ResourceKind, RollbackArgs, RunArgs, ServerArgs, TenantCommand, EgressCommand,
-    },
-    client::{
-        api::{is_final, Kind},
-        render, source, ApiClient, ApiError, Credential, ExecutionFilter, Profile, ProfileFile,
-    },
     config::Config,
     database::build_pool,
     provisioning::{migrate, NewTenant, Provisioner},
     startup::Application,
     telemetry,
     tenancy::{TenantDirectory, TenantStatus},
+};
+
+use crate::{
+    args::{
+        ApplyArgs, Cli, Command, DeleteArgs, ExecutionArgs, GetArgs, GetKind, LoginArgs, LogsArgs, MigrateArgs, OutputFormat, PlatformCommand,
+        LimitsCommand, NodeCommand, ProfileArgs, SecretsCommand, ResourceKind, RollbackArgs, RunArgs, ServerArgs, TenantCommand, EgressCommand,
+    },
+    client::{
+        api::{is_final, Kind},
+        source, ApiClient, ApiError, Credential, ExecutionFilter, Profile, ProfileFile,
+    },
+    render::client as render,
 };
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -45,7 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match command {
         Command::Serve => serve(config).await,
-        Command::Dev => crate::dev::run(config).await,
+        Command::Dev => tessera_server::dev::run(config).await,
         Command::Migrate(args) => migrate_all(&config, args).await,
         Command::Platform(cmd) => platform(config, cmd).await,
         Command::Tenant(cmd) => tenant(config, cmd).await,
@@ -118,10 +122,10 @@ async fn operator_pool(config: &Config) -> anyhow::Result<deadpool_postgres::Poo
 async fn cluster_status(config: &Config, json: bool) -> anyhow::Result<()> {
     let pool = operator_pool(config).await?;
     let timeout = Duration::from_millis(config.cluster.node_timeout_ms);
-    let mut status = crate::cluster::status::read(&pool, &config.cluster.id, timeout).await?;
+    let mut status = tessera_server::cluster::status::read(&pool, &config.cluster.id, timeout).await?;
     if let Some(url) = config.cluster.amqp_url.as_deref() {
-        let broker = crate::cluster::mail::broker::Broker::new(url, &config.cluster.id, timeout)?;
-        crate::cluster::status::add_queue_depths(&mut status, &broker).await;
+        let broker = tessera_server::cluster::mail::broker::Broker::new(url, &config.cluster.id, timeout)?;
+        tessera_server::cluster::status::add_queue_depths(&mut status, &broker).await;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -140,12 +144,12 @@ async fn cluster_status(config: &Config, json: bool) -> anyhow::Result<()> {
 }
 
 async fn reseal(config: &Config) -> anyhow::Result<()> {
-    let keys = crate::sealing::KeyRing::from_config(&config.secrets)?;
+    let keys = tessera_server::sealing::KeyRing::from_config(&config.secrets)?;
     let provisioner = provisioner(config).await?;
-    let db = crate::tenancy::TenantDb::new(operator_pool(config).await?);
+    let db = tessera_server::tenancy::TenantDb::new(operator_pool(config).await?);
     let (mut tenants, mut resealed) = (0, 0);
     for tenant in provisioner.list().await? {
-        let count = crate::resources::connections::reseal_all(&db, &keys, &tenant)
+        let count = tessera_server::resources::connections::reseal_all(&db, &keys, &tenant)
             .await
             .with_context(|| format!("re-sealing the connections of tenant {}", tenant.slug))?;
         if count > 0 {
@@ -160,13 +164,13 @@ async fn reseal(config: &Config) -> anyhow::Result<()> {
 
 async fn drain_node(config: &Config, id: uuid::Uuid, wait: Option<u64>) -> anyhow::Result<()> {
     let pool = operator_pool(config).await?;
-    crate::cluster::mark_draining(&pool, id).await?;
+    tessera_server::cluster::mark_draining(&pool, id).await?;
     println!("node {id} is draining");
     let Some(limit) = wait else { return Ok(()) };
     let timeout = Duration::from_millis(config.cluster.node_timeout_ms);
     let until = Instant::now() + Duration::from_secs(limit);
     loop {
-        let status = crate::cluster::status::read(&pool, &config.cluster.id, timeout).await?;
+        let status = tessera_server::cluster::status::read(&pool, &config.cluster.id, timeout).await?;
         let held = status.nodes.iter().find(|n| n.id == id).map_or(0, |n| n.tenants);
         if held == 0 {
             println!("node {id} holds no tenant");
@@ -184,7 +188,7 @@ async fn platform(config: Config, cmd: PlatformCommand) -> anyhow::Result<()> {
     match cmd {
         PlatformCommand::Init { email, password } => {
             let generated = password.is_none();
-            let password = password.unwrap_or_else(crate::dev::random_password);
+            let password = password.unwrap_or_else(tessera_server::dev::random_password);
             provisioner.init_platform(&email, password.clone()).await?;
             println!("platform owner {email} created");
             if generated {
@@ -247,7 +251,7 @@ async fn tenant(config: Config, cmd: TenantCommand) -> anyhow::Result<()> {
 }
 
 async fn tenant_limits(config: &Config, cmd: LimitsCommand) -> anyhow::Result<()> {
-    let book = crate::limits::LimitBook::new(operator_pool(config).await?, config);
+    let book = tessera_server::limits::LimitBook::new(operator_pool(config).await?, config);
     let (view, json) = match cmd {
         LimitsCommand::Show { slug, json } => (book.show(&slug).await?, json),
         LimitsCommand::Set { slug, limits } => {
@@ -273,7 +277,7 @@ async fn tenant_limits(config: &Config, cmd: LimitsCommand) -> anyhow::Result<()
 }
 
 async fn tenant_egress(config: &Config, cmd: EgressCommand) -> anyhow::Result<()> {
-    use crate::egress::{self, Action};
+    use tessera_server::egress::{self, Action};
     let pool = operator_pool(config).await?;
     let (slug, action, args) = match cmd {
         EgressCommand::Allow(args) => (args.slug.clone(), Action::Allow, args),

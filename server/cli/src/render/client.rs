@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::api::{AppliedResource, DefinitionProblem, Kind};
+use crate::client::api::{AppliedResource, DefinitionProblem, Kind};
 
 /// `integration/order-intake created (version 1)`.
 pub fn applied(resource: &AppliedResource) -> String {

@@ -75,7 +75,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ProfileArgs {
     /// Profile name.
-    #[arg(long, env = "TESSERA_PROFILE", default_value = "default")]
+    #[arg(long, env = "TESSERA_PROFILE", default_value = crate::client::profile::DEFAULT_PROFILE)]
     pub profile: String,
     /// Profile file (default: <user config dir>/tessera/profiles.toml).
     #[arg(long, env = "TESSERA_PROFILE_FILE")]

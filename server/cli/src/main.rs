@@ -1,3 +1,10 @@
+//! The `tessera` binary: see `args` for its commands.
+
+mod args;
+mod client;
+mod commands;
+mod render;
+
 use clap::Parser;
 
 // The one static of the binary: Rust picks its allocator at link time. The
@@ -8,8 +15,8 @@ static ALLOCATOR: tessera_runtime::expression::CountingAllocator<mimalloc::MiMal
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = tessera_server::cli::Cli::parse();
-    match tessera_server::commands::run(cli).await {
+    let cli = args::Cli::parse();
+    match commands::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

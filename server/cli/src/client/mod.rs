@@ -10,9 +10,7 @@
 
 pub mod api;
 pub mod profile;
-pub mod render;
 pub mod source;
 
-pub use api::{ApiClient, ApiError, DefinitionProblem, ExecutionFilter};
-pub use profile::{Credential, Profile, ProfileError, ProfileFile};
-pub use source::{Source, SourceError};
+pub use api::{ApiClient, ApiError, ExecutionFilter};
+pub use profile::{Credential, Profile, ProfileFile};

@@ -1,0 +1,3 @@
+//! What `tessera` prints.
+
+pub mod client;
