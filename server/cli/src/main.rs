@@ -1,11 +1,16 @@
-//! The `tessera` binary: see `args` for its commands.
+//! The `tessera` binary: reads the command line (`args`), runs an operator
+//! command (`operator`) or a client command (`client`), and prints through
+//! the renderer (`render`).
 
 mod args;
 mod client;
-mod commands;
+mod operator;
 mod render;
 
 use clap::Parser;
+
+use args::{Cli, Command};
+use render::Terminal;
 
 // The one static of the binary: Rust picks its allocator at link time. The
 // counting wrapper lets an expression's evaluation be stopped past its memory budget.
@@ -15,12 +20,23 @@ static ALLOCATOR: tessera_runtime::expression::CountingAllocator<mimalloc::MiMal
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = args::Cli::parse();
-    match commands::run(cli).await {
+    let cli = Cli::parse();
+    let out = Terminal;
+    match run(cli, out).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            out.error(&e);
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, out: Terminal) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Client(command) => client::commands::run(command, out).await,
+        Command::Operator(command) => {
+            let config = tessera_server::config::Config::load(cli.config.as_deref())?;
+            operator::run(config, command, out).await
         }
     }
 }
