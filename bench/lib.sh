@@ -4,7 +4,7 @@
 #   PGHOST, PGPORT, PGUSER   PostgreSQL server for the benchmark databases
 #                            (default 127.0.0.1, 5432, postgres; trust auth)
 #   SKIP_BUILD=1             use the existing release binary instead of
-#                            running `cargo build --release -p tessera-server`
+#                            running `cargo build --release -p tessera-cli`
 #   TESSERA_BIN              path of a tessera binary to use (implies SKIP_BUILD)
 #   BENCH_FEATURES           cargo features of the build (tenancy.sh: bench-routes)
 #   KEEP_DB=1                leave the benchmark database behind for inspection
@@ -38,8 +38,8 @@ build_tessera() {
         local target_dir="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
         if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
             need cargo
-            log "building the release binary (cargo build --release -p tessera-server)"
-            (cd "$REPO_ROOT" && cargo build --release -p tessera-server --quiet ${BENCH_FEATURES:+--features "$BENCH_FEATURES"})
+            log "building the release binary (cargo build --release -p tessera-cli)"
+            (cd "$REPO_ROOT" && cargo build --release -p tessera-cli --quiet ${BENCH_FEATURES:+--features "$BENCH_FEATURES"})
         fi
         TESSERA="$target_dir/release/tessera"
     fi

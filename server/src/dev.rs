@@ -3,7 +3,10 @@
 //! Without a configured database it runs a private PostgreSQL (see
 //! `local_postgres`), keeps a generated token key and secrets key next to
 //! it, migrates, creates a platform owner and the `demo` tenant with known
-//! local-only credentials, prints how to sign in, and serves until Ctrl-C.
+//! local-only credentials, tells how to sign in, and serves until Ctrl-C.
+//! What it has to tell goes out as [`DevEvent`]s: the command line prints them.
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 use base64::Engine;
@@ -11,7 +14,7 @@ use rand::RngCore;
 
 use crate::{
     config::Config,
-    local_postgres::{default_data_dir, LocalPostgres},
+    local_postgres::{default_data_dir, LocalPostgres, LocalPostgresError},
     provisioning::{migrate, NewTenant, ProvisioningError},
     startup::Application,
     telemetry,
@@ -22,13 +25,25 @@ pub const DEMO_TENANT: &str = "demo";
 pub const DEMO_OWNER: (&str, &str) = ("owner@localhost", "tessera-owner");
 pub const DEMO_USER: (&str, &str) = ("admin@demo.localhost", "tessera-demo");
 
+/// What `dev` tells the person who started it.
+#[derive(Debug)]
+pub enum DevEvent {
+    /// A private PostgreSQL is starting, its data in `data_dir`.
+    StartingPostgres { data_dir: PathBuf, port: u16 },
+    /// The platform serves on `port`: the tenant API of [`DEMO_TENANT`] at
+    /// `http://demo.{base_domain}:{port}/api`, the health check on `host`.
+    Ready { base_domain: String, host: String, port: u16 },
+    /// The private PostgreSQL did not stop when the platform did.
+    PostgresNotStopped(LocalPostgresError),
+}
+
 pub fn random_password() -> String {
     let mut bytes = [0u8; 18];
     rand::rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-pub async fn run(mut config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, tell: impl Fn(DevEvent)) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     // A laptop demo integrates with what runs on the laptop; the platform's
     // own endpoints (its database, this node) stay out of reach.
@@ -39,7 +54,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         Some(_) => None,
         None => {
             let pg = LocalPostgres::new(data_dir.clone(), config.dev.postgres_port)?;
-            println!("starting a private PostgreSQL in {} (port {})", data_dir.display(), config.dev.postgres_port);
+            tell(DevEvent::StartingPostgres { data_dir: data_dir.clone(), port: config.dev.postgres_port });
             pg.start().await?;
             pg.ensure_database("tessera").await?;
             config.database_url = Some(pg.url("tessera"));
@@ -63,15 +78,15 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     if config.provisioning.export_dir.is_relative() {
         config.provisioning.export_dir = data_dir.join(&config.provisioning.export_dir);
     }
-    let result = serve_demo(config).await;
+    let result = serve_demo(config, &tell).await;
     if let Some(pg) = local
         && let Err(e) = pg.stop().await {
-            eprintln!("could not stop the private PostgreSQL: {e}");
+            tell(DevEvent::PostgresNotStopped(e));
         }
     result
 }
 
-async fn serve_demo(config: Config) -> anyhow::Result<()> {
+async fn serve_demo(config: Config, tell: impl Fn(DevEvent)) -> anyhow::Result<()> {
     let url = config.require_database_url()?.to_string();
     migrate::migrate_platform(&url).await?;
     migrate::migrate_tenants(&url, config.provisioning.migrate_parallelism, |_| {}).await?;
@@ -80,14 +95,7 @@ async fn serve_demo(config: Config) -> anyhow::Result<()> {
     seed_demo(&app).await?;
     let port = app.port();
     let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
-    println!(
-        "\nTessera is running.\n\
-         \n  Tenant API     http://{DEMO_TENANT}.{base}:{port}/api   ({} / {})\
-         \n  Platform API   http://{base}:{port}/api/platform   ({} / {})\
-         \n  Health         http://{host}:{port}/readyz\
-         \n\nTry:\n  curl -s http://{DEMO_TENANT}.{base}:{port}/api/auth/login -H 'content-type: application/json' \\\n    -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'\n\nPress Ctrl-C to stop.\n",
-        DEMO_USER.0, DEMO_USER.1, DEMO_OWNER.0, DEMO_OWNER.1, DEMO_USER.0, DEMO_USER.1
-    );
+    tell(DevEvent::Ready { base_domain: base, host: host.to_string(), port });
     app.run_until_signalled().await?;
     Ok(())
 }

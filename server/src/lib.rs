@@ -1,10 +1,7 @@
 //! Tessera server node. See docs/architecture.md for the map.
 
 pub mod auth;
-pub mod cli;
 pub mod cluster;
-pub mod client;
-pub mod commands;
 pub mod committer;
 pub mod config;
 pub mod database;

@@ -36,7 +36,7 @@ pub fn tessera_bin() -> PathBuf {
     candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
         panic!(
             "the tessera binary was not found (looked at {candidates:?}); build it first with \
-             `cargo build -p tessera-server` (`cargo test --workspace` builds it too)"
+             `cargo build -p tessera-cli` (`cargo test --workspace` builds it too)"
         )
     })
 }

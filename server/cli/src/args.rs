@@ -1,7 +1,8 @@
-//! The `tessera` command line: one binary for running a node, the local
-//! demo, migrations and tenant administration (on the database), and for
-//! managing a tenant's integrations through its API (`login`, `apply`,
-//! `get`, `rollback`, `delete`, `run`, `logs`, `cancel`, `retry`: see `client/`).
+//! The `tessera` command line as clap reads it: one binary for running a
+//! node, the local demo, migrations and tenant administration (operator
+//! commands, on the database: see `operator`), and for managing a tenant's
+//! integrations through its API (client commands: `login`, `apply`, `get`,
+//! `rollback`, `delete`, `run`, `logs`, `cancel`, `retry`: see `client`).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -17,8 +18,18 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Every command, the operator's first: one flat list in `--help`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(flatten)]
+    Operator(OperatorCommand),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+/// The commands that work on the platform's database and its nodes.
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
     /// Run one server node: the REST API for every tenant of its database,
     /// and the workers of its active tenants. Needs TESSERA_DATABASE_URL and
     /// a token key (TESSERA_JWT_SECRET or TESSERA_JWT_KEY_FILE).
@@ -49,6 +60,11 @@ pub enum Command {
     /// Connection secrets at rest (works directly on the database).
     #[command(subcommand)]
     Secrets(SecretsCommand),
+}
+
+/// The commands that manage a tenant's integrations through its API.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
     /// Sign in to a tenant's API and keep the credential in a profile.
     Login(LoginArgs),
     /// Forget a profile and its credential.
@@ -75,7 +91,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ProfileArgs {
     /// Profile name.
-    #[arg(long, env = "TESSERA_PROFILE", default_value = "default")]
+    #[arg(long, env = "TESSERA_PROFILE", default_value = crate::client::profile::DEFAULT_PROFILE)]
     pub profile: String,
     /// Profile file (default: <user config dir>/tessera/profiles.toml).
     #[arg(long, env = "TESSERA_PROFILE_FILE")]

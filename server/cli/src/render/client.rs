@@ -1,12 +1,70 @@
 //! What the client commands print: one line per applied resource, one line
-//! per definition problem, tables of resources and executions, and the
-//! lines of an execution's log. Pure functions of the
+//! per definition problem, tables of resources and executions, the lines
+//! of an execution's log, and what a command did. Pure functions of the
 //! API's answers, so they are tested without a server.
+
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::api::{AppliedResource, DefinitionProblem, Kind};
+use super::{Render, Stream};
+use crate::client::api::{AppliedResource, DefinitionProblem, Kind};
+
+/// One result (or problem) of a client command.
+#[derive(Debug)]
+pub enum Output {
+    LoggedIn { server: String, credential: &'static str, profile: String, file: PathBuf },
+    LoggedOut { server: String, profile: String },
+    NoProfile { profile: String, file: PathBuf },
+    Applied(AppliedResource),
+    /// What is wrong with a definition file the server refused.
+    Problem { file: String, problem: DefinitionProblem },
+    Resources { kind: Kind, answer: Value },
+    Versions(Value),
+    Executions(Value),
+    RolledBack { name: String, to_version: i32, now: Value },
+    Deleted { kind: Kind, name: String },
+    /// The id of an execution `run` started.
+    Started(String),
+    /// How an execution `run --wait` waited for ended: its state, then its
+    /// output (or error) as JSON.
+    Finished { state: String, result: Value },
+    Step(Value),
+    Outcome(Value),
+}
+
+impl Render for Output {
+    fn text(&self) -> String {
+        match self {
+            Output::LoggedIn { server, credential, profile, file } => {
+                format!("logged in to {server} ({credential} saved as profile {profile:?} in {})", file.display())
+            }
+            Output::LoggedOut { server, profile } => format!("logged out of {server} (profile {profile:?} removed)"),
+            Output::NoProfile { profile, file } => format!("no profile {profile:?} in {}", file.display()),
+            Output::Applied(resource) => applied(resource),
+            Output::Problem { file, problem: p } => problem(file, p),
+            Output::Resources { kind, answer } => resources(*kind, answer),
+            Output::Versions(answer) => versions(answer),
+            Output::Executions(answer) => executions(answer),
+            Output::RolledBack { name, to_version, now } => {
+                format!("integration/{name} rolled back to version {to_version} (now version {})", now["version"])
+            }
+            Output::Deleted { kind, name } => format!("{}/{name} deleted", kind.singular()),
+            Output::Started(id) => id.clone(),
+            Output::Finished { state, result } => format!("{state}\n{result:#}"),
+            Output::Step(s) => step(s),
+            Output::Outcome(execution) => outcome(execution),
+        }
+    }
+
+    fn stream(&self) -> Stream {
+        match self {
+            Output::Problem { .. } => Stream::Problem,
+            _ => Stream::Result,
+        }
+    }
+}
 
 /// `integration/order-intake created (version 1)`.
 pub fn applied(resource: &AppliedResource) -> String {

@@ -1,0 +1,240 @@
+//! The operator commands: running a node (`serve`) or the local platform
+//! (`dev`), and administering the platform's database (`migrate`,
+//! `platform`, `tenant`, `status`, `node`, `secrets`). They parse, call the
+//! server library, which does the work, and hand what it answers to the
+//! renderer (`render::operator`).
+
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use deadpool_postgres::Pool;
+use tessera_server::{
+    auth::Passwords,
+    cluster,
+    config::Config,
+    database::build_pool,
+    egress::{self, Action},
+    limits::LimitBook,
+    provisioning::{migrate, NewTenant, Provisioner},
+    resources::connections,
+    sealing::KeyRing,
+    startup::Application,
+    telemetry,
+    tenancy::{TenantDb, TenantDirectory, TenantStatus},
+};
+
+use crate::{
+    args::{EgressCommand, LimitsCommand, MigrateArgs, NodeCommand, OperatorCommand, PlatformCommand, SecretsCommand, TenantCommand},
+    render::{operator::Output, Terminal},
+};
+
+pub async fn run(config: Config, command: OperatorCommand, out: Terminal) -> anyhow::Result<()> {
+    let operator = match command {
+        OperatorCommand::Serve => return serve(config).await,
+        OperatorCommand::Dev => return tessera_server::dev::run(config, |event| out.show(&Output::Dev(event))).await,
+        _ => Operator::connect(config).await?,
+    };
+    match command {
+        OperatorCommand::Migrate(args) => operator.migrate(args, out).await,
+        OperatorCommand::Platform(cmd) => operator.platform(cmd, out).await,
+        OperatorCommand::Tenant(cmd) => operator.tenant(cmd, out).await,
+        OperatorCommand::Status { json } => operator.status(json, out).await,
+        OperatorCommand::Node(NodeCommand::Drain { id, wait }) => operator.drain(id, wait, out).await,
+        OperatorCommand::Secrets(SecretsCommand::Reseal) => operator.reseal(out).await,
+        OperatorCommand::Serve | OperatorCommand::Dev => unreachable!("they returned above"),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    let app = Application::build(config).await?;
+    tracing::info!(port = app.port(), "serving");
+    app.run_until_signalled().await?;
+    Ok(())
+}
+
+/// What every command on the database works with: the configuration, and
+/// one small pool on a database whose platform schema this run migrated
+/// once, before anything else.
+struct Operator {
+    config: Config,
+    database_url: String,
+    pool: Pool,
+    /// The platform migrations this run applied.
+    applied: usize,
+}
+
+impl Operator {
+    async fn connect(config: Config) -> anyhow::Result<Self> {
+        let url = config.require_database_url()?.to_string();
+        let applied = migrate::migrate_platform(&url).await.context("migrating the platform schema")?;
+        // A command makes a handful of queries, one after the other.
+        let mut db = config.database.clone();
+        db.pool_size = 2;
+        let pool = build_pool(&db, &url)?;
+        Ok(Self { config, database_url: url, pool, applied })
+    }
+
+    fn provisioner(&self) -> Provisioner {
+        let directory = TenantDirectory::new(self.pool.clone());
+        // One password hash at a time: a command creates one account.
+        Provisioner::new(self.pool.clone(), Passwords::new(1), directory, self.config.provisioning.clone(), self.database_url.clone())
+    }
+
+    async fn migrate(&self, args: MigrateArgs, out: Terminal) -> anyhow::Result<()> {
+        let started = Instant::now();
+        out.show(&Output::PlatformMigrated { applied: self.applied });
+        let parallelism = args.parallelism.unwrap_or(self.config.provisioning.migrate_parallelism).max(1);
+        // Redraw the progress line every 5 %, and at the end.
+        let last_percent = AtomicUsize::new(usize::MAX);
+        let report = migrate::migrate_tenants(&self.database_url, parallelism, move |p| {
+            let percent = p.done * 100 / p.total.max(1);
+            if percent / 5 != last_percent.swap(percent, Ordering::Relaxed) / 5 || p.done == p.total {
+                out.show(&Output::TenantsMigrating(p.clone()));
+            }
+        })
+        .await?;
+        for (schema, error) in &report.failures {
+            out.show(&Output::TenantMigrationFailed { schema: schema.clone(), error: error.clone() });
+        }
+        let failed = report.failures.len();
+        out.show(&Output::TenantsMigrated { report, took: started.elapsed() });
+        anyhow::ensure!(failed == 0, "{failed} tenant schema(s) failed to migrate; run again after fixing");
+        Ok(())
+    }
+
+    async fn status(&self, json: bool, out: Terminal) -> anyhow::Result<()> {
+        let cluster = &self.config.cluster;
+        let timeout = Duration::from_millis(cluster.node_timeout_ms);
+        let mut status = cluster::status::read(&self.pool, &cluster.id, timeout).await?;
+        if let Some(url) = cluster.amqp_url.as_deref() {
+            let broker = cluster::mail::broker::Broker::new(url, &cluster.id, timeout)?;
+            cluster::status::add_queue_depths(&mut status, &broker).await;
+        }
+        if json {
+            return out.json(&status);
+        }
+        out.show(&Output::Cluster(status));
+        Ok(())
+    }
+
+    async fn drain(&self, id: uuid::Uuid, wait: Option<u64>, out: Terminal) -> anyhow::Result<()> {
+        cluster::mark_draining(&self.pool, id).await?;
+        out.show(&Output::NodeDraining(id));
+        let Some(limit) = wait else { return Ok(()) };
+        let timeout = Duration::from_millis(self.config.cluster.node_timeout_ms);
+        let until = Instant::now() + Duration::from_secs(limit);
+        loop {
+            let status = cluster::status::read(&self.pool, &self.config.cluster.id, timeout).await?;
+            let held = status.nodes.iter().find(|n| n.id == id).map_or(0, |n| n.tenants);
+            if held == 0 {
+                out.show(&Output::NodeDrained(id));
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                bail!("node {id} still holds {held} tenant(s) after {limit} s");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn reseal(&self, out: Terminal) -> anyhow::Result<()> {
+        let keys = KeyRing::from_config(&self.config.secrets)?;
+        let db = TenantDb::new(self.pool.clone());
+        let (mut tenants, mut resealed) = (0, 0);
+        for tenant in self.provisioner().list().await? {
+            let count = connections::reseal_all(&db, &keys, &tenant)
+                .await
+                .with_context(|| format!("re-sealing the connections of tenant {}", tenant.slug))?;
+            if count > 0 {
+                out.show(&Output::Resealed { tenant: tenant.slug.to_string(), connections: count });
+            }
+            tenants += 1;
+            resealed += count;
+        }
+        out.show(&Output::AllResealed { connections: resealed, tenants, key: keys.current_key_id().to_string() });
+        Ok(())
+    }
+
+    async fn platform(&self, cmd: PlatformCommand, out: Terminal) -> anyhow::Result<()> {
+        let PlatformCommand::Init { email, password } = cmd;
+        let generated = password.is_none();
+        let password = password.unwrap_or_else(tessera_server::dev::random_password);
+        self.provisioner().init_platform(&email, password.clone()).await?;
+        out.show(&Output::OwnerCreated { email, generated_password: generated.then_some(password) });
+        Ok(())
+    }
+
+    async fn tenant(&self, cmd: TenantCommand, out: Terminal) -> anyhow::Result<()> {
+        let provisioner = self.provisioner();
+        let output = match cmd {
+            TenantCommand::Create { slug, owner_email, owner_password, name, schema_version } => {
+                let new = NewTenant { slug, name, owner_email, owner_password };
+                let started = Instant::now();
+                let created = match schema_version {
+                    Some(v) => provisioner.create_tenant_at(new, v).await?,
+                    None => provisioner.create_tenant(new).await?,
+                };
+                Output::TenantCreated { created, took: started.elapsed() }
+            }
+            TenantCommand::List { json: true } => return out.json(&provisioner.list().await?),
+            TenantCommand::List { json: false } => Output::Tenants(provisioner.list().await?),
+            TenantCommand::Suspend { slug } => set_status(&provisioner, slug, TenantStatus::Suspended).await?,
+            TenantCommand::Resume { slug } => set_status(&provisioner, slug, TenantStatus::Active).await?,
+            TenantCommand::Delete { slug, confirm } => {
+                let deleted = provisioner.delete(&slug, &confirm, "cli").await?;
+                Output::TenantDeleted { slug, export_path: deleted.export_path }
+            }
+            TenantCommand::Limits(cmd) => return self.limits(cmd, out).await,
+            TenantCommand::Egress(cmd) => return self.egress(cmd, out).await,
+        };
+        out.show(&output);
+        Ok(())
+    }
+
+    async fn limits(&self, cmd: LimitsCommand, out: Terminal) -> anyhow::Result<()> {
+        let book = LimitBook::new(self.pool.clone(), &self.config);
+        let (view, json) = match cmd {
+            LimitsCommand::Show { slug, json } => (book.show(&slug).await?, json),
+            LimitsCommand::Set { slug, limits } => {
+                let changes = limits.into_iter().map(|(name, value)| (name, serde_json::Value::from(value))).collect();
+                (book.update(&slug, &changes).await?, false)
+            }
+            LimitsCommand::Unset { slug, names } => {
+                let changes = names.into_iter().map(|name| (name, serde_json::Value::Null)).collect();
+                (book.update(&slug, &changes).await?, false)
+            }
+        };
+        if json {
+            return out.json(&view);
+        }
+        out.show(&Output::Limits(view));
+        Ok(())
+    }
+
+    async fn egress(&self, cmd: EgressCommand, out: Terminal) -> anyhow::Result<()> {
+        let (action, args) = match cmd {
+            EgressCommand::Allow(args) => (Action::Allow, args),
+            EgressCommand::Deny(args) => (Action::Deny, args),
+            EgressCommand::Show { slug, json } => {
+                let shown = egress::show(&self.pool, &self.config, &slug).await?;
+                if json {
+                    return out.json(&shown);
+                }
+                out.show(&Output::Egress(shown));
+                return Ok(());
+            }
+        };
+        egress::change(&self.pool, &args.slug, action, &args.rules, args.remove).await?;
+        out.show(&Output::EgressChanged { slug: args.slug, action, rules: args.rules, removed: args.remove });
+        Ok(())
+    }
+}
+
+async fn set_status(provisioner: &Provisioner, slug: String, status: TenantStatus) -> anyhow::Result<Output> {
+    provisioner.set_status(&slug, status).await?;
+    Ok(Output::TenantStatusSet { slug, status })
+}

@@ -1,0 +1,170 @@
+//! What the operator commands print (`migrate`, `status`, `node`, `secrets`,
+//! `platform`, `tenant`, `dev`): their messages, and the tables of
+//! tenants, limits, egress rules and the cluster. `--json` prints the
+//! library's values themselves instead (`Terminal::json`).
+
+use std::time::Duration;
+
+use tessera_server::{
+    cluster::status::ClusterStatus,
+    dev::{DevEvent, DEMO_OWNER, DEMO_TENANT, DEMO_USER},
+    egress::{Action, TenantEgress},
+    limits::LimitsView,
+    provisioning::{
+        migrate::{MigrateProgress, MigrateReport},
+        CreatedTenant,
+    },
+    tenancy::{Tenant, TenantStatus},
+};
+use uuid::Uuid;
+
+use super::{Render, Stream};
+
+/// One result (or problem, or progress line) of an operator command.
+#[derive(Debug)]
+pub enum Output {
+    PlatformMigrated { applied: usize },
+    TenantsMigrating(MigrateProgress),
+    TenantMigrationFailed { schema: String, error: String },
+    TenantsMigrated { report: MigrateReport, took: Duration },
+    Cluster(ClusterStatus),
+    NodeDraining(Uuid),
+    NodeDrained(Uuid),
+    Resealed { tenant: String, connections: usize },
+    AllResealed { connections: usize, tenants: usize, key: String },
+    OwnerCreated { email: String, generated_password: Option<String> },
+    TenantCreated { created: CreatedTenant, took: Duration },
+    Tenants(Vec<Tenant>),
+    TenantStatusSet { slug: String, status: TenantStatus },
+    TenantDeleted { slug: String, export_path: String },
+    Limits(LimitsView),
+    Egress(TenantEgress),
+    EgressChanged { slug: String, action: Action, rules: Vec<String>, removed: bool },
+    Dev(DevEvent),
+}
+
+impl Render for Output {
+    fn text(&self) -> String {
+        match self {
+            Output::PlatformMigrated { applied } => format!("platform schema: {applied} migration(s) applied"),
+            Output::TenantsMigrating(p) => format!("tenant schemas: {}/{} migrated, {} failed ", p.done - p.failed, p.total, p.failed),
+            Output::TenantMigrationFailed { schema, error } => format!("failed: {schema}: {error}"),
+            Output::TenantsMigrated { report, took } => format!(
+                "tenant schemas: {} migrated, {} failed, {} behind before the run; {:.2}s",
+                report.migrated,
+                report.failures.len(),
+                report.total,
+                took.as_secs_f64()
+            ),
+            Output::Cluster(status) => cluster(status),
+            Output::NodeDraining(id) => format!("node {id} is draining"),
+            Output::NodeDrained(id) => format!("node {id} holds no tenant"),
+            Output::Resealed { tenant, connections } => format!("{tenant}: {connections} connection(s) re-sealed"),
+            Output::AllResealed { connections, tenants, key } => format!("{connections} connection(s) in {tenants} tenant(s) now sealed with key {key}"),
+            Output::OwnerCreated { email, generated_password } => {
+                let created = format!("platform owner {email} created");
+                match generated_password {
+                    Some(password) => format!("{created}\npassword: {password}"),
+                    None => created,
+                }
+            }
+            Output::TenantCreated { created, took } => tenant_created(created, *took),
+            Output::Tenants(tenants) => tenant_table(tenants),
+            Output::TenantStatusSet { slug, status } => {
+                let done = if *status == TenantStatus::Suspended { "suspended" } else { "resumed" };
+                format!("tenant {slug} {done}")
+            }
+            Output::TenantDeleted { slug, export_path } => format!("tenant {slug} deleted; export: {export_path}"),
+            Output::Limits(view) => limits(view),
+            Output::Egress(shown) => egress(shown),
+            Output::EgressChanged { slug, action, rules, removed } => {
+                let done = if *removed { "removed from" } else { "added to" };
+                format!("{} {} rule(s) {done} tenant {slug}: {}", rules.len(), action.as_str(), rules.join(", "))
+            }
+            Output::Dev(event) => dev(event),
+        }
+    }
+
+    fn stream(&self) -> Stream {
+        match self {
+            Output::TenantsMigrating(_) => Stream::Progress,
+            Output::TenantMigrationFailed { .. } | Output::Dev(DevEvent::PostgresNotStopped(_)) => Stream::Problem,
+            _ => Stream::Result,
+        }
+    }
+}
+
+fn cluster(status: &ClusterStatus) -> String {
+    let mut lines = vec![format!("cluster {}", status.cluster)];
+    lines.push(format!("{:<38} {:<22} {:<9} {:<6} {:>7} {:>6}  HEARTBEAT", "NODE", "ADDRESS", "STATE", "ALIVE", "TENANTS", "QUEUE"));
+    for n in &status.nodes {
+        let alive = if n.alive { "yes" } else { "no" };
+        let queue = n.queue_depth.map_or_else(|| "-".to_string(), |d| d.to_string());
+        lines.push(format!("{:<38} {:<22} {:<9} {:<6} {:>7} {:>6}  {}", n.id, n.address, n.state, alive, n.tenants, queue, n.heartbeat_at.to_rfc3339()));
+    }
+    let unowned: Vec<&str> = status.leases.iter().filter(|l| l.node.is_none()).map(|l| l.tenant.as_str()).collect();
+    let named = if unowned.is_empty() { String::new() } else { format!(": {}", unowned.join(", ")) };
+    lines.push(format!("{} tenant lease(s), {} without a live owner{named}", status.leases.len(), unowned.len()));
+    lines.join("\n")
+}
+
+fn tenant_created(created: &CreatedTenant, took: Duration) -> String {
+    let tenant = &created.tenant;
+    let mut lines = vec![
+        format!("tenant {} created (schema {}, version {}) in {} ms", tenant.slug, tenant.schema, tenant.schema_version, took.as_millis()),
+        format!("owner: {}", created.owner_email),
+    ];
+    if let Some(password) = &created.initial_password {
+        lines.push(format!("password: {password}"));
+    }
+    lines.join("\n")
+}
+
+fn tenant_table(tenants: &[Tenant]) -> String {
+    let header = format!("{:<40} {:<10} {:>7}  NAME", "SLUG", "STATUS", "SCHEMA");
+    let rows = tenants.iter().map(|t| format!("{:<40} {:<10} {:>7}  {}", t.slug, t.status.as_str(), t.schema_version, t.name));
+    std::iter::once(header).chain(rows).collect::<Vec<_>>().join("\n")
+}
+
+/// Every limit with its value and default; `*` marks the tenant's own.
+fn limits(view: &LimitsView) -> String {
+    let header = format!("{:<24} {:>14}  DEFAULT", "LIMIT", "VALUE");
+    let rows = tessera_runtime::limits::LIMIT_NAMES.iter().map(|name| {
+        let (value, default) = (view.limits.get(name).unwrap_or_default(), view.defaults.get(name).unwrap_or_default());
+        let mark = if view.overridden.contains(name) { "*" } else { " " };
+        format!("{name:<24} {value:>13}{mark}  {default}")
+    });
+    std::iter::once(header).chain(rows).collect::<Vec<_>>().join("\n")
+}
+
+/// The platform policy, then the tenant's own rules.
+fn egress(shown: &TenantEgress) -> String {
+    let p = &shown.platform;
+    let mode = serde_json::to_value(p.mode).ok();
+    let mode = mode.as_ref().and_then(|m| m.as_str()).unwrap_or("?");
+    let mut lines = vec![format!("platform: mode {mode}, loopback {}, private {}", allowed(p.allow_loopback), allowed(p.allow_private))];
+    lines.extend(p.allow.iter().map(|r| format!("platform allow {r}")));
+    lines.extend(p.deny.iter().map(|r| format!("platform deny  {r}")));
+    lines.extend(shown.allow.iter().map(|r| format!("allow {r}")));
+    lines.extend(shown.deny.iter().map(|r| format!("deny  {r}")));
+    lines.join("\n")
+}
+
+fn allowed(yes: bool) -> &'static str {
+    if yes { "allowed" } else { "denied" }
+}
+
+fn dev(event: &DevEvent) -> String {
+    match event {
+        DevEvent::StartingPostgres { data_dir, port } => format!("starting a private PostgreSQL in {} (port {port})", data_dir.display()),
+        DevEvent::Ready { base_domain: base, host, port } => format!(
+            "\nTessera is running.\n\
+             \n  Tenant API     http://{DEMO_TENANT}.{base}:{port}/api   ({} / {})\
+             \n  Platform API   http://{base}:{port}/api/platform   ({} / {})\
+             \n  Health         http://{host}:{port}/readyz\
+             \n\nTry:\n  curl -s http://{DEMO_TENANT}.{base}:{port}/api/auth/login -H 'content-type: application/json' \\\n    -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'\n\nPress Ctrl-C to stop.\n",
+            DEMO_USER.0, DEMO_USER.1, DEMO_OWNER.0, DEMO_OWNER.1, DEMO_USER.0, DEMO_USER.1
+        ),
+        DevEvent::PostgresNotStopped(e) => format!("could not stop the private PostgreSQL: {e}"),
+    }
+}
