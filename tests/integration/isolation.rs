@@ -4,7 +4,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{error_code, spawn_app, TestApp, TestTenant};
+use tessera_tests::{spawn_app, status_and_code, TestApp, TestTenant};
 
 /// Everything one tenant holds in this story.
 struct Side {
@@ -28,10 +28,6 @@ async fn ok_json(response: reqwest::Response) -> Value {
     let body: Value = response.json().await.unwrap();
     assert!(status.is_success(), "{status}: {body}");
     body
-}
-
-async fn status_and_code(response: reqwest::Response) -> (StatusCode, String) {
-    (response.status(), error_code(response).await)
 }
 
 /// A tenant with an owner, a second user, an admin API key and a variable
@@ -178,12 +174,7 @@ async fn credentials_of_one_tenant_are_refused_on_another_tenants_host() {
     assert_eq!(status_and_code(token_write).await, (StatusCode::UNAUTHORIZED, "invalid_token".into()));
 
     // acme's owner password does not open globex either.
-    let login = app
-        .tenant_request(Method::POST, "globex", "/api/auth/login")
-        .json(&json!({"email": acme.tenant.owner_email, "password": acme.tenant.owner_password}))
-        .send()
-        .await
-        .unwrap();
+    let login = app.try_login("globex", &acme.tenant.owner_email, &acme.tenant.owner_password).await;
     assert_eq!(status_and_code(login).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()));
 
     assert_eq!(everything(&app, &globex).await, before);

@@ -4,16 +4,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{error_code, spawn_app, TestApp, TestTenant};
-
-async fn status_and_json(response: reqwest::Response) -> (StatusCode, Value) {
-    let status = response.status();
-    (status, response.json().await.expect("a JSON body"))
-}
-
-async fn status_and_code(response: reqwest::Response) -> (StatusCode, String) {
-    (response.status(), error_code(response).await)
-}
+use tessera_tests::{spawn_app, status_and_body, status_and_code, TestApp, TestTenant};
 
 fn forbidden() -> (StatusCode, String) {
     (StatusCode::FORBIDDEN, "forbidden".into())
@@ -49,13 +40,13 @@ async fn member(app: &TestApp, acme: &TestTenant, role: &str) -> (String, String
 }
 
 async fn user(app: &TestApp, credential: &str, id: &str) -> Value {
-    let (status, body) = status_and_json(call(app, Method::GET, &format!("/api/users/{id}"), credential, None).await).await;
+    let (status, body) = status_and_body(call(app, Method::GET, &format!("/api/users/{id}"), credential, None).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
 
 async fn user_count(app: &TestApp, credential: &str) -> usize {
-    let (status, body) = status_and_json(call(app, Method::GET, "/api/users", credential, None).await).await;
+    let (status, body) = status_and_body(call(app, Method::GET, "/api/users", credential, None).await).await;
     assert_eq!(status, StatusCode::OK);
     body["items"].as_array().unwrap().len()
 }
@@ -68,10 +59,10 @@ async fn a_viewer_reads_variables_but_cannot_change_anything() {
     assert_eq!(put_variable(&app, &owner, "region", json!("eu")).await.status(), StatusCode::OK);
     let (_, viewer) = member(&app, &acme, "viewer").await;
 
-    let (status, list) = status_and_json(call(&app, Method::GET, "/api/variables", &viewer, None).await).await;
+    let (status, list) = status_and_body(call(&app, Method::GET, "/api/variables", &viewer, None).await).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["items"][0]["name"], "region");
-    let (status, one) = status_and_json(call(&app, Method::GET, "/api/variables/region", &viewer, None).await).await;
+    let (status, one) = status_and_body(call(&app, Method::GET, "/api/variables/region", &viewer, None).await).await;
     assert_eq!((status, one["value"].clone()), (StatusCode::OK, json!("eu")));
 
     assert_eq!(status_and_code(put_variable(&app, &viewer, "region", json!("us")).await).await, forbidden());
@@ -81,7 +72,7 @@ async fn a_viewer_reads_variables_but_cannot_change_anything() {
     assert_eq!(status_and_code(create_key(&app, &viewer, "viewer").await).await, forbidden());
 
     // Nothing changed.
-    let (_, list) = status_and_json(call(&app, Method::GET, "/api/variables", &owner, None).await).await;
+    let (_, list) = status_and_body(call(&app, Method::GET, "/api/variables", &owner, None).await).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["value"], "eu");
 }
@@ -94,7 +85,7 @@ async fn an_editor_changes_variables_but_not_users_or_keys() {
     let (editor_id, editor) = member(&app, &acme, "editor").await;
     let users_before = user_count(&app, &owner).await;
 
-    let (status, created) = status_and_json(put_variable(&app, &editor, "region", json!({"primary": "eu"})).await).await;
+    let (status, created) = status_and_body(put_variable(&app, &editor, "region", json!({"primary": "eu"})).await).await;
     assert_eq!((status, created["value"].clone()), (StatusCode::OK, json!({"primary": "eu"})));
     assert_eq!(put_variable(&app, &editor, "region", json!("us")).await.status(), StatusCode::OK);
     let deleted = call(&app, Method::DELETE, "/api/variables/region", &editor, None).await;
@@ -124,7 +115,7 @@ async fn an_admin_manages_users_and_keys_but_not_owners() {
     let (_, admin) = member(&app, &acme, "admin").await;
 
     // Users up to admin, keys up to admin.
-    let (status, editor) = status_and_json(create_user(&app, &admin, "ed@acme.test", "editor").await).await;
+    let (status, editor) = status_and_body(create_user(&app, &admin, "ed@acme.test", "editor").await).await;
     assert_eq!(status, StatusCode::CREATED);
     let editor_path = format!("/api/users/{}", editor["id"].as_str().unwrap());
     let promoted = call(&app, Method::PATCH, &editor_path, &admin, Some(json!({"role": "admin"}))).await;
@@ -136,7 +127,7 @@ async fn an_admin_manages_users_and_keys_but_not_owners() {
 
     // Never owner.
     assert_eq!(status_and_code(create_user(&app, &admin, "boss@acme.test", "owner").await).await, forbidden());
-    let (status, other) = status_and_json(create_user(&app, &admin, "other@acme.test", "viewer").await).await;
+    let (status, other) = status_and_body(create_user(&app, &admin, "other@acme.test", "viewer").await).await;
     assert_eq!(status, StatusCode::CREATED);
     let other_path = format!("/api/users/{}", other["id"].as_str().unwrap());
     let to_owner = call(&app, Method::PATCH, &other_path, &admin, Some(json!({"role": "owner"}))).await;
@@ -164,17 +155,17 @@ async fn an_owner_manages_other_owners() {
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
 
-    let (status, second) = status_and_json(create_user(&app, &owner, "co-owner@acme.test", "owner").await).await;
+    let (status, second) = status_and_body(create_user(&app, &owner, "co-owner@acme.test", "owner").await).await;
     assert_eq!((status, second["role"].as_str()), (StatusCode::CREATED, Some("owner")));
     let path = format!("/api/users/{}", second["id"].as_str().unwrap());
     let co_owner = app.login("acme", "co-owner@acme.test", "a-good-password").await;
     assert_eq!(call(&app, Method::GET, "/api/me", &co_owner, None).await.json::<Value>().await.unwrap()["role"], "owner");
 
     let (status, changed) =
-        status_and_json(call(&app, Method::PATCH, &path, &owner, Some(json!({"role": "admin", "display_name": "Co"}))).await).await;
+        status_and_body(call(&app, Method::PATCH, &path, &owner, Some(json!({"role": "admin", "display_name": "Co"}))).await).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!((changed["role"].as_str(), changed["display_name"].as_str()), (Some("admin"), Some("Co")));
-    let (status, changed) = status_and_json(call(&app, Method::PATCH, &path, &owner, Some(json!({"role": "owner"}))).await).await;
+    let (status, changed) = status_and_body(call(&app, Method::PATCH, &path, &owner, Some(json!({"role": "owner"}))).await).await;
     assert_eq!((status, changed["role"].as_str()), (StatusCode::OK, Some("owner")));
 
     assert_eq!(create_key(&app, &owner, "owner").await.status(), StatusCode::CREATED);
@@ -199,7 +190,7 @@ async fn the_last_owner_cannot_be_demoted_disabled_or_deleted() {
     assert_eq!(status_and_code(call(&app, Method::DELETE, &owner_path, &owner, None).await).await, last_owner);
 
     // A disabled second owner does not count.
-    let (_, second) = status_and_json(create_user(&app, &owner, "co-owner@acme.test", "owner").await).await;
+    let (_, second) = status_and_body(create_user(&app, &owner, "co-owner@acme.test", "owner").await).await;
     let second_path = format!("/api/users/{}", second["id"].as_str().unwrap());
     let disabled = call(&app, Method::PATCH, &second_path, &owner, Some(json!({"disabled": true}))).await;
     assert_eq!(disabled.status(), StatusCode::OK);
@@ -266,7 +257,7 @@ async fn nobody_creates_an_api_key_above_their_own_role() {
     }
     assert_eq!(create_key(&app, &owner, "owner").await.status(), StatusCode::CREATED);
 
-    let (_, keys) = status_and_json(call(&app, Method::GET, "/api/api-keys", &owner, None).await).await;
+    let (_, keys) = status_and_body(call(&app, Method::GET, "/api/api-keys", &owner, None).await).await;
     let owner_keys = keys["items"].as_array().unwrap().iter().filter(|k| k["role"] == "owner").count();
     assert_eq!(owner_keys, 1, "only the owner made an owner key");
 }
