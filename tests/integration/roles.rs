@@ -294,3 +294,49 @@ async fn changing_a_users_standing_takes_effect_on_their_existing_token() {
     let gone = call(&app, Method::GET, &format!("/api/users/{editor_id}"), &owner, None).await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
 }
+
+/// A stored role this version does not know (a corrupt row, or a role a
+/// newer version wrote before a rollback) fails the request with 500
+/// `internal_error`: it is never read as a viewer, nor as nobody.
+#[tokio::test]
+async fn a_corrupt_stored_role_fails_the_request_rather_than_grant_or_downgrade() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let user = app.create_user(&acme, "odd@acme.test", "editor").await;
+    let user_path = format!("/api/users/{}", user["id"].as_str().unwrap());
+    // Signed in before the corruption, and not used yet: nothing is cached.
+    let token = app.login("acme", "odd@acme.test", "a-good-password").await;
+    let key: Value = create_key(&app, &owner, "editor").await.json().await.unwrap();
+    let key = key["secret"].as_str().unwrap().to_string();
+
+    let db = app.db().await;
+    db.batch_execute(
+        "ALTER TABLE t_acme.users DROP CONSTRAINT users_role_check; \
+         ALTER TABLE t_acme.api_keys DROP CONSTRAINT api_keys_role_check; \
+         UPDATE t_acme.users SET role = 'superuser' WHERE email = 'odd@acme.test'; \
+         UPDATE t_acme.api_keys SET role = 'superuser'",
+    )
+    .await
+    .unwrap();
+
+    let internal = || (StatusCode::INTERNAL_SERVER_ERROR, "internal_error".to_string());
+    let login = app.try_login("acme", "odd@acme.test", "a-good-password").await;
+    assert_eq!(status_and_code(login).await, internal(), "signing in");
+    let (status, body) = status_and_body(call(&app, Method::GET, "/api/variables", &token, None).await).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "a token from before: {body}");
+    assert!(!body.to_string().contains("superuser"), "the cause is logged, not sent: {body}");
+    assert_eq!(status_and_code(call(&app, Method::GET, "/api/variables", &key, None).await).await, internal(), "the API key");
+    assert_eq!(status_and_code(call(&app, Method::GET, "/api/users", &owner, None).await).await, internal(), "listing users");
+    assert_eq!(status_and_code(call(&app, Method::GET, &user_path, &owner, None).await).await, internal(), "reading the user");
+    assert_eq!(status_and_code(call(&app, Method::GET, "/api/api-keys", &owner, None).await).await, internal(), "listing keys");
+
+    // A change reads the user's current role first: refused, nothing written.
+    let renamed = call(&app, Method::PATCH, &user_path, &owner, Some(json!({"display_name": "Odd"}))).await;
+    assert_eq!(status_and_code(renamed).await, internal(), "changing the user");
+    let name: String = db.query_one("SELECT display_name FROM t_acme.users WHERE email = 'odd@acme.test'", &[]).await.unwrap().get(0);
+    assert_eq!(name, "");
+
+    // Everyone else goes on as before.
+    assert_eq!(call(&app, Method::GET, "/api/variables", &owner, None).await.status(), StatusCode::OK);
+}
