@@ -300,6 +300,16 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "apply: {}", response.text().await.unwrap_or_default());
     }
 
+    /// Send `body` (if any) to a tenant's host with `credential` (a token or
+    /// an API key) as a bearer token: the answer as it came.
+    pub async fn call(&self, slug: &str, method: Method, path: &str, credential: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self.tenant_request(method, slug, path).bearer_auth(credential);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
     /// `GET path` on a tenant's host as `token`: the status and the JSON body.
     pub async fn tenant_get(&self, slug: &str, token: &str, path: &str) -> (StatusCode, Value) {
         status_and_json(self.tenant_request(Method::GET, slug, path).bearer_auth(token)).await
