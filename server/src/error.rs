@@ -237,8 +237,8 @@ impl From<crate::egress::EgressError> for ApiError {
 impl From<BodyError> for ApiError {
     fn from(e: BodyError) -> Self {
         let status = match e {
-            BodyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::NotUtf8 | BodyError::Read(_) => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.code(), e.to_string())
@@ -256,8 +256,7 @@ impl From<WebhookError> for ApiError {
                 return error;
             }
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            InvalidJson(_) | NotUtf8 | Read(_) | InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            InvalidJson(_) | NotUtf8 | InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
             SecretUnavailable(_) | StoredTrigger { .. } => return ApiError::internal(e),
             Auth(auth) => return auth.into(),
             Resource(resource) => return resource.into(),

@@ -9,7 +9,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, LazyLock, RwLock},
+    sync::{Arc, LazyLock, PoisonError, RwLock},
 };
 
 use serde_json::Value;
@@ -126,7 +126,7 @@ pub(crate) struct Held {
 impl Fence {
     /// The epoch of `tenant`'s lease as this node last took or renewed it.
     fn epoch(&self, tenant: &TenantSpec) -> Result<i64, StoreError> {
-        let epoch = self.held.read().expect("leases lock").get(&tenant.id).copied();
+        let epoch = self.held.read().unwrap_or_else(PoisonError::into_inner).get(&tenant.id).copied();
         epoch.ok_or_else(|| self.lost(tenant))
     }
 

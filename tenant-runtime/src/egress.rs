@@ -27,7 +27,7 @@ use std::{
     pin::Pin,
     str::FromStr,
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, Mutex, PoisonError, RwLock,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -351,7 +351,7 @@ impl Egress {
 
     /// The endpoints of the platform's other nodes, never reachable either.
     pub fn set_peers(&self, peers: Vec<PlatformEndpoint>) {
-        *self.peers.write().expect("egress peers") = peers;
+        *self.peers.write().unwrap_or_else(PoisonError::into_inner) = peers;
     }
 
     pub fn policy(&self) -> &EgressPolicy {
@@ -360,13 +360,13 @@ impl Egress {
 
     /// `tenant`'s view, its rules read on first use.
     pub async fn tenant(&self, tenant: Uuid) -> Result<TenantGate, StoreError> {
-        if let Some(gate) = self.tenants.lock().expect("egress cache").get(&tenant) {
+        if let Some(gate) = self.tenants.lock().unwrap_or_else(PoisonError::into_inner).get(&tenant) {
             return Ok(gate.clone());
         }
         let generation = self.generation.load(Ordering::SeqCst);
         let rules = self.source.rules(tenant).await?;
         let gate = TenantGate { policy: self.policy.clone(), rules: Arc::new(rules), peers: self.peers.clone(), generation };
-        let mut tenants = self.tenants.lock().expect("egress cache");
+        let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
         // A change announced while the rules were read: do not keep them.
         if self.generation.load(Ordering::SeqCst) == generation {
             tenants.insert(tenant, gate.clone());
@@ -377,13 +377,13 @@ impl Egress {
     /// The tenant's rules changed: read them again on next use.
     pub fn forget(&self, tenant: Uuid) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.tenants.lock().expect("egress cache").remove(&tenant);
+        self.tenants.lock().unwrap_or_else(PoisonError::into_inner).remove(&tenant);
     }
 
     /// Changes may have been missed: read every tenant's rules again.
     pub fn forget_all(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.tenants.lock().expect("egress cache").clear();
+        self.tenants.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     /// Resolve `host` for `tenant` and check every address.
@@ -426,7 +426,7 @@ impl TenantGate {
         let own = |e: &&PlatformEndpoint| {
             e.port == port && e.ip.map_or(ip.is_loopback(), |own| canonical(own) == ip || (own.is_loopback() && ip.is_loopback()))
         };
-        let peers = self.peers.read().expect("egress peers");
+        let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(endpoint) = policy.platform.iter().chain(peers.iter()).find(own) {
             return deny(format!("it is {}, never reachable by a tenant", endpoint.what));
         }

@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc, Mutex, OnceLock,
+        Arc, Mutex, OnceLock, PoisonError,
     },
     time::Duration,
 };
@@ -59,6 +59,11 @@ pub trait Forwarder: Send + Sync + 'static {
 
 #[derive(Clone)]
 pub struct Supervisor {
+    /// The workers running here. Every change is an insert, a removal or a
+    /// retain of whole entries, so the map is consistent whenever a holder
+    /// panics (say `spawn` outside a runtime): later callers take it as it
+    /// is (`PoisonError::into_inner`) rather than panic in turn, and the
+    /// next `reconcile` starts whatever is missing.
     workers: Arc<Mutex<HashMap<Uuid, Running>>>,
     shutdown: CancellationToken,
     engine: Engine,
@@ -91,7 +96,7 @@ impl Supervisor {
     /// Converge on `desired`: start missing workers, stop the ones no longer
     /// wanted, restart the ones that died.
     pub fn reconcile(&self, desired: Vec<TenantSpec>) {
-        let mut workers = self.workers.lock().expect("supervisor lock");
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         let wanted: HashMap<Uuid, TenantSpec> = desired.into_iter().map(|s| (s.id, s)).collect();
         workers.retain(|id, running| {
             let Some(spec) = wanted.get(id).filter(|spec| spec.same_worker(&running.spec)) else {
@@ -150,7 +155,7 @@ impl Supervisor {
 
     /// The tenants whose workers still have executions in hand.
     pub fn busy(&self) -> Vec<Uuid> {
-        let workers = self.workers.lock().expect("supervisor lock");
+        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         workers.iter().filter(|(_, r)| !r.handle.is_finished() && r.in_flight.load(Ordering::Acquire) > 0).map(|(id, _)| *id).collect()
     }
 
@@ -161,7 +166,7 @@ impl Supervisor {
     }
 
     pub fn status(&self) -> Vec<WorkerStatus> {
-        let workers = self.workers.lock().expect("supervisor lock");
+        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         let mut list: Vec<WorkerStatus> = workers
             .iter()
             .filter(|(_, r)| !r.handle.is_finished())
@@ -191,7 +196,7 @@ impl Supervisor {
 
     /// Send a command to a tenant's worker only if it runs on this node.
     pub async fn send_here(&self, tenant: Uuid, command: WorkerCommand) -> bool {
-        let sender = self.workers.lock().expect("supervisor lock").get(&tenant).map(|r| r.commands.clone());
+        let sender = self.workers.lock().unwrap_or_else(PoisonError::into_inner).get(&tenant).map(|r| r.commands.clone());
         match sender {
             Some(tx) => tx.send(command).await.is_ok(),
             None => false,
@@ -200,13 +205,13 @@ impl Supervisor {
 
     /// The tenants whose worker runs here.
     pub fn local_tenants(&self) -> Vec<Uuid> {
-        self.workers.lock().expect("supervisor lock").keys().copied().collect()
+        self.workers.lock().unwrap_or_else(PoisonError::into_inner).keys().copied().collect()
     }
 
     /// Stop every worker and wait for them to finish.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
-        let handles: Vec<JoinHandle<()>> = self.workers.lock().expect("supervisor lock").drain().map(|(_, r)| r.handle).collect();
+        let handles: Vec<JoinHandle<()>> = self.workers.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, r)| r.handle).collect();
         for handle in handles {
             let _ = handle.await;
         }
@@ -239,6 +244,25 @@ mod tests {
         sup.reconcile(vec![b.clone()]);
         assert_eq!(ping(&sup, a.id).await, None);
         assert_eq!(sup.status().iter().map(|s| s.tenant.as_str()).collect::<Vec<_>>(), vec!["beta"]);
+        sup.shutdown().await;
+        assert!(sup.status().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_holding_the_workers_lock_does_not_break_later_calls() {
+        let sup = Supervisor::new(CancellationToken::new(), crate::execution::tests::engine(Default::default()));
+        let a = spec("alpha");
+        // Outside a tokio runtime, starting a worker panics, with the lock held.
+        let outside = std::thread::spawn({
+            let (sup, a) = (sup.clone(), a.clone());
+            move || sup.reconcile(vec![a])
+        });
+        assert!(outside.join().is_err(), "reconcile panicked outside a runtime");
+        assert!(sup.workers.is_poisoned(), "the panic happened while holding the lock");
+        assert!(sup.status().is_empty() && sup.busy().is_empty());
+        sup.reconcile(vec![a.clone()]);
+        assert_eq!(ping(&sup, a.id).await.as_deref(), Some("alpha"));
+        assert_eq!(sup.local_tenants(), vec![a.id]);
         sup.shutdown().await;
         assert!(sup.status().is_empty());
     }

@@ -4,43 +4,10 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tessera_tests::{
-    error_code, spawn_app, spawn_app_with,
+    error_code, spawn_app, spawn_app_with, status_and_body, status_and_code,
     tessera_server::provisioning::NewTenant,
-    TestApp, TestTenant, PLATFORM_OWNER,
+    TestApp, PLATFORM_OWNER,
 };
-
-async fn status_and_json(response: reqwest::Response) -> (StatusCode, Value) {
-    let status = response.status();
-    (status, response.json().await.expect("a JSON body"))
-}
-
-async fn status_and_code(response: reqwest::Response) -> (StatusCode, String) {
-    (response.status(), error_code(response).await)
-}
-
-/// Attempt a login on a tenant host and return the raw response.
-async fn try_login(app: &TestApp, slug: &str, email: &str, password: &str) -> reqwest::Response {
-    app.tenant_request(Method::POST, slug, "/api/auth/login")
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Create a user as the tenant's owner; returns the created user.
-async fn create_user(app: &TestApp, tenant: &TestTenant, email: &str, role: &str) -> Value {
-    let owner = app.owner_token(tenant).await;
-    let response = app
-        .tenant_request(Method::POST, &tenant.slug, "/api/users")
-        .bearer_auth(&owner)
-        .json(&json!({"email": email, "password": "a-good-password", "role": role}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = status_and_json(response).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body
-}
 
 /// Create an API key as `token`; returns the creation response (with `secret`).
 async fn create_key(app: &TestApp, slug: &str, token: &str, name: &str, role: &str) -> Value {
@@ -51,14 +18,14 @@ async fn create_key(app: &TestApp, slug: &str, token: &str, name: &str, role: &s
         .send()
         .await
         .unwrap();
-    let (status, body) = status_and_json(response).await;
+    let (status, body) = status_and_body(response).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body
 }
 
 async fn list_keys(app: &TestApp, slug: &str, token: &str) -> Value {
     let response = app.tenant_request(Method::GET, slug, "/api/api-keys").bearer_auth(token).send().await.unwrap();
-    let (status, body) = status_and_json(response).await;
+    let (status, body) = status_and_body(response).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
@@ -108,8 +75,8 @@ async fn a_user_signs_in_on_their_tenant_host_and_the_token_says_who_they_are() 
     let acme = app.create_tenant("acme").await;
 
     // Email addresses are matched case-insensitively.
-    let response = try_login(&app, "acme", &acme.owner_email.to_uppercase(), &acme.owner_password).await;
-    let (status, body) = status_and_json(response).await;
+    let response = app.try_login("acme", &acme.owner_email.to_uppercase(), &acme.owner_password).await;
+    let (status, body) = status_and_body(response).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["token_type"], "Bearer");
     assert!(body["expires_in"].as_i64().unwrap() > 0);
@@ -117,7 +84,7 @@ async fn a_user_signs_in_on_their_tenant_host_and_the_token_says_who_they_are() 
     assert_eq!(token.split('.').count(), 3, "a JWT");
 
     let me = app.tenant_request(Method::GET, "acme", "/api/me").bearer_auth(token).send().await.unwrap();
-    let (status, me) = status_and_json(me).await;
+    let (status, me) = status_and_body(me).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["tenant"]["id"], acme.id.as_str());
     assert_eq!(me["principal"]["kind"], "user");
@@ -131,13 +98,13 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_answer() {
     let app = spawn_app().await;
     let acme = app.create_tenant("acme").await;
 
-    let wrong_password = try_login(&app, "acme", &acme.owner_email, "not-the-password").await;
-    let (status, wrong_password) = status_and_json(wrong_password).await;
+    let wrong_password = app.try_login("acme", &acme.owner_email, "not-the-password").await;
+    let (status, wrong_password) = status_and_body(wrong_password).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong_password["error"]["code"], "invalid_credentials");
 
-    let unknown_user = try_login(&app, "acme", "nobody@acme.test", "not-the-password").await;
-    let (status, unknown_user) = status_and_json(unknown_user).await;
+    let unknown_user = app.try_login("acme", "nobody@acme.test", "not-the-password").await;
+    let (status, unknown_user) = status_and_body(unknown_user).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(unknown_user, wrong_password, "the answer must not reveal which accounts exist");
 
@@ -148,9 +115,9 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_answer() {
         .send()
         .await
         .unwrap();
-    assert_eq!(status_and_json(on_platform).await, (StatusCode::UNAUTHORIZED, wrong_password.clone()));
-    let on_tenant = try_login(&app, "acme", PLATFORM_OWNER.0, PLATFORM_OWNER.1).await;
-    assert_eq!(status_and_json(on_tenant).await, (StatusCode::UNAUTHORIZED, wrong_password));
+    assert_eq!(status_and_body(on_platform).await, (StatusCode::UNAUTHORIZED, wrong_password.clone()));
+    let on_tenant = app.try_login("acme", PLATFORM_OWNER.0, PLATFORM_OWNER.1).await;
+    assert_eq!(status_and_body(on_tenant).await, (StatusCode::UNAUTHORIZED, wrong_password));
 }
 
 #[tokio::test]
@@ -290,7 +257,7 @@ async fn an_api_key_is_shown_once_and_works_as_a_bearer_token_or_x_api_key() {
     let as_bearer = app.tenant_request(Method::GET, "acme", "/api/me").bearer_auth(&secret).send().await.unwrap();
     let as_header = app.tenant_request(Method::GET, "acme", "/api/me").header("x-api-key", &secret).send().await.unwrap();
     for response in [as_bearer, as_header] {
-        let (status, me) = status_and_json(response).await;
+        let (status, me) = status_and_body(response).await;
         assert_eq!(status, StatusCode::OK, "{me}");
         assert_eq!(me["principal"]["kind"], "api_key");
         assert_eq!(me["principal"]["id"], created["id"]);
@@ -332,7 +299,7 @@ async fn a_revoked_or_unknown_api_key_is_refused() {
         .send()
         .await
         .unwrap();
-    let (status, revoked) = status_and_json(revoked).await;
+    let (status, revoked) = status_and_body(revoked).await;
     assert_eq!(status, StatusCode::OK);
     assert!(revoked["revoked_at"].is_string());
 
@@ -390,7 +357,7 @@ async fn api_keys_are_stored_only_as_a_sha256_digest() {
 async fn passwords_are_stored_as_argon2id_hashes() {
     let app = spawn_app().await;
     let acme = app.create_tenant("acme").await;
-    create_user(&app, &acme, "viewer@acme.test", "viewer").await;
+    app.create_user(&acme, "viewer@acme.test", "viewer").await;
 
     let db = app.db().await;
     let tenant_hashes = db.query("SELECT password_hash FROM t_acme.users", &[]).await.unwrap();
@@ -409,7 +376,7 @@ async fn a_disabled_user_cannot_sign_in_and_is_told_nothing_more() {
     let app = spawn_app().await;
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
-    let user = create_user(&app, &acme, "temp@acme.test", "editor").await;
+    let user = app.create_user(&acme, "temp@acme.test", "editor").await;
     let path = format!("/api/users/{}", user["id"].as_str().unwrap());
     app.login("acme", "temp@acme.test", "a-good-password").await;
 
@@ -420,12 +387,12 @@ async fn a_disabled_user_cannot_sign_in_and_is_told_nothing_more() {
         .send()
         .await
         .unwrap();
-    let (status, body) = status_and_json(disabled).await;
+    let (status, body) = status_and_body(disabled).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["disabled"], true);
 
-    let (status, refused) = status_and_json(try_login(&app, "acme", "temp@acme.test", "a-good-password").await).await;
-    let (_, wrong_password) = status_and_json(try_login(&app, "acme", "temp@acme.test", "wrong-password").await).await;
+    let (status, refused) = status_and_body(app.try_login("acme", "temp@acme.test", "a-good-password").await).await;
+    let (_, wrong_password) = status_and_body(app.try_login("acme", "temp@acme.test", "wrong-password").await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(refused["error"]["code"], "invalid_credentials");
     assert_eq!(refused, wrong_password, "a disabled account looks like a wrong password");
@@ -450,15 +417,15 @@ async fn repeated_logins_to_one_account_are_throttled() {
     .await;
     let acme = app.create_tenant("acme").await;
     let globex = app.create_tenant("globex").await;
-    create_user(&app, &acme, "colleague@acme.test", "viewer").await;
+    app.create_user(&acme, "colleague@acme.test", "viewer").await;
 
     // Someone guesses the colleague's password three times...
     for attempt in 1..=3 {
-        let response = try_login(&app, "acme", "colleague@acme.test", &format!("guess-{attempt}")).await;
+        let response = app.try_login("acme", "colleague@acme.test", &format!("guess-{attempt}")).await;
         assert_eq!(status_and_code(response).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()));
     }
     // ...and the fourth attempt waits, even with the right password.
-    let fourth = try_login(&app, "acme", "colleague@acme.test", "a-good-password").await;
+    let fourth = app.try_login("acme", "colleague@acme.test", "a-good-password").await;
     assert_eq!(fourth.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = fourth
         .headers()
@@ -474,7 +441,7 @@ async fn repeated_logins_to_one_account_are_throttled() {
     // Other accounts are not locked out: not the owner next door, and not the
     // same address on another tenant (a different account there).
     app.owner_token(&acme).await;
-    let elsewhere = try_login(&app, "globex", "colleague@acme.test", "a-good-password").await;
+    let elsewhere = app.try_login("globex", "colleague@acme.test", "a-good-password").await;
     assert_eq!(status_and_code(elsewhere).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()));
     app.owner_token(&globex).await;
 }
@@ -500,10 +467,10 @@ async fn many_logins_from_one_address_are_throttled_across_accounts() {
     assert_eq!(created.tenant.slug.as_str(), "acme");
 
     for n in 1..=5 {
-        let response = try_login(&app, "acme", &format!("user{n}@acme.test"), "some-password").await;
+        let response = app.try_login("acme", &format!("user{n}@acme.test"), "some-password").await;
         assert_eq!(status_and_code(response).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()), "attempt {n}");
     }
-    let sixth = try_login(&app, "acme", "owner@acme.test", "acme-owner-password").await;
+    let sixth = app.try_login("acme", "owner@acme.test", "acme-owner-password").await;
     assert_eq!(sixth.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(sixth.headers().get("retry-after").is_some());
     assert_eq!(error_code(sixth).await, "too_many_requests");

@@ -11,7 +11,7 @@ use std::{
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tessera_server::provisioning::migrate::latest_tenant_version;
-use tessera_tests::{connect, eventually, fresh_database};
+use tessera_tests::{connect, eventually, fault, fresh_database, migration_history};
 use tokio::process::Command;
 
 pub(crate) use tessera_tests::tessera_bin;
@@ -65,7 +65,8 @@ impl std::fmt::Debug for Run {
     }
 }
 
-async fn run(env: &[(&str, String)], args: &[&str]) -> Run {
+/// Run `tessera args` with only the environment `env`, within a minute.
+pub(crate) async fn run(env: &[(&str, String)], args: &[&str]) -> Run {
     let output: Output = tokio::time::timeout(Duration::from_secs(60), tessera(env).args(args).output())
         .await
         .unwrap_or_else(|_| panic!("tessera {args:?} did not finish"))
@@ -246,15 +247,7 @@ async fn migrate_brings_a_tenant_on_an_old_schema_up_to_date_and_reports_progres
     assert!(migrated.stderr.contains("tenant schemas: 1/1 migrated, 0 failed"), "progress is shown: {migrated:?}");
     assert!(migrated.stdout.contains("tenant schemas: 1 migrated, 0 failed, 1 behind before the run"), "{migrated:?}");
     assert_eq!(tenants_json(&env).await[0]["schema_version"], latest_tenant_version());
-    let versions: Vec<i32> = connect(&url)
-        .await
-        .query("SELECT version FROM t_acme.refinery_schema_history ORDER BY version", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(versions, tessera_server::provisioning::migrate::tenant_versions());
+    assert_eq!(migration_history(&connect(&url).await, "t_acme").await, tessera_server::provisioning::migrate::tenant_versions());
 
     let again = run(&env, &["migrate"]).await;
     assert!(again.ok() && again.stdout.contains("tenant schemas: 0 migrated, 0 failed, 0 behind"), "{again:?}");
@@ -307,10 +300,6 @@ async fn serve_without_a_secrets_key_refuses_to_start_and_says_what_to_set() {
     assert!(started.stderr.contains("TESSERA_SECRETS__KEY"), "the message names the setting: {started:?}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn request_id(response: &reqwest::Response) -> String {
     response.headers().get("x-request-id").expect("X-Request-Id").to_str().unwrap().to_string()
 }
@@ -319,7 +308,7 @@ fn request_id(response: &reqwest::Response) -> String {
 async fn serve_writes_json_logs_per_request_and_stops_cleanly_on_sigterm() {
     let (_, url) = fresh_database().await;
     let scratch = TempDir::new("serve");
-    let port = free_port();
+    let port = fault::free_port().expect("a free port");
     let shutdown_timeout = Duration::from_secs(5);
     let env = [
         ("TESSERA_DATABASE_URL", url.clone()),

@@ -4,36 +4,19 @@
 //! within the node timeout. The status API shows the true picture.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     process::Stdio,
     time::{Duration, Instant},
 };
 
 use reqwest::Method;
 use serde_json::Value;
-use tessera_tests::{eventually, status_and_json, TestApp};
+use tessera_tests::{eventually, holders, status_and_json, TestApp};
 use uuid::Uuid;
 
 use crate::cli::tessera_bin;
 
 /// The cluster status as a platform owner sees it through `node`'s port.
-async fn cluster_status(app: &TestApp, token: &str) -> Value {
-    let (status, body) = status_and_json(app.platform_request(Method::GET, "/api/platform/cluster").bearer_auth(token)).await;
-    assert!(status.is_success(), "{status} {body}");
-    body
-}
-
-/// Live node id → the tenants it holds, from the status answer.
-fn holders(status: &Value) -> HashMap<String, Vec<String>> {
-    let mut by_node: HashMap<String, Vec<String>> = HashMap::new();
-    for lease in status["leases"].as_array().unwrap() {
-        if let Some(node) = lease["node"].as_str() {
-            by_node.entry(node.to_string()).or_default().push(lease["tenant"].as_str().unwrap().to_string());
-        }
-    }
-    by_node
-}
-
 fn held_count(status: &Value) -> usize {
     holders(status).values().map(Vec::len).sum()
 }
@@ -61,12 +44,12 @@ async fn three_nodes_share_the_tenants_evenly_and_each_worker_runs_once() {
     let slugs = create_tenants(&app, 30).await;
 
     let settled = eventually(Duration::from_secs(20), || async {
-        let status = cluster_status(&app, &token).await;
+        let status = app.cluster_status(&token).await;
         let by_node = holders(&status);
         held_count(&status) == 30 && by_node.len() == 3 && by_node.values().all(|t| (8..=12).contains(&t.len()))
     })
     .await;
-    let status = cluster_status(&app, &token).await;
+    let status = app.cluster_status(&token).await;
     assert!(settled, "tenants did not settle evenly on three nodes: {status}");
     assert_eq!(status["nodes"].as_array().unwrap().iter().filter(|n| n["alive"] == true).count(), 3);
 
@@ -88,16 +71,16 @@ async fn a_stopped_or_drained_node_hands_its_tenants_to_the_others() {
     let token = app.platform_token().await;
     let (b, c) = (app.add_node().await, app.add_node().await);
     create_tenants(&app, 12).await;
-    assert!(eventually(Duration::from_secs(20), || async { holders(&cluster_status(&app, &token).await).len() == 3 }).await);
+    assert!(eventually(Duration::from_secs(20), || async { holders(&app.cluster_status(&token).await).len() == 3 }).await);
 
     b.stop().await;
     let b_id = b.state.cluster.node().id.to_string();
     let moved = eventually(Duration::from_secs(10), || async {
-        let status = cluster_status(&app, &token).await;
+        let status = app.cluster_status(&token).await;
         held_count(&status) == 12 && !holders(&status).contains_key(&b_id)
     })
     .await;
-    assert!(moved, "the stopped node's tenants were not taken over: {}", cluster_status(&app, &token).await);
+    assert!(moved, "the stopped node's tenants were not taken over: {}", app.cluster_status(&token).await);
     assert!(workers(&b.state).is_empty(), "a stopped node runs no worker");
 
     let c_id = c.state.cluster.node().id;
@@ -105,11 +88,11 @@ async fn a_stopped_or_drained_node_hands_its_tenants_to_the_others() {
         status_and_json(app.platform_request(Method::POST, &format!("/api/platform/nodes/{c_id}/drain")).bearer_auth(&token)).await;
     assert_eq!(status, reqwest::StatusCode::ACCEPTED);
     let drained = eventually(Duration::from_secs(10), || async {
-        let status = cluster_status(&app, &token).await;
+        let status = app.cluster_status(&token).await;
         held_count(&status) == 12 && holders(&status).keys().all(|n| *n == app.state.cluster.node().id.to_string())
     })
     .await;
-    assert!(drained, "the drained node kept tenants: {}", cluster_status(&app, &token).await);
+    assert!(drained, "the drained node kept tenants: {}", app.cluster_status(&token).await);
     assert!(eventually(Duration::from_secs(5), || async { workers(&c.state).is_empty() }).await);
     assert_eq!(workers(&app.state).len(), 12);
 
@@ -125,21 +108,21 @@ async fn a_killed_node_loses_its_tenants_to_the_live_nodes_within_the_timeout() 
     let token = app.platform_token().await;
     create_tenants(&app, 10).await;
     let (mut child, _port) = node_process(&app);
-    let shared = eventually(Duration::from_secs(30), || async { holders(&cluster_status(&app, &token).await).len() == 2 }).await;
-    assert!(shared, "the process node never took tenants: {}", cluster_status(&app, &token).await);
+    let shared = eventually(Duration::from_secs(30), || async { holders(&app.cluster_status(&token).await).len() == 2 }).await;
+    assert!(shared, "the process node never took tenants: {}", app.cluster_status(&token).await);
     let ours = app.state.cluster.node().id.to_string();
-    let theirs = holders(&cluster_status(&app, &token).await).into_keys().find(|n| *n != ours).unwrap();
+    let theirs = holders(&app.cluster_status(&token).await).into_keys().find(|n| *n != ours).unwrap();
 
     child.start_kill().expect("kill -9"); // SIGKILL: no goodbye, its leases simply stop being renewed
     child.wait().await.unwrap();
     let killed_at = Instant::now();
     let taken = eventually(Duration::from_secs(15), || async {
-        let status = cluster_status(&app, &token).await;
+        let status = app.cluster_status(&token).await;
         held_count(&status) == 10 && holders(&status).keys().all(|n| *n == ours)
     })
     .await;
     let failover = killed_at.elapsed();
-    let status = cluster_status(&app, &token).await;
+    let status = app.cluster_status(&token).await;
     assert!(taken, "the killed node's tenants were not taken over: {status}");
     assert_eq!(workers(&app.state).len(), 10);
     let dead = status["nodes"].as_array().unwrap().iter().find(|n| n["id"] == theirs.as_str()).unwrap();
@@ -171,8 +154,8 @@ async fn work_and_changes_reach_the_owner_whichever_node_they_land_on() {
     for slug in ["north", "south", "east", "west"] {
         tenants.push(app.create_tenant(slug).await);
     }
-    assert!(eventually(Duration::from_secs(20), || async { holders(&cluster_status(&app, &token).await).len() == 2 }).await);
-    let owners = cluster_status(&app, &token).await;
+    assert!(eventually(Duration::from_secs(20), || async { holders(&app.cluster_status(&token).await).len() == 2 }).await);
+    let owners = app.cluster_status(&token).await;
     let a_id = app.state.cluster.node().id.to_string();
     let integration = "apiVersion: tessera.dev/v1\nkind: Integration\nmetadata:\n  name: tick\nspec:\n  triggers:\n    - manual: {}\n    - schedule:\n        every: 1s\n  steps:\n    - name: kind\n      transform:\n        expression: .trigger.kind\n";
 

@@ -19,10 +19,6 @@ use uuid::Uuid;
 
 const THREE_STEPS: &str = "apiVersion: tessera.dev/v1\nkind: Integration\nmetadata:\n  name: orders\nspec:\n  triggers:\n    - webhook:\n        auth: none\n  steps:\n    - name: normalise\n      transform:\n        expression: '{order: .trigger.body.order}'\n    - name: enrich\n      transform:\n        expression: '.steps.normalise + {big: (.steps.normalise.order > 10)}'\n    - name: report\n      log:\n        message: 'order ${{ .steps.normalise.order }}'\n";
 
-async fn count(app: &TestApp, sql: String) -> i64 {
-    app.db().await.query_one(&sql, &[]).await.unwrap().get(0)
-}
-
 #[tokio::test]
 async fn concurrent_executions_of_two_tenants_all_commit_every_step() {
     let app = spawn_app().await;
@@ -40,10 +36,10 @@ async fn concurrent_executions_of_two_tenants_all_commit_every_step() {
     }
     for schema in ["t_acme", "t_globex"] {
         let done = format!("SELECT count(*) FROM {schema}.executions WHERE state = 'succeeded'");
-        assert!(eventually(Duration::from_secs(30), || async { count(&app, done.clone()).await == 30 }).await, "{schema}");
-        assert_eq!(count(&app, format!("SELECT count(*) FROM {schema}.execution_steps WHERE state = 'succeeded'")).await, 90);
+        assert!(eventually(Duration::from_secs(30), || async { app.count(&done).await == 30 }).await, "{schema}");
+        assert_eq!(app.count(&format!("SELECT count(*) FROM {schema}.execution_steps WHERE state = 'succeeded'")).await, 90);
         let outputs = format!("SELECT count(*) FROM {schema}.executions WHERE output = to_jsonb('order ' || (trigger #>> '{{body,order}}'))");
-        assert_eq!(count(&app, outputs).await, 30, "each execution's output comes from its own trigger");
+        assert_eq!(app.count(&outputs).await, 30, "each execution's output comes from its own trigger");
     }
 }
 
@@ -110,10 +106,10 @@ async fn a_bad_write_fails_alone_and_the_batch_lands_in_each_tenants_schema() {
     let failed: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
     assert_eq!(failed, vec![22], "only the orphan checkpoint fails: {results:?}");
 
-    assert_eq!(count(&app, "SELECT count(*) FROM t_acme.execution_steps".into()).await, 20);
-    assert_eq!(count(&app, "SELECT count(*) FROM t_globex.execution_steps".into()).await, 0);
-    assert_eq!(count(&app, "SELECT count(*) FROM t_globex.executions WHERE state = 'succeeded' AND output = '\"done\"'".into()).await, 20);
-    assert_eq!(count(&app, "SELECT count(*) FROM t_acme.executions WHERE state = 'running'".into()).await, 20);
+    assert_eq!(app.count("SELECT count(*) FROM t_acme.execution_steps").await, 20);
+    assert_eq!(app.count("SELECT count(*) FROM t_globex.execution_steps").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM t_globex.executions WHERE state = 'succeeded' AND output = '\"done\"'").await, 20);
+    assert_eq!(app.count("SELECT count(*) FROM t_acme.executions WHERE state = 'running'").await, 20);
 }
 
 /// Claims ride in the committer's batches: each claim gets its own
@@ -158,7 +154,7 @@ async fn batched_claims_each_get_their_own_execution_and_nothing_of_another_tena
     let states = "SELECT state, count(*)::int8 FROM t_acme.executions GROUP BY state ORDER BY state";
     let rows: Vec<(String, i64)> = db.query(states, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(rows, vec![("cancelled".into(), 1), ("running".into(), 10), ("succeeded".into(), 1)]);
-    assert_eq!(count(&app, "SELECT count(*) FROM t_globex.executions WHERE state = 'running'".into()).await, 12);
+    assert_eq!(app.count("SELECT count(*) FROM t_globex.executions WHERE state = 'running'").await, 12);
 }
 
 /// The intake commits concurrent webhooks and runs of several tenants
@@ -197,9 +193,9 @@ async fn concurrent_webhooks_and_runs_of_three_tenants_are_each_stored_once_in_t
         assert_eq!(status, StatusCode::ACCEPTED, "{slug} #{i}: {body}");
         let id = body["id"].as_str().unwrap();
         let stored = format!("SELECT count(*) FROM t_{slug}.executions WHERE id = '{id}' AND (trigger #>> '{{body,order}}')::int = {i}");
-        assert_eq!(count(&app, stored).await, 1, "{slug} #{i} is stored with its own trigger");
+        assert_eq!(app.count(&stored).await, 1, "{slug} #{i} is stored with its own trigger");
     }
     for (schema, expected) in [("t_acme", 30), ("t_globex", 30), ("t_initech", 0)] {
-        assert_eq!(count(&app, format!("SELECT count(*) FROM {schema}.executions")).await, expected, "{schema}");
+        assert_eq!(app.count(&format!("SELECT count(*) FROM {schema}.executions")).await, expected, "{schema}");
     }
 }

@@ -9,10 +9,9 @@ use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use tessera_tests::{error_code, eventually, spawn_app, spawn_app_with, status_and_json, TestApp};
-use tokio::process::Command;
+use tessera_tests::{error_code, eventually, spawn_app, spawn_app_with, status_and_json, step, TestApp};
 
-use crate::cli::{tessera_bin, Run};
+use crate::cli::{run, Run};
 
 fn integration(name: &str, extra: &str, steps: &str) -> String {
     format!("apiVersion: tessera.dev/v1\nkind: Integration\nmetadata:\n  name: {name}\nspec:\n  triggers:\n    - manual: {{}}\n{extra}  steps:\n{steps}")
@@ -44,14 +43,6 @@ async fn until(app: &TestApp, slug: &str, token: &str, id: &str, what: &str, che
     let execution = app.tenant_get(slug, token, &path).await.1;
     assert!(held, "execution {id} never became {what}: {execution}");
     execution
-}
-
-fn step<'a>(execution: &'a Value, path: &str) -> &'a Value {
-    execution["steps"].as_array().unwrap().iter().find(|s| s["path"] == path).unwrap_or_else(|| panic!("no step {path} in {execution}"))
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    app.db().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 #[tokio::test]
@@ -162,7 +153,7 @@ async fn retention_deletes_old_and_surplus_finished_executions_only() {
         aged.push(start(&app, "acme", &owner, name, json!({"n": n})).await);
     }
     let all_done = eventually(Duration::from_secs(15), || async {
-        count(&app, "SELECT count(*) FROM t_acme.executions WHERE state = 'succeeded'").await == 9
+        app.count("SELECT count(*) FROM t_acme.executions WHERE state = 'succeeded'").await == 9
     })
     .await;
     assert!(all_done, "the runs never finished");
@@ -193,7 +184,7 @@ async fn retention_deletes_old_and_surplus_finished_executions_only() {
         .collect();
     let expected: Vec<String> = [&capped[2], &capped[3], &aged[1], &aged[2], &aged[4]].into_iter().cloned().collect();
     assert_eq!(left, expected, "the newest 2 capped, the running one and the recent ones stay");
-    let orphans = count(&app, "SELECT count(*) FROM t_acme.execution_steps s WHERE NOT EXISTS (SELECT 1 FROM t_acme.executions e WHERE e.id = s.execution_id)").await;
+    let orphans = app.count("SELECT count(*) FROM t_acme.execution_steps s WHERE NOT EXISTS (SELECT 1 FROM t_acme.executions e WHERE e.id = s.execution_id)").await;
     assert_eq!(orphans, 0, "checkpoints go with their execution");
     // Nothing more to delete: a second sweep is a no-op.
     assert_eq!(tessera_server::retention::sweep(&app.state).await.unwrap().deleted, 0);
@@ -220,7 +211,7 @@ async fn an_idempotency_key_starts_one_execution_however_often_it_is_sent() {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!((&again["id"], &again["replayed"]), (&first["id"], &json!(true)), "{again}");
-    assert_eq!(count(&app, "SELECT count(*) FROM t_acme.executions").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM t_acme.executions").await, 1);
 
     // Ten at once with one key: one execution, every answer names it.
     let answers = futures::future::join_all((0..10).map(|_| run("order-2".into()).send())).await;
@@ -231,7 +222,7 @@ async fn an_idempotency_key_starts_one_execution_however_often_it_is_sent() {
         ids.push(answer.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string());
     }
     assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
-    assert_eq!(count(&app, "SELECT count(*) FROM t_acme.executions WHERE idempotency_key = 'order-2'").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM t_acme.executions WHERE idempotency_key = 'order-2'").await, 1);
 
     // Webhooks take the header too; keys are per integration.
     let hook = || app.tenant_request(Method::POST, "acme", "/hooks/hooked").header("Idempotency-Key", "order-1").json(&json!({"n": 2}));
@@ -242,12 +233,12 @@ async fn an_idempotency_key_starts_one_execution_however_often_it_is_sent() {
     assert_eq!((status, &redelivered["id"], &redelivered["replayed"]), (StatusCode::ACCEPTED, &delivered["id"], &json!(true)));
 
     // Too long: refused, nothing created.
-    let before = count(&app, "SELECT count(*) FROM t_acme.executions").await;
+    let before = app.count("SELECT count(*) FROM t_acme.executions").await;
     let refused = run("k".repeat(256)).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(refused).await, "invalid_idempotency_key");
     assert!(run("k".repeat(255)).send().await.unwrap().status().is_success(), "255 characters are fine");
-    assert_eq!(count(&app, "SELECT count(*) FROM t_acme.executions").await, before + 1);
+    assert_eq!(app.count("SELECT count(*) FROM t_acme.executions").await, before + 1);
 }
 
 fn sign(secret: &str, content: &[u8]) -> String {
@@ -286,30 +277,19 @@ apiVersion: tessera.dev/v1\nkind: Integration\nmetadata:\n  name: guarded\nspec:
     // A signature of the body alone is not enough.
     let (status, bare) = status_and_json(send(now, sign("whsec_fresh", &body))).await;
     assert_eq!((status, bare["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_signature")), "{bare}");
-    assert_eq!(count(&app, "SELECT count(*) FROM t_acme.executions").await, 1, "refusals create nothing");
+    assert_eq!(app.count("SELECT count(*) FROM t_acme.executions").await, 1, "refusals create nothing");
 }
 
+/// `tessera args` against `server` as `token`, with no profile file.
 async fn tessera(server: &str, token: &str, args: &[&str]) -> Run {
-    let mut command = Command::new(tessera_bin());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("TESSERA_") {
-            command.env_remove(key);
-        }
-    }
-    let output = command
-        .env("TESSERA_SERVER", server)
-        .env("TESSERA_TOKEN", token)
-        .env("TESSERA_PROFILE", "none")
-        .env("TESSERA_PROFILE_FILE", std::env::temp_dir().join(format!("tessera-no-profiles-{}.toml", uuid::Uuid::new_v4().simple())))
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), output).await.expect("tessera finished").unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let profiles = std::env::temp_dir().join(format!("tessera-no-profiles-{}.toml", uuid::Uuid::new_v4().simple()));
+    let env = [
+        ("TESSERA_SERVER", server.to_string()),
+        ("TESSERA_TOKEN", token.to_string()),
+        ("TESSERA_PROFILE", "none".to_string()),
+        ("TESSERA_PROFILE_FILE", profiles.display().to_string()),
+    ];
+    run(&env, args).await
 }
 
 #[tokio::test]

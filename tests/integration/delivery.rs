@@ -30,12 +30,12 @@ impl TwoNodes {
         let b = app.add_node().await;
         let token = app.platform_token().await;
         // Both live before the tenant exists, so its placement never changes during the test.
-        let both = eventually(Duration::from_secs(20), || async { alive_nodes(&cluster_status(&app, &token).await) == 2 }).await;
-        assert!(both, "the second node never joined: {}", cluster_status(&app, &token).await);
+        let both = eventually(Duration::from_secs(20), || async { alive_nodes(&app.cluster_status(&token).await) == 2 }).await;
+        assert!(both, "the second node never joined: {}", app.cluster_status(&token).await);
         let tenant = app.create_tenant("acme").await;
-        let held = eventually(Duration::from_secs(20), || async { lease_holder(&cluster_status(&app, &token).await).is_some() }).await;
-        assert!(held, "no node took the tenant: {}", cluster_status(&app, &token).await);
-        let a_owns = lease_holder(&cluster_status(&app, &token).await) == Some(app.state.cluster.node().id.to_string());
+        let held = eventually(Duration::from_secs(20), || async { lease_holder(&app.cluster_status(&token).await).is_some() }).await;
+        assert!(held, "no node took the tenant: {}", app.cluster_status(&token).await);
+        let a_owns = lease_holder(&app.cluster_status(&token).await) == Some(app.state.cluster.node().id.to_string());
         let owner_token = app.owner_token(&tenant).await;
         Self { app, b, tenant, owner_token, a_owns }
     }
@@ -69,12 +69,6 @@ impl TwoNodes {
         .await;
         status_and_json(self.request_on(port, Method::GET, &path)).await.1
     }
-}
-
-async fn cluster_status(app: &TestApp, token: &str) -> Value {
-    let (status, body) = status_and_json(app.platform_request(Method::GET, "/api/platform/cluster").bearer_auth(token)).await;
-    assert!(status.is_success(), "{status} {body}");
-    body
 }
 
 fn alive_nodes(status: &Value) -> usize {
@@ -121,7 +115,7 @@ async fn a_webhook_on_a_node_that_does_not_run_the_tenant_starts_on_its_owner_th
 
     // The status shows every live node's command queue, drained.
     let token = nodes.app.platform_token().await;
-    let status = cluster_status(&nodes.app, &token).await;
+    let status = nodes.app.cluster_status(&token).await;
     for node in status["nodes"].as_array().unwrap().iter().filter(|n| n["alive"] == true) {
         assert!(node["queue_depth"].is_u64(), "no queue depth for a live node: {status}");
     }

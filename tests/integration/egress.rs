@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use actix_web::{web, HttpRequest, HttpResponse};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{spawn_app, spawn_app_with, status_and_json, target_database, TestApp};
+use tessera_tests::{connection, spawn_app, spawn_app_with, status_and_json, target_database, TestApp};
 
 /// A local server that records each request's path and headers; `/to?url=…`
 /// answers 302 to that URL.
@@ -44,10 +44,6 @@ async fn record(request: HttpRequest, seen: web::Data<Mutex<Vec<(String, Value)>
         }
         path => HttpResponse::Ok().json(json!({"path": path})),
     }
-}
-
-fn connection(name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "tessera.dev/v1", "kind": "Connection", "metadata": {"name": name}, "spec": spec})
 }
 
 /// An integration of one `http` GET step `call` to `url`, with `connection`.

@@ -18,7 +18,7 @@ use lapin::{
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{connect, eventually, target_database, spawn_app, status_and_json, TestApp};
+use tessera_tests::{connect, eventually, spawn_app, status_and_json, step, target_database, TestApp};
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const WAIT: Duration = Duration::from_secs(30);
@@ -149,10 +149,6 @@ async fn company_database(schema: &str) -> (tokio_postgres::Client, String) {
     let client = connect(&url).await;
     client.batch_execute(schema).await.unwrap();
     (client, url)
-}
-
-fn step<'a>(execution: &'a Value, path: &str) -> &'a Value {
-    execution["steps"].as_array().unwrap().iter().find(|s| s["path"] == path).unwrap_or_else(|| panic!("no step {path} in {execution}"))
 }
 
 // ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{error_code, eventually, spawn_app, spawn_app_with, TestApp};
+use tessera_tests::{error_code, eventually, spawn_app, spawn_app_with, step, TestApp};
 
 fn integration(name: &str, steps: &str) -> String {
     format!("apiVersion: tessera.dev/v1\nkind: Integration\nmetadata:\n  name: {name}\nspec:\n  triggers:\n    - manual: {{}}\n  steps:\n{steps}")
@@ -37,10 +37,6 @@ async fn run(app: &TestApp, slug: &str, token: &str, name: &str, body: Option<Va
     let response = request.send().await.unwrap();
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn step<'a>(execution: &'a Value, path: &str) -> &'a Value {
-    execution["steps"].as_array().unwrap().iter().find(|s| s["path"] == path).unwrap_or_else(|| panic!("no step {path} in {execution}"))
 }
 
 fn ids(page: &Value) -> Vec<String> {

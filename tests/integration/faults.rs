@@ -8,12 +8,13 @@
 //! processes, so what it stops disturbs no other test.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use tessera_tests::fault::{poll, unfinished, verify, Accepted, ClusterOptions, Drive, FaultCluster, Verdict, Workload};
+use tessera_tests::holders;
 
 const TENANTS: usize = 50;
 const EXECUTIONS: usize = 2_000;
@@ -41,17 +42,6 @@ async fn cluster_with_workload(options: ClusterOptions) -> (FaultCluster, Worklo
         panic!("{e}: {:?}", cluster.status(0).await);
     }
     (cluster, workload)
-}
-
-/// Live node id → the tenants it holds a lease on, from a status answer.
-fn holders(status: &Value) -> HashMap<String, Vec<String>> {
-    let mut by_node: HashMap<String, Vec<String>> = HashMap::new();
-    for lease in status["leases"].as_array().into_iter().flatten() {
-        if let (Some(node), Some(tenant)) = (lease["node"].as_str(), lease["tenant"].as_str()) {
-            by_node.entry(node.to_string()).or_default().push(tenant.to_string());
-        }
-    }
-    by_node
 }
 
 fn node_entry<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {

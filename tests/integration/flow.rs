@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{eventually, spawn_app, spawn_app_with, TestApp};
+use tessera_tests::{eventually, spawn_app, spawn_app_with, step, TestApp};
 
 /// An integration with a manual trigger; `extra` is more of its spec
 /// (`on_error`, `enabled`), indented by two spaces.
@@ -20,10 +20,6 @@ async fn run(app: &TestApp, token: &str, name: &str, body: Value) -> Value {
     let response = app.tenant_request(Method::POST, "acme", &path).bearer_auth(token).json(&body).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.unwrap()
-}
-
-fn step<'a>(execution: &'a Value, path: &str) -> &'a Value {
-    execution["steps"].as_array().unwrap().iter().find(|s| s["path"] == path).unwrap_or_else(|| panic!("no step {path} in {execution}"))
 }
 
 fn paths(execution: &Value) -> Vec<&str> {

@@ -10,7 +10,7 @@ use std::{
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{error_code, spawn_app, TestApp, BASE_DOMAIN};
+use tessera_tests::{spawn_app, status_and_code, TestApp, BASE_DOMAIN};
 
 /// Write `request` as-is to the server (bypassing reqwest's header checks)
 /// and return the status code and the JSON body, if there is one.
@@ -38,10 +38,6 @@ async fn raw_get_with_host(app: &TestApp, host: &[u8], path: &str) -> (u16, Valu
     request.extend_from_slice(host);
     request.extend_from_slice(b"\r\n\r\n");
     raw_request(app, request).await
-}
-
-async fn status_and_code(response: reqwest::Response) -> (StatusCode, String) {
-    (response.status(), error_code(response).await)
 }
 
 #[tokio::test]
@@ -111,12 +107,7 @@ async fn a_host_naming_no_tenant_is_not_found() {
 
     let me = app.tenant_request(Method::GET, "ghost", "/api/me").send().await.unwrap();
     assert_eq!(status_and_code(me).await, (StatusCode::NOT_FOUND, "tenant_not_found".into()));
-    let login = app
-        .tenant_request(Method::POST, "ghost", "/api/auth/login")
-        .json(&json!({"email": "owner@acme.test", "password": "acme-owner-password"}))
-        .send()
-        .await
-        .unwrap();
+    let login = app.try_login("ghost", "owner@acme.test", "acme-owner-password").await;
     assert_eq!(status_and_code(login).await, (StatusCode::NOT_FOUND, "tenant_not_found".into()));
 }
 
@@ -229,12 +220,7 @@ async fn a_suspended_tenant_is_refused_until_it_is_resumed() {
     assert_eq!(status_and_code(me).await, (StatusCode::FORBIDDEN, "tenant_suspended".into()));
     let me = app.tenant_request(Method::GET, "acme", "/api/variables").header("x-api-key", &key).send().await.unwrap();
     assert_eq!(status_and_code(me).await, (StatusCode::FORBIDDEN, "tenant_suspended".into()));
-    let login = app
-        .tenant_request(Method::POST, "acme", "/api/auth/login")
-        .json(&json!({"email": acme.owner_email, "password": acme.owner_password}))
-        .send()
-        .await
-        .unwrap();
+    let login = app.try_login("acme", &acme.owner_email, &acme.owner_password).await;
     assert_eq!(status_and_code(login).await, (StatusCode::FORBIDDEN, "tenant_suspended".into()));
 
     // Other tenants are unaffected.

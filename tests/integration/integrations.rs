@@ -57,7 +57,7 @@ fn results(applied: &[(String, String, i64, String)]) -> Vec<(&str, i64, &str)> 
 }
 
 async fn count(app: &TestApp, table: &str) -> i64 {
-    app.db().await.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0)
+    app.count(&format!("SELECT count(*) FROM {table}")).await
 }
 
 #[tokio::test]

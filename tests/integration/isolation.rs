@@ -4,7 +4,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{error_code, spawn_app, TestApp, TestTenant};
+use tessera_tests::{spawn_app, status_and_code, TestApp, TestTenant};
 
 /// Everything one tenant holds in this story.
 struct Side {
@@ -15,23 +15,11 @@ struct Side {
     user_id: String,
 }
 
-async fn call(app: &TestApp, slug: &str, method: Method, path: &str, credential: &str, body: Option<Value>) -> reqwest::Response {
-    let mut request = app.tenant_request(method, slug, path).bearer_auth(credential);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap()
-}
-
 async fn ok_json(response: reqwest::Response) -> Value {
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     assert!(status.is_success(), "{status}: {body}");
     body
-}
-
-async fn status_and_code(response: reqwest::Response) -> (StatusCode, String) {
-    (response.status(), error_code(response).await)
 }
 
 /// A tenant with an owner, a second user, an admin API key and a variable
@@ -40,14 +28,14 @@ async fn populated_tenant(app: &TestApp, slug: &str) -> Side {
     let tenant = app.create_tenant(slug).await;
     let owner = app.owner_token(&tenant).await;
     let user = ok_json(
-        call(app, slug, Method::POST, "/api/users", &owner, Some(json!({
+        app.call(slug, Method::POST, "/api/users", &owner, Some(json!({
             "email": format!("staff@{slug}.test"), "password": "a-good-password", "role": "editor", "display_name": format!("{slug} staff"),
         })))
         .await,
     )
     .await;
-    let key = ok_json(call(app, slug, Method::POST, "/api/api-keys", &owner, Some(json!({"name": format!("{slug} key"), "role": "admin"}))).await).await;
-    ok_json(call(app, slug, Method::PUT, "/api/variables/region", &owner, Some(json!({"value": format!("{slug}-region")}))).await).await;
+    let key = ok_json(app.call(slug, Method::POST, "/api/api-keys", &owner, Some(json!({"name": format!("{slug} key"), "role": "admin"}))).await).await;
+    ok_json(app.call(slug, Method::PUT, "/api/variables/region", &owner, Some(json!({"value": format!("{slug}-region")}))).await).await;
     Side {
         tenant,
         owner,
@@ -62,7 +50,7 @@ async fn everything(app: &TestApp, side: &Side) -> Value {
     let slug = &side.tenant.slug;
     let mut all = json!({});
     for list in ["users", "api-keys", "variables"] {
-        all[list] = ok_json(call(app, slug, Method::GET, &format!("/api/{list}"), &side.owner, None).await).await["items"].clone();
+        all[list] = ok_json(app.call(slug, Method::GET, &format!("/api/{list}"), &side.owner, None).await).await["items"].clone();
     }
     all
 }
@@ -72,7 +60,7 @@ async fn one_tenant_cannot_read_change_or_delete_another_tenants_users() {
     let app = spawn_app().await;
     let acme = populated_tenant(&app, "acme").await;
     let globex = populated_tenant(&app, "globex").await;
-    let globex_owner_id = ok_json(call(&app, "globex", Method::GET, "/api/me", &globex.owner, None).await).await["principal"]["id"]
+    let globex_owner_id = ok_json(app.call("globex", Method::GET, "/api/me", &globex.owner, None).await).await["principal"]["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -81,18 +69,18 @@ async fn one_tenant_cannot_read_change_or_delete_another_tenants_users() {
     for target in [&globex.user_id, &globex_owner_id] {
         let path = format!("/api/users/{target}");
         for credential in [&acme.owner, &acme.api_key] {
-            let read = call(&app, "acme", Method::GET, &path, credential, None).await;
+            let read = app.call("acme", Method::GET, &path, credential, None).await;
             assert_eq!(status_and_code(read).await, (StatusCode::NOT_FOUND, "not_found".into()));
-            let change = call(&app, "acme", Method::PATCH, &path, credential, Some(json!({"role": "viewer", "disabled": true, "password": "hijacked-password"}))).await;
+            let change = app.call("acme", Method::PATCH, &path, credential, Some(json!({"role": "viewer", "disabled": true, "password": "hijacked-password"}))).await;
             assert_eq!(status_and_code(change).await, (StatusCode::NOT_FOUND, "not_found".into()));
-            let delete = call(&app, "acme", Method::DELETE, &path, credential, None).await;
+            let delete = app.call("acme", Method::DELETE, &path, credential, None).await;
             assert_eq!(status_and_code(delete).await, (StatusCode::NOT_FOUND, "not_found".into()));
         }
     }
 
     // globex sees its users exactly as before, and they still sign in.
     assert_eq!(everything(&app, &globex).await, before);
-    let staff = ok_json(call(&app, "globex", Method::GET, &format!("/api/users/{}", globex.user_id), &globex.owner, None).await).await;
+    let staff = ok_json(app.call("globex", Method::GET, &format!("/api/users/{}", globex.user_id), &globex.owner, None).await).await;
     assert_eq!((staff["role"].as_str(), staff["disabled"].as_bool()), (Some("editor"), Some(false)));
     app.login("globex", "staff@globex.test", "a-good-password").await;
     app.owner_token(&globex.tenant).await;
@@ -106,13 +94,13 @@ async fn one_tenant_cannot_revoke_another_tenants_api_keys() {
     let before = everything(&app, &globex).await;
 
     for credential in [&acme.owner, &acme.api_key] {
-        let revoke = call(&app, "acme", Method::DELETE, &format!("/api/api-keys/{}", globex.api_key_id), credential, None).await;
+        let revoke = app.call("acme", Method::DELETE, &format!("/api/api-keys/{}", globex.api_key_id), credential, None).await;
         assert_eq!(status_and_code(revoke).await, (StatusCode::NOT_FOUND, "not_found".into()));
     }
 
-    let keys = ok_json(call(&app, "globex", Method::GET, "/api/api-keys", &globex.owner, None).await).await;
+    let keys = ok_json(app.call("globex", Method::GET, "/api/api-keys", &globex.owner, None).await).await;
     assert!(keys["items"][0]["revoked_at"].is_null());
-    let works = call(&app, "globex", Method::GET, "/api/me", &globex.api_key, None).await;
+    let works = app.call("globex", Method::GET, "/api/me", &globex.api_key, None).await;
     assert_eq!(ok_json(works).await["principal"]["kind"], "api_key");
     assert_eq!(everything(&app, &globex).await["api-keys"].as_array().unwrap().len(), before["api-keys"].as_array().unwrap().len());
 }
@@ -125,29 +113,29 @@ async fn a_variable_name_means_a_different_variable_in_each_tenant() {
 
     for (side, expected) in [(&acme, "acme-region"), (&globex, "globex-region")] {
         let slug = side.tenant.slug.as_str();
-        let one = ok_json(call(&app, slug, Method::GET, "/api/variables/region", &side.owner, None).await).await;
+        let one = ok_json(app.call(slug, Method::GET, "/api/variables/region", &side.owner, None).await).await;
         assert_eq!(one["value"], expected);
-        let list = ok_json(call(&app, slug, Method::GET, "/api/variables", &side.api_key, None).await).await;
+        let list = ok_json(app.call(slug, Method::GET, "/api/variables", &side.api_key, None).await).await;
         assert_eq!(list["items"].as_array().unwrap().len(), 1);
         assert_eq!(list["items"][0]["value"], expected);
     }
 
     // Changing and deleting acme's leaves globex's alone.
-    ok_json(call(&app, "acme", Method::PUT, "/api/variables/region", &acme.owner, Some(json!({"value": "changed"}))).await).await;
-    let globex_region = ok_json(call(&app, "globex", Method::GET, "/api/variables/region", &globex.owner, None).await).await;
+    ok_json(app.call("acme", Method::PUT, "/api/variables/region", &acme.owner, Some(json!({"value": "changed"}))).await).await;
+    let globex_region = ok_json(app.call("globex", Method::GET, "/api/variables/region", &globex.owner, None).await).await;
     assert_eq!(globex_region["value"], "globex-region");
-    let deleted = call(&app, "acme", Method::DELETE, "/api/variables/region", &acme.owner, None).await;
+    let deleted = app.call("acme", Method::DELETE, "/api/variables/region", &acme.owner, None).await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    let globex_region = ok_json(call(&app, "globex", Method::GET, "/api/variables/region", &globex.owner, None).await).await;
+    let globex_region = ok_json(app.call("globex", Method::GET, "/api/variables/region", &globex.owner, None).await).await;
     assert_eq!(globex_region["value"], "globex-region");
 
     // A variable only globex has is invisible to acme.
-    ok_json(call(&app, "globex", Method::PUT, "/api/variables/globex_only", &globex.owner, Some(json!({"value": 42}))).await).await;
-    let hidden = call(&app, "acme", Method::GET, "/api/variables/globex_only", &acme.owner, None).await;
+    ok_json(app.call("globex", Method::PUT, "/api/variables/globex_only", &globex.owner, Some(json!({"value": 42}))).await).await;
+    let hidden = app.call("acme", Method::GET, "/api/variables/globex_only", &acme.owner, None).await;
     assert_eq!(status_and_code(hidden).await, (StatusCode::NOT_FOUND, "not_found".into()));
-    let delete = call(&app, "acme", Method::DELETE, "/api/variables/globex_only", &acme.owner, None).await;
+    let delete = app.call("acme", Method::DELETE, "/api/variables/globex_only", &acme.owner, None).await;
     assert_eq!(status_and_code(delete).await, (StatusCode::NOT_FOUND, "not_found".into()));
-    let still = ok_json(call(&app, "globex", Method::GET, "/api/variables/globex_only", &globex.owner, None).await).await;
+    let still = ok_json(app.call("globex", Method::GET, "/api/variables/globex_only", &globex.owner, None).await).await;
     assert_eq!(still["value"], 42);
 }
 
@@ -158,7 +146,7 @@ async fn credentials_of_one_tenant_are_refused_on_another_tenants_host() {
     let globex = populated_tenant(&app, "globex").await;
     let before = everything(&app, &globex).await;
 
-    let key_as_bearer = call(&app, "globex", Method::GET, "/api/variables", &acme.api_key, None).await;
+    let key_as_bearer = app.call("globex", Method::GET, "/api/variables", &acme.api_key, None).await;
     assert_eq!(status_and_code(key_as_bearer).await, (StatusCode::UNAUTHORIZED, "invalid_api_key".into()));
     let key_as_header = app
         .tenant_request(Method::PUT, "globex", "/api/variables/region")
@@ -169,21 +157,16 @@ async fn credentials_of_one_tenant_are_refused_on_another_tenants_host() {
         .unwrap();
     assert_eq!(status_and_code(key_as_header).await, (StatusCode::UNAUTHORIZED, "invalid_api_key".into()));
 
-    let token = call(&app, "globex", Method::GET, "/api/users", &acme.owner, None).await;
+    let token = app.call("globex", Method::GET, "/api/users", &acme.owner, None).await;
     assert_eq!(status_and_code(token).await, (StatusCode::UNAUTHORIZED, "invalid_token".into()));
-    let token_write = call(&app, "globex", Method::POST, "/api/users", &acme.owner, Some(json!({
+    let token_write = app.call("globex", Method::POST, "/api/users", &acme.owner, Some(json!({
         "email": "mole@globex.test", "password": "a-good-password", "role": "owner",
     })))
     .await;
     assert_eq!(status_and_code(token_write).await, (StatusCode::UNAUTHORIZED, "invalid_token".into()));
 
     // acme's owner password does not open globex either.
-    let login = app
-        .tenant_request(Method::POST, "globex", "/api/auth/login")
-        .json(&json!({"email": acme.tenant.owner_email, "password": acme.tenant.owner_password}))
-        .send()
-        .await
-        .unwrap();
+    let login = app.try_login("globex", &acme.tenant.owner_email, &acme.tenant.owner_password).await;
     assert_eq!(status_and_code(login).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()));
 
     assert_eq!(everything(&app, &globex).await, before);
@@ -194,7 +177,7 @@ async fn a_tenants_lists_hold_only_its_own_rows() {
     let app = spawn_app().await;
     let acme = populated_tenant(&app, "acme").await;
     let globex = populated_tenant(&app, "globex").await;
-    ok_json(call(&app, "globex", Method::PUT, "/api/variables/globex_only", &globex.owner, Some(json!({"value": "secret"}))).await).await;
+    ok_json(app.call("globex", Method::PUT, "/api/variables/globex_only", &globex.owner, Some(json!({"value": "secret"}))).await).await;
 
     let acme_all = everything(&app, &acme).await;
     let globex_all = everything(&app, &globex).await;
@@ -218,7 +201,7 @@ async fn a_tenants_lists_hold_only_its_own_rows() {
     // Whatever credential acme uses, nothing of globex's shows up.
     for credential in [&acme.owner, &acme.api_key] {
         for list in ["users", "api-keys", "variables"] {
-            let body = ok_json(call(&app, "acme", Method::GET, &format!("/api/{list}"), credential, None).await).await.to_string();
+            let body = ok_json(app.call("acme", Method::GET, &format!("/api/{list}"), credential, None).await).await.to_string();
             for needle in ["globex", &globex.user_id, &globex.api_key_id] {
                 assert!(!body.contains(needle), "acme's {list} mention {needle}: {body}");
             }

@@ -12,7 +12,7 @@ use tessera_server::provisioning::{
     migrate::{self, latest_tenant_version, MigrateProgress, MigrateReport},
     NewTenant,
 };
-use tessera_tests::{error_code, spawn_app, TestApp};
+use tessera_tests::{error_code, migration_history, spawn_app, TestApp};
 
 const OLD_VERSION: i32 = 1;
 
@@ -54,14 +54,7 @@ fn all_versions() -> Vec<i32> {
 }
 
 async fn history_versions(app: &TestApp, schema: &str) -> Vec<i32> {
-    app.db()
-        .await
-        .query(&format!("SELECT version FROM {schema}.refinery_schema_history ORDER BY version"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    migration_history(&app.db().await, schema).await
 }
 
 async fn recorded_version(app: &TestApp, slug: &str) -> i32 {

@@ -6,7 +6,7 @@ use std::{collections::HashSet, path::PathBuf, time::Duration};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tessera_server::local_postgres::{find_bin_dir, LocalPostgres};
-use tessera_tests::{admin_url, connect, eventually, spawn_app, TestApp};
+use tessera_tests::{admin_url, connect, eventually, fault, spawn_app, TestApp};
 
 async fn probe(app: &TestApp, path: &str) -> (StatusCode, Value) {
     let response = app.http.get(format!("{}{path}", app.base_url())).send().await.unwrap();
@@ -123,17 +123,13 @@ impl Drop for ClusterGuard {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn the_private_postgres_of_tessera_dev_starts_serves_and_stops() {
     // Under /tmp: the postgres system user must be able to reach it.
     let dir = std::env::temp_dir().join(format!("tessera-local-pg-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let _guard = ClusterGuard(dir.clone());
-    let port = free_port();
+    let port = fault::free_port().expect("a free port");
     let pg = LocalPostgres::new(dir.clone(), port).expect("PostgreSQL binaries are installed");
     assert!(!pg.is_running().await);
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tessera_server::provisioning::migrate::latest_tenant_version;
-use tessera_tests::{error_code, eventually, spawn_app, TestApp};
+use tessera_tests::{error_code, eventually, migration_history, spawn_app, TestApp};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -100,14 +100,7 @@ async fn creating_a_tenant_builds_its_schema_records_it_and_lets_its_owner_sign_
     // The schema holds exactly the tenant tables and refinery's history.
     assert_eq!(tables_in(&app, "t_acme").await, TENANT_TABLES);
     let db = app.db().await;
-    let versions: Vec<i32> = db
-        .query("SELECT version FROM t_acme.refinery_schema_history ORDER BY version", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(versions, tessera_server::provisioning::migrate::tenant_versions());
+    assert_eq!(migration_history(&db, "t_acme").await, tessera_server::provisioning::migrate::tenant_versions());
 
     let row = db
         .query_one("SELECT schema_name, status, schema_version FROM platform.tenants WHERE slug = 'acme'", &[])
@@ -257,12 +250,7 @@ async fn a_suspended_tenant_is_refused_and_its_worker_stops_until_it_is_resumed(
         assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{path}");
         assert_eq!(error_code(refused).await, "tenant_suspended", "{path}");
     }
-    let login = app
-        .tenant_request(Method::POST, "acme", "/api/auth/login")
-        .json(&json!({"email": acme.owner_email, "password": acme.owner_password}))
-        .send()
-        .await
-        .unwrap();
+    let login = app.try_login("acme", &acme.owner_email, &acme.owner_password).await;
     assert_eq!(login.status(), StatusCode::FORBIDDEN, "no new sessions either");
     assert_eq!(error_code(login).await, "tenant_suspended");
     assert!(workers_become(&app, &token, &["globex"]).await, "acme's worker stops");

@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_tests::{connect, target_database, spawn_app, status_and_json, TestApp};
+use tessera_tests::{connect, connection, spawn_app, status_and_json, step, target_database, TestApp};
 
 /// One request the test server received.
 #[derive(Debug, Clone)]
@@ -90,10 +90,6 @@ fn file(docs: &[Value]) -> String {
     docs.iter().map(Value::to_string).collect::<Vec<_>>().join("\n---\n")
 }
 
-fn connection(name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "tessera.dev/v1", "kind": "Connection", "metadata": {"name": name}, "spec": spec})
-}
-
 fn integration(name: &str, steps: Value) -> Value {
     json!({"apiVersion": "tessera.dev/v1", "kind": "Integration", "metadata": {"name": name}, "spec": {"steps": steps}})
 }
@@ -104,10 +100,6 @@ async fn run(app: &TestApp, token: &str, name: &str, body: Value) -> Value {
     let (status, execution) = status_and_json(app.tenant_request(Method::POST, "acme", &path).bearer_auth(token).json(&body)).await;
     assert_eq!(status, StatusCode::OK, "{execution}");
     execution
-}
-
-fn step<'a>(execution: &'a Value, path: &str) -> &'a Value {
-    execution["steps"].as_array().unwrap().iter().find(|s| s["path"] == path).unwrap_or_else(|| panic!("no step {path} in {execution}"))
 }
 
 /// The execution as the API shows it, as text.

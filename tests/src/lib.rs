@@ -6,6 +6,7 @@
 pub mod fault;
 
 use std::{
+    collections::HashMap,
     net::TcpListener,
     path::{Path, PathBuf},
     time::Duration,
@@ -299,19 +300,33 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "apply: {}", response.text().await.unwrap_or_default());
     }
 
+    /// Send `body` (if any) to a tenant's host with `credential` (a token or
+    /// an API key) as a bearer token: the answer as it came.
+    pub async fn call(&self, slug: &str, method: Method, path: &str, credential: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self.tenant_request(method, slug, path).bearer_auth(credential);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
     /// `GET path` on a tenant's host as `token`: the status and the JSON body.
     pub async fn tenant_get(&self, slug: &str, token: &str, path: &str) -> (StatusCode, Value) {
         status_and_json(self.tenant_request(Method::GET, slug, path).bearer_auth(token)).await
     }
 
-    /// Sign in on a tenant's host and return the token.
-    pub async fn login(&self, slug: &str, email: &str, password: &str) -> String {
-        let response = self
-            .tenant_request(Method::POST, slug, "/api/auth/login")
+    /// Attempt a sign-in on a tenant's host: the answer as it came.
+    pub async fn try_login(&self, slug: &str, email: &str, password: &str) -> reqwest::Response {
+        self.tenant_request(Method::POST, slug, "/api/auth/login")
             .json(&json!({"email": email, "password": password}))
             .send()
             .await
-            .expect("login");
+            .expect("login")
+    }
+
+    /// Sign in on a tenant's host and return the token.
+    pub async fn login(&self, slug: &str, email: &str, password: &str) -> String {
+        let response = self.try_login(slug, email, password).await;
         let status = response.status();
         let body: Value = response.json().await.unwrap();
         assert_eq!(status, StatusCode::OK, "login {email} on {slug}: {body}");
@@ -322,24 +337,41 @@ impl TestApp {
         self.login(&tenant.slug, &tenant.owner_email, &tenant.owner_password).await
     }
 
-    /// Create a user with `role` in a tenant (as its owner) and sign them in.
-    pub async fn user_with_role(&self, tenant: &TestTenant, role: &str) -> String {
+    /// Create a user (password `a-good-password`) in a tenant as its owner;
+    /// returns the created user.
+    pub async fn create_user(&self, tenant: &TestTenant, email: &str, role: &str) -> Value {
         let owner = self.owner_token(tenant).await;
-        let email = format!("{role}-{}@{}.test", uuid::Uuid::new_v4().simple(), tenant.slug);
-        let response = self
+        let request = self
             .tenant_request(Method::POST, &tenant.slug, "/api/users")
             .bearer_auth(&owner)
-            .json(&json!({"email": email, "password": "a-good-password", "role": role}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED, "create {role}");
+            .json(&json!({"email": email, "password": "a-good-password", "role": role}));
+        let (status, user) = status_and_json(request).await;
+        assert_eq!(status, StatusCode::CREATED, "create {email} as {role}: {user}");
+        user
+    }
+
+    /// Create a user with `role` in a tenant (as its owner) and sign them in.
+    pub async fn user_with_role(&self, tenant: &TestTenant, role: &str) -> String {
+        let email = format!("{role}-{}@{}.test", uuid::Uuid::new_v4().simple(), tenant.slug);
+        self.create_user(tenant, &email, role).await;
         self.login(&tenant.slug, &email, "a-good-password").await
     }
 
     /// A direct connection to this test's database, for assertions.
     pub async fn db(&self) -> tokio_postgres::Client {
         connect(&self.database_url).await
+    }
+
+    /// The one number a query such as `SELECT count(*) ...` returns.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db().await.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
+    /// The platform's view of the cluster (`GET /api/platform/cluster`) as `token`.
+    pub async fn cluster_status(&self, token: &str) -> Value {
+        let (status, body) = status_and_json(self.platform_request(Method::GET, "/api/platform/cluster").bearer_auth(token)).await;
+        assert!(status.is_success(), "{status} {body}");
+        body
     }
 
     /// Stop the server gracefully: in-flight requests finish, then the node
@@ -381,7 +413,11 @@ impl TestNode {
 
 /// Send a request: its status and its JSON body (`null` when there is none).
 pub async fn status_and_json(request: RequestBuilder) -> (StatusCode, Value) {
-    let response = request.send().await.expect("request");
+    status_and_body(request.send().await.expect("request")).await
+}
+
+/// A response's status and its JSON body (`null` when there is none).
+pub async fn status_and_body(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -390,6 +426,39 @@ pub async fn status_and_json(request: RequestBuilder) -> (StatusCode, Value) {
 pub async fn error_code(response: reqwest::Response) -> String {
     let body: Value = response.json().await.expect("JSON error body");
     body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}")).to_string()
+}
+
+/// A refusal's status and its error code.
+pub async fn status_and_code(response: reqwest::Response) -> (StatusCode, String) {
+    (response.status(), error_code(response).await)
+}
+
+/// The step at `path` of an execution as the API shows it.
+pub fn step<'a>(execution: &'a Value, path: &str) -> &'a Value {
+    execution["steps"].as_array().unwrap().iter().find(|s| s["path"] == path).unwrap_or_else(|| panic!("no step {path} in {execution}"))
+}
+
+/// A `Connection` definition document.
+pub fn connection(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "tessera.dev/v1", "kind": "Connection", "metadata": {"name": name}, "spec": spec})
+}
+
+/// Live node id → the tenants it holds a lease on, from a cluster status
+/// (`TestApp::cluster_status`).
+pub fn holders(status: &Value) -> HashMap<String, Vec<String>> {
+    let mut by_node: HashMap<String, Vec<String>> = HashMap::new();
+    for lease in status["leases"].as_array().into_iter().flatten() {
+        if let (Some(node), Some(tenant)) = (lease["node"].as_str(), lease["tenant"].as_str()) {
+            by_node.entry(node.to_string()).or_default().push(tenant.to_string());
+        }
+    }
+    by_node
+}
+
+/// The migration versions a schema's refinery history lists, in order.
+pub async fn migration_history(db: &tokio_postgres::Client, schema: &str) -> Vec<i32> {
+    let sql = format!("SELECT version FROM {schema}.refinery_schema_history ORDER BY version");
+    db.query(&sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
 }
 
 /// Poll `check` until it returns true or `deadline` passes.

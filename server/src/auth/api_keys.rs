@@ -9,7 +9,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{AuthError, Role};
-use crate::tenancy::{Tenant, TenantDb};
+use crate::{
+    database::DbError,
+    tenancy::{Tenant, TenantDb},
+};
 
 pub const KEY_PREFIX: &str = "tsk_";
 /// How much of a key is kept in clear so people can tell keys apart.
@@ -53,6 +56,6 @@ pub async fn authenticate(db: &TenantDb, tenant: &Tenant, secret: &str) -> Resul
         )
         .await?;
     let row = rows.first().ok_or(AuthError::InvalidApiKey)?;
-    let role = Role::parse(row.get(2)).ok_or(AuthError::InvalidApiKey)?;
+    let role: Role = row.try_get(2).map_err(DbError::from)?;
     Ok((row.get(0), row.get(1), role))
 }

@@ -97,7 +97,7 @@ impl AuthService {
             Some(row) if verified && !row.get::<_, bool>(3) => row,
             _ => return Err(AuthError::InvalidCredentials),
         };
-        let role = Role::parse(row.get(2)).ok_or(AuthError::InvalidCredentials)?;
+        let role: Role = row.try_get(2).map_err(DbError::from)?;
         let user_id: Uuid = row.get(0);
         self.tokens.issue(user_id, &email, tenant_audience(tenant.id), Some(tenant.id), Some(role))
     }

@@ -1,6 +1,8 @@
-//! Tenant roles, ordered by what they may do.
+//! Tenant roles, ordered by what they may do, and how they are read from
+//! requests and from the database.
 
 use serde::{de, Deserialize, Deserializer, Serialize};
+use tokio_postgres::types::{FromSql, Type};
 
 /// viewer < editor < admin < owner. Viewers read; editors change the
 /// tenant's resources; admins also manage users and API keys; owners also
@@ -32,6 +34,27 @@ impl Role {
             "owner" => Some(Role::Owner),
             _ => None,
         }
+    }
+}
+
+/// A stored role this version does not know: a corrupt row, or one written
+/// by a newer version (during a rollback). Reading it fails the request
+/// (500, logged) rather than guess a role, which would grant or take away
+/// rights silently.
+#[derive(Debug, thiserror::Error)]
+#[error("the stored role {0:?} is not a role")]
+pub struct UnknownRole(String);
+
+/// Roles are stored as text (`users.role`, `api_keys.role`); read one with
+/// `row.try_get`, whose error names the column and the value.
+impl<'a> FromSql<'a> for Role {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let text = <&str as FromSql>::from_sql(ty, raw)?;
+        Role::parse(text).ok_or_else(|| UnknownRole(text.to_owned()).into())
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
     }
 }
 

@@ -44,7 +44,7 @@ impl AccountStanding {
             return Ok(hit);
         }
         let rows = db.read(tenant, "SELECT role FROM @tenant.users WHERE id = $1 AND NOT disabled", &[&user]).await?;
-        let standing = rows.first().and_then(|r| Role::parse(r.get(0)));
+        let standing = rows.first().map(|r| r.try_get::<_, Role>(0)).transpose()?;
         self.cache.insert(key, standing);
         Ok(standing)
     }

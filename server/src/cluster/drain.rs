@@ -16,7 +16,7 @@
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
-        Mutex,
+        Mutex, PoisonError,
     },
     time::{Duration, Instant},
 };
@@ -46,11 +46,11 @@ impl Drain {
 
     /// The deadline, set the first time it is asked for.
     fn deadline(&self) -> Instant {
-        *self.deadline.lock().expect("drain lock").get_or_insert_with(|| Instant::now() + self.timeout)
+        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert_with(|| Instant::now() + self.timeout)
     }
 
     fn cut_short(&self) {
-        *self.deadline.lock().expect("drain lock") = Some(Instant::now());
+        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
     }
 }
 
@@ -83,7 +83,7 @@ impl Cluster {
             if let Err(e) = self.round().await {
                 tracing::warn!(error = %e, "cluster round failed while draining");
             }
-            if self.held.read().expect("leases lock").is_empty() || Instant::now() >= until {
+            if self.held.read().unwrap_or_else(PoisonError::into_inner).is_empty() || Instant::now() >= until {
                 return;
             }
             tokio::select! {
@@ -97,7 +97,7 @@ impl Cluster {
     /// workers still run executions, until the drain timeout.
     pub(super) fn still_finishing(&self) -> Vec<Uuid> {
         self.supervisor.begin_drain();
-        let held = self.held.read().expect("leases lock").clone();
+        let held = self.held.read().unwrap_or_else(PoisonError::into_inner).clone();
         let busy: Vec<Uuid> = self.supervisor.busy().into_iter().filter(|t| held.contains_key(t)).collect();
         if Instant::now() < self.drain.deadline() {
             return busy;

@@ -19,7 +19,7 @@ pub mod status;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, PoisonError, RwLock},
     time::{Duration, Instant},
 };
 
@@ -65,7 +65,9 @@ pub struct Cluster {
     timeout: Duration,
     supervisor: Supervisor,
     /// The leases held after the last successful round, shared with the
-    /// execution store, which fences every write with them.
+    /// execution store, which fences every write with them. Only ever
+    /// replaced or cleared whole, so a holder's panic leaves it consistent:
+    /// later users recover it (`PoisonError::into_inner`) rather than panic.
     held: Arc<RwLock<Held>>,
     /// Ask for a round now (tenants changed, a drain began).
     wake: Notify,
@@ -180,7 +182,7 @@ impl Cluster {
         };
         let held = leases::settle(&self.pool, self.node.id, &wanted, self.timeout).await?;
         let specs = held.keys().filter_map(|id| tenants.get(id).cloned()).collect();
-        let previous = std::mem::replace(&mut *self.held.write().expect("leases lock"), held.clone());
+        let previous = std::mem::replace(&mut *self.held.write().unwrap_or_else(PoisonError::into_inner), held.clone());
         self.supervisor.reconcile(specs);
         // A lease lost and taken back under a new epoch: writes made in
         // between were refused, so the worker looks for unfinished work again.
@@ -199,7 +201,7 @@ impl Cluster {
     }
 
     fn stop_all_workers(&self) {
-        self.held.write().expect("leases lock").clear();
+        self.held.write().unwrap_or_else(PoisonError::into_inner).clear();
         self.supervisor.reconcile(Vec::new());
     }
 
@@ -230,7 +232,7 @@ impl Cluster {
             tracing::warn!(error = %e, "cannot mark this node stopped");
         }
         self.supervisor.shutdown().await;
-        self.held.write().expect("leases lock").clear();
+        self.held.write().unwrap_or_else(PoisonError::into_inner).clear();
         if let Err(e) = leases::release_all(&self.pool, self.node.id).await {
             tracing::warn!(error = %e, "cannot release this node's leases; they expire on their own");
         }

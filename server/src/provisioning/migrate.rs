@@ -9,7 +9,7 @@
 
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use refinery::Migration;
@@ -149,9 +149,9 @@ pub async fn migrate_tenants(
         workers.spawn(async move {
             let mut client = connect(&url).await?;
             loop {
-                let Some(schema) = queue.lock().expect("queue lock").pop_front() else { return Ok(()) };
+                let Some(schema) = queue.lock().unwrap_or_else(PoisonError::into_inner).pop_front() else { return Ok(()) };
                 let outcome = migrate_one(&mut client, &schema, latest).await;
-                let mut guard = state.lock().expect("state lock");
+                let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
                 let (p, report) = &mut *guard;
                 p.done += 1;
                 match outcome {
@@ -169,7 +169,7 @@ pub async fn migrate_tenants(
         let result: Result<(), ProvisioningError> = joined.map_err(|e| ProvisioningError::Migration(e.to_string()))?;
         result?;
     }
-    let report = std::mem::take(&mut state.lock().expect("state lock").1);
+    let report = std::mem::take(&mut state.lock().unwrap_or_else(PoisonError::into_inner).1);
     Ok(report)
 }
 

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{parse_id, ResourceError};
 use crate::{
     auth::{api_keys, Role, TenantCaller},
+    database::DbError,
     tenancy::TenantDb,
 };
 
@@ -41,17 +42,18 @@ pub struct NewApiKey {
 
 const COLUMNS: &str = "id, name, prefix, role, created_by, created_at, last_used_at, revoked_at";
 
-fn from_row(row: &Row) -> ApiKey {
-    ApiKey {
+/// A key as stored; a role this version does not know fails the read.
+fn from_row(row: &Row) -> Result<ApiKey, DbError> {
+    Ok(ApiKey {
         id: row.get(0),
         name: row.get(1),
         prefix: row.get(2),
-        role: Role::parse(row.get(3)).unwrap_or(Role::Viewer),
+        role: row.try_get(3)?,
         created_by: row.get(4),
         created_at: row.get(5),
         last_used_at: row.get(6),
         revoked_at: row.get(7),
-    }
+    })
 }
 
 pub async fn create(db: &TenantDb, caller: &TenantCaller, new: NewApiKey) -> Result<CreatedApiKey, ResourceError> {
@@ -73,13 +75,13 @@ pub async fn create(db: &TenantDb, caller: &TenantCaller, new: NewApiKey) -> Res
         )
         .await?;
     tx.commit().await?;
-    Ok(CreatedApiKey { key: from_row(&row), secret: key.secret })
+    Ok(CreatedApiKey { key: from_row(&row)?, secret: key.secret })
 }
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<ApiKey>, ResourceError> {
     caller.require(Role::Admin)?;
     let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.api_keys ORDER BY created_at"), &[]).await?;
-    Ok(rows.iter().map(from_row).collect())
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
 pub async fn revoke(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<ApiKey, ResourceError> {
@@ -93,6 +95,7 @@ pub async fn revoke(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<Ap
         )
         .await?
         .ok_or(ResourceError::NotFound { kind: "api key", id: id.to_string() })?;
+    let key = from_row(&row)?;
     tx.commit().await?;
-    Ok(from_row(&row))
+    Ok(key)
 }

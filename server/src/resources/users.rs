@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{parse_id, ResourceError};
 use crate::{
     auth::{announce_change, Passwords, Role, TenantCaller},
+    database::DbError,
     provisioning::normalize_email,
     tenancy::{TenantDb, TenantTx},
 };
@@ -25,16 +26,17 @@ pub struct User {
 
 const COLUMNS: &str = "id, email, display_name, role, disabled, created_at, updated_at";
 
-fn from_row(row: &Row) -> User {
-    User {
+/// A user as stored; a role this version does not know fails the read.
+fn from_row(row: &Row) -> Result<User, DbError> {
+    Ok(User {
         id: row.get(0),
         email: row.get(1),
         display_name: row.get(2),
-        role: Role::parse(row.get(3)).unwrap_or(Role::Viewer),
+        role: row.try_get(3)?,
         disabled: row.get(4),
         created_at: row.get(5),
         updated_at: row.get(6),
-    }
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,13 +74,14 @@ fn check_grant(caller: &TenantCaller, role: Role) -> Result<(), ResourceError> {
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<User>, ResourceError> {
     let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.users ORDER BY email"), &[]).await?;
-    Ok(rows.iter().map(from_row).collect())
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
 pub async fn get(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<User, ResourceError> {
     let id = parse_id("user", id)?;
     let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.users WHERE id = $1"), &[&id]).await?;
-    rows.first().map(from_row).ok_or(ResourceError::NotFound { kind: "user", id: id.to_string() })
+    let row = rows.first().ok_or(ResourceError::NotFound { kind: "user", id: id.to_string() })?;
+    Ok(from_row(row)?)
 }
 
 pub async fn create(db: &TenantDb, passwords: &Passwords, caller: &TenantCaller, new: NewUser) -> Result<User, ResourceError> {
@@ -99,7 +102,7 @@ pub async fn create(db: &TenantDb, passwords: &Passwords, caller: &TenantCaller,
         .await?
         .ok_or_else(|| ResourceError::Conflict { kind: "user", id: email.clone() })?;
     tx.commit().await?;
-    Ok(from_row(&row))
+    Ok(from_row(&row)?)
 }
 
 /// Fail unless, after the change, the tenant still has an enabled owner.
@@ -141,7 +144,7 @@ pub async fn update(
         .await?
         .ok_or(ResourceError::NotFound { kind: "user", id: id.to_string() })?;
     // Only an owner may change an owner.
-    if Role::parse(current.get(0)) == Some(Role::Owner) {
+    if current.try_get::<_, Role>(0).map_err(DbError::from)? == Role::Owner {
         caller.require(Role::Owner)?;
     }
     let row = tx
@@ -154,10 +157,11 @@ pub async fn update(
             &[&id, &changes.role.map(Role::as_str), &changes.display_name, &changes.disabled, &hash],
         )
         .await?;
+    let user = from_row(&row)?;
     ensure_an_owner_remains(&mut tx).await?;
     announce_change(&mut tx, caller.tenant.id, id).await?;
     tx.commit().await?;
-    Ok(from_row(&row))
+    Ok(user)
 }
 
 /// Delete a user; returns the id of the user deleted.
@@ -170,7 +174,7 @@ pub async fn delete(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<Uu
         .query_opt("DELETE FROM @tenant.users WHERE id = $1 RETURNING role", &[&id])
         .await?
         .ok_or(ResourceError::NotFound { kind: "user", id: id.to_string() })?;
-    if Role::parse(current.get(0)) == Some(Role::Owner) {
+    if current.try_get::<_, Role>(0).map_err(DbError::from)? == Role::Owner {
         caller.require(Role::Owner)?;
     }
     ensure_an_owner_remains(&mut tx).await?;

@@ -54,14 +54,10 @@ pub enum WebhookError {
     ExecutionFailed { id: Uuid },
     #[error("a webhook body is JSON (application/json, */*+json) or text (text/*)")]
     UnsupportedMediaType,
-    #[error("the request body is larger than {limit} bytes (the tenant's limit `request_body_bytes`)")]
-    TooLarge { limit: usize },
     #[error("the request body is not valid JSON: {0}")]
     InvalidJson(String),
     #[error("the request body is not UTF-8 text")]
     NotUtf8,
-    #[error("the request body could not be read: {0}")]
-    Read(String),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -76,9 +72,8 @@ impl WebhookError {
             WebhookError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             WebhookError::ExecutionFailed { .. } => "execution_failed",
             WebhookError::UnsupportedMediaType => "unsupported_media_type",
-            WebhookError::TooLarge { .. } => "payload_too_large",
             WebhookError::InvalidJson(_) => "invalid_json",
-            WebhookError::NotUtf8 | WebhookError::Read(_) => "invalid_body",
+            WebhookError::NotUtf8 => "invalid_body",
             WebhookError::SecretUnavailable(_) | WebhookError::StoredTrigger { .. } => "internal_error",
             WebhookError::Auth(e) => e.code(),
             WebhookError::Resource(e) => e.code(),

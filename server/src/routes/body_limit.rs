@@ -6,21 +6,22 @@ use std::future::Future;
 
 use actix_web::{web, HttpMessage, HttpRequest};
 
+use super::bounded_body::BodyLimit;
 use crate::{startup::AppState, tenancy::HostTarget};
 
 /// The limit for `req`. Resolved before the body is read, from the cached
 /// tenant directory and limits; when the tenant cannot be found the node's
 /// maximum applies (the handler's extractors then refuse the request).
-pub fn for_request(req: &HttpRequest) -> impl Future<Output = usize> + 'static {
+pub fn for_request(req: &HttpRequest) -> impl Future<Output = BodyLimit> + 'static {
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let target = req.extensions().get::<HostTarget>().cloned();
     async move {
-        let Some(state) = state else { return usize::MAX };
+        let Some(state) = state else { return BodyLimit::Node(usize::MAX) };
         let node = state.config.http.max_body_bytes;
-        let Some(HostTarget::Tenant(slug)) = target else { return node };
+        let Some(HostTarget::Tenant(slug)) = target else { return BodyLimit::Node(node) };
         match state.directory.lookup(&slug).await {
-            Ok(Some(tenant)) => state.limits.body_limit(tenant.id).await.min(node),
-            _ => node,
+            Ok(Some(tenant)) => BodyLimit::Tenant(state.limits.body_limit(tenant.id).await.min(node)),
+            _ => BodyLimit::Node(node),
         }
     }
 }

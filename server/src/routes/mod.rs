@@ -5,6 +5,7 @@ mod auth;
 #[cfg(feature = "bench-routes")]
 mod bench;
 mod body_limit;
+mod bounded_body;
 mod definition_body;
 mod health;
 mod idempotency;
@@ -16,7 +17,7 @@ mod webhook;
 
 use actix_web::web;
 
-pub use definition_body::BodyError;
+pub use bounded_body::BodyError;
 pub use health::{healthz, readyz};
 pub use panics::catch_panics;
 

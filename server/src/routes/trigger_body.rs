@@ -1,15 +1,10 @@
 //! The optional JSON body of a manual run (its trigger payload).
 
-use actix_web::{
-    dev::Payload,
-    error::JsonPayloadError,
-    http::{header, StatusCode},
-    web::JsonBody,
-    FromRequest, HttpRequest,
-};
+use actix_web::{dev::Payload, error::JsonPayloadError, http::header, web::JsonBody, FromRequest, HttpRequest};
 use futures::future::{ready, FutureExt, LocalBoxFuture};
 use serde_json::Value;
 
+use super::bounded_body::BodyError;
 use crate::error::ApiError;
 
 /// The request's JSON body, or `None` when it has none. A body that is
@@ -36,11 +31,10 @@ impl FromRequest for TriggerBody {
         let (req, mut payload, limit) = (req.clone(), payload.take(), super::body_limit::for_request(req));
         async move {
             let limit = limit.await;
-            match JsonBody::<Value>::new(&req, &mut payload, None, true).limit(limit).await {
+            match JsonBody::<Value>::new(&req, &mut payload, None, true).limit(limit.bytes()).await {
                 Ok(value) => Ok(TriggerBody(Some(value))),
                 Err(JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. }) => {
-                    let message = format!("the request body is larger than {limit} bytes (the tenant's limit `request_body_bytes`)");
-                    Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message).into())
+                    Err(ApiError::from(BodyError::TooLarge(limit)).into())
                 }
                 Err(e) => Err(crate::error::json_error(e, &req)),
             }

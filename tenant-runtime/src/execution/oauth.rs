@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -119,7 +119,7 @@ impl TokenCache {
         connection: &OAuth2ClientCredentialsConnection,
     ) -> Result<String, IoError> {
         let key = (tenant, name.to_string());
-        if let Some((cached_for, token)) = self.entries.lock().expect("token cache").get(&key)
+        if let Some((cached_for, token)) = self.entries.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
             && cached_for == connection
             && token.refresh_at > Instant::now()
         {
@@ -127,13 +127,13 @@ impl TokenCache {
         }
         let token = fetch_token(http, egress, tenant, connection).await?;
         let access_token = token.access_token.clone();
-        self.entries.lock().expect("token cache").insert(key, (connection.clone(), token));
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (connection.clone(), token));
         Ok(access_token)
     }
 
     /// Drop `name`'s token: the API refused it (401), so it was revoked
     /// or expired early.
     pub fn forget(&self, tenant: Uuid, name: &str) {
-        self.entries.lock().expect("token cache").remove(&(tenant, name.to_string()));
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(&(tenant, name.to_string()));
     }
 }

@@ -7,7 +7,11 @@
 //! connection); pools are keyed by tenant and connection name, so the URL,
 //! which holds a password, is never a key, a label or a log field.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::{pin_mut, TryStreamExt};
@@ -58,7 +62,7 @@ impl SqlPools {
         let key = (tenant.id, name.to_string());
         let size = tenant.limits.sql_connections.max(1);
         {
-            let pools = self.pools.lock().expect("sql pools");
+            let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(built) = pools.get(&key)
                 && built.url == url
                 && built.size == size
@@ -77,7 +81,7 @@ impl SqlPools {
         // Replacing the entry drops the old pool: its idle sessions close,
         // the busy ones close when their step returns them.
         let built = Built { url: url.to_string(), size, generation: gate.generation, pool: pool.clone() };
-        self.pools.lock().expect("sql pools").insert(key, built);
+        self.pools.lock().unwrap_or_else(PoisonError::into_inner).insert(key, built);
         Ok(pool)
     }
 }

@@ -15,7 +15,7 @@ use std::{
     collections::HashMap,
     panic::{self, AssertUnwindSafe},
     sync::{
-        Arc, Mutex, OnceLock,
+        Arc, Mutex, OnceLock, PoisonError,
         atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc,
     },
@@ -129,7 +129,7 @@ impl Pool {
         let _raise = RaiseOnDrop(cancel.clone());
         let (sender, receiver) = oneshot::channel();
         let job = self.job(slot, cpu, cancel, work, sender);
-        self.queue.lock().map_err(|_| PoolError::Stopped)?.send(job).map_err(|_| PoolError::Stopped)?;
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).send(job).map_err(|_| PoolError::Stopped)?;
         receiver.await.map_err(|_| PoolError::Stopped)?
     }
 
@@ -157,7 +157,7 @@ impl Pool {
     }
 
     fn tenant(&self, tenant: &str) -> TenantSlots {
-        let mut tenants = self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
         let new = || TenantSlots { slots: Arc::new(Semaphore::new(self.size.per_tenant)), cpu: Arc::default() };
         tenants.entry(tenant.to_string()).or_insert_with(new).clone()
     }
@@ -169,7 +169,7 @@ impl Pool {
 
     /// Slots `tenant` holds now: evaluations queued or running for it.
     pub fn held_by(&self, tenant: &str) -> usize {
-        let tenants = self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
         tenants.get(tenant).map_or(0, |t| self.size.per_tenant - t.slots.available_permits())
     }
 }
@@ -178,10 +178,7 @@ fn spawn_thread(n: usize, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let spawned = std::thread::Builder::new().name(format!("tessera-eval-{n}")).stack_size(THREAD_STACK).spawn(move || {
         loop {
             // The lock is held only while waiting for the next job.
-            let job = match receiver.lock() {
-                Ok(queue) => queue.recv(),
-                Err(poisoned) => poisoned.into_inner().recv(),
-            };
+            let job = receiver.lock().unwrap_or_else(PoisonError::into_inner).recv();
             match job {
                 Ok(job) => job(),
                 Err(_) => return,

@@ -15,7 +15,7 @@
 
 use std::{
     cell::{Cell, RefCell},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -49,7 +49,7 @@ impl CpuShare {
 
     /// Charge `used` CPU time; how long to wait before going on (zero while within the share).
     fn charge(&self, used: Duration) -> Duration {
-        let mut bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut bucket = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         let earned = now.duration_since(bucket.refilled).as_secs_f64() * self.share;
         bucket.tokens = (bucket.tokens + earned).min(self.burst.as_secs_f64()) - used.as_secs_f64();

@@ -26,7 +26,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -124,7 +124,7 @@ impl Broker {
     /// How many letters wait in each of `nodes`' queues; a node without a
     /// queue (never connected, or expired) is left out.
     pub async fn queue_depths(&self, nodes: &[Uuid]) -> Result<HashMap<Uuid, u32>, BrokerError> {
-        let lent = self.open.lock().expect("broker connection lock").clone().filter(|c| c.status().connected());
+        let lent = self.open.lock().unwrap_or_else(PoisonError::into_inner).clone().filter(|c| c.status().connected());
         let connection = match lent {
             Some(connection) => connection,
             None => Arc::new(self.connect().await?),
@@ -305,7 +305,7 @@ impl Mailbox {
         loop {
             let outcome = tokio::select! {
                 _ = shutdown.cancelled() => {
-                    self.broker.open.lock().expect("broker connection lock").take(); // closes it once unused
+                    self.broker.open.lock().unwrap_or_else(PoisonError::into_inner).take(); // closes it once unused
                     return;
                 }
                 outcome = self.consume() => outcome,
@@ -330,7 +330,7 @@ impl Mailbox {
     async fn consume(&self) -> Result<(), BrokerError> {
         let connection = Arc::new(self.broker.connect().await?);
         let consumed = self.consume_on(&connection).await;
-        self.broker.open.lock().expect("broker connection lock").take();
+        self.broker.open.lock().unwrap_or_else(PoisonError::into_inner).take();
         consumed
     }
 
@@ -344,7 +344,7 @@ impl Mailbox {
         channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
         let mut deliveries = channel.basic_consume(&self.queue, "tessera-mailbox", BasicConsumeOptions::default(), FieldTable::default()).await?;
         self.counters.connected(true);
-        *self.broker.open.lock().expect("broker connection lock") = Some(connection.clone());
+        *self.broker.open.lock().unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
         // Only now: a letter sent from here on reaches us; one sent while
         // we were away may be lost, so every local worker looks again.
         resume_all(&self.supervisor).await;
