@@ -9,7 +9,7 @@ use actix_web::{
 };
 use futures::{future::LocalBoxFuture, StreamExt};
 
-use crate::{error::ApiError, startup::AppState};
+use crate::{error::ApiError, state::AppState};
 
 /// The media types a definition may be sent as (JSON is YAML too).
 const DEFINITION_TYPES: &[&str] = &["application/yaml", "application/x-yaml", "text/yaml", "application/json"];

@@ -6,6 +6,7 @@ mod auth;
 mod bench;
 mod body_limit;
 mod definition_body;
+mod extract;
 mod health;
 mod idempotency;
 mod panics;

@@ -9,7 +9,7 @@ use crate::{
     auth::TenantCaller,
     error::ApiError,
     resources::{api_keys, apply, connection_test, connections, execution_controls, executions, integrations, users, variables},
-    startup::AppState,
+    state::AppState,
     trigger_store::integrations_changed,
 };
 

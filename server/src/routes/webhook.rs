@@ -11,7 +11,7 @@ use crate::{
     auth::TenantHost,
     error::ApiError,
     resources::webhooks::{self, Delivery, Outcome, WebhookError},
-    startup::AppState,
+    state::AppState,
 };
 
 pub async fn receive(
@@ -61,7 +61,7 @@ impl FromRequest for WebhookDelivery {
             if declared.is_some_and(|length| length > limit) {
                 return Err(WebhookError::TooLarge { limit }.into());
             }
-            let query = query.map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+            let query = query.map_err(ApiError::from)?;
             let body = read_within(declared, limit, payload).await?;
             Ok(WebhookDelivery(Delivery { content_type, body, headers, query }))
         })
