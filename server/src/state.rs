@@ -25,7 +25,7 @@ use crate::{
     intake::{Intake, IntakeLimit},
     limits::LimitBook,
     provisioning::Provisioner,
-    resources::hot::HotResources,
+    resources::{changes::DefinitionChanges, hot::HotResources},
     sealing::KeyRing,
     tenancy::{TenantDb, TenantDirectory},
 };
@@ -63,6 +63,8 @@ pub struct AppState {
     pub intake: Intake,
     /// Webhook triggers and opened connections, kept for a second.
     pub hot: HotResources,
+    /// What follows a committed change to integrations or connections.
+    pub changes: DefinitionChanges,
     /// Every tenant's limits (defaults and the platform owner's overrides).
     pub limits: LimitBook,
     /// The egress gate every outbound connection of a tenant goes through.
@@ -140,6 +142,7 @@ impl AppState {
         let mail = Arc::new(MailCounters::new(if broker.is_some() { Carrier::Amqp } else { Carrier::Notify }));
         let cluster = Arc::new(Cluster::new(cluster_pool, node, &config.cluster, supervisor.clone(), fence.held, broker, limits.clone()));
         Ok(Self {
+            changes: DefinitionChanges::new(hot.clone(), supervisor.clone()),
             supervisor,
             cluster,
             intake: Intake::start(

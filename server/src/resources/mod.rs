@@ -7,6 +7,7 @@
 
 pub mod api_keys;
 pub mod apply;
+pub mod changes;
 pub mod connection_test;
 pub mod connections;
 pub mod execution_controls;
