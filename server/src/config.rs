@@ -3,7 +3,10 @@
 //! `TESSERA_DATABASE__POOL_SIZE`). Defaults make `tessera dev` work with no
 //! configuration at all.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use serde::Deserialize;
 use tessera_runtime::{LimitOverrides, TenantLimits};
@@ -92,11 +95,51 @@ pub struct AuthConfig {
     /// connection comes from one of them; empty: never.
     /// In a file a list; in the environment (`TESSERA_AUTH__TRUSTED_PROXIES`)
     /// one string, comma-separated.
-    #[serde(deserialize_with = "crate::auth::proxy_ranges")]
-    pub trusted_proxies: Vec<crate::auth::ProxyRange>,
+    #[serde(deserialize_with = "proxy_ranges")]
+    pub trusted_proxies: Vec<ProxyRange>,
     /// Replaced by `trusted_proxies`; still read so a configuration that
     /// sets it fails at start instead of silently trusting nobody.
     pub trust_forwarded_for: bool,
+}
+
+/// A proxy whose `X-Forwarded-For` is believed: one address or a CIDR range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct ProxyRange(ipnet::IpNet);
+
+impl ProxyRange {
+    pub(crate) fn contains(&self, address: &IpAddr) -> bool {
+        self.0.contains(address)
+    }
+}
+
+impl TryFrom<String> for ProxyRange {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let text = text.trim();
+        let net = match text.parse::<IpAddr>() {
+            Ok(address) => ipnet::IpNet::from(address),
+            Err(_) => text.parse().map_err(|_| format!("`{text}` is neither an IP address nor a CIDR range"))?,
+        };
+        Ok(Self(net))
+    }
+}
+
+/// A list of [`ProxyRange`]s, written as a list or as one comma-separated
+/// string (how an environment variable carries it).
+fn proxy_ranges<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<ProxyRange>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        List(Vec<String>),
+        Text(String),
+    }
+    let texts = match serde::Deserialize::deserialize(deserializer)? {
+        Written::List(items) => items,
+        Written::Text(text) => text.split(',').filter(|t| !t.trim().is_empty()).map(str::to_string).collect(),
+    };
+    texts.into_iter().map(|t| ProxyRange::try_from(t).map_err(serde::de::Error::custom)).collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]

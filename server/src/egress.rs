@@ -27,6 +27,12 @@ pub const EGRESS_CHANGES_CHANNEL: &str = "tessera_egress_changes";
 pub enum EgressError {
     #[error(transparent)]
     InvalidRule(#[from] tessera_runtime::egress::RuleError),
+    /// A change that names no rule.
+    #[error("`rules` names no rule")]
+    NoRules,
+    /// Neither `allow` nor `deny`.
+    #[error("no such endpoint: egress rules are `allow` or `deny`")]
+    UnknownAction(String),
     #[error("no tenant '{0}'")]
     TenantNotFound(String),
     #[error(transparent)]
@@ -45,16 +51,6 @@ impl From<deadpool_postgres::PoolError> for EgressError {
     }
 }
 
-impl EgressError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidRule(_) => "invalid_egress_rule",
-            Self::TenantNotFound(_) => "tenant_not_found",
-            Self::Db(_) => "internal_error",
-        }
-    }
-}
-
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -64,6 +60,14 @@ pub enum Action {
 }
 
 impl Action {
+    pub fn parse(text: &str) -> Result<Self, EgressError> {
+        match text {
+            "allow" => Ok(Self::Allow),
+            "deny" => Ok(Self::Deny),
+            _ => Err(EgressError::UnknownAction(text.to_string())),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "allow",
@@ -271,6 +275,9 @@ pub async fn show(pool: &Pool, config: &Config, slug: &str) -> Result<TenantEgre
 /// or none, and tell every node; returns the tenant's id. A rule that is
 /// already there (or, when removing, not there) changes nothing.
 pub async fn change(pool: &Pool, slug: &str, action: Action, rules: &[String], remove: bool) -> Result<Uuid, EgressError> {
+    if rules.is_empty() {
+        return Err(EgressError::NoRules);
+    }
     let parsed = rules.iter().map(|r| r.parse::<Rule>()).collect::<Result<Vec<_>, _>>()?;
     let mut client = pool.get().await?;
     let tenant = tenant_id(&client, slug).await?;

@@ -11,16 +11,19 @@ use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
 };
 use serde_json::json;
+use tessera_runtime::limits::LimitError;
 
 use crate::{
     auth::AuthError,
     cluster::ClusterError,
     database::DbError,
+    egress::EgressError,
     limits::LimitsError,
     provisioning::ProvisioningError,
     tenancy::{HostError, SlugError},
     resources::{execution_controls::ControlError, webhooks::WebhookError, ResourceError},
     routes::BodyError,
+    telemetry::with_causes,
 };
 
 #[derive(Debug)]
@@ -53,27 +56,22 @@ impl ApiError {
     /// revealing it.
     pub fn internal(cause: impl std::error::Error) -> Self {
         tracing::error!(error = %with_causes(&cause), "internal error");
+        Self::internal_logged()
+    }
+
+    /// The 500 of a request whose handler panicked (the panic is logged
+    /// where it is caught), the same as any other internal error.
+    pub fn panicked() -> Self {
+        Self::internal_logged()
+    }
+
+    fn internal_logged() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
     }
 
     pub fn code(&self) -> &'static str {
         self.code
     }
-}
-
-/// An error and its sources as one line: tokio-postgres, for one, says only
-/// "db error" at the top and keeps PostgreSQL's message in the source.
-pub fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        let part = c.to_string();
-        if !text.contains(&part) {
-            text = format!("{text}: {part}");
-        }
-        cause = c.source();
-    }
-    text
 }
 
 impl std::fmt::Display for ApiError {
@@ -135,102 +133,121 @@ impl From<SlugError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         use AuthError::*;
-        let status = match e {
-            MissingCredentials | InvalidToken | InvalidCredentials | InvalidApiKey => StatusCode::UNAUTHORIZED,
-            Forbidden { .. } => StatusCode::FORBIDDEN,
-            WrongHost => StatusCode::NOT_FOUND,
-            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        let (status, code) = match e {
+            MissingCredentials => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            InvalidApiKey => (StatusCode::UNAUTHORIZED, "invalid_api_key"),
+            Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            WrongHost => (StatusCode::NOT_FOUND, "wrong_host"),
+            NoSuchTenant(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
+            TenantSuspended(_) => (StatusCode::FORBIDDEN, "tenant_suspended"),
+            RateLimited { retry_after_secs } => {
+                let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", e.to_string());
+                error.retry_after_secs = Some(retry_after_secs);
+                return error;
+            }
             // An unreachable database is a 503 wherever it surfaces.
             Db(db) => return db.into(),
             Hashing(_) | Token(_) => return ApiError::internal(e),
         };
-        let mut error = ApiError::new(status, e.code(), e.to_string());
-        if let RateLimited { retry_after_secs } = e {
-            error.retry_after_secs = Some(retry_after_secs);
-        }
-        error
+        ApiError::new(status, code, e.to_string())
     }
 }
 
 impl From<ProvisioningError> for ApiError {
     fn from(e: ProvisioningError) -> Self {
         use ProvisioningError::*;
-        let status = match e {
-            Slug(_) | Invalid(_) | ConfirmationMismatch => StatusCode::BAD_REQUEST,
-            SlugTaken(_) | OwnerExists => StatusCode::CONFLICT,
-            NotFound(_) => StatusCode::NOT_FOUND,
+        let (status, code) = match e {
+            Slug(_) => (StatusCode::BAD_REQUEST, "invalid_slug"),
+            Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ConfirmationMismatch => (StatusCode::BAD_REQUEST, "confirmation_required"),
+            SlugTaken(_) => (StatusCode::CONFLICT, "tenant_exists"),
+            OwnerExists => (StatusCode::CONFLICT, "owner_exists"),
+            NotFound(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
             Db(db) => return db.into(),
             Auth(auth) => return auth.into(),
             Migration(_) | Export(_) => return ApiError::internal(e),
         };
-        ApiError::new(status, e.code(), e.to_string())
+        ApiError::new(status, code, e.to_string())
     }
 }
 
 impl From<ResourceError> for ApiError {
     fn from(e: ResourceError) -> Self {
         use ResourceError::*;
-        let status = match e {
-            Invalid { .. } => StatusCode::BAD_REQUEST,
+        let (status, code) = match e {
+            Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+            InvalidIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
             InvalidDefinition(ref errors) => {
-                let mut api = ApiError::bad_request(e.code(), e.to_string());
+                let mut api = ApiError::bad_request("invalid_definition", e.to_string());
                 api.errors = Some(serde_json::to_value(errors.errors()).expect("definition errors serialise"));
                 return api;
             }
-            NotFound { .. } => StatusCode::NOT_FOUND,
-            Conflict { .. } | LastOwner => StatusCode::CONFLICT,
-            Forbidden(_) | EgressDenied(_) => StatusCode::FORBIDDEN,
+            NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            LastOwner => (StatusCode::CONFLICT, "last_owner"),
+            EgressDenied(_) => (StatusCode::FORBIDDEN, "egress_denied"),
+            // A caller without the role, and every other refusal of a
+            // caller, is answered as `auth` answers it wherever it surfaces.
+            Forbidden(auth) | Auth(auth) => return auth.into(),
             Db(db) => return db.into(),
-            Auth(auth) => return auth.into(),
             Sealing(_) => return ApiError::internal(e),
-            Stopping => StatusCode::SERVICE_UNAVAILABLE,
+            Stopping => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             RateLimited { retry_after_secs, .. } => {
-                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string());
+                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string());
                 api.retry_after_secs = Some(retry_after_secs);
                 return api;
             }
             // A backlog drains as the tenant's worker runs: try again soon.
             Limit(ref limit) if limit.code == "too_many_queued_executions" => {
-                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string());
+                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, limit.code, e.to_string());
                 api.retry_after_secs = Some(1);
                 return api;
             }
             // Nothing frees room but time (retention) or the platform owner.
-            Limit(_) => StatusCode::TOO_MANY_REQUESTS,
+            Limit(ref exceeded) => (StatusCode::TOO_MANY_REQUESTS, exceeded.code),
         };
-        ApiError::new(status, e.code(), e.to_string())
+        ApiError::new(status, code, e.to_string())
     }
 }
 
 impl From<LimitsError> for ApiError {
     fn from(e: LimitsError) -> Self {
-        let status = match e {
-            LimitsError::NotFound(_) => StatusCode::NOT_FOUND,
-            LimitsError::Invalid(_) | LimitsError::NotANumber { .. } | LimitsError::AboveNode { .. } => StatusCode::BAD_REQUEST,
+        let (status, code) = match e {
+            LimitsError::NotFound(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
+            LimitsError::Invalid(LimitError::Unknown { .. }) => (StatusCode::BAD_REQUEST, "unknown_limit"),
+            LimitsError::Invalid(_) | LimitsError::NotANumber { .. } | LimitsError::AboveNode { .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_limit")
+            }
             LimitsError::Db(db) => return db.into(),
         };
-        ApiError::new(status, e.code(), e.to_string())
+        ApiError::new(status, code, e.to_string())
     }
 }
 
 impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> Self {
-        match e {
-            ClusterError::Db(db) => db.into(),
-            ClusterError::UnknownNode(_) => ApiError::new(StatusCode::NOT_FOUND, "node_not_found", e.to_string()),
-        }
+        let (status, code) = match e {
+            ClusterError::Db(db) => return db.into(),
+            ClusterError::InvalidNodeId(_) => (StatusCode::BAD_REQUEST, "invalid_node_id"),
+            ClusterError::UnknownNode(_) => (StatusCode::NOT_FOUND, "node_not_found"),
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 
-impl From<crate::egress::EgressError> for ApiError {
-    fn from(e: crate::egress::EgressError) -> Self {
-        use crate::egress::EgressError::*;
-        let status = match e {
-            InvalidRule(_) => StatusCode::BAD_REQUEST,
-            TenantNotFound(_) => StatusCode::NOT_FOUND,
+impl From<EgressError> for ApiError {
+    fn from(e: EgressError) -> Self {
+        use EgressError::*;
+        let (status, code) = match e {
+            InvalidRule(_) | NoRules => (StatusCode::BAD_REQUEST, "invalid_egress_rule"),
+            // The action is a path segment: another one is another endpoint.
+            UnknownAction(_) => (StatusCode::NOT_FOUND, "not_found"),
+            TenantNotFound(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
             Db(db) => return db.into(),
         };
-        ApiError::new(status, e.code(), e.to_string())
+        ApiError::new(status, code, e.to_string())
     }
 }
 
@@ -248,31 +265,41 @@ impl From<BodyError> for ApiError {
 impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> Self {
         use WebhookError::*;
-        let status = match e {
-            InvalidSignature | StaleSignature { .. } => StatusCode::UNAUTHORIZED,
+        let (status, code) = match e {
+            InvalidSignature => (StatusCode::UNAUTHORIZED, "invalid_signature"),
+            StaleSignature { .. } => (StatusCode::UNAUTHORIZED, "stale_signature"),
             ExecutionFailed { id } => {
-                let mut error = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), e.to_string());
+                let mut error = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "execution_failed", e.to_string());
                 error.execution_id = Some(id);
                 return error;
             }
-            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InvalidJson(_) | NotUtf8 | InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            NotUtf8 => (StatusCode::BAD_REQUEST, "invalid_body"),
+            InvalidIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
             SecretUnavailable(_) | StoredTrigger { .. } => return ApiError::internal(e),
             Auth(auth) => return auth.into(),
             Resource(resource) => return resource.into(),
         };
-        ApiError::new(status, e.code(), e.to_string())
+        ApiError::new(status, code, e.to_string())
     }
 }
 
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
-        match e {
-            ControlError::Finished { .. } | ControlError::NotFailed { .. } => {
-                ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string())
-            }
-            ControlError::Resource(resource) => resource.into(),
-        }
+        let code = match e {
+            ControlError::Finished { .. } => "execution_finished",
+            ControlError::NotFailed { .. } => "execution_not_failed",
+            ControlError::Resource(resource) => return resource.into(),
+        };
+        ApiError::new(StatusCode::CONFLICT, code, e.to_string())
+    }
+}
+
+/// A query string that does not parse, wherever it is read.
+impl From<QueryPayloadError> for ApiError {
+    fn from(e: QueryPayloadError) -> Self {
+        ApiError::bad_request("invalid_query", e.to_string())
     }
 }
 
@@ -301,10 +328,49 @@ pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
 }
 
 pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::bad_request("invalid_query", err.to_string()).into()
+    ApiError::from(err).into()
 }
 
 /// Unknown routes.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("not_found", "no such endpoint"))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::ResponseError;
+
+    use super::*;
+
+    fn refusals() -> Vec<(AuthError, StatusCode, &'static str)> {
+        vec![
+            (AuthError::MissingCredentials, StatusCode::UNAUTHORIZED, "unauthenticated"),
+            (AuthError::InvalidToken, StatusCode::UNAUTHORIZED, "invalid_token"),
+            (AuthError::InvalidApiKey, StatusCode::UNAUTHORIZED, "invalid_api_key"),
+            (AuthError::Forbidden { required: "editor" }, StatusCode::FORBIDDEN, "forbidden"),
+            (AuthError::WrongHost, StatusCode::NOT_FOUND, "wrong_host"),
+            (AuthError::NoSuchTenant("acme".into()), StatusCode::NOT_FOUND, "tenant_not_found"),
+            (AuthError::TenantSuspended("acme".into()), StatusCode::FORBIDDEN, "tenant_suspended"),
+            (AuthError::RateLimited { retry_after_secs: 3 }, StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            (AuthError::Hashing("boom".into()), StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        ]
+    }
+
+    /// A refusal of the caller is answered alike whether it surfaces by
+    /// itself, through a resource operation, or through a webhook.
+    #[test]
+    fn an_auth_error_has_one_status_and_code_wherever_it_surfaces() {
+        for (error, status, code) in refusals() {
+            let direct = ApiError::from(error);
+            assert_eq!((direct.status_code(), direct.code()), (status, code));
+        }
+        for (error, status, code) in refusals() {
+            let through_resource = ApiError::from(ResourceError::from(error));
+            assert_eq!((through_resource.status_code(), through_resource.code()), (status, code), "through a resource");
+        }
+        for (error, status, code) in refusals() {
+            let through_webhook = ApiError::from(WebhookError::Resource(ResourceError::from(error)));
+            assert_eq!((through_webhook.status_code(), through_webhook.code()), (status, code), "through a webhook");
+        }
+    }
 }

@@ -19,6 +19,7 @@ pub mod retention;
 pub mod routes;
 pub mod sealing;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod tenancy;
 pub mod trigger_store;

@@ -70,17 +70,6 @@ pub enum LimitsError {
     Db(#[from] DbError),
 }
 
-impl LimitsError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::NotFound(_) => "tenant_not_found",
-            Self::Invalid(LimitError::Unknown { .. }) => "unknown_limit",
-            Self::Invalid(_) | Self::NotANumber { .. } | Self::AboveNode { .. } => "invalid_limit",
-            Self::Db(_) => "internal_error",
-        }
-    }
-}
-
 impl From<tokio_postgres::Error> for LimitsError {
     fn from(e: tokio_postgres::Error) -> Self {
         Self::Db(e.into())

@@ -14,9 +14,9 @@ use tessera_runtime::definition::Retention;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    config::RuntimeConfig,
     database::DbError,
-    startup::AppState,
-    tenancy::{Tenant, TenantDb},
+    tenancy::{Tenant, TenantDb, TenantDirectory},
 };
 
 /// Rows deleted by one statement.
@@ -42,24 +42,64 @@ pub struct SweepReport {
     pub deleted: u64,
 }
 
-/// Sweep every active tenant once. A tenant that fails (its schema not
-/// migrated yet, say) is logged and skipped.
-pub async fn sweep(state: &AppState) -> Result<SweepReport, DbError> {
-    let default_days = Some(state.config.runtime.retention_days).filter(|d| *d > 0);
-    let mut report = SweepReport::default();
-    for tenant in state.directory.list_active().await? {
-        match sweep_tenant(&state.tenant_db, &tenant, default_days).await {
-            Ok(deleted) => {
-                report.tenants += 1;
-                report.deleted += deleted;
-                if deleted > 0 {
-                    tracing::info!(tenant = %tenant.slug, deleted, "old executions deleted");
+/// A node's retention sweeps, over the active tenants of the directory.
+#[derive(Clone)]
+pub struct Sweeper {
+    directory: TenantDirectory,
+    db: TenantDb,
+    /// `runtime.retention_days`; `None` (0): kept until a rule says otherwise.
+    default_days: Option<u32>,
+    /// `runtime.retention_sweep_secs`; 0: no sweeper task.
+    every_secs: u64,
+}
+
+impl Sweeper {
+    pub fn new(directory: TenantDirectory, db: TenantDb, runtime: &RuntimeConfig) -> Self {
+        let default_days = Some(runtime.retention_days).filter(|d| *d > 0);
+        Self { directory, db, default_days, every_secs: runtime.retention_sweep_secs }
+    }
+
+    /// Sweep every active tenant once. A tenant that fails (its schema not
+    /// migrated yet, say) is logged and skipped.
+    pub async fn sweep(&self) -> Result<SweepReport, DbError> {
+        let mut report = SweepReport::default();
+        for tenant in self.directory.list_active().await? {
+            match sweep_tenant(&self.db, &tenant, self.default_days).await {
+                Ok(deleted) => {
+                    report.tenants += 1;
+                    report.deleted += deleted;
+                    if deleted > 0 {
+                        tracing::info!(tenant = %tenant.slug, deleted, "old executions deleted");
+                    }
+                }
+                Err(e) => tracing::warn!(tenant = %tenant.slug, error = %e, "cannot sweep old executions"),
+            }
+        }
+        Ok(report)
+    }
+
+    /// The node's sweeper: one sweep every `runtime.retention_sweep_secs`
+    /// (none when 0), until shutdown.
+    pub fn spawn(self, shutdown: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+        if self.every_secs == 0 {
+            return None;
+        }
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(self.every_secs)) => {}
+                }
+                // A sweep cut short by shutdown only rolls back its current batch.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    result = self.sweep() => if let Err(e) = result {
+                        tracing::warn!(error = %e, "retention sweep failed; trying again next time");
+                    },
                 }
             }
-            Err(e) => tracing::warn!(tenant = %tenant.slug, error = %e, "cannot sweep old executions"),
-        }
+        }))
     }
-    Ok(report)
 }
 
 /// Apply each integration's retention (its current version's) in one tenant.
@@ -100,28 +140,4 @@ async fn in_batches(
         }
     }
     Ok(deleted)
-}
-
-/// The node's sweeper: one sweep every `runtime.retention_sweep_secs`
-/// (none when 0), until shutdown.
-pub fn spawn_sweeper(state: actix_web::web::Data<AppState>, shutdown: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
-    let every = state.config.runtime.retention_sweep_secs;
-    if every == 0 {
-        return None;
-    }
-    Some(tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(every)) => {}
-            }
-            // A sweep cut short by shutdown only rolls back its current batch.
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                result = sweep(&state) => if let Err(e) = result {
-                    tracing::warn!(error = %e, "retention sweep failed; trying again next time");
-                },
-            }
-        }
-    }))
 }

@@ -1,5 +1,7 @@
-//! Build the node once: pool, tenant directory, auth, provisioning, the
-//! worker supervisor; then the HTTP server on top of them.
+//! Build the application on the node's services (`state`): the HTTP
+//! server with its middleware and routes, the node's background tasks
+//! (cluster rounds, notifications, retention), binding and running until
+//! stopped.
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
@@ -10,36 +12,20 @@ use actix_web::{
     middleware::{from_fn, Next},
     web, App, HttpMessage, HttpServer,
 };
-use deadpool_postgres::Pool;
-use tessera_runtime::{Engine, Limits, Supervisor};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::{RequestId, TracingLogger};
 
-use tessera_runtime::egress::Egress;
-
 use crate::{
-    intake::{Intake, IntakeLimit},
-    limits::LimitBook,
-    resources::hot::HotResources,
-    cluster::{
-        mail::{
-            broker::{Broker, BrokerError},
-            notify::{NotifyForwarder, WorkerMailbox},
-            Carrier, MailCounters,
-        },
-        Cluster, NodeIdentity,
-    },
-    auth::{AccountStanding, AuthService, LoginLimiter, Passwords, TokenKeys},
+    cluster::mail::notify::{NotifyForwarder, WorkerMailbox},
     config::Config,
-    database::{build_pool, DbError},
-    execution_store::{CrashLimit, Fence},
     error::{self, ApiError},
-    provisioning::{migrate, Provisioner, ProvisioningError},
+    provisioning::{migrate, ProvisioningError},
+    retention::Sweeper,
     routes,
-    sealing::KeyRing,
+    state::{AppState, StateError},
     telemetry::RequestSpan,
-    tenancy::{classify, HostTarget, TenantDb, TenantDirectory},
+    tenancy::{classify, HostTarget},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -47,138 +33,11 @@ pub enum StartupError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Db(#[from] DbError),
+    State(#[from] StateError),
     #[error(transparent)]
     Provisioning(#[from] ProvisioningError),
-    #[error("token key: {0}")]
-    Key(String),
-    #[error("secrets key: {0}")]
-    Sealing(#[from] crate::sealing::SealingError),
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
-}
-
-/// Everything a request handler may use, built once per node.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub pool: Pool,
-    pub tenant_db: TenantDb,
-    pub directory: TenantDirectory,
-    pub auth: AuthService,
-    pub provisioner: Provisioner,
-    pub supervisor: Supervisor,
-    /// This node's membership and tenant leases.
-    pub cluster: Arc<Cluster>,
-    /// Seals and opens connection secrets.
-    pub sealing: Arc<KeyRing>,
-    /// What the worker commands sent to and from other nodes did.
-    pub mail: Arc<MailCounters>,
-    /// Commits new executions of webhooks and API runs in batches.
-    pub intake: Intake,
-    /// Webhook triggers and opened connections, kept for a second.
-    pub hot: HotResources,
-    /// Every tenant's limits (defaults and the platform owner's overrides).
-    pub limits: LimitBook,
-    /// The egress gate every outbound connection of a tenant goes through.
-    pub egress: Arc<Egress>,
-}
-
-fn token_keys(config: &Config) -> Result<TokenKeys, StartupError> {
-    let secret = match (&config.jwt_secret, &config.jwt_key_file) {
-        (Some(secret), _) => secret.as_bytes().to_vec(),
-        (None, Some(path)) => std::fs::read(path).map_err(|e| StartupError::Key(format!("{}: {e}", path.display())))?,
-        (None, None) => {
-            return Err(StartupError::Key(
-                "no token key configured: set TESSERA_JWT_SECRET (32+ bytes) or TESSERA_JWT_KEY_FILE".into(),
-            ))
-        }
-    };
-    let secret = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
-    TokenKeys::from_secret(&secret, config.auth.token_ttl_secs).map_err(StartupError::Key)
-}
-
-/// The runtime's engine: executions stored in tenant schemas, under the
-/// configured limits.
-fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: HotResources, book: LimitBook, egress: Arc<Egress>) -> Engine {
-    let limits = Limits { default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)) };
-    let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys, hot));
-    let triggers = Arc::new(crate::trigger_store::PgTriggerStore::new(db.clone()).limited_by(book));
-    let store: Arc<dyn tessera_runtime::ExecutionStore> = if config.runtime.batch_commits {
-        Arc::new(crate::committer::BatchingStore::start(db, fence))
-    } else {
-        Arc::new(crate::execution_store::PgExecutionStore::new(db, fence))
-    };
-    let io = Arc::new(tessera_runtime::execution::io::Io::new(egress));
-    Engine { store, connections, limits, triggers, publishers: Default::default(), io, versions: Default::default() }
-}
-
-impl AppState {
-    pub fn build(config: Config, shutdown: CancellationToken, address: String, listen: std::net::SocketAddr) -> Result<Self, StartupError> {
-        let url = config.require_database_url()?.to_string();
-        let pool = build_pool(&config.database, &url)?;
-        let directory = TenantDirectory::new(pool.clone());
-        let passwords = Passwords::new(4);
-        passwords.warm_up();
-        let auth = AuthService {
-            tokens: token_keys(&config)?,
-            passwords: passwords.clone(),
-            limiter: LoginLimiter::new(config.auth.login_per_account_per_minute, config.auth.login_per_address_per_minute),
-            standing: AccountStanding::default(),
-        };
-        let sealing = Arc::new(KeyRing::from_config(&config.secrets)?);
-        let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url.clone());
-        let tenant_db = TenantDb::new(pool.clone());
-        let node_id = uuid::Uuid::now_v7();
-        let crashes = CrashLimit::new(config.runtime.max_execution_crashes, Duration::from_millis(config.cluster.node_timeout_ms));
-        let fence = Fence { node: node_id, held: Default::default(), crashes };
-        let hot = HotResources::default();
-        let limits = LimitBook::new(pool.clone(), &config);
-        let egress = crate::egress::gate(&config, listen, pool.clone());
-        let engine = engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone(), limits.clone(), egress.clone());
-        let supervisor = Supervisor::new(shutdown, engine);
-        let node = NodeIdentity {
-            id: node_id,
-            cluster: config.cluster.id.clone(),
-            address: config.cluster.advertise_address.clone().unwrap_or(address),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        };
-        // Heartbeats and leases get connections of their own: a node busy
-        // enough to use its whole pool must still renew its leases in time.
-        let cluster_pool = build_pool(&crate::config::DatabaseConfig { pool_size: 2, ..config.database.clone() }, &url)?;
-        let timeout = Duration::from_millis(config.cluster.node_timeout_ms);
-        let broker = config.cluster.amqp_url.as_deref().map(|url| Broker::new(url, &config.cluster.id, timeout)).transpose()?;
-        let mail = Arc::new(MailCounters::new(if broker.is_some() { Carrier::Amqp } else { Carrier::Notify }));
-        let cluster = Arc::new(Cluster::new(cluster_pool, node, &config.cluster, supervisor.clone(), fence.held, broker, limits.clone()));
-        Ok(Self {
-            supervisor,
-            cluster,
-            intake: Intake::start(
-                tenant_db.clone(),
-                IntakeLimit::new(config.runtime.intake_per_second, config.runtime.intake_burst),
-                limits.clone(),
-            ),
-            hot,
-            limits,
-            egress,
-            tenant_db,
-            config: Arc::new(config),
-            pool,
-            directory,
-            auth,
-            provisioner,
-            sealing,
-            mail,
-        })
-    }
-
-    /// Make this node's workers match the tenants it owns, at once (see
-    /// `cluster`): after a tenant is created or resumed, its worker runs
-    /// by the time the request is answered.
-    pub async fn reconcile_workers(&self) {
-        self.cluster.settle_now().await;
-    }
 }
 
 /// A cluster round at every heartbeat, and at once on every tenant change
@@ -287,7 +146,7 @@ impl Application {
         subscribers.extend(start_mail(&state, shutdown.clone()));
         crate::notifications::spawn_listener(url, subscribers, shutdown.clone());
         spawn_cluster(state.clone(), shutdown.clone());
-        crate::retention::spawn_sweeper(state.clone(), shutdown.clone());
+        Sweeper::new(state.directory.clone(), state.tenant_db.clone(), &state.config.runtime).spawn(shutdown.clone());
         let every = Duration::from_millis(state.config.cluster.heartbeat_interval_ms.max(1000));
         crate::egress::spawn_peer_watch(state.pool.clone(), state.egress.clone(), every, shutdown.clone());
         let server = http_server(state.clone(), listener)?;

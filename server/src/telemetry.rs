@@ -39,3 +39,18 @@ impl RootSpanBuilder for RequestSpan {
         DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
 }
+
+/// An error and its sources as one line: tokio-postgres, for one, says only
+/// "db error" at the top and keeps PostgreSQL's message in the source.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        cause = c.source();
+    }
+    text
+}

@@ -1,13 +1,13 @@
 //! The runtime's [`TriggerStore`] over the tenant-scoped database handle
-//! (schedules, ticks, queue messages in the tenant's schema), and
-//! [`integrations_changed`], the one place that tells a tenant's worker to
-//! re-read its triggers after a committed change.
+//! (schedules, ticks, queue messages in the tenant's schema). What tells a
+//! tenant's worker to re-read its triggers after a committed change is
+//! `resources::changes`.
 
 use serde_json::Value;
 use tessera_runtime::{
     execution::{StoreError, StoreFuture},
     triggers::{ActiveIntegration, Enqueued, Fired, QueueMessage, StoredSchedule, Tick, WantedSchedule},
-    Supervisor, TenantSpec, TriggerStore, WorkerCommand,
+    TenantSpec, TriggerStore,
 };
 use uuid::Uuid;
 
@@ -17,15 +17,6 @@ use crate::{
     execution_store::{schema, store_error},
     tenancy::{SchemaName, TenantDb},
 };
-
-/// Tell `tenant`'s worker that its integrations changed (apply, rollback,
-/// delete), after the change is committed. The single call site, so the
-/// clustering work can carry it to whichever node owns the tenant.
-pub async fn integrations_changed(supervisor: &Supervisor, tenant: Uuid) {
-    if !supervisor.send(tenant, WorkerCommand::Reload).await {
-        tracing::debug!(tenant_id = %tenant, "tenant worker not running here; it reads its triggers when it starts");
-    }
-}
 
 pub struct PgTriggerStore {
     db: TenantDb,

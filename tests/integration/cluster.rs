@@ -22,7 +22,7 @@ fn held_count(status: &Value) -> usize {
 }
 
 /// The tenants whose workers run on a node, by slug.
-fn workers(state: &tessera_server::startup::AppState) -> HashSet<String> {
+fn workers(state: &tessera_server::state::AppState) -> HashSet<String> {
     state.supervisor.status().into_iter().map(|w| w.tenant).collect()
 }
 
@@ -100,6 +100,8 @@ async fn a_stopped_or_drained_node_hands_its_tenants_to_the_others() {
     let (status, body) =
         status_and_json(app.platform_request(Method::POST, &format!("/api/platform/nodes/{unknown}/drain")).bearer_auth(&token)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (reqwest::StatusCode::NOT_FOUND, Some("node_not_found")));
+    let (status, body) = status_and_json(app.platform_request(Method::POST, "/api/platform/nodes/not-a-node/drain").bearer_auth(&token)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (reqwest::StatusCode::BAD_REQUEST, Some("invalid_node_id")));
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use tessera_server::retention::Sweeper;
 use tessera_tests::{error_code, eventually, spawn_app, spawn_app_with, status_and_json, step, TestApp};
 
 use crate::cli::{run, Run};
@@ -173,7 +174,8 @@ async fn retention_deletes_old_and_surplus_finished_executions_only() {
     back(&aged[3], 31, "cancelled").await;
     back(&aged[4], 29, "succeeded").await;
 
-    let report = tessera_server::retention::sweep(&app.state).await.unwrap();
+    let sweeper = Sweeper::new(app.state.directory.clone(), app.state.tenant_db.clone(), &app.state.config.runtime);
+    let report = sweeper.sweep().await.unwrap();
     assert_eq!(report.deleted, 4, "{report:?}");
     let left: Vec<String> = db
         .query("SELECT id::text FROM t_acme.executions ORDER BY id", &[])
@@ -187,7 +189,7 @@ async fn retention_deletes_old_and_surplus_finished_executions_only() {
     let orphans = app.count("SELECT count(*) FROM t_acme.execution_steps s WHERE NOT EXISTS (SELECT 1 FROM t_acme.executions e WHERE e.id = s.execution_id)").await;
     assert_eq!(orphans, 0, "checkpoints go with their execution");
     // Nothing more to delete: a second sweep is a no-op.
-    assert_eq!(tessera_server::retention::sweep(&app.state).await.unwrap().deleted, 0);
+    assert_eq!(sweeper.sweep().await.unwrap().deleted, 0);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_server::{cluster::mail::MailStatus, startup::AppState};
+use tessera_server::{cluster::mail::MailStatus, state::AppState};
 use tessera_tests::{eventually, spawn_app_with, status_and_json, Relay, TestApp, TestNode, TestTenant, BROKER_URL};
 
 /// Two nodes on one broker, and one tenant whose worker runs on one of them.

@@ -241,6 +241,10 @@ async fn the_platform_owner_opens_and_closes_private_addresses_per_tenant_withou
 
     let (status, body) = rules(&app, &owner, Method::POST, "allow", &["10.0.0.0/33"]).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_egress_rule")), "{body}");
+    let (status, body) = rules(&app, &owner, Method::POST, "allow", &[]).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_egress_rule")), "{body}");
+    let (status, body) = rules(&app, &owner, Method::POST, "permit", &["10.0.0.1"]).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{body}");
     let (status, body) = status_and_json(app.platform_request(Method::GET, "/api/platform/tenants/nobody/egress").bearer_auth(&owner)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("tenant_not_found")), "{body}");
     let as_tenant = app.platform_request(Method::GET, "/api/platform/tenants/acme/egress").bearer_auth(&token);

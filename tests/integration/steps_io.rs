@@ -202,6 +202,33 @@ async fn oauth2_tokens_are_fetched_once_cached_and_refetched_after_a_401() {
     assert!(!record.contains("cs-secret") && !record.contains("tok-1"), "{record}");
 }
 
+/// A node keeps opened connections for a second (`resources::hot`); a
+/// connection changed or deleted through the API is still what the very
+/// next step sees.
+#[tokio::test]
+async fn the_next_step_after_a_connection_changes_or_is_deleted_sees_the_change() {
+    let server = TestServer::start();
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let call = json!([{"name": "call", "http": {"url": format!("{}/text", server.base), "response": "text", "connection": "upstream"}}]);
+    let with_token = |token: &str| file(&[connection("upstream", json!({"bearer": {"token": token}})), integration("calls", call.clone())]);
+
+    app.apply_yaml("acme", &owner, &with_token("tok-1")).await;
+    assert_eq!(run(&app, &owner, "calls", json!({})).await["state"], "succeeded");
+    app.apply_yaml("acme", &owner, &with_token("tok-2")).await;
+    assert_eq!(run(&app, &owner, "calls", json!({})).await["state"], "succeeded");
+    let sent: Vec<String> = server.seen("/text").iter().map(|s| s.headers["authorization"].clone()).collect();
+    assert_eq!(sent, ["Bearer tok-1", "Bearer tok-2"], "the changed connection is used at once");
+
+    let delete = app.tenant_request(Method::DELETE, "acme", "/api/connections/upstream").bearer_auth(&owner);
+    assert_eq!(delete.send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    let execution = run(&app, &owner, "calls", json!({})).await;
+    assert_eq!(execution["state"], "failed", "{execution}");
+    assert_eq!(step(&execution, "call")["error"]["code"], "connection_unavailable");
+    assert_eq!(server.seen("/text").len(), 2, "nothing was sent without the connection");
+}
+
 fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -122,6 +122,32 @@ async fn a_synchronous_webhook_answers_with_the_output_or_the_failure() {
     assert!(!body.to_string().contains("order 7 refused"), "the failure's details stay with the tenant: {body}");
 }
 
+/// A node keeps a webhook's trigger for a second (`resources::hot`); a
+/// change applied, rolled back or deleted through the API is still what
+/// the very next call sees.
+#[tokio::test]
+async fn the_next_webhook_call_after_a_change_sees_the_change() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let sync = "        synchronous: true\n        timeout: 20s\n";
+    let answering = |n: u32| hooked("quote", sync, &format!("    - name: answer\n      transform:\n        expression: '{{version: {n}}}'\n"));
+    let call = || status_and_json(hook(&app, "acme", "quote").json(&json!({})));
+
+    app.apply_yaml("acme", &owner, &answering(1)).await;
+    assert_eq!(call().await, (StatusCode::OK, json!({"version": 1})));
+    app.apply_yaml("acme", &owner, &answering(2)).await;
+    assert_eq!(call().await, (StatusCode::OK, json!({"version": 2})), "the applied version runs");
+
+    let rollback = app.tenant_request(Method::POST, "acme", "/api/integrations/quote/rollback").bearer_auth(&owner).json(&json!({"version": 1}));
+    assert_eq!(status_and_json(rollback).await.0, StatusCode::OK);
+    assert_eq!(call().await, (StatusCode::OK, json!({"version": 1})), "the rolled back definition runs");
+
+    let delete = app.tenant_request(Method::DELETE, "acme", "/api/integrations/quote").bearer_auth(&owner);
+    assert_eq!(delete.send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(error_code_of(hook(&app, "acme", "quote").json(&json!({})), StatusCode::NOT_FOUND).await, "not_found");
+}
+
 #[tokio::test]
 async fn only_an_enabled_integration_of_this_hosts_tenant_with_a_webhook_can_be_triggered() {
     let app = spawn_app().await;

@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 use tessera_server::{
     config::Config,
     provisioning::migrate,
-    startup::{AppState, Application},
+    startup::Application,
+    state::AppState,
 };
 use tokio::sync::OnceCell;
 

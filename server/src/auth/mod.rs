@@ -1,18 +1,19 @@
 //! Who is calling: passwords, tokens, API keys, login throttling, and the
-//! request extractors that turn credentials into a caller with a role.
+//! authentication that turns a request's host and credential into a caller
+//! with a role (read from requests by `routes::extract`).
 //!
 //! Must never accept a credential issued for another tenant, and must answer
 //! a login for an unknown account exactly as for a wrong password.
 
 pub mod api_keys;
-mod extract;
+mod caller;
 mod password;
 mod rate_limit;
 mod roles;
 mod standing;
 mod token;
 
-pub use extract::{bearer_credential, client_address, PlatformCaller, ProxyRange, proxy_ranges, Principal, TenantCaller, TenantHost};
+pub use caller::{bearer_credential, client_address, PlatformCaller, Principal, TenantCaller, TenantHost};
 pub use password::Passwords;
 pub use rate_limit::LoginLimiter;
 pub use roles::Role;
@@ -41,6 +42,10 @@ pub enum AuthError {
     Forbidden { required: &'static str },
     #[error("this endpoint is not served on this host")]
     WrongHost,
+    #[error("there is no tenant '{0}'")]
+    NoSuchTenant(String),
+    #[error("tenant '{0}' is suspended")]
+    TenantSuspended(String),
     #[error("too many login attempts; try again later")]
     RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
@@ -49,21 +54,6 @@ pub enum AuthError {
     Hashing(String),
     #[error("token signing failed: {0}")]
     Token(String),
-}
-
-impl AuthError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            AuthError::MissingCredentials => "unauthenticated",
-            AuthError::InvalidToken => "invalid_token",
-            AuthError::InvalidApiKey => "invalid_api_key",
-            AuthError::InvalidCredentials => "invalid_credentials",
-            AuthError::Forbidden { .. } => "forbidden",
-            AuthError::WrongHost => "wrong_host",
-            AuthError::RateLimited { .. } => "too_many_requests",
-            AuthError::Db(_) | AuthError::Hashing(_) | AuthError::Token(_) => "internal_error",
-        }
-    }
 }
 
 /// Everything authentication needs, built once per node.

@@ -43,6 +43,13 @@ pub enum ClusterError {
     Db(#[from] DbError),
     #[error("no node {0} in this cluster")]
     UnknownNode(Uuid),
+    #[error("a node id is a UUID")]
+    InvalidNodeId(String),
+}
+
+/// A node id as a caller writes it: a UUID.
+pub fn parse_node_id(text: &str) -> Result<Uuid, ClusterError> {
+    text.parse().map_err(|_| ClusterError::InvalidNodeId(text.to_string()))
 }
 
 impl From<tokio_postgres::Error> for ClusterError {

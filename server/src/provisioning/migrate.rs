@@ -16,9 +16,9 @@ use refinery::Migration;
 use tokio_postgres::Client;
 
 use super::ProvisioningError;
-use crate::error::with_causes;
 use crate::{
     database::{connect, DbError},
+    telemetry::with_causes,
     tenancy::SchemaName,
 };
 

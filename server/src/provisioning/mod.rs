@@ -45,21 +45,6 @@ pub enum ProvisioningError {
     Auth(#[from] AuthError),
 }
 
-impl ProvisioningError {
-    pub fn code(&self) -> &'static str {
-        use ProvisioningError::*;
-        match self {
-            Slug(_) => "invalid_slug",
-            Invalid(_) => "invalid_request",
-            SlugTaken(_) => "tenant_exists",
-            NotFound(_) => "tenant_not_found",
-            ConfirmationMismatch => "confirmation_required",
-            OwnerExists => "owner_exists",
-            Db(_) | Migration(_) | Export(_) | Auth(_) => "internal_error",
-        }
-    }
-}
-
 impl From<tokio_postgres::Error> for ProvisioningError {
     fn from(e: tokio_postgres::Error) -> Self {
         ProvisioningError::Db(e.into())

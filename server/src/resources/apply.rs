@@ -5,7 +5,7 @@
 use serde::Serialize;
 use tessera_runtime::definition::{parse_documents_against, Resource};
 
-use super::{connections, integrations, ResourceError};
+use super::{changes::DefinitionChanges, connections, integrations, ResourceError};
 use crate::{
     auth::{Role, TenantCaller},
     sealing::KeyRing,
@@ -30,8 +30,15 @@ pub struct Applied {
     pub result: Outcome,
 }
 
-/// Validate and store every resource in `source` (YAML or JSON).
-pub async fn apply(db: &TenantDb, keys: &KeyRing, caller: &TenantCaller, source: &str) -> Result<Vec<Applied>, ResourceError> {
+/// Validate and store every resource in `source` (YAML or JSON); once
+/// committed, `changes` hears of it.
+pub async fn apply(
+    db: &TenantDb,
+    keys: &KeyRing,
+    changes: &DefinitionChanges,
+    caller: &TenantCaller,
+    source: &str,
+) -> Result<Vec<Applied>, ResourceError> {
     caller.require(Role::Editor)?;
     let mut tx = db.begin(&caller.tenant).await?;
     // Read inside the transaction, with the rows locked against deletion, so
@@ -46,6 +53,7 @@ pub async fn apply(db: &TenantDb, keys: &KeyRing, caller: &TenantCaller, source:
         });
     }
     tx.commit().await?;
+    changes.integrations_changed(caller.tenant.id).await;
     tracing::info!(resources = applied.len(), "definitions applied");
     Ok(applied)
 }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{
     apply::{Applied, Outcome},
+    changes::DefinitionChanges,
     parse_name, ResourceError,
 };
 use crate::{
@@ -113,7 +114,7 @@ pub async fn get(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<Con
     rows.first().map(from_row).ok_or_else(|| not_found(name.as_str()))
 }
 
-pub async fn delete(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<(), ResourceError> {
+pub async fn delete(db: &TenantDb, changes: &DefinitionChanges, caller: &TenantCaller, name: &str) -> Result<(), ResourceError> {
     caller.require(Role::Editor)?;
     let name = parse_name(KIND, name)?;
     let mut tx = db.begin(&caller.tenant).await?;
@@ -122,6 +123,7 @@ pub async fn delete(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<
         return Err(not_found(name.as_str()));
     }
     tx.commit().await?;
+    changes.connections_changed(caller.tenant.id);
     Ok(())
 }
 

@@ -38,16 +38,6 @@ pub enum ControlError {
     Resource(#[from] ResourceError),
 }
 
-impl ControlError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            ControlError::Finished { .. } => "execution_finished",
-            ControlError::NotFailed { .. } => "execution_not_failed",
-            ControlError::Resource(e) => e.code(),
-        }
-    }
-}
-
 impl From<crate::database::DbError> for ControlError {
     fn from(e: crate::database::DbError) -> Self {
         ControlError::Resource(e.into())
@@ -60,7 +50,7 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub fn parse(raw: &str) -> Result<Self, ResourceError> {
-        let invalid = |message: String| ResourceError::Invalid { field: "Idempotency-Key", message };
+        let invalid = ResourceError::InvalidIdempotencyKey;
         match raw.chars().count() {
             0 => Err(invalid("must not be empty".into())),
             n if n > MAX_KEY_CHARS => Err(invalid(format!("is {n} characters long; at most {MAX_KEY_CHARS} are allowed"))),

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{
     apply::{Applied, Outcome},
+    changes::DefinitionChanges,
     parse_name, ResourceError,
 };
 use crate::{
@@ -139,6 +140,7 @@ pub async fn version(
 /// history only ever grows.
 pub async fn rollback(
     db: &TenantDb,
+    changes: &DefinitionChanges,
     caller: &TenantCaller,
     name: &str,
     version: i32,
@@ -155,11 +157,12 @@ pub async fn rollback(
     add_version(&mut tx, caller, name, current + 1, &definition, enabled).await?;
     let row = tx.query_one(CURRENT, &[&name]).await?;
     tx.commit().await?;
+    changes.integrations_changed(caller.tenant.id).await;
     Ok(current_from_row(&row))
 }
 
 /// Delete an integration with all its versions.
-pub async fn delete(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<(), ResourceError> {
+pub async fn delete(db: &TenantDb, changes: &DefinitionChanges, caller: &TenantCaller, name: &str) -> Result<(), ResourceError> {
     caller.require(Role::Editor)?;
     let name = parse_name(KIND, name)?;
     let mut tx = db.begin(&caller.tenant).await?;
@@ -168,6 +171,7 @@ pub async fn delete(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<
         return Err(not_found(name.as_str()));
     }
     tx.commit().await?;
+    changes.integrations_changed(caller.tenant.id).await;
     Ok(())
 }
 

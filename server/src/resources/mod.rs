@@ -7,6 +7,7 @@
 
 pub mod api_keys;
 pub mod apply;
+pub mod changes;
 pub mod connection_test;
 pub mod connections;
 pub mod execution_controls;
@@ -26,6 +27,9 @@ use crate::{auth::AuthError, database::DbError, sealing::SealingError};
 pub enum ResourceError {
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
+    /// A caller's `Idempotency-Key` that cannot be one.
+    #[error("Idempotency-Key: {0}")]
+    InvalidIdempotencyKey(String),
     #[error("no {kind} '{id}'")]
     NotFound { kind: &'static str, id: String },
     #[error("{kind} '{id}' already exists")]
@@ -67,22 +71,6 @@ impl From<AuthError> for ResourceError {
 }
 
 impl ResourceError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            ResourceError::Invalid { .. } => "invalid_request",
-            ResourceError::NotFound { .. } => "not_found",
-            ResourceError::Conflict { .. } => "conflict",
-            ResourceError::LastOwner => "last_owner",
-            ResourceError::InvalidDefinition(_) => "invalid_definition",
-            ResourceError::Forbidden(_) => "forbidden",
-            ResourceError::EgressDenied(_) => "egress_denied",
-            ResourceError::Db(_) | ResourceError::Auth(_) | ResourceError::Sealing(_) => "internal_error",
-            ResourceError::Stopping => "unavailable",
-            ResourceError::RateLimited { .. } => "rate_limited",
-            ResourceError::Limit(e) => e.code,
-        }
-    }
-
     fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         ResourceError::Invalid { field, message: message.into() }
     }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{parse_id, ResourceError};
 use crate::{
-    auth::{announce_change, Passwords, Role, TenantCaller},
+    auth::{announce_change, AuthService, Passwords, Role, TenantCaller},
     database::DbError,
     provisioning::normalize_email,
     tenancy::{TenantDb, TenantTx},
@@ -114,9 +114,11 @@ async fn ensure_an_owner_remains(tx: &mut TenantTx) -> Result<(), ResourceError>
     Ok(())
 }
 
+/// Change a user; their standing on this node is dropped at once after the
+/// commit (other nodes hear of it through the NOTIFY of `announce_change`).
 pub async fn update(
     db: &TenantDb,
-    passwords: &Passwords,
+    auth: &AuthService,
     caller: &TenantCaller,
     id: &str,
     changes: UserChanges,
@@ -132,7 +134,7 @@ pub async fn update(
     let hash = match changes.password {
         Some(p) => {
             Passwords::check_policy(&p).map_err(|m| ResourceError::invalid("password", m))?;
-            Some(passwords.hash(p).await?)
+            Some(auth.passwords.hash(p).await?)
         }
         None => None,
     };
@@ -161,11 +163,13 @@ pub async fn update(
     ensure_an_owner_remains(&mut tx).await?;
     announce_change(&mut tx, caller.tenant.id, id).await?;
     tx.commit().await?;
+    auth.standing.invalidate(caller.tenant.id, id);
     Ok(user)
 }
 
-/// Delete a user; returns the id of the user deleted.
-pub async fn delete(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<Uuid, ResourceError> {
+/// Delete a user; returns the id of the user deleted. Their standing goes
+/// as in [`update`].
+pub async fn delete(db: &TenantDb, auth: &AuthService, caller: &TenantCaller, id: &str) -> Result<Uuid, ResourceError> {
     caller.require(Role::Admin)?;
     let id = parse_id("user", id)?;
     let mut tx = db.begin(&caller.tenant).await?;
@@ -180,5 +184,6 @@ pub async fn delete(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<Uu
     ensure_an_owner_remains(&mut tx).await?;
     announce_change(&mut tx, caller.tenant.id, id).await?;
     tx.commit().await?;
+    auth.standing.invalidate(caller.tenant.id, id);
     Ok(id)
 }

@@ -64,23 +64,6 @@ pub enum WebhookError {
     Resource(#[from] ResourceError),
 }
 
-impl WebhookError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            WebhookError::InvalidSignature => "invalid_signature",
-            WebhookError::StaleSignature { .. } => "stale_signature",
-            WebhookError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
-            WebhookError::ExecutionFailed { .. } => "execution_failed",
-            WebhookError::UnsupportedMediaType => "unsupported_media_type",
-            WebhookError::InvalidJson(_) => "invalid_json",
-            WebhookError::NotUtf8 => "invalid_body",
-            WebhookError::SecretUnavailable(_) | WebhookError::StoredTrigger { .. } => "internal_error",
-            WebhookError::Auth(e) => e.code(),
-            WebhookError::Resource(e) => e.code(),
-        }
-    }
-}
-
 /// One webhook request as received: the raw body (what a signature
 /// covers), its media type, the headers (names lowercased) and the query.
 #[derive(Debug, Default)]

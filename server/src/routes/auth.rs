@@ -4,7 +4,7 @@ use serde::Deserialize;
 use crate::{
     auth::{client_address, TenantHost},
     error::ApiError,
-    startup::AppState,
+    state::AppState,
     tenancy::HostTarget,
 };
 

@@ -6,7 +6,7 @@
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 
-use crate::{auth::AuthError, error::ApiError, startup::AppState, tenancy::SchemaName};
+use crate::{auth::AuthError, error::ApiError, state::AppState, tenancy::SchemaName};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/bench/baseline/{schema}/variables/{name}", web::get().to(baseline_variable));

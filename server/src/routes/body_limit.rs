@@ -7,7 +7,7 @@ use std::future::Future;
 use actix_web::{web, HttpMessage, HttpRequest};
 
 use super::bounded_body::BodyLimit;
-use crate::{startup::AppState, tenancy::HostTarget};
+use crate::{state::AppState, tenancy::HostTarget};
 
 /// The limit for `req`. Resolved before the body is read, from the cached
 /// tenant directory and limits; when the tenant cannot be found the node's

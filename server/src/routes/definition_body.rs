@@ -7,7 +7,7 @@ use actix_web::{dev::Payload, http::header::CONTENT_TYPE, web, FromRequest, Http
 use futures::future::LocalBoxFuture;
 
 use super::bounded_body::{BodyError, BodyLimit, BoundedBody};
-use crate::{error::ApiError, startup::AppState};
+use crate::{error::ApiError, state::AppState};
 
 /// The media types a definition may be sent as (JSON is YAML too).
 const DEFINITION_TYPES: &[&str] = &["application/yaml", "application/x-yaml", "text/yaml", "application/json"];

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::{provisioning::migrate, startup::AppState};
+use crate::{provisioning::migrate, state::AppState};
 
 /// The process is up.
 pub async fn healthz() -> HttpResponse {

@@ -5,7 +5,10 @@
 use actix_web::{dev::Payload, FromRequest, HttpRequest, HttpResponseBuilder};
 use futures::future::{ready, Ready};
 
-use crate::{error::ApiError, resources::execution_controls::IdempotencyKey};
+use crate::{
+    error::ApiError,
+    resources::{execution_controls::IdempotencyKey, ResourceError},
+};
 
 pub const REQUEST_HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -21,12 +24,10 @@ impl IdempotencyHeader {
 }
 
 /// The key of a request's headers (`None` without one).
-pub fn from_headers(headers: &actix_web::http::header::HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+pub fn from_headers(headers: &actix_web::http::header::HeaderMap) -> Result<Option<IdempotencyKey>, ResourceError> {
     let Some(value) = headers.get(REQUEST_HEADER) else { return Ok(None) };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key: must be visible ASCII text"))?;
-    IdempotencyKey::parse(text).map(Some).map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))
+    let text = value.to_str().map_err(|_| ResourceError::InvalidIdempotencyKey("must be visible ASCII text".into()))?;
+    IdempotencyKey::parse(text).map(Some)
 }
 
 impl FromRequest for IdempotencyHeader {
@@ -34,6 +35,6 @@ impl FromRequest for IdempotencyHeader {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(from_headers(req.headers()).map(IdempotencyHeader))
+        ready(from_headers(req.headers()).map(IdempotencyHeader).map_err(ApiError::from))
     }
 }

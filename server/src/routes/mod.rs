@@ -7,6 +7,7 @@ mod bench;
 mod body_limit;
 mod bounded_body;
 mod definition_body;
+mod extract;
 mod health;
 mod idempotency;
 mod panics;

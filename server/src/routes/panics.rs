@@ -12,7 +12,6 @@ use std::panic::AssertUnwindSafe;
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
-    http::StatusCode,
     middleware::Next,
 };
 use futures::FutureExt;
@@ -33,7 +32,7 @@ pub async fn catch_panics(
     served.unwrap_or_else(|panic| {
         let message = panic_message(panic.as_ref());
         tracing::error!(panic = %message, "a request handler panicked; the request fails with 500");
-        Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred").into())
+        Err(ApiError::panicked().into())
     })
 }
 

@@ -6,10 +6,11 @@ use serde_json::json;
 
 use crate::{
     auth::PlatformCaller,
+    cluster,
     egress::{self, Action},
     error::ApiError,
     provisioning::NewTenant,
-    startup::AppState,
+    state::AppState,
     tenancy::TenantStatus,
 };
 
@@ -136,7 +137,7 @@ async fn cluster(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
 /// starts no execution, hands each tenant over once its running executions
 /// finish, and takes no new ones.
 async fn drain(state: web::Data<AppState>, _caller: PlatformCaller, id: web::Path<String>) -> Reply {
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::bad_request("invalid_node_id", "a node id is a UUID"))?;
+    let id = cluster::parse_node_id(&id)?;
     state.cluster.drain(id).await?;
     Ok(HttpResponse::Accepted().json(state.cluster.status().await?))
 }
@@ -146,14 +147,6 @@ async fn drain(state: web::Data<AppState>, _caller: PlatformCaller, id: web::Pat
 #[serde(deny_unknown_fields)]
 struct EgressRules {
     rules: Vec<String>,
-}
-
-fn egress_action(action: &str) -> Result<Action, ApiError> {
-    match action {
-        "allow" => Ok(Action::Allow),
-        "deny" => Ok(Action::Deny),
-        _ => Err(ApiError::not_found("not_found", "no such endpoint: egress rules are `allow` or `deny`")),
-    }
 }
 
 /// `GET /api/platform/tenants/{slug}/egress`: the tenant's rules and the platform policy.
@@ -173,10 +166,7 @@ async fn egress_remove(state: web::Data<AppState>, _caller: PlatformCaller, path
 }
 
 async fn egress_change(state: &AppState, (slug, action): (String, String), body: EgressRules, remove: bool) -> Reply {
-    let action = egress_action(&action)?;
-    if body.rules.is_empty() {
-        return Err(ApiError::bad_request("invalid_egress_rule", "`rules` names no rule"));
-    }
+    let action = Action::parse(&action)?;
     let tenant = egress::change(&state.pool, &slug, action, &body.rules, remove).await?;
     // Other nodes hear of it through NOTIFY; this one forgets at once.
     state.egress.forget(tenant);

@@ -9,8 +9,7 @@ use crate::{
     auth::TenantCaller,
     error::ApiError,
     resources::{api_keys, apply, connection_test, connections, execution_controls, executions, integrations, users, variables},
-    startup::AppState,
-    trigger_store::integrations_changed,
+    state::AppState,
 };
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -75,15 +74,12 @@ async fn update_user(
     id: web::Path<String>,
     body: web::Json<users::UserChanges>,
 ) -> Reply {
-    let user = users::update(&state.tenant_db, &state.auth.passwords, &caller, &id, body.into_inner()).await?;
-    // Other nodes hear of it through NOTIFY; this one forgets at once.
-    state.auth.standing.invalidate(caller.tenant.id, user.id);
+    let user = users::update(&state.tenant_db, &state.auth, &caller, &id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(user))
 }
 
 async fn delete_user(state: web::Data<AppState>, caller: TenantCaller, id: web::Path<String>) -> Reply {
-    let deleted = users::delete(&state.tenant_db, &caller, &id).await?;
-    state.auth.standing.invalidate(caller.tenant.id, deleted);
+    users::delete(&state.tenant_db, &state.auth, &caller, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -122,9 +118,7 @@ async fn delete_variable(state: web::Data<AppState>, caller: TenantCaller, name:
 }
 
 async fn apply_definitions(state: web::Data<AppState>, caller: TenantCaller, body: DefinitionText) -> Reply {
-    let applied = apply::apply(&state.tenant_db, &state.sealing, &caller, &body.0).await?;
-    state.hot.forget(caller.tenant.id);
-    integrations_changed(&state.supervisor, caller.tenant.id).await;
+    let applied = apply::apply(&state.tenant_db, &state.sealing, &state.changes, &caller, &body.0).await?;
     Ok(HttpResponse::Ok().json(json!({"items": applied})))
 }
 
@@ -142,9 +136,7 @@ async fn get_integration(state: web::Data<AppState>, caller: TenantCaller, name:
 }
 
 async fn delete_integration(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
-    integrations::delete(&state.tenant_db, &caller, &name).await?;
-    state.hot.forget(caller.tenant.id);
-    integrations_changed(&state.supervisor, caller.tenant.id).await;
+    integrations::delete(&state.tenant_db, &state.changes, &caller, &name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -169,9 +161,7 @@ async fn rollback_integration(
     name: web::Path<String>,
     body: web::Json<RollbackRequest>,
 ) -> Reply {
-    let current = integrations::rollback(&state.tenant_db, &caller, &name, body.version).await?;
-    state.hot.forget(caller.tenant.id);
-    integrations_changed(&state.supervisor, caller.tenant.id).await;
+    let current = integrations::rollback(&state.tenant_db, &state.changes, &caller, &name, body.version).await?;
     Ok(HttpResponse::Ok().json(current))
 }
 
@@ -234,8 +224,7 @@ async fn get_connection(state: web::Data<AppState>, caller: TenantCaller, name: 
 }
 
 async fn delete_connection(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
-    connections::delete(&state.tenant_db, &caller, &name).await?;
-    state.hot.forget(caller.tenant.id);
+    connections::delete(&state.tenant_db, &state.changes, &caller, &name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -11,7 +11,7 @@ use crate::{
     auth::TenantHost,
     error::ApiError,
     resources::webhooks::{self, Delivery, Outcome},
-    startup::AppState,
+    state::AppState,
 };
 
 pub async fn receive(
@@ -58,7 +58,7 @@ impl FromRequest for WebhookDelivery {
         Box::pin(async move {
             let body = BoundedBody::new(&req, limit.await);
             body.check_declared()?;
-            let query = query.map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+            let query = query.map_err(ApiError::from)?;
             let body = body.read(payload).await?;
             Ok(WebhookDelivery(Delivery { content_type, body, headers, query }))
         })

@@ -1,0 +1,43 @@
+//! What follows a committed change to a tenant's integrations or
+//! connections, so that nothing goes on using the old definition: this
+//! node drops its short-lived copies of the tenant's resources (`hot`; other
+//! nodes' copies expire within a second), and the tenant's worker re-reads
+//! its triggers, on whichever node runs it (the supervisor carries the
+//! command there).
+//!
+//! The domain operations that change integrations or connections take a
+//! [`DefinitionChanges`] and call it after their commit; handlers never do,
+//! so a new caller of those operations cannot forget it.
+
+use tessera_runtime::{Supervisor, WorkerCommand};
+use uuid::Uuid;
+
+use super::hot::HotResources;
+
+#[derive(Clone)]
+pub struct DefinitionChanges {
+    hot: HotResources,
+    supervisor: Supervisor,
+}
+
+impl DefinitionChanges {
+    pub fn new(hot: HotResources, supervisor: Supervisor) -> Self {
+        Self { hot, supervisor }
+    }
+
+    /// After a committed change to `tenant`'s integrations (apply,
+    /// rollback, delete): the next webhook reads the new version, and the
+    /// worker runs the new triggers.
+    pub(crate) async fn integrations_changed(&self, tenant: Uuid) {
+        self.hot.forget(tenant);
+        if !self.supervisor.send(tenant, WorkerCommand::Reload).await {
+            tracing::debug!(tenant_id = %tenant, "tenant worker not running here; it reads its triggers when it starts");
+        }
+    }
+
+    /// After a committed change to `tenant`'s connections only: the next
+    /// step that uses one on this node reads it again.
+    pub(crate) fn connections_changed(&self, tenant: Uuid) {
+        self.hot.forget(tenant);
+    }
+}
