@@ -5,7 +5,7 @@
 //!
 //! Over the tenant's `stored_executions`, a tick or a message starts
 //! nothing and says so (it is logged here; neither fails nor tries again
-//! in a loop).
+//! in a loop), and a `call` step fails with the limit's code.
 
 use std::sync::LazyLock;
 
@@ -98,9 +98,9 @@ impl Starts {
     }
 
     /// Start the child of a `call` step's attempt, or find the one it
-    /// started before (a resumed parent calls the same child again). Not
-    /// counted against `stored_executions`: its parent was.
-    pub async fn child(&self, _tenant: &TenantSpec, schema: &SchemaName, call: &CallRequest) -> Result<CallStart, DbError> {
+    /// started before (a resumed parent calls the same child again). A new
+    /// child counts against `stored_executions` like any execution.
+    pub async fn child(&self, tenant: &TenantSpec, schema: &SchemaName, call: &CallRequest) -> Result<CallStart, DbError> {
         let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&call.parent, &call.step, &call.attempt];
         let found = self.db.statement_in_schema(schema, CHILD_OF, &[key[0], key[1], key[2], &call.integration]).await?;
         match (found[0].get::<_, Option<Uuid>>(0), found[0].get::<_, Option<bool>>(1)) {
@@ -108,6 +108,11 @@ impl Starts {
             (None, None) => return Ok(CallStart::Unknown),
             (None, Some(false)) => return Ok(CallStart::Disabled),
             (None, Some(true)) => {}
+        }
+        match self.admit(tenant.id, schema).await {
+            Ok(()) => {}
+            Err(AdmitError::Limit(e)) => return Ok(CallStart::OverLimit(e)),
+            Err(AdmitError::Db(e)) => return Err(e),
         }
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
             [&Uuid::now_v7(), &call.trigger, &call.parent, &call.step, &call.attempt, &call.integration];
