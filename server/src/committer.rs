@@ -3,34 +3,36 @@
 //! executions together, one transaction per tenant per batch.
 //!
 //! Why: each checkpoint committed on its own costs a transaction and a WAL
-//! flush per step. Here a single task gathers the writes waiting at that
-//! moment, groups them by tenant and commits each group with one
-//! statement (the lease fence, `INSERT … SELECT FROM unnest(…)` for
-//! checkpoints and `UPDATE … FROM unnest(…)` for finishes, as CTEs). It flushes as soon as a flush slot is
-//! free (group commit: while one commit is in flight, the next batch
-//! fills), so a quiet node adds no delay and a busy one commits more per
-//! flush.
+//! flush per step. Here the node's per-tenant batcher ([`crate::batch`]:
+//! flush slots, group commit, one transaction per tenant) gathers the
+//! writes waiting at that moment, and this module supplies the one
+//! statement that commits a tenant's group (the lease fence, `INSERT …
+//! SELECT FROM unnest(…)` for checkpoints and `UPDATE … FROM unnest(…)`
+//! for finishes, as CTEs), so a quiet node adds no delay and a busy one
+//! commits more per flush.
 //!
 //! Durability is unchanged: every caller awaits the commit of its own batch,
 //! so a step's checkpoint is still committed before the next step starts.
-//! A batch that fails is retried one write at a time, so each caller gets
-//! its own result and one bad write cannot fail its neighbours. Tenant
+//! A batch that fails is retried one write at a time through
+//! [`PgExecutionStore`], so each caller gets its own result and one bad
+//! write cannot fail its neighbours; one that lost the tenant's lease is
+//! not retried: every write of it fails the same way. Tenant
 //! isolation is unchanged too: statements are `@tenant.`-qualified through
 //! [`TenantDb`], and a transaction holds one tenant's writes only.
 
 use std::{collections::HashMap, sync::{Arc, LazyLock}};
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde_json::Value;
 use tessera_runtime::{
     execution::{CallRequest, CallStart, Claimed, Ended, Outcome, StepRecord, StoreError, StoreFuture},
     ExecutionStore, TenantSpec,
 };
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
+    batch::{Batcher, TenantBatch, Unanswered},
     cluster::WRITE_LOCK,
     execution_store::{outcome_columns, Fence, PgExecutionStore},
     tenancy::{Flush, TenantDb},
@@ -38,21 +40,12 @@ use crate::{
 
 /// Most writes in one batch (all tenants together).
 const MAX_BATCH: usize = 512;
-/// Batches committing at once. One: writes arriving while a batch commits
-/// form the next batch, so batches grow with the load. With four, most
-/// batches held one write at 500 executions/s and saved nothing
-/// (docs/performance.md 4c).
-const FLUSH_SLOTS: usize = 1;
-/// Tenant transactions of one batch committing at once.
-const TENANTS_AT_ONCE: usize = 4;
-/// Writes waiting for a flush; callers wait (back-pressure) beyond this.
-const QUEUE: usize = 4096;
 
 /// The runtime's [`ExecutionStore`] with batched checkpoint and finish
 /// writes. Claims and listings go straight to the inner store.
 pub struct BatchingStore {
     inner: Arc<PgExecutionStore>,
-    writes: mpsc::Sender<Write>,
+    writes: Batcher<Write>,
 }
 
 /// One write waiting for its batch, and where its caller awaits the result.
@@ -91,19 +84,13 @@ impl Write {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-enum CommitterError {
-    #[error("the batching committer has stopped")]
-    Stopped,
-}
-
 impl BatchingStore {
     /// Start the committer task (it ends when the store is dropped).
     /// Every batch is fenced by its tenant's lease, like a single write.
-    pub fn start(db: TenantDb, fence: Fence) -> Self {
-        let inner = Arc::new(PgExecutionStore::new(db.clone(), fence.clone()));
-        let (writes, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(queue, db, fence, inner.clone()));
+    /// `inner` commits what a failed batch held, one write at a time.
+    pub fn start(inner: PgExecutionStore) -> Self {
+        let inner = Arc::new(inner);
+        let writes = Batcher::start("batching committer", Statements { inner: inner.clone() }, MAX_BATCH);
         Self { inner, writes }
     }
 
@@ -116,9 +103,8 @@ impl BatchingStore {
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         let write = Write { tenant: tenant.clone(), execution, kind: kind(reply) };
-        let stopped = || StoreError(Box::new(CommitterError::Stopped));
-        self.writes.send(write).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.writes.submit(write).await.map_err(|e| StoreError(Box::new(e)))?;
+        answer.await.map_err(|_| StoreError(Box::new(crate::batch::Stopped("batching committer"))))?
     }
 }
 
@@ -152,49 +138,32 @@ impl ExecutionStore for BatchingStore {
     }
 }
 
-/// The committer loop: take every write waiting (up to `MAX_BATCH`) as
-/// soon as a flush slot is free, and flush them in the background.
-async fn run(mut queue: mpsc::Receiver<Write>, db: TenantDb, fence: Fence, inner: Arc<PgExecutionStore>) {
-    let slots = Arc::new(Semaphore::new(FLUSH_SLOTS));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let mut batch = Vec::new();
-        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return; // every sender is gone: the store was dropped
-        }
-        let (db, fence, inner) = (db.clone(), fence.clone(), inner.clone());
-        tokio::spawn(async move {
-            flush(&db, &fence, &inner, batch).await;
-            drop(slot);
-        });
-    }
+/// The committer's statements, for the batcher.
+struct Statements {
+    inner: Arc<PgExecutionStore>,
 }
 
-/// Commit one batch: one transaction per tenant, a few tenants at once.
-async fn flush(db: &TenantDb, fence: &Fence, inner: &PgExecutionStore, batch: Vec<Write>) {
-    let mut by_tenant: HashMap<Uuid, Vec<Write>> = HashMap::new();
-    for write in batch {
-        by_tenant.entry(write.tenant.id).or_default().push(write);
-    }
-    futures::stream::iter(by_tenant.into_values())
-        .for_each_concurrent(TENANTS_AT_ONCE, |writes| commit_tenant(db, fence, inner, writes))
-        .await;
-}
+impl TenantBatch for Statements {
+    type Request = Write;
 
-/// Commit one tenant's writes together; if that fails, one by one, so
-/// each caller learns its own result.
-async fn commit_tenant(db: &TenantDb, fence: &Fence, inner: &PgExecutionStore, writes: Vec<Write>) {
-    let tenant = writes[0].tenant.clone();
-    match commit_together(db, fence, &tenant, &writes).await {
-        Ok(mut claimed) => writes.into_iter().for_each(|w| w.answer(Ok(&mut claimed))),
-        // Not worth a retry: every write of the batch would fail the same way.
-        Err(e) if crate::execution_store::is_lease_lost(&e) => writes.into_iter().for_each(|w| w.answer(Err(fence.lost(&tenant)))),
-        Err(e) => {
-            tracing::warn!(tenant = %tenant.slug, writes = writes.len(), error = %e, "batched commit failed; committing its writes one by one");
-            for write in writes {
-                write.alone(inner).await;
-            }
+    fn tenant(write: &Write) -> Uuid {
+        write.tenant.id
+    }
+
+    async fn together(&self, writes: Vec<Write>) -> Result<(), Unanswered<Write>> {
+        let tenant = writes[0].tenant.clone();
+        let (db, fence) = (self.inner.db(), self.inner.fence());
+        match commit_together(db, fence, &tenant, &writes).await {
+            Ok(mut claimed) => writes.into_iter().for_each(|w| w.answer(Ok(&mut claimed))),
+            // Not worth a retry: every write of the batch would fail the same way.
+            Err(e) if crate::execution_store::is_lease_lost(&e) => writes.into_iter().for_each(|w| w.answer(Err(fence.lost(&tenant)))),
+            Err(e) => return Err(Unanswered { requests: writes, tenant: tenant.slug, error: e.to_string() }),
         }
+        Ok(())
+    }
+
+    async fn alone(&self, write: Write) {
+        write.alone(&self.inner).await
     }
 }
 

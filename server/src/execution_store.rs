@@ -23,6 +23,7 @@ use crate::{
     database::DbError,
     resources::{connections, hot::HotResources, ResourceError},
     sealing::KeyRing,
+    starts::Starts,
     cluster::WRITE_LOCK,
     tenancy::{Flush, SchemaName, TenantDb, TenantTx},
 };
@@ -30,11 +31,21 @@ use crate::{
 pub struct PgExecutionStore {
     db: TenantDb,
     fence: Fence,
+    /// Where `call` steps start their children.
+    starts: Starts,
 }
 
 impl PgExecutionStore {
-    pub fn new(db: TenantDb, fence: Fence) -> Self {
-        Self { db, fence }
+    pub fn new(db: TenantDb, fence: Fence, starts: Starts) -> Self {
+        Self { db, fence, starts }
+    }
+
+    pub(crate) fn db(&self) -> &TenantDb {
+        &self.db
+    }
+
+    pub(crate) fn fence(&self) -> &Fence {
+        &self.fence
     }
 }
 
@@ -240,37 +251,6 @@ impl PgExecutionStore {
     }
 }
 
-/// A child of `call` step, looked up by (parent, step, attempt).
-const CHILD: &str = "SELECT id FROM @tenant.executions WHERE parent_id = $1 AND parent_step = $2 AND parent_attempt = $3";
-
-/// Created at the integration's current version, unless it is unknown or
-/// disabled, or the child exists already (then nothing is inserted).
-const NEW_CHILD: &str = "INSERT INTO @tenant.executions (id, integration, version, trigger, parent_id, parent_step, parent_attempt) \
-     SELECT $1, name, current_version, $2, $3, $4, $5 FROM @tenant.integrations WHERE name = $6 AND enabled \
-     ON CONFLICT (parent_id, parent_step, parent_attempt) WHERE parent_id IS NOT NULL DO NOTHING";
-
-impl PgExecutionStore {
-    async fn start_call_in(&self, schema: &SchemaName, call: &CallRequest) -> Result<CallStart, DbError> {
-        let mut tx = self.db.begin_in_schema(schema).await?;
-        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&call.parent, &call.step, &call.attempt];
-        if let Some(row) = tx.query_opt(CHILD, &key).await? {
-            return Ok(CallStart::Child(row.get(0))); // a resumed parent: the same child
-        }
-        let enabled = tx.query_opt("SELECT enabled FROM @tenant.integrations WHERE name = $1", &[&call.integration]).await?;
-        match enabled.map(|r| r.get::<_, bool>(0)) {
-            None => return Ok(CallStart::Unknown),
-            Some(false) => return Ok(CallStart::Disabled),
-            Some(true) => {}
-        }
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-            [&Uuid::now_v7(), &call.trigger, &call.parent, &call.step, &call.attempt, &call.integration];
-        tx.execute(NEW_CHILD, &params).await?;
-        let child = tx.query_one(CHILD, &key).await?.get(0);
-        tx.commit().await?;
-        Ok(CallStart::Child(child))
-    }
-}
-
 fn ended_from(state: &str, output: Option<Value>, error: Option<Value>) -> Ended {
     if state == "succeeded" {
         return Ended::Succeeded(output.unwrap_or(Value::Null));
@@ -337,7 +317,7 @@ impl ExecutionStore for PgExecutionStore {
     }
 
     fn start_call<'a>(&'a self, tenant: &'a TenantSpec, call: &'a CallRequest) -> StoreFuture<'a, CallStart> {
-        Box::pin(async move { self.start_call_in(&schema(tenant)?, call).await.map_err(store_error) })
+        Box::pin(async move { self.starts.child(tenant, &schema(tenant)?, call).await.map_err(store_error) })
     }
 
     fn ended<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Ended>> {

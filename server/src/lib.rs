@@ -1,6 +1,7 @@
 //! Tessera server node. See docs/architecture.md for the map.
 
 pub mod auth;
+pub mod batch;
 pub mod cluster;
 pub mod committer;
 pub mod config;
@@ -9,7 +10,6 @@ pub mod dev;
 pub mod egress;
 pub mod error;
 pub mod execution_store;
-pub mod intake;
 pub mod limits;
 pub mod local_postgres;
 pub mod notifications;
@@ -18,6 +18,7 @@ pub mod resources;
 pub mod retention;
 pub mod routes;
 pub mod sealing;
+pub mod starts;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -22,8 +22,8 @@ use crate::{
     config::Config,
     database::{build_pool, DbError},
     execution_store::{CrashLimit, Fence},
-    intake::{Intake, IntakeLimit},
     limits::LimitBook,
+    starts::{Intake, IntakeLimit, Starts},
     provisioning::Provisioner,
     resources::{changes::DefinitionChanges, hot::HotResources},
     sealing::KeyRing,
@@ -59,7 +59,7 @@ pub struct AppState {
     pub sealing: Arc<KeyRing>,
     /// What the worker commands sent to and from other nodes did.
     pub mail: Arc<MailCounters>,
-    /// Commits new executions of webhooks and API runs in batches.
+    /// Starts the executions of webhooks and API runs.
     pub intake: Intake,
     /// Webhook triggers and opened connections, kept for a second.
     pub hot: HotResources,
@@ -87,15 +87,13 @@ fn token_keys(config: &Config) -> Result<TokenKeys, StateError> {
 
 /// The runtime's engine: executions stored in tenant schemas, under the
 /// configured limits.
-fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: HotResources, book: LimitBook, egress: Arc<Egress>) -> Engine {
+fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: HotResources, starts: Starts, egress: Arc<Egress>) -> Engine {
     let limits = Limits { default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)) };
     let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys, hot));
-    let triggers = Arc::new(crate::trigger_store::PgTriggerStore::new(db.clone()).limited_by(book));
-    let store: Arc<dyn tessera_runtime::ExecutionStore> = if config.runtime.batch_commits {
-        Arc::new(crate::committer::BatchingStore::start(db, fence))
-    } else {
-        Arc::new(crate::execution_store::PgExecutionStore::new(db, fence))
-    };
+    let triggers = Arc::new(crate::trigger_store::PgTriggerStore::new(db.clone(), starts.clone()));
+    let store = crate::execution_store::PgExecutionStore::new(db, fence, starts);
+    let store: Arc<dyn tessera_runtime::ExecutionStore> =
+        if config.runtime.batch_commits { Arc::new(crate::committer::BatchingStore::start(store)) } else { Arc::new(store) };
     let io = Arc::new(tessera_runtime::execution::io::Io::new(egress));
     Engine { store, connections, limits, triggers, publishers: Default::default(), io, versions: Default::default() }
 }
@@ -126,7 +124,8 @@ impl AppState {
         let hot = HotResources::default();
         let limits = LimitBook::new(pool.clone(), &config);
         let egress = crate::egress::gate(&config, listen, pool.clone());
-        let engine = engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone(), limits.clone(), egress.clone());
+        let starts = Starts::new(tenant_db.clone(), limits.clone());
+        let engine = engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone(), starts.clone(), egress.clone());
         let supervisor = Supervisor::new(shutdown, engine);
         let node = NodeIdentity {
             id: node_id,
@@ -141,15 +140,12 @@ impl AppState {
         let broker = config.cluster.amqp_url.as_deref().map(|url| Broker::new(url, &config.cluster.id, timeout)).transpose()?;
         let mail = Arc::new(MailCounters::new(if broker.is_some() { Carrier::Amqp } else { Carrier::Notify }));
         let cluster = Arc::new(Cluster::new(cluster_pool, node, &config.cluster, supervisor.clone(), fence.held, broker, limits.clone()));
+        let intake_limit = IntakeLimit::new(config.runtime.intake_per_second, config.runtime.intake_burst);
         Ok(Self {
+            intake: Intake::start(starts, intake_limit, supervisor.clone()),
             changes: DefinitionChanges::new(hot.clone(), supervisor.clone()),
             supervisor,
             cluster,
-            intake: Intake::start(
-                tenant_db.clone(),
-                IntakeLimit::new(config.runtime.intake_per_second, config.runtime.intake_burst),
-                limits.clone(),
-            ),
             hot,
             limits,
             egress,

@@ -1,7 +1,7 @@
 //! The runtime's [`TriggerStore`] over the tenant-scoped database handle
-//! (schedules, ticks, queue messages in the tenant's schema). What tells a
-//! tenant's worker to re-read its triggers after a committed change is
-//! `resources::changes`.
+//! (schedules in the tenant's schema; the executions of ticks and queue
+//! messages start through [`Starts`]). What tells a tenant's worker to
+//! re-read its triggers after a committed change is `resources::changes`.
 
 use serde_json::Value;
 use tessera_runtime::{
@@ -9,44 +9,23 @@ use tessera_runtime::{
     triggers::{ActiveIntegration, Enqueued, Fired, QueueMessage, StoredSchedule, Tick, WantedSchedule},
     TenantSpec, TriggerStore,
 };
-use uuid::Uuid;
 
 use crate::{
     database::DbError,
-    limits::{AdmitError, LimitBook},
     execution_store::{schema, store_error},
+    starts::Starts,
     tenancy::{SchemaName, TenantDb},
 };
 
 pub struct PgTriggerStore {
     db: TenantDb,
-    /// Holds new executions to each tenant's `stored_executions`; `None`: no limit.
-    limits: Option<LimitBook>,
+    /// Where ticks and queue messages start their executions.
+    starts: Starts,
 }
 
 impl PgTriggerStore {
-    pub fn new(db: TenantDb) -> Self {
-        Self { db, limits: None }
-    }
-
-    pub fn limited_by(self, limits: LimitBook) -> Self {
-        Self { limits: Some(limits), ..self }
-    }
-
-    /// May `tenant` store one more execution? A trigger that may not logs
-    /// it and moves on: it neither fails nor tries again in a loop.
-    async fn admit(&self, tenant: &TenantSpec, schema: &SchemaName, integration: &str) -> Result<bool, StoreError> {
-        let Some(book) = &self.limits else { return Ok(true) };
-        // Read from the book, not the spec: a running queue consumer keeps the spec it started with.
-        let limit = book.of(tenant.id).await.map_err(db_error)?.stored_executions;
-        match book.admit_stored(&self.db, tenant.id, schema, limit).await {
-            Ok(()) => Ok(true),
-            Err(AdmitError::Limit(e)) => {
-                tracing::warn!(tenant = %tenant.slug, integration, code = e.code, "{e}; the trigger starts no execution");
-                Ok(false)
-            }
-            Err(AdmitError::Db(e)) => Err(db_error(e)),
-        }
+    pub fn new(db: TenantDb, starts: Starts) -> Self {
+        Self { db, starts }
     }
 }
 
@@ -65,24 +44,6 @@ const ADD_MISSING: &str = "INSERT INTO @tenant.schedules (integration, trigger_i
      WHERE EXISTS (SELECT 1 FROM @tenant.integrations i WHERE i.name = w.integration) \
      ON CONFLICT (integration, trigger_index) DO NOTHING";
 
-/// Compare-and-set of the next time, and the execution in the same
-/// statement: a racer whose expected time is stale updates no row and so
-/// inserts nothing.
-const FIRE: &str = "WITH advanced AS ( \
-       UPDATE @tenant.schedules SET next_at = $4 WHERE integration = $1 AND trigger_index = $2 AND next_at = $3 \
-       RETURNING integration), \
-     queued AS ( \
-       INSERT INTO @tenant.executions (id, integration, version, trigger) \
-       SELECT $5, i.name, i.current_version, $6 FROM @tenant.integrations i JOIN advanced a ON a.integration = i.name \
-       WHERE i.enabled AND $6::jsonb IS NOT NULL RETURNING id) \
-     SELECT (SELECT count(*) FROM advanced), (SELECT id FROM queued)";
-
-const ENQUEUE: &str = "INSERT INTO @tenant.executions (id, integration, version, trigger) \
-     SELECT $1, name, current_version, $2 FROM @tenant.integrations WHERE name = $3 AND enabled RETURNING id";
-
-const REMEMBER_MESSAGE: &str = "INSERT INTO @tenant.queue_messages (integration, message_id, execution_id) \
-     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
-
 impl PgTriggerStore {
     async fn sync_in(&self, schema: &SchemaName, wanted: &[WantedSchedule]) -> Result<Vec<StoredSchedule>, DbError> {
         let names: Vec<&str> = wanted.iter().map(|w| w.integration.as_str()).collect();
@@ -95,20 +56,6 @@ impl PgTriggerStore {
         let rows = tx.query("SELECT integration, trigger_index, next_at FROM @tenant.schedules", &[]).await?;
         tx.commit().await?;
         Ok(rows.iter().map(|r| StoredSchedule { integration: r.get(0), index: r.get(1), next_at: r.get(2) }).collect())
-    }
-
-    async fn enqueue_in(&self, schema: &SchemaName, message: &QueueMessage) -> Result<Enqueued, DbError> {
-        let id = Uuid::now_v7();
-        let mut tx = self.db.begin_in_schema(schema).await?;
-        if tx.query_opt(ENQUEUE, &[&id, &message.trigger, &message.integration]).await?.is_none() {
-            return Ok(Enqueued::NotEnabled);
-        }
-        if let Some(message_id) = &message.message_id
-            && tx.execute(REMEMBER_MESSAGE, &[&message.integration, message_id, &id]).await? == 0 {
-                return Ok(Enqueued::Duplicate); // dropping the transaction rolls the execution back
-            }
-        tx.commit().await?;
-        Ok(Enqueued::Queued(id))
     }
 }
 
@@ -129,30 +76,10 @@ impl TriggerStore for PgTriggerStore {
     }
 
     fn fire<'a>(&'a self, tenant: &'a TenantSpec, tick: &'a Tick) -> StoreFuture<'a, Fired> {
-        Box::pin(async move {
-            let schema = schema(tenant)?;
-            // Over the limit, the tick still advances (no execution): the schedule goes on.
-            let admitted = tick.trigger.is_none() || self.admit(tenant, &schema, &tick.integration).await?;
-            let trigger = tick.trigger.as_ref().filter(|_| admitted);
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-                [&tick.integration, &tick.index, &tick.expected, &tick.next, &Uuid::now_v7(), &trigger];
-            let rows = self.db.statement_in_schema(&schema, FIRE, &params).await.map_err(db_error)?;
-            let (advanced, queued): (i64, Option<Uuid>) = (rows[0].get(0), rows[0].get(1));
-            Ok(match (advanced, queued) {
-                (0, _) => Fired::Lost,
-                (_, Some(id)) => Fired::Queued(id),
-                (_, None) => Fired::Advanced,
-            })
-        })
+        Box::pin(async move { self.starts.tick(tenant, &schema(tenant)?, tick).await.map_err(db_error) })
     }
 
     fn enqueue_message<'a>(&'a self, tenant: &'a TenantSpec, message: &'a QueueMessage) -> StoreFuture<'a, Enqueued> {
-        Box::pin(async move {
-            let schema = schema(tenant)?;
-            if !self.admit(tenant, &schema, &message.integration).await? {
-                return Ok(Enqueued::OverLimit);
-            }
-            self.enqueue_in(&schema, message).await.map_err(db_error)
-        })
+        Box::pin(async move { self.starts.message(tenant, &schema(tenant)?, message).await.map_err(db_error) })
     }
 }

@@ -9,7 +9,11 @@ use chrono::Utc;
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use tessera_server::{committer::BatchingStore, execution_store::Fence};
+use tessera_server::{
+    committer::BatchingStore,
+    execution_store::{Fence, PgExecutionStore},
+    starts::Starts,
+};
 use tessera_tests::{eventually, spawn_app, status_and_json, TestApp};
 use tessera_runtime::{
     execution::{Outcome, StepRecord, StepState},
@@ -81,7 +85,8 @@ async fn two_tenants_and_a_store(app: &TestApp) -> (Vec<TenantSpec>, BatchingSto
         specs.push(TenantSpec { id: tenant.id.parse().unwrap(), slug: slug.into(), schema: format!("t_{slug}"), limits: Default::default() });
     }
     let fence = Fence { node: app.state.cluster.node().id, held: app.state.cluster.fences(), crashes: Default::default() };
-    (specs, BatchingStore::start(app.state.tenant_db.clone(), fence))
+    let starts = Starts::new(app.state.tenant_db.clone(), app.state.limits.clone());
+    (specs, BatchingStore::start(PgExecutionStore::new(app.state.tenant_db.clone(), fence, starts)))
 }
 
 #[tokio::test]

@@ -150,6 +150,7 @@ async fn a_claim_counts_a_crash_only_when_the_last_claimer_is_another_node_that_
     use tessera_server::{
         committer::BatchingStore,
         execution_store::{Fence, PgExecutionStore},
+        starts::Starts,
     };
     use uuid::Uuid;
 
@@ -184,8 +185,8 @@ async fn a_claim_counts_a_crash_only_when_the_last_claimer_is_another_node_that_
         ("running", Some(vanished), 2, false, 3, "failed"),
         ("running", Some(stopped), 5, false, 6, "failed"),
     ];
-    let stores: [Box<dyn ExecutionStore>; 2] =
-        [Box::new(BatchingStore::start(app.state.tenant_db.clone(), fence())), Box::new(PgExecutionStore::new(app.state.tenant_db.clone(), fence()))];
+    let store = || PgExecutionStore::new(app.state.tenant_db.clone(), fence(), Starts::new(app.state.tenant_db.clone(), app.state.limits.clone()));
+    let stores: [Box<dyn ExecutionStore>; 2] = [Box::new(BatchingStore::start(store())), Box::new(store())];
     for store in &stores {
         for (state, claimer, before, claimed, after, end) in cases {
             let id = Uuid::now_v7();

@@ -237,6 +237,29 @@ async fn a_schedule_over_the_stored_limit_starts_nothing_and_keeps_ticking() {
     assert!(ahead, "acme's schedule keeps advancing instead of retrying the refused tick");
 }
 
+/// A `call` step's child is an execution like any other: over the limit it
+/// is not stored, and the step fails with the limit's code.
+#[tokio::test]
+async fn a_call_over_the_stored_limit_stores_no_child_and_fails_its_step_with_the_limit_s_code() {
+    let app = spawn_app().await;
+    let child = json!([{"name": "say", "log": {"message": "child"}}]);
+    let parent = json!([{"name": "ask", "call": {"integration": "child"}}]);
+    let [(_, acme), (_, globex)] = two_tenants(&app, &file(&[integration("child", child), integration("parent", parent)])).await;
+    limit(&app, "acme", json!({"stored_executions": 1})).await;
+
+    let failed = run(&app, "acme", &acme, "parent").await;
+    assert_eq!((failed["state"].as_str(), failed["error"]["code"].as_str()), (Some("failed"), Some("too_many_stored_executions")), "{failed}");
+    let error = step_error(&failed, "ask");
+    assert_eq!(error["code"], "too_many_stored_executions", "{failed}");
+    assert!(error["message"].as_str().unwrap().contains("stored_executions"), "the message names the limit: {error}");
+    let stored: i64 = app.db().await.query_one("SELECT count(*) FROM t_acme.executions", &[]).await.unwrap().get(0);
+    assert_eq!(stored, 1, "the parent only: no child beyond the limit");
+
+    let called = run(&app, "globex", &globex, "parent").await;
+    assert_eq!(called["state"], "succeeded", "globex is not limited: {called}");
+    assert_eq!(called["children"].as_array().map(Vec::len), Some(1), "{called}");
+}
+
 #[tokio::test]
 async fn step_output_record_and_foreach_limits_fail_that_tenant_s_execution_with_their_code() {
     let app = spawn_app().await;

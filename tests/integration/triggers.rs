@@ -18,7 +18,7 @@ use tessera_runtime::{
     triggers::{Fired, Tick},
     TenantSpec, TriggerStore,
 };
-use tessera_server::trigger_store::PgTriggerStore;
+use tessera_server::{starts::Starts, trigger_store::PgTriggerStore};
 use tessera_tests::{eventually, spawn_app, status_and_json, TestApp};
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -153,7 +153,7 @@ async fn two_racing_fires_of_one_tick_queue_one_execution() {
     let db = app.db().await;
     let expected = db.query_one("SELECT next_at FROM t_race.schedules", &[]).await.unwrap().get(0);
 
-    let store = PgTriggerStore::new(app.state.tenant_db.clone());
+    let store = PgTriggerStore::new(app.state.tenant_db.clone(), Starts::new(app.state.tenant_db.clone(), app.state.limits.clone()));
     let spec = TenantSpec { id: tenant.id.parse().unwrap(), slug: "race".into(), schema: "t_race".into(), limits: Default::default() };
     let tick = Tick {
         integration: "hourly".into(),

@@ -1,17 +1,12 @@
-//! A tenant's executions: queueing them (manual runs here, webhooks through
-//! `enqueue`), and the record of every execution
+//! A tenant's executions: starting a manual run (through `crate::starts`,
+//! which owns every start and its rules), and the record of every execution
 //! with its steps' checkpoints. Viewers read; editors and above run.
-//!
-//! A run is accepted once its `queued` row is committed; only then is the
-//! tenant's worker woken. A lost wake-up only delays the run: a worker that
-//! starts picks up every unfinished execution of its tenant.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tessera_runtime::{definition::Name, Supervisor, WorkerCommand};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -19,7 +14,7 @@ pub use super::execution_controls::IdempotencyKey;
 use super::{parse_id, parse_name, ResourceError};
 use crate::{
     auth::{Role, TenantCaller},
-    intake::{Intake, IntakeError, NewExecution},
+    starts::{Intake, Run, Started},
     tenancy::{Tenant, TenantDb},
 };
 
@@ -104,7 +99,7 @@ pub struct ExecutionFilter {
     pub cursor: Option<Uuid>,
 }
 
-pub(crate) const COLUMNS: &str = "id, integration, version, state, trigger, output, error, created_at, started_at, finished_at, \
+const COLUMNS: &str = "id, integration, version, state, trigger, output, error, created_at, started_at, finished_at, \
      cancel_requested, retries, parent_id";
 
 fn from_row(row: &Row) -> Execution {
@@ -131,97 +126,21 @@ pub(super) fn not_found(id: impl ToString) -> ResourceError {
     ResourceError::NotFound { kind: "execution", id: id.to_string() }
 }
 
-/// Queue a run of integration `name`'s current version with `payload` as
-/// its trigger body, commit it, then wake the tenant's worker.
-/// A repeated `key` answers with the execution it created first.
+/// Start a run of integration `name`'s current version with `payload` as
+/// its trigger body (committed before the answer, then the tenant's worker
+/// is woken). A repeated `key` answers with the execution it started first.
 pub async fn run(
-    db: &TenantDb,
     intake: &Intake,
-    supervisor: &Supervisor,
     caller: &TenantCaller,
     name: &str,
     payload: Option<Value>,
     key: Option<&IdempotencyKey>,
-) -> Result<Enqueued, ResourceError> {
+) -> Result<Started, ResourceError> {
     caller.require(Role::Editor)?;
-    let name = parse_name("integration", name)?;
+    let integration = parse_name("integration", name)?;
     let trigger = json!({"kind": "manual", "body": payload.unwrap_or(Value::Null)});
-    enqueue_once(db, intake, supervisor, &caller.tenant, &name, None, &trigger, key).await
-}
-
-/// What `enqueue_once` did: queued a new execution, or found the one an
-/// earlier request with the same idempotency key queued (`replayed`).
-#[derive(Debug)]
-pub struct Enqueued {
-    pub execution: Execution,
-    pub replayed: bool,
-}
-
-/// The one way a webhook or an API run starts an execution (rule 1, accept
-/// = commit): insert it `queued`, commit, and only then wake the tenant's
-/// worker. `version` pins the version to run (the one whose trigger
-/// accepted the request); `None` runs the current one. Without a key the
-/// insert goes through the batching [`Intake`]. With an idempotency key,
-/// the first request inserts; any later one (even concurrent: the unique
-/// index decides, `ON CONFLICT DO NOTHING` waits for the first to commit)
-/// finds its row.
-#[allow(clippy::too_many_arguments)]
-pub async fn enqueue_once(
-    db: &TenantDb,
-    intake: &Intake,
-    supervisor: &Supervisor,
-    tenant: &Tenant,
-    name: &Name,
-    version: Option<i32>,
-    trigger: &Value,
-    key: Option<&IdempotencyKey>,
-) -> Result<Enqueued, ResourceError> {
-    intake.admit(tenant).await.map_err(intake_error)?;
-    let Some(key) = key else {
-        let new = NewExecution { integration: name.to_string(), version, trigger: trigger.clone() };
-        let row = intake.insert(tenant, new).await.map_err(intake_error)?;
-        let row = row.ok_or_else(|| ResourceError::NotFound { kind: "integration", id: name.to_string() })?;
-        return Ok(Enqueued { execution: woken(supervisor, tenant, from_row(&row)).await, replayed: false });
-    };
-    // A disabled integration does not run: to its callers it is not there.
-    let sql = format!(
-        "INSERT INTO @tenant.executions (id, integration, version, trigger, idempotency_key) \
-         SELECT $1, name, COALESCE($4::int, current_version), $2, $5 FROM @tenant.integrations WHERE name = $3 AND enabled \
-         ON CONFLICT (integration, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-         RETURNING {COLUMNS}"
-    );
-    let key = key.as_str();
-    // Single statements, no transaction: the insert commits on its own (one
-    // round trip), and a conflicting insert waits for the earlier one to
-    // commit, so the lookup after it finds that execution.
-    let inserted = db.read(tenant, &sql, &[&Uuid::now_v7(), trigger, &name.as_str(), &version, &key]).await?;
-    if let Some(row) = inserted.into_iter().next() {
-        return Ok(Enqueued { execution: woken(supervisor, tenant, from_row(&row)).await, replayed: false });
-    }
-    let earlier = format!("SELECT {COLUMNS} FROM @tenant.executions WHERE integration = $1 AND idempotency_key = $2");
-    let Some(row) = db.read(tenant, &earlier, &[&name.as_str(), &key]).await?.into_iter().next() else {
-        return Err(ResourceError::NotFound { kind: "integration", id: name.to_string() });
-    };
-    let execution = from_row(&row);
-    tracing::info!(execution_id = %execution.id, "idempotency key seen before; answering with its execution");
-    Ok(Enqueued { execution, replayed: true })
-}
-
-/// Wake the tenant's worker for a committed execution (wherever it runs).
-async fn woken(supervisor: &Supervisor, tenant: &Tenant, execution: Execution) -> Execution {
-    if !supervisor.send(tenant.id, WorkerCommand::Execute(execution.id)).await {
-        tracing::warn!(execution_id = %execution.id, "tenant worker not running here; the execution waits for it");
-    }
-    execution
-}
-
-fn intake_error(e: IntakeError) -> ResourceError {
-    match e {
-        IntakeError::Db(e) => e.into(),
-        IntakeError::Stopped => ResourceError::Stopping,
-        IntakeError::Limit(e) => ResourceError::Limit(e),
-        e @ IntakeError::RateLimited { retry_after_secs, .. } => ResourceError::RateLimited { message: e.to_string(), retry_after_secs },
-    }
+    let key = key.map(|k| k.as_str().to_string());
+    Ok(intake.run(&caller.tenant, Run { integration, version: None, trigger, key }).await?)
 }
 
 /// The execution once it is final, or as it is when `limit` runs out.

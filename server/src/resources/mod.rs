@@ -70,6 +70,19 @@ impl From<AuthError> for ResourceError {
     }
 }
 
+impl From<crate::starts::StartError> for ResourceError {
+    fn from(e: crate::starts::StartError) -> Self {
+        use crate::starts::StartError;
+        match e {
+            StartError::Db(e) => e.into(),
+            StartError::Stopped(_) => ResourceError::Stopping,
+            StartError::Limit(e) => ResourceError::Limit(e),
+            StartError::NoIntegration(id) => ResourceError::NotFound { kind: "integration", id },
+            e @ StartError::RateLimited { retry_after_secs, .. } => ResourceError::RateLimited { message: e.to_string(), retry_after_secs },
+        }
+    }
+}
+
 impl ResourceError {
     fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         ResourceError::Invalid { field, message: message.into() }

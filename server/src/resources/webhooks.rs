@@ -3,7 +3,7 @@
 //! Nobody logs in: the integration's `webhook` trigger decides who may
 //! call (anyone, an editor's API key, or an HMAC signature over the body).
 //! An accepted request becomes the trigger payload of a `queued` execution,
-//! committed before it is acknowledged (`executions::enqueue_once`).
+//! committed before it is acknowledged (`starts::Intake::run`).
 //!
 //! Must never create anything for a request it refuses, and never store a
 //! caller's credentials in the payload: viewers read executions.
@@ -12,17 +12,14 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
-use tessera_runtime::{
-    definition::{ConnectionSpec, HmacAlgorithm, HmacAuth, Name, SignatureEncoding, WebhookAuth, WebhookTrigger},
-    Supervisor,
-};
+use tessera_runtime::definition::{ConnectionSpec, HmacAlgorithm, HmacAuth, Name, SignatureEncoding, WebhookAuth, WebhookTrigger};
 use uuid::Uuid;
 
 use super::{connections, executions, hot::HotResources, parse_name, webhook_replay, ResourceError};
 use crate::{
-    intake::Intake,
     auth::{api_keys, bearer_credential, AuthError, Role},
     sealing::KeyRing,
+    starts::{Intake, Run},
     tenancy::{Tenant, TenantDb},
 };
 
@@ -123,51 +120,52 @@ pub enum Outcome {
     Finished(Value),
 }
 
-/// Accept one webhook request for integration `name` of `tenant`: check the
-/// trigger's auth, commit the execution, and answer as the trigger says.
-#[allow(clippy::too_many_arguments)]
-pub async fn accept(
-    db: &TenantDb,
-    hot: &HotResources,
-    intake: &Intake,
-    supervisor: &Supervisor,
-    keys: &KeyRing,
-    tenant: &Tenant,
-    name: &str,
-    delivery: Delivery,
-) -> Result<Answer, WebhookError> {
-    let name = parse_name("webhook", name)?;
-    let (version, trigger) = match hot.webhook(tenant.id, name.as_str()) {
-        Some(found) => found,
-        None => {
-            let found = webhook_trigger(db, tenant, &name).await?;
-            hot.keep_webhook(tenant.id, name.as_str(), found.clone());
-            found
-        }
-    };
-    authenticate(db, keys, tenant, &trigger.auth, &delivery).await?;
-    let key = delivery
-        .header("idempotency-key")
-        .map(executions::IdempotencyKey::parse)
-        .transpose()
-        .map_err(|e| WebhookError::InvalidIdempotencyKey(e.to_string()))?;
-    let payload = delivery.payload()?;
-    // The version whose trigger accepted the request is the one that runs,
-    // even if another version is applied meanwhile.
-    let enqueued = executions::enqueue_once(db, intake, supervisor, tenant, &name, Some(version), &payload, key.as_ref()).await?;
-    let (queued, replayed) = (enqueued.execution, enqueued.replayed);
-    let outcome = answer(db, tenant, &trigger, queued).await?;
-    Ok(Answer { outcome, replayed })
+/// What accepting a webhook uses of the node: the tenants' data, the
+/// webhook triggers kept hot, the keys that open HMAC secrets, and the
+/// intake that starts executions.
+pub struct Webhooks<'a> {
+    pub db: &'a TenantDb,
+    pub hot: &'a HotResources,
+    pub keys: &'a KeyRing,
+    pub intake: &'a Intake,
+}
+
+impl Webhooks<'_> {
+    /// Accept one webhook request for integration `name` of `tenant`: check
+    /// the trigger's auth, commit the execution, and answer as the trigger says.
+    pub async fn accept(&self, tenant: &Tenant, name: &str, delivery: Delivery) -> Result<Answer, WebhookError> {
+        let name = parse_name("webhook", name)?;
+        let (version, trigger) = match self.hot.webhook(tenant.id, name.as_str()) {
+            Some(found) => found,
+            None => {
+                let found = webhook_trigger(self.db, tenant, &name).await?;
+                self.hot.keep_webhook(tenant.id, name.as_str(), found.clone());
+                found
+            }
+        };
+        authenticate(self.db, self.keys, tenant, &trigger.auth, &delivery).await?;
+        let key = delivery
+            .header("idempotency-key")
+            .map(executions::IdempotencyKey::parse)
+            .transpose()
+            .map_err(|e| WebhookError::InvalidIdempotencyKey(e.to_string()))?;
+        // The version whose trigger accepted the request is the one that runs,
+        // even if another version is applied meanwhile.
+        let run = Run { integration: name, version: Some(version), trigger: delivery.payload()?, key: key.map(|k| k.as_str().to_string()) };
+        let started = self.intake.run(tenant, run).await.map_err(ResourceError::from)?;
+        let outcome = answer(self.db, tenant, &trigger, started.id, started.state).await?;
+        Ok(Answer { outcome, replayed: started.replayed })
+    }
 }
 
 /// Accepted at once, or (a synchronous trigger) the execution's end.
-async fn answer(db: &TenantDb, tenant: &Tenant, trigger: &WebhookTrigger, queued: executions::Execution) -> Result<Outcome, WebhookError> {
+async fn answer(db: &TenantDb, tenant: &Tenant, trigger: &WebhookTrigger, id: Uuid, state: String) -> Result<Outcome, WebhookError> {
     if !trigger.synchronous {
-        return Ok(Outcome::Accepted { id: queued.id, state: queued.state });
+        return Ok(Outcome::Accepted { id, state });
     }
     // A definition stored before the maximum existed may hold a longer wait.
     let limit = trigger.timeout.map_or(executions::MAX_WAIT, |t| t.get().min(WebhookTrigger::MAX_WAIT));
-    let execution = executions::wait_for_end(db, tenant, queued.id, limit).await?;
+    let execution = executions::wait_for_end(db, tenant, id, limit).await?;
     match execution.state.as_str() {
         "succeeded" => Ok(Outcome::Finished(execution.output.unwrap_or(Value::Null))),
         _ if execution.is_final() => Err(WebhookError::ExecutionFailed { id: execution.id }),

@@ -184,14 +184,14 @@ async fn run_integration(
     key: IdempotencyHeader,
     body: TriggerBody,
 ) -> Reply {
-    let enqueued = executions::run(&state.tenant_db, &state.intake, &state.supervisor, &caller, &name, body.0, key.0.as_ref()).await?;
-    let (queued, replayed) = (enqueued.execution, enqueued.replayed);
+    let started = executions::run(&state.intake, &caller, &name, body.0, key.0.as_ref()).await?;
+    let replayed = started.replayed;
     if !query.wait {
         let mut answer = HttpResponse::Accepted();
         IdempotencyHeader::mark(&mut answer, replayed);
-        return Ok(answer.json(json!({"id": queued.id, "state": queued.state, "replayed": replayed})));
+        return Ok(answer.json(json!({"id": started.id, "state": started.state, "replayed": replayed})));
     }
-    let execution = executions::wait_for_end(&state.tenant_db, &caller.tenant, queued.id, executions::MAX_WAIT).await?;
+    let execution = executions::wait_for_end(&state.tenant_db, &caller.tenant, started.id, executions::MAX_WAIT).await?;
     let mut answer = if execution.is_final() { HttpResponse::Ok() } else { HttpResponse::Accepted() };
     IdempotencyHeader::mark(&mut answer, replayed);
     Ok(answer.json(execution))

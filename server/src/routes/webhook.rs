@@ -20,7 +20,8 @@ pub async fn receive(
     name: web::Path<String>,
     delivery: WebhookDelivery,
 ) -> Result<HttpResponse, ApiError> {
-    let answer = webhooks::accept(&state.tenant_db, &state.hot, &state.intake, &state.supervisor, &state.sealing, &host.0, &name, delivery.0).await?;
+    let hooks = webhooks::Webhooks { db: &state.tenant_db, hot: &state.hot, keys: &state.sealing, intake: &state.intake };
+    let answer = hooks.accept(&host.0, &name, delivery.0).await?;
     let replayed = answer.replayed;
     Ok(match answer.outcome {
         Outcome::Accepted { id, state } => {

@@ -57,6 +57,7 @@ pub(super) async fn call(
         CallStart::Child(child) => child,
         CallStart::Unknown => return Ok(Err(Attempted::other(path, "call_failed", format!("there is no integration `{target}`")))),
         CallStart::Disabled => return Ok(Err(Attempted::other(path, "call_failed", format!("integration `{target}` is disabled")))),
+        CallStart::OverLimit(e) => return Ok(Err(Attempted::other(path, e.code, format!("calling `{target}`: {e}")))),
     };
     // Boxed: a child execution runs steps that may call again.
     let run: Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + '_>> =

@@ -82,6 +82,8 @@ pub enum CallStart {
     /// The tenant has no integration of that name.
     Unknown,
     Disabled,
+    /// A new child would be over one of the tenant's limits (`stored_executions`).
+    OverLimit(crate::limits::LimitExceeded),
 }
 
 /// A finished execution's end, as stored.
