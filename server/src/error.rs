@@ -22,7 +22,7 @@ use crate::{
     provisioning::ProvisioningError,
     tenancy::{HostError, SlugError},
     resources::{execution_controls::ControlError, webhooks::WebhookError, ResourceError},
-    routes::BodyError,
+    body::BodyError,
     telemetry::with_causes,
 };
 

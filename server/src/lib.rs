@@ -1,15 +1,14 @@
 //! Tessera server node. See docs/architecture.md for the map.
 
 pub mod auth;
-pub mod batch;
+pub mod body;
 pub mod cluster;
-pub mod committer;
 pub mod config;
 pub mod database;
 pub mod dev;
 pub mod egress;
+pub mod engine;
 pub mod error;
-pub mod execution_store;
 pub mod limits;
 pub mod local_postgres;
 pub mod notifications;
@@ -23,7 +22,6 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod tenancy;
-pub mod trigger_store;
 
 /// The configuration of the `hostile_*` property tests: `PROPTEST_CASES`
 /// cases (default 64, so CI stays fast; the long run in bench/ sets more).

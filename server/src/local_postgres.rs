@@ -54,16 +54,8 @@ pub fn default_data_dir() -> PathBuf {
     if running_as_root() {
         PathBuf::from("/var/lib/tessera/dev")
     } else {
-        user_data_dir().unwrap_or_else(|| PathBuf::from(".")).join("tessera")
+        dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("tessera")
     }
-}
-
-/// The user's data directory as the XDG base directory specification puts
-/// it: `$XDG_DATA_HOME` when absolute, else `~/.local/share`. Like the rest
-/// of this module it assumes Linux (the PostgreSQL layout, `runuser`, /proc).
-fn user_data_dir() -> Option<PathBuf> {
-    let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
-    xdg.or_else(|| Some(PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?).join(".local/share")))
 }
 
 pub struct LocalPostgres {

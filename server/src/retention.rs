@@ -107,7 +107,7 @@ pub async fn sweep_tenant(db: &TenantDb, tenant: &Tenant, default_days: Option<u
     let sql = "SELECT i.name, v.definition -> 'spec' -> 'retention' FROM @tenant.integrations i \
                JOIN @tenant.integration_versions v ON v.integration = i.name AND v.version = i.current_version";
     let mut deleted = 0;
-    for row in db.read(tenant, sql, &[]).await? {
+    for row in db.statement(tenant, sql, &[]).await? {
         let (name, retention): (String, Option<Value>) = (row.get(0), row.get(1));
         let retention: Retention = retention.and_then(|v| serde_json::from_value(v).ok()).unwrap_or(Retention { days: None, executions: None });
         if let Some(days) = retention.days.map(|d| d.get()).or(default_days) {

@@ -21,11 +21,11 @@ use crate::{
     },
     config::Config,
     database::{build_pool, DbError},
-    execution_store::{CrashLimit, Fence},
+    engine::executions::{CrashLimit, Fence},
     limits::LimitBook,
     starts::{Intake, IntakeLimit, Starts},
     provisioning::Provisioner,
-    resources::{changes::DefinitionChanges, hot::HotResources},
+    resources::{changes::DefinitionChanges, cache::ResourceCache},
     sealing::KeyRing,
     tenancy::{TenantDb, TenantDirectory},
 };
@@ -62,7 +62,7 @@ pub struct AppState {
     /// Starts the executions of webhooks and API runs.
     pub intake: Intake,
     /// Webhook triggers and opened connections, kept for a second.
-    pub hot: HotResources,
+    pub hot: ResourceCache,
     /// What follows a committed change to integrations or connections.
     pub changes: DefinitionChanges,
     /// Every tenant's limits (defaults and the platform owner's overrides).
@@ -87,13 +87,13 @@ fn token_keys(config: &Config) -> Result<TokenKeys, StateError> {
 
 /// The runtime's engine: executions stored in tenant schemas, under the
 /// configured limits.
-fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: HotResources, starts: Starts, egress: Arc<Egress>) -> Engine {
+fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: ResourceCache, starts: Starts, egress: Arc<Egress>) -> Engine {
     let limits = Limits { default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)) };
-    let connections = Arc::new(crate::execution_store::PgConnections::new(db.clone(), keys, hot));
-    let triggers = Arc::new(crate::trigger_store::PgTriggerStore::new(db.clone(), starts.clone()));
-    let store = crate::execution_store::PgExecutionStore::new(db, fence, starts);
+    let connections = Arc::new(crate::engine::executions::PgConnections::new(db.clone(), keys, hot));
+    let triggers = Arc::new(crate::engine::triggers::PgTriggerStore::new(db.clone(), starts.clone()));
+    let store = crate::engine::executions::PgExecutionStore::new(db, fence, starts);
     let store: Arc<dyn tessera_runtime::ExecutionStore> =
-        if config.runtime.batch_commits { Arc::new(crate::committer::BatchingStore::start(store)) } else { Arc::new(store) };
+        if config.runtime.batch_commits { Arc::new(crate::engine::committer::BatchingStore::start(store)) } else { Arc::new(store) };
     let io = Arc::new(tessera_runtime::execution::io::Io::new(egress));
     Engine { store, connections, limits, triggers, publishers: Default::default(), io, versions: Default::default() }
 }
@@ -121,7 +121,7 @@ impl AppState {
         let node_id = uuid::Uuid::now_v7();
         let crashes = CrashLimit::new(config.runtime.max_execution_crashes, Duration::from_millis(config.cluster.node_timeout_ms));
         let fence = Fence { node: node_id, held: Default::default(), crashes };
-        let hot = HotResources::default();
+        let hot = ResourceCache::default();
         let limits = LimitBook::new(pool.clone(), &config);
         let egress = crate::egress::gate(&config, listen, pool.clone());
         let starts = Starts::new(tenant_db.clone(), limits.clone());

@@ -10,8 +10,8 @@ use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tessera_server::{
-    committer::BatchingStore,
-    execution_store::{Fence, PgExecutionStore},
+    engine::committer::BatchingStore,
+    engine::executions::{Fence, PgExecutionStore},
     starts::Starts,
 };
 use tessera_tests::{eventually, spawn_app, status_and_json, TestApp};

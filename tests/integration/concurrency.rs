@@ -215,7 +215,7 @@ async fn tenant_scope_is_in_each_statement_and_never_on_the_session() {
     let unscoped = forgetful.query("SELECT email FROM users", &[]).await.expect_err("unqualified tenant table is invisible");
     assert_eq!(unscoped.code(), Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE), "{unscoped:?}");
     drop(forgetful);
-    let unscoped = db.read(&acme, "SELECT email FROM users", &[]).await.expect_err("unqualified tenant table is invisible");
+    let unscoped = db.statement(&acme, "SELECT email FROM users", &[]).await.expect_err("unqualified tenant table is invisible");
     assert_eq!(unscoped.code(), Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE), "{unscoped:?}");
     let plain: Vec<_> = join_all([app.state.pool.get(), app.state.pool.get()]).await.into_iter().map(Result::unwrap).collect();
     for client in &plain {
@@ -335,13 +335,13 @@ async fn per_tenant_statements_are_bounded_on_each_connection() {
         tenants.push(app.state.provisioner.get(&slug).await.unwrap());
     }
     for tenant in &tenants {
-        let rows = app.state.tenant_db.read(tenant, "SELECT count(*) FROM @tenant.users", &[]).await.unwrap();
+        let rows = app.state.tenant_db.statement(tenant, "SELECT count(*) FROM @tenant.users", &[]).await.unwrap();
         assert_eq!(rows[0].get::<_, i64>(0), 1);
     }
     let rows = app
         .state
         .tenant_db
-        .read(&tenants[0], "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%users%'", &[])
+        .statement(&tenants[0], "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%users%'", &[])
         .await
         .unwrap();
     let prepared = rows[0].get::<_, i64>(0);

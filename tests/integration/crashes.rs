@@ -148,8 +148,8 @@ async fn an_execution_whose_node_dies_under_it_three_times_fails_with_node_crash
 async fn a_claim_counts_a_crash_only_when_the_last_claimer_is_another_node_that_is_gone() {
     use tessera_runtime::{ExecutionStore, TenantSpec};
     use tessera_server::{
-        committer::BatchingStore,
-        execution_store::{Fence, PgExecutionStore},
+        engine::committer::BatchingStore,
+        engine::executions::{Fence, PgExecutionStore},
         starts::Starts,
     };
     use uuid::Uuid;

@@ -202,7 +202,7 @@ async fn oauth2_tokens_are_fetched_once_cached_and_refetched_after_a_401() {
     assert!(!record.contains("cs-secret") && !record.contains("tok-1"), "{record}");
 }
 
-/// A node keeps opened connections for a second (`resources::hot`); a
+/// A node keeps opened connections for a second (`resources::cache`); a
 /// connection changed or deleted through the API is still what the very
 /// next step sees.
 #[tokio::test]

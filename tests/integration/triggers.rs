@@ -18,7 +18,7 @@ use tessera_runtime::{
     triggers::{Fired, Tick},
     TenantSpec, TriggerStore,
 };
-use tessera_server::{starts::Starts, trigger_store::PgTriggerStore};
+use tessera_server::{engine::triggers::PgTriggerStore, starts::Starts};
 use tessera_tests::{eventually, spawn_app, status_and_json, TestApp};
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

@@ -122,7 +122,7 @@ async fn a_synchronous_webhook_answers_with_the_output_or_the_failure() {
     assert!(!body.to_string().contains("order 7 refused"), "the failure's details stay with the tenant: {body}");
 }
 
-/// A node keeps a webhook's trigger for a second (`resources::hot`); a
+/// A node keeps a webhook's trigger for a second (`resources::cache`); a
 /// change applied, rolled back or deleted through the API is still what
 /// the very next call sees.
 #[tokio::test]

@@ -44,7 +44,7 @@ pub fn looks_like_key(credential: &str) -> bool {
 /// statement.
 pub async fn authenticate(db: &TenantDb, tenant: &Tenant, secret: &str) -> Result<(Uuid, String, Role), AuthError> {
     let rows = db
-        .read(
+        .statement(
             tenant,
             "WITH key AS (SELECT id, name, role, last_used_at FROM @tenant.api_keys \
                           WHERE key_hash = $1 AND revoked_at IS NULL), \

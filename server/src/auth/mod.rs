@@ -77,7 +77,7 @@ impl AuthService {
     ) -> Result<IssuedToken, AuthError> {
         let email = email.trim().to_lowercase();
         self.limiter.check(&format!("{}:{email}", tenant.id), address)?;
-        let row = db.read(tenant, "SELECT id, password_hash, role, disabled FROM @tenant.users WHERE email = $1", &[&email])
+        let row = db.statement(tenant, "SELECT id, password_hash, role, disabled FROM @tenant.users WHERE email = $1", &[&email])
             .await?
             .into_iter()
             .next();

@@ -43,7 +43,7 @@ impl AccountStanding {
         if let Some(hit) = self.cache.get(&key) {
             return Ok(hit);
         }
-        let rows = db.read(tenant, "SELECT role FROM @tenant.users WHERE id = $1 AND NOT disabled", &[&user]).await?;
+        let rows = db.statement(tenant, "SELECT role FROM @tenant.users WHERE id = $1 AND NOT disabled", &[&user]).await?;
         let standing = rows.first().map(|r| r.try_get::<_, Role>(0)).transpose()?;
         self.cache.insert(key, standing);
         Ok(standing)

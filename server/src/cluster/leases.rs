@@ -5,7 +5,7 @@
 //! another node, and takes the ones placement gives it when they are free
 //! (never held, released, or expired because their node died). Taking a
 //! lease adds one to its epoch; a worker writes only while its epoch is the
-//! lease's current one (see `execution_store.rs`), so a node that lost a
+//! lease's current one (see `engine/executions.rs`), so a node that lost a
 //! lease without knowing it (a long pause, a partition) cannot write over
 //! the new owner's work.
 
@@ -21,7 +21,7 @@ use super::ClusterError;
 /// the same lock exclusively ([`TAKEOVER_LOCK`]) before it changes the
 /// epoch, so it waits for the old owner's writes in flight, and every write
 /// after it sees the new epoch and fails (the fence,
-/// `execution_store::Fence`). An advisory lock, not a row lock on the lease:
+/// `engine::executions::Fence`). An advisory lock, not a row lock on the lease:
 /// many transactions sharing a row lock make PostgreSQL build a multixact
 /// per new locker, which cost most of a write's time under load
 /// (docs/performance.md). A key shared by two tenants (a hash collision)
@@ -39,7 +39,7 @@ const TAKEOVER_LOCK: &str = "SELECT t, pg_advisory_xact_lock(k) FROM \
       ORDER BY k) keys";
 
 /// Tenant → epoch of the leases this node holds.
-pub type Held = HashMap<Uuid, i64>;
+pub type LeaseEpochs = HashMap<Uuid, i64>;
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -49,7 +49,7 @@ fn secs(d: Duration) -> f64 {
 /// `node`, and take the free ones of `wanted`. Returns what `node` holds
 /// afterwards. One transaction, so a crash between the steps leaves
 /// nothing half done.
-pub(super) async fn settle(pool: &Pool, node: Uuid, wanted: &[Uuid], ttl: Duration) -> Result<Held, ClusterError> {
+pub(super) async fn settle(pool: &Pool, node: Uuid, wanted: &[Uuid], ttl: Duration) -> Result<LeaseEpochs, ClusterError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let release = "UPDATE platform.tenant_leases SET node_id = NULL, expires_at = now() \
@@ -57,7 +57,7 @@ pub(super) async fn settle(pool: &Pool, node: Uuid, wanted: &[Uuid], ttl: Durati
     tx.execute(release, &[&node, &wanted]).await?;
     let renew = "UPDATE platform.tenant_leases SET expires_at = now() + make_interval(secs => $2) \
                  WHERE node_id = $1 AND expires_at > now() RETURNING tenant_id, epoch";
-    let mut held: Held = tx.query(renew, &[&node, &secs(ttl)]).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut held: LeaseEpochs = tx.query(renew, &[&node, &secs(ttl)]).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
     let missing: Vec<Uuid> = wanted.iter().filter(|t| !held.contains_key(t)).copied().collect();
     if !missing.is_empty() {
         // Taking a lease waits for the writes the previous owner has in

@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use leases::Held;
+pub use leases::LeaseEpochs;
 pub use leases::WRITE_LOCK;
 pub use membership::NodeIdentity;
 use membership::NodeState;
@@ -75,7 +75,7 @@ pub struct Cluster {
     /// execution store, which fences every write with them. Only ever
     /// replaced or cleared whole, so a holder's panic leaves it consistent:
     /// later users recover it (`PoisonError::into_inner`) rather than panic.
-    held: Arc<RwLock<Held>>,
+    held: Arc<RwLock<LeaseEpochs>>,
     /// Ask for a round now (tenants changed, a drain began).
     wake: Notify,
     /// The live nodes the last round saw; its lock makes one round run at
@@ -96,7 +96,7 @@ impl Cluster {
         node: NodeIdentity,
         config: &ClusterConfig,
         supervisor: Supervisor,
-        held: Arc<RwLock<Held>>,
+        held: Arc<RwLock<LeaseEpochs>>,
         broker: Option<Broker>,
         limits: crate::limits::LimitBook,
     ) -> Self {
@@ -125,7 +125,7 @@ impl Cluster {
     }
 
     /// The leases this node holds, for fencing its workers' writes.
-    pub fn fences(&self) -> Arc<RwLock<Held>> {
+    pub fn fences(&self) -> Arc<RwLock<LeaseEpochs>> {
         self.held.clone()
     }
 

@@ -80,7 +80,7 @@ pub async fn create(db: &TenantDb, caller: &TenantCaller, new: NewApiKey) -> Res
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<ApiKey>, ResourceError> {
     caller.require(Role::Admin)?;
-    let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.api_keys ORDER BY created_at"), &[]).await?;
+    let rows = db.statement(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.api_keys ORDER BY created_at"), &[]).await?;
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 

@@ -12,16 +12,16 @@
 use tessera_runtime::{Supervisor, WorkerCommand};
 use uuid::Uuid;
 
-use super::hot::HotResources;
+use super::cache::ResourceCache;
 
 #[derive(Clone)]
 pub struct DefinitionChanges {
-    hot: HotResources,
+    hot: ResourceCache,
     supervisor: Supervisor,
 }
 
 impl DefinitionChanges {
-    pub fn new(hot: HotResources, supervisor: Supervisor) -> Self {
+    pub fn new(hot: ResourceCache, supervisor: Supervisor) -> Self {
         Self { hot, supervisor }
     }
 

@@ -103,14 +103,14 @@ pub async fn reseal_all(db: &TenantDb, keys: &KeyRing, tenant: &Tenant) -> Resul
 }
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<ConnectionInfo>, ResourceError> {
-    let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.connections ORDER BY name"), &[]).await?;
+    let rows = db.statement(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.connections ORDER BY name"), &[]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 pub async fn get(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<ConnectionInfo, ResourceError> {
     let name = parse_name(KIND, name)?;
     let sql = format!("SELECT {COLUMNS} FROM @tenant.connections WHERE name = $1");
-    let rows = db.read(&caller.tenant, &sql, &[&name.as_str()]).await?;
+    let rows = db.statement(&caller.tenant, &sql, &[&name.as_str()]).await?;
     rows.first().map(from_row).ok_or_else(|| not_found(name.as_str()))
 }
 

@@ -150,7 +150,7 @@ pub async fn wait_for_end(db: &TenantDb, tenant: &Tenant, id: Uuid, limit: Durat
     let mut pause = Duration::from_millis(10);
     loop {
         let state_sql = "SELECT state FROM @tenant.executions WHERE id = $1";
-        let rows = db.read(tenant, state_sql, &[&id]).await?;
+        let rows = db.statement(tenant, state_sql, &[&id]).await?;
         let state: String = rows.first().map(|r| r.get(0)).ok_or_else(|| not_found(id))?;
         if FINAL_STATES.contains(&state.as_str()) || tokio::time::Instant::now() >= until {
             return load(db, tenant, id).await;
@@ -178,7 +178,7 @@ pub async fn list(db: &TenantDb, caller: &TenantCaller, filter: ExecutionFilter)
     );
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
         [&filter.integration, &filter.state, &filter.since, &filter.cursor, &limit];
-    let items: Vec<Execution> = db.read(&caller.tenant, &sql, &params).await?.iter().map(from_row).collect();
+    let items: Vec<Execution> = db.statement(&caller.tenant, &sql, &params).await?.iter().map(from_row).collect();
     let next_cursor = if items.len() as i64 == limit { items.last().map(|e| e.id) } else { None };
     Ok(ExecutionPage { items, next_cursor })
 }

@@ -84,7 +84,7 @@ fn current_from_row(row: &Row) -> CurrentIntegration {
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<IntegrationSummary>, ResourceError> {
     let sql = "SELECT name, enabled, current_version, created_at, updated_at FROM @tenant.integrations ORDER BY name";
-    let rows = db.read(&caller.tenant, sql, &[]).await?;
+    let rows = db.statement(&caller.tenant, sql, &[]).await?;
     Ok(rows
         .iter()
         .map(|r| IntegrationSummary {
@@ -99,7 +99,7 @@ pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<Integratio
 
 pub async fn get(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<CurrentIntegration, ResourceError> {
     let name = parse_name(KIND, name)?;
-    let rows = db.read(&caller.tenant, CURRENT, &[&name.as_str()]).await?;
+    let rows = db.statement(&caller.tenant, CURRENT, &[&name.as_str()]).await?;
     rows.first().map(current_from_row).ok_or_else(|| not_found(name.as_str()))
 }
 
@@ -109,7 +109,7 @@ pub async fn versions(db: &TenantDb, caller: &TenantCaller, name: &str) -> Resul
     let name = parse_name(KIND, name)?;
     let sql = "SELECT version, created_by, created_at FROM @tenant.integration_versions \
                WHERE integration = $1 ORDER BY version DESC";
-    let rows = db.read(&caller.tenant, sql, &[&name.as_str()]).await?;
+    let rows = db.statement(&caller.tenant, sql, &[&name.as_str()]).await?;
     if rows.is_empty() {
         return Err(not_found(name.as_str()));
     }
@@ -125,7 +125,7 @@ pub async fn version(
     let name = parse_name(KIND, name)?;
     let sql = "SELECT definition, created_by, created_at FROM @tenant.integration_versions \
                WHERE integration = $1 AND version = $2";
-    let rows = db.read(&caller.tenant, sql, &[&name.as_str(), &version]).await?;
+    let rows = db.statement(&caller.tenant, sql, &[&name.as_str(), &version]).await?;
     let row = rows.first().ok_or_else(|| version_not_found(name.as_str(), version))?;
     Ok(IntegrationVersion {
         name: name.to_string(),

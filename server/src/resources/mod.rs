@@ -11,7 +11,7 @@ pub mod changes;
 pub mod connection_test;
 pub mod connections;
 pub mod execution_controls;
-pub mod hot;
+pub mod cache;
 pub mod executions;
 pub mod integrations;
 pub mod users;

@@ -73,13 +73,13 @@ fn check_grant(caller: &TenantCaller, role: Role) -> Result<(), ResourceError> {
 }
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<User>, ResourceError> {
-    let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.users ORDER BY email"), &[]).await?;
+    let rows = db.statement(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.users ORDER BY email"), &[]).await?;
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
 pub async fn get(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<User, ResourceError> {
     let id = parse_id("user", id)?;
-    let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.users WHERE id = $1"), &[&id]).await?;
+    let rows = db.statement(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.users WHERE id = $1"), &[&id]).await?;
     let row = rows.first().ok_or(ResourceError::NotFound { kind: "user", id: id.to_string() })?;
     Ok(from_row(row)?)
 }

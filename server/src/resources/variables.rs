@@ -49,13 +49,13 @@ fn not_found(name: &str) -> ResourceError {
 }
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<Variable>, ResourceError> {
-    let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.variables ORDER BY name"), &[]).await?;
+    let rows = db.statement(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.variables ORDER BY name"), &[]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 pub async fn get(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<Variable, ResourceError> {
     check_name(name).map_err(|_| not_found(name))?;
-    let rows = db.read(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.variables WHERE name = $1"), &[&name]).await?;
+    let rows = db.statement(&caller.tenant, &format!("SELECT {COLUMNS} FROM @tenant.variables WHERE name = $1"), &[&name]).await?;
     rows.first().map(from_row).ok_or_else(|| not_found(name))
 }
 

@@ -15,7 +15,7 @@ use sha2::Sha256;
 use tessera_runtime::definition::{ConnectionSpec, HmacAlgorithm, HmacAuth, Name, SignatureEncoding, WebhookAuth, WebhookTrigger};
 use uuid::Uuid;
 
-use super::{connections, executions, hot::HotResources, parse_name, webhook_replay, ResourceError};
+use super::{connections, executions, cache::ResourceCache, parse_name, webhook_replay, ResourceError};
 use crate::{
     auth::{api_keys, bearer_credential, AuthError, Role},
     sealing::KeyRing,
@@ -125,7 +125,7 @@ pub enum Outcome {
 /// intake that starts executions.
 pub struct Webhooks<'a> {
     pub db: &'a TenantDb,
-    pub hot: &'a HotResources,
+    pub hot: &'a ResourceCache,
     pub keys: &'a KeyRing,
     pub intake: &'a Intake,
 }
@@ -180,7 +180,7 @@ async fn webhook_trigger(db: &TenantDb, tenant: &Tenant, name: &Name) -> Result<
     let sql = "SELECT i.current_version, v.definition -> 'spec' -> 'triggers' FROM @tenant.integrations i \
                JOIN @tenant.integration_versions v ON v.integration = i.name AND v.version = i.current_version \
                WHERE i.name = $1 AND i.enabled";
-    let rows = db.read(tenant, sql, &[&name.as_str()]).await.map_err(ResourceError::from)?;
+    let rows = db.statement(tenant, sql, &[&name.as_str()]).await.map_err(ResourceError::from)?;
     let not_found = || ResourceError::NotFound { kind: "webhook", id: name.to_string() };
     let row = rows.first().ok_or_else(not_found)?;
     let triggers: Option<Value> = row.get(1);

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use actix_web::{web, HttpMessage, HttpRequest};
 
-use super::bounded_body::BodyLimit;
+use crate::body::BodyLimit;
 use crate::{state::AppState, tenancy::HostTarget};
 
 /// The limit for `req`. Resolved before the body is read, from the cached

@@ -1,12 +1,12 @@
 //! The body of `POST /api/apply`: a definition file as text, YAML or JSON,
-//! no larger than `http.max_body_bytes`, read by `bounded_body`. Parsing it
+//! no larger than `http.max_body_bytes`, read by `crate::body`. Parsing it
 //! is the definition format's job; this only decides whether the bytes are
 //! acceptable.
 
 use actix_web::{dev::Payload, http::header::CONTENT_TYPE, web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
 
-use super::bounded_body::{BodyError, BodyLimit, BoundedBody};
+use crate::body::{BodyError, BodyLimit, BoundedBody};
 use crate::{error::ApiError, state::AppState};
 
 /// The media types a definition may be sent as (JSON is YAML too).

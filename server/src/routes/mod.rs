@@ -5,7 +5,6 @@ mod auth;
 #[cfg(feature = "bench-routes")]
 mod bench;
 mod body_limit;
-mod bounded_body;
 mod definition_body;
 mod extract;
 mod health;
@@ -18,7 +17,6 @@ mod webhook;
 
 use actix_web::web;
 
-pub use bounded_body::BodyError;
 pub use health::{healthz, readyz};
 pub use panics::catch_panics;
 

@@ -4,7 +4,7 @@ use actix_web::{dev::Payload, error::JsonPayloadError, http::header, web::JsonBo
 use futures::future::{ready, FutureExt, LocalBoxFuture};
 use serde_json::Value;
 
-use super::bounded_body::BodyError;
+use crate::body::BodyError;
 use crate::error::ApiError;
 
 /// The request's JSON body, or `None` when it has none. A body that is

@@ -6,7 +6,8 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse};
 use futures::future::LocalBoxFuture;
 use serde_json::json;
 
-use super::{bounded_body::BoundedBody, idempotency::IdempotencyHeader};
+use super::idempotency::IdempotencyHeader;
+use crate::body::BoundedBody;
 use crate::{
     auth::TenantHost,
     error::ApiError,

@@ -8,7 +8,7 @@
 //! the WAL before the answer. One commit per request made the intake cost a
 //! WAL flush and a round trip per webhook; here the requests waiting at one
 //! moment are inserted together through the node's per-tenant batcher
-//! ([`crate::batch`]), one statement per tenant (`INSERT … SELECT FROM
+//! ([`crate::tenancy::batch`]), one statement per tenant (`INSERT … SELECT FROM
 //! unnest(…)`). A request with an idempotency key is inserted on its own,
 //! since the unique index decides between it and its repeats.
 //!
@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use super::{insert_sql, StartError, Starts};
 use crate::{
-    batch::{Batcher, Stopped, TenantBatch, Unanswered},
+    tenancy::batch::{Batcher, Stopped, TenantBatch, Unanswered},
     database::DbError,
     limits::AdmitError,
     tenancy::{Tenant, TenantDb},
@@ -102,16 +102,18 @@ impl Intake {
         Ok(started)
     }
 
-    /// A tenant with a full backlog is answered after [`MOST_WAIT`], when
-    /// its backlog is counted again: the refusal then costs a sleeping
+    /// A tenant with a full backlog is answered after about [`MOST_WAIT`],
+    /// when its backlog is counted again: the refusal then costs a sleeping
     /// request, and a sender that does not wait for `Retry-After` is slowed
     /// to one request per connection per wait instead of flooding the node.
+    /// The wait varies by half either way, so a flood's connections do not
+    /// all come back, and get what room the backlog has, at one moment.
     async fn admit_queued(&self, tenant: &Tenant) -> Result<(), StartError> {
         let (book, db) = (&self.starts.book, &self.starts.db);
         let limit = book.of(tenant.id).await?.queued_executions;
         match book.admit_queued(db, tenant.id, &tenant.schema, limit).await {
             Err(AdmitError::Limit(_)) => {
-                tokio::time::sleep(MOST_WAIT).await;
+                tokio::time::sleep(MOST_WAIT.mul_f64(rand::random_range(0.5..1.5))).await;
                 Ok(book.admit_queued(db, tenant.id, &tenant.schema, limit).await?)
             }
             other => Ok(other?),
@@ -151,11 +153,11 @@ impl Starts {
         // Single statements, no transaction: the insert commits on its own
         // (one round trip), and a conflicting insert waits for the earlier
         // one to commit, so the lookup after it finds that execution.
-        let inserted = self.db.read(tenant, &KEYED, &[&Uuid::now_v7(), &name, &run.version, &run.trigger, &key]).await?;
+        let inserted = self.db.statement(tenant, &KEYED, &[&Uuid::now_v7(), &name, &run.version, &run.trigger, &key]).await?;
         if let Some(row) = inserted.first() {
             return Ok(Some(Started { id: row.get(0), state: row.get(1), replayed: false }));
         }
-        let Some(row) = self.db.read(tenant, EARLIER, &[&name, &key]).await?.into_iter().next() else { return Ok(None) };
+        let Some(row) = self.db.statement(tenant, EARLIER, &[&name, &key]).await?.into_iter().next() else { return Ok(None) };
         let earlier = Started { id: row.get(0), state: row.get(1), replayed: true };
         tracing::info!(execution_id = %earlier.id, "idempotency key seen before; answering with its execution");
         Ok(Some(earlier))
@@ -191,7 +193,7 @@ impl Inserts {
         let names: Vec<&str> = requests.iter().map(|r| r.run.integration.as_str()).collect();
         let versions: Vec<Option<i32>> = requests.iter().map(|r| r.run.version).collect();
         let triggers: Vec<&Value> = requests.iter().map(|r| &r.run.trigger).collect();
-        let rows = self.db.read(&requests[0].tenant, &BATCHED, &[&ids, &names, &versions, &triggers]).await?;
+        let rows = self.db.statement(&requests[0].tenant, &BATCHED, &[&ids, &names, &versions, &triggers]).await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 }

@@ -36,7 +36,7 @@ use tessera_runtime::limits::LimitExceeded;
 use uuid::Uuid;
 
 use crate::{
-    batch::Stopped,
+    tenancy::batch::Stopped,
     database::DbError,
     limits::{AdmitError, LimitBook},
     tenancy::{SchemaName, TenantDb},

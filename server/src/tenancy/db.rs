@@ -53,7 +53,7 @@ impl TenantDb {
     /// One statement on its own (its own implicit transaction, committed at
     /// once): for reads, and writes, that need no other statement, in a
     /// single round trip.
-    pub async fn read(&self, tenant: &Tenant, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+    pub async fn statement(&self, tenant: &Tenant, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         self.statement_in_schema(&tenant.schema, sql, params).await
     }
 

@@ -1,9 +1,12 @@
 //! Which tenant a request is for, and the tenant-scoped database handle.
 //!
 //! Owns: host classification, the slug → tenant directory (cached,
-//! invalidated through PostgreSQL NOTIFY), and `TenantTx`, the only way to
-//! run SQL against tenant tables. Must never build SQL from unvalidated input.
+//! invalidated through PostgreSQL NOTIFY), `TenantDb`/`TenantTx`, the only
+//! way to run SQL against tenant tables, and `batch`, the per-tenant batcher
+//! that commits many callers' statements together over them. Must never
+//! build SQL from unvalidated input.
 
+pub mod batch;
 mod db;
 mod directory;
 mod host;

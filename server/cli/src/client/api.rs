@@ -1,5 +1,5 @@
 //! The calls the CLI makes to a tenant's REST API, and the one mapping from
-//! HTTP answers to `ApiError`s a person can act on.
+//! HTTP answers to `CallError`s a person can act on.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum CallError {
     #[error("invalid server URL {0:?}: expected http://HOST[:PORT] or https://HOST[:PORT]")]
     InvalidServer(String),
     #[error("cannot reach {server}: {reason}")]
@@ -112,7 +112,7 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(server: &str, credential: Option<String>) -> Result<Self, ApiError> {
+    pub fn new(server: &str, credential: Option<String>) -> Result<Self, CallError> {
         let server = parse_server(server)?;
         let mut builder = reqwest::Client::builder()
             .timeout(TIMEOUT)
@@ -126,7 +126,7 @@ impl ApiClient {
             let loopback = [SocketAddr::from(([127, 0, 0, 1], port)), SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], port))];
             builder = builder.resolve_to_addrs(host, &loopback);
         }
-        Ok(Self { http: builder.build().map_err(ApiError::Client)?, server, credential })
+        Ok(Self { http: builder.build().map_err(CallError::Client)?, server, credential })
     }
 
     /// The server URL as given (normalised), for messages.
@@ -135,14 +135,14 @@ impl ApiClient {
     }
 
     /// `POST /api/auth/login`: a session token for this tenant.
-    pub async fn login(&self, email: &str, password: &str) -> Result<String, ApiError> {
+    pub async fn login(&self, email: &str, password: &str) -> Result<String, CallError> {
         #[derive(Deserialize)]
         struct Issued {
             token: String,
         }
         let request = self.http.post(self.url(&["auth", "login"])).json(&json!({"email": email, "password": password}));
         let response = match self.send(request).await {
-            Err(ApiError::Unauthorized(message)) => return Err(ApiError::LoginRefused(message)),
+            Err(CallError::Unauthorized(message)) => return Err(CallError::LoginRefused(message)),
             other => other?,
         };
         let issued: Issued = self.body(response).await?;
@@ -150,12 +150,12 @@ impl ApiClient {
     }
 
     /// `GET /api/me`: who the credential is (used to check an API key).
-    pub async fn me(&self) -> Result<Value, ApiError> {
+    pub async fn me(&self) -> Result<Value, CallError> {
         self.get_json(&["me"]).await
     }
 
     /// `POST /api/apply` with one definition file.
-    pub async fn apply(&self, text: String, content_type: &str) -> Result<Vec<AppliedResource>, ApiError> {
+    pub async fn apply(&self, text: String, content_type: &str) -> Result<Vec<AppliedResource>, CallError> {
         #[derive(Deserialize)]
         struct Applied {
             items: Vec<AppliedResource>,
@@ -166,35 +166,35 @@ impl ApiClient {
     }
 
     /// `GET /api/{kind}s`: `{"items": [...]}`.
-    pub async fn list(&self, kind: Kind) -> Result<Value, ApiError> {
+    pub async fn list(&self, kind: Kind) -> Result<Value, CallError> {
         self.get_json(&[kind.collection()]).await
     }
 
     /// `GET /api/{kind}s/{name}`.
-    pub async fn get(&self, kind: Kind, name: &str) -> Result<Value, ApiError> {
+    pub async fn get(&self, kind: Kind, name: &str) -> Result<Value, CallError> {
         self.get_json(&[kind.collection(), name]).await
     }
 
     /// `GET /api/integrations/{name}/versions`: `{"items": [...]}`.
-    pub async fn versions(&self, name: &str) -> Result<Value, ApiError> {
+    pub async fn versions(&self, name: &str) -> Result<Value, CallError> {
         self.get_json(&["integrations", name, "versions"]).await
     }
 
     /// `POST /api/integrations/{name}/rollback`: the integration as it now is.
-    pub async fn rollback(&self, name: &str, version: i32) -> Result<Value, ApiError> {
+    pub async fn rollback(&self, name: &str, version: i32) -> Result<Value, CallError> {
         let request = self.authorised(Method::POST, &["integrations", name, "rollback"]).json(&json!({"version": version}));
         let response = self.send(request).await?;
         self.body(response).await
     }
 
     /// `DELETE /api/{kind}s/{name}`.
-    pub async fn delete(&self, kind: Kind, name: &str) -> Result<(), ApiError> {
+    pub async fn delete(&self, kind: Kind, name: &str) -> Result<(), CallError> {
         self.send(self.authorised(Method::DELETE, &[kind.collection(), name])).await.map(drop)
     }
 
     /// `POST /api/integrations/{name}/run[?wait=true]`: `{id, state}`, or
     /// with `wait` the execution (final unless the server's wait ran out).
-    pub async fn run(&self, name: &str, payload: Option<&Value>, wait: bool) -> Result<Value, ApiError> {
+    pub async fn run(&self, name: &str, payload: Option<&Value>, wait: bool) -> Result<Value, CallError> {
         let mut url = self.url(&["integrations", name, "run"]);
         if wait {
             url.query_pairs_mut().append_pair("wait", "true");
@@ -208,24 +208,24 @@ impl ApiClient {
     }
 
     /// `GET /api/executions/{id}`: the execution with its steps.
-    pub async fn execution(&self, id: &str) -> Result<Value, ApiError> {
+    pub async fn execution(&self, id: &str) -> Result<Value, CallError> {
         self.get_json(&["executions", id]).await
     }
 
     /// `POST /api/executions/{id}/cancel`: the execution after the cancel.
-    pub async fn cancel(&self, id: &str) -> Result<Value, ApiError> {
+    pub async fn cancel(&self, id: &str) -> Result<Value, CallError> {
         let response = self.send(self.authorised(Method::POST, &["executions", id, "cancel"])).await?;
         self.body(response).await
     }
 
     /// `POST /api/executions/{id}/retry`: the failed execution, queued again.
-    pub async fn retry(&self, id: &str) -> Result<Value, ApiError> {
+    pub async fn retry(&self, id: &str) -> Result<Value, CallError> {
         let response = self.send(self.authorised(Method::POST, &["executions", id, "retry"])).await?;
         self.body(response).await
     }
 
     /// `GET /api/executions?...`: `{"items": [...], "next_cursor": ...}`.
-    pub async fn executions(&self, filter: &ExecutionFilter) -> Result<Value, ApiError> {
+    pub async fn executions(&self, filter: &ExecutionFilter) -> Result<Value, CallError> {
         let mut url = self.url(&["executions"]);
         {
             let mut query = url.query_pairs_mut();
@@ -240,7 +240,7 @@ impl ApiClient {
         self.body(response).await
     }
 
-    async fn get_json(&self, segments: &[&str]) -> Result<Value, ApiError> {
+    async fn get_json(&self, segments: &[&str]) -> Result<Value, CallError> {
         let response = self.send(self.authorised(Method::GET, segments)).await?;
         self.body(response).await
     }
@@ -269,8 +269,8 @@ impl ApiClient {
         }
     }
 
-    /// Sends a request; any answer but 2xx becomes an `ApiError`.
-    async fn send(&self, request: RequestBuilder) -> Result<Response, ApiError> {
+    /// Sends a request; any answer but 2xx becomes an `CallError`.
+    async fn send(&self, request: RequestBuilder) -> Result<Response, CallError> {
         let response = request.send().await.map_err(|e| self.transport_error(&e))?;
         if response.status().is_success() {
             return Ok(response);
@@ -280,36 +280,36 @@ impl ApiClient {
         Err(error_for(status, detail))
     }
 
-    async fn body<T: serde::de::DeserializeOwned>(&self, response: Response) -> Result<T, ApiError> {
-        response.json().await.map_err(|e| ApiError::Protocol { server: self.server().to_string(), reason: innermost(&e) })
+    async fn body<T: serde::de::DeserializeOwned>(&self, response: Response) -> Result<T, CallError> {
+        response.json().await.map_err(|e| CallError::Protocol { server: self.server().to_string(), reason: innermost(&e) })
     }
 
-    fn transport_error(&self, error: &reqwest::Error) -> ApiError {
+    fn transport_error(&self, error: &reqwest::Error) -> CallError {
         let server = self.server().to_string();
         if error.is_connect() || error.is_timeout() {
-            ApiError::Unreachable { server, reason: innermost(error) }
+            CallError::Unreachable { server, reason: innermost(error) }
         } else {
-            ApiError::Protocol { server, reason: innermost(error) }
+            CallError::Protocol { server, reason: innermost(error) }
         }
     }
 }
 
-fn error_for(status: StatusCode, detail: Option<ErrorDetail>) -> ApiError {
+fn error_for(status: StatusCode, detail: Option<ErrorDetail>) -> CallError {
     let (code, message, errors) = match detail {
         Some(d) => (d.code, d.message, d.errors),
         None => (String::new(), status.canonical_reason().unwrap_or("error").to_string(), Vec::new()),
     };
     match status {
-        StatusCode::UNAUTHORIZED => ApiError::Unauthorized(message),
-        StatusCode::FORBIDDEN => ApiError::Forbidden(message),
-        StatusCode::NOT_FOUND => ApiError::NotFound(message),
-        StatusCode::BAD_REQUEST if code == "invalid_definition" && !errors.is_empty() => ApiError::InvalidDefinition(errors),
-        _ => ApiError::Refused { status: status.as_u16(), code, message },
+        StatusCode::UNAUTHORIZED => CallError::Unauthorized(message),
+        StatusCode::FORBIDDEN => CallError::Forbidden(message),
+        StatusCode::NOT_FOUND => CallError::NotFound(message),
+        StatusCode::BAD_REQUEST if code == "invalid_definition" && !errors.is_empty() => CallError::InvalidDefinition(errors),
+        _ => CallError::Refused { status: status.as_u16(), code, message },
     }
 }
 
-fn parse_server(server: &str) -> Result<Url, ApiError> {
-    let invalid = || ApiError::InvalidServer(server.to_string());
+fn parse_server(server: &str) -> Result<Url, CallError> {
+    let invalid = || CallError::InvalidServer(server.to_string());
     let url = Url::parse(server.trim()).map_err(|_| invalid())?;
     let plain = url.query().is_none() && url.fragment().is_none() && url.username().is_empty() && url.password().is_none();
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !plain {
@@ -349,7 +349,7 @@ mod tests {
     #[test]
     fn only_plain_http_urls_are_servers() {
         for bad in ["acme.localhost:8080", "ftp://x", "http://u:p@x", "http://x/?q=1", ""] {
-            assert!(matches!(ApiClient::new(bad, None), Err(ApiError::InvalidServer(_))), "{bad}");
+            assert!(matches!(ApiClient::new(bad, None), Err(CallError::InvalidServer(_))), "{bad}");
         }
     }
 

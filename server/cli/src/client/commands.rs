@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 
 use super::{
     api::{is_final, Kind},
-    source, ApiClient, ApiError, Credential, ExecutionFilter, Profile, ProfileFile,
+    source, ApiClient, CallError, Credential, ExecutionFilter, Profile, ProfileFile,
 };
 use crate::{
     args::{ApplyArgs, ClientCommand, DeleteArgs, ExecutionArgs, GetArgs, GetKind, LoginArgs, LogsArgs, OutputFormat, ProfileArgs, ResourceKind, RollbackArgs, RunArgs, ServerArgs},
@@ -109,7 +109,7 @@ async fn apply(args: ApplyArgs, out: Terminal) -> anyhow::Result<()> {
     for file in source::read_all(&args.files)? {
         match client.apply(file.text, file.content_type).await {
             Ok(applied) => applied.into_iter().for_each(|r| out.show(&Output::Applied(r))),
-            Err(ApiError::InvalidDefinition(problems)) => {
+            Err(CallError::InvalidDefinition(problems)) => {
                 let count = problems.len();
                 for problem in problems {
                     out.show(&Output::Problem { file: file.name.clone(), problem });

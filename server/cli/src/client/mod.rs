@@ -13,5 +13,5 @@ pub mod commands;
 pub mod profile;
 pub mod source;
 
-pub use api::{ApiClient, ApiError, ExecutionFilter};
+pub use api::{ApiClient, CallError, ExecutionFilter};
 pub use profile::{Credential, Profile, ProfileFile};

@@ -26,12 +26,12 @@ const CAPACITY: u64 = 10_000;
 type Key = (Uuid, String);
 
 #[derive(Clone)]
-pub struct HotResources {
+pub struct ResourceCache {
     webhooks: Cache<Key, (i32, WebhookTrigger)>,
     connections: Cache<Key, ConnectionSpec>,
 }
 
-impl Default for HotResources {
+impl Default for ResourceCache {
     fn default() -> Self {
         Self { webhooks: cache(), connections: cache() }
     }
@@ -41,7 +41,7 @@ fn cache<V: Clone + Send + Sync + 'static>() -> Cache<Key, V> {
     Cache::builder().max_capacity(CAPACITY).time_to_live(TTL).support_invalidation_closures().build()
 }
 
-impl HotResources {
+impl ResourceCache {
     pub fn webhook(&self, tenant: Uuid, name: &str) -> Option<(i32, WebhookTrigger)> {
         self.webhooks.get(&(tenant, name.to_string()))
     }

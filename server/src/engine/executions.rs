@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::{
     database::DbError,
-    resources::{connections, hot::HotResources, ResourceError},
+    resources::{connections, cache::ResourceCache, ResourceError},
     sealing::KeyRing,
     starts::Starts,
     cluster::WRITE_LOCK,
@@ -129,7 +129,7 @@ impl Fence {
 }
 
 /// The lease a write must still hold: this node, at this epoch.
-pub(crate) struct Held {
+pub(crate) struct WriteLease {
     pub node: Uuid,
     pub epoch: i64,
 }
@@ -142,8 +142,8 @@ impl Fence {
     }
 
     /// What a single-statement write checks in its `fence` CTE.
-    pub(crate) fn held(&self, tenant: &TenantSpec) -> Result<Held, StoreError> {
-        Ok(Held { node: self.node, epoch: self.epoch(tenant)? })
+    pub(crate) fn write_lease(&self, tenant: &TenantSpec) -> Result<WriteLease, StoreError> {
+        Ok(WriteLease { node: self.node, epoch: self.epoch(tenant)? })
     }
 
     pub(crate) fn lost(&self, tenant: &TenantSpec) -> StoreError {
@@ -339,11 +339,11 @@ impl PgExecutionStore {
 pub struct PgConnections {
     db: TenantDb,
     keys: Arc<KeyRing>,
-    hot: HotResources,
+    hot: ResourceCache,
 }
 
 impl PgConnections {
-    pub fn new(db: TenantDb, keys: Arc<KeyRing>, hot: HotResources) -> Self {
+    pub fn new(db: TenantDb, keys: Arc<KeyRing>, hot: ResourceCache) -> Self {
         Self { db, keys, hot }
     }
 }

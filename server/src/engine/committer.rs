@@ -3,7 +3,7 @@
 //! executions together, one transaction per tenant per batch.
 //!
 //! Why: each checkpoint committed on its own costs a transaction and a WAL
-//! flush per step. Here the node's per-tenant batcher ([`crate::batch`]:
+//! flush per step. Here the node's per-tenant batcher ([`crate::tenancy::batch`]:
 //! flush slots, group commit, one transaction per tenant) gathers the
 //! writes waiting at that moment, and this module supplies the one
 //! statement that commits a tenant's group (the lease fence, `INSERT …
@@ -32,9 +32,9 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
-    batch::{Batcher, TenantBatch, Unanswered},
+    tenancy::batch::{Batcher, TenantBatch, Unanswered},
     cluster::WRITE_LOCK,
-    execution_store::{outcome_columns, Fence, PgExecutionStore},
+    engine::executions::{outcome_columns, Fence, PgExecutionStore},
     tenancy::{Flush, TenantDb},
 };
 
@@ -104,7 +104,7 @@ impl BatchingStore {
         let (reply, answer) = oneshot::channel();
         let write = Write { tenant: tenant.clone(), execution, kind: kind(reply) };
         self.writes.submit(write).await.map_err(|e| StoreError(Box::new(e)))?;
-        answer.await.map_err(|_| StoreError(Box::new(crate::batch::Stopped("batching committer"))))?
+        answer.await.map_err(|_| StoreError(Box::new(crate::tenancy::batch::Stopped("batching committer"))))?
     }
 }
 
@@ -156,7 +156,7 @@ impl TenantBatch for Statements {
         match commit_together(db, fence, &tenant, &writes).await {
             Ok(mut claimed) => writes.into_iter().for_each(|w| w.answer(Ok(&mut claimed))),
             // Not worth a retry: every write of the batch would fail the same way.
-            Err(e) if crate::execution_store::is_lease_lost(&e) => writes.into_iter().for_each(|w| w.answer(Err(fence.lost(&tenant)))),
+            Err(e) if crate::engine::executions::is_lease_lost(&e) => writes.into_iter().for_each(|w| w.answer(Err(fence.lost(&tenant)))),
             Err(e) => return Err(Unanswered { requests: writes, tenant: tenant.slug, error: e.to_string() }),
         }
         Ok(())
@@ -181,7 +181,7 @@ impl TenantBatch for Statements {
 /// state index, whose `running` entries pile up (one per execution, until
 /// vacuum) much faster than its statistics say, instead of the primary key.
 ///
-/// A claim is the single claim of `execution_store.rs` over an array: no
+/// A claim is the single claim of `engine/executions.rs` over an array: no
 /// execution is claimed, checkpointed or finished twice in one batch (its
 /// worker awaits each write before the next), so the CTEs never touch the
 /// same row. Each version's definition is sent once per batch, and the
@@ -210,8 +210,8 @@ static BATCH: LazyLock<String> = LazyLock::new(|| {
        started_at = coalesce(e.started_at, now()), {updates} \
        FROM picked p WHERE e.id = p.id RETURNING e.id, e.integration, e.version, e.trigger, e.state) \
      {BATCH_ANSWER}",
-        crash = crate::execution_store::crash_columns("$2", "$18", "$19"),
-        updates = crate::execution_store::crash_updates("$2"),
+        crash = crate::engine::executions::crash_columns("$2", "$18", "$19"),
+        updates = crate::engine::executions::crash_updates("$2"),
     )
 });
 
@@ -270,7 +270,7 @@ async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writ
             }
         }
     }
-    let held = fence.held(tenant)?;
+    let held = fence.write_lease(tenant)?;
     let (s, e) = (&steps, &ends);
     let crashes = &fence.crashes;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 19] = [
@@ -278,12 +278,12 @@ async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writ
         &s.ids, &s.paths, &s.states, &s.attempts, &s.inputs, &s.outputs, &s.errors, &s.started, &s.finished,
         &e.ids, &e.states, &e.outputs, &e.errors, &claims, &crashes.silent_secs, &crashes.max,
     ];
-    let schema = crate::execution_store::schema(tenant)?;
+    let schema = crate::engine::executions::schema(tenant)?;
     let lock: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant.id];
     let rows = db
         .locked_write_in_schema(&schema, (WRITE_LOCK, &lock), &BATCH, &params, Flush::Now)
         .await
-        .map_err(crate::execution_store::store_error)?;
+        .map_err(crate::engine::executions::store_error)?;
     match rows.first().map(|r| r.get::<_, bool>(0)) {
         Some(true) => claimed_rows(&rows),
         _ => Err(fence.lost(tenant)),
@@ -294,7 +294,7 @@ async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writ
 /// `cancelled` (a cancel asked before it ran) or `failed` (`node_crashed`)
 /// is no claim: its execution has ended.
 fn claimed_rows(rows: &[tokio_postgres::Row]) -> Result<HashMap<Uuid, Claimed>, StoreError> {
-    let decode = |e| crate::execution_store::store_error(crate::execution_store::StoreFault::Decode(e));
+    let decode = |e| crate::engine::executions::store_error(crate::engine::executions::StoreFault::Decode(e));
     let mut definitions: HashMap<(String, i32), Value> = HashMap::new();
     let mut claimed = HashMap::new();
     let mut pending = Vec::new();
@@ -316,7 +316,7 @@ fn claimed_rows(rows: &[tokio_postgres::Row]) -> Result<HashMap<Uuid, Claimed>, 
             _ => {}
         }
         let done: Vec<(String, Value)> = serde_json::from_value(row.get(7)).map_err(decode)?;
-        let Value::Object(vars) = row.get(8) else { return Err(crate::execution_store::store_error(crate::database::DbError::NotExactlyOne)) };
+        let Value::Object(vars) = row.get(8) else { return Err(crate::engine::executions::store_error(crate::database::DbError::NotExactlyOne)) };
         pending.push((id, integration, version, row.get::<_, Value>(4), vars, done));
     }
     for (id, integration, version, trigger, vars, done) in pending {

@@ -1,6 +1,6 @@
 //! Request bodies read as bytes within a limit: the one reader every raw
 //! body goes through (definition files, webhook deliveries), and the one
-//! error a body is refused with. Which limit applies is `body_limit`'s call;
+//! error a body is refused with. Which limit applies is `routes::body_limit`'s call;
 //! what the bytes mean is the caller's.
 
 use std::fmt;

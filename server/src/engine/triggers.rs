@@ -12,7 +12,7 @@ use tessera_runtime::{
 
 use crate::{
     database::DbError,
-    execution_store::{schema, store_error},
+    engine::executions::{schema, store_error},
     starts::Starts,
     tenancy::{SchemaName, TenantDb},
 };

@@ -1,0 +1,11 @@
+//! The runtime's stores, implemented over the tenants' schemas: what
+//! `tessera_runtime` asks of PostgreSQL goes through here and nowhere else.
+//! `executions` (the `ExecutionStore`: claim, checkpoint, finish, fenced by
+//! the tenant's lease; and the connections of steps), `committer` (the same
+//! store with its writes committed in per-tenant batches) and `triggers`
+//! (the `TriggerStore`: schedules, ticks and queue messages). New
+//! executions are started by `crate::starts`, which these call.
+
+pub mod committer;
+pub mod executions;
+pub mod triggers;
