@@ -12,6 +12,7 @@ pub mod error;
 pub mod limits;
 pub mod local_postgres;
 pub mod notifications;
+pub mod platform;
 pub mod provisioning;
 pub mod resources;
 pub mod retention;

@@ -23,6 +23,7 @@ use crate::{
     database::{build_pool, DbError},
     engine::executions::{CrashLimit, Fence},
     limits::LimitBook,
+    platform::Platform,
     starts::{Intake, IntakeLimit, Starts},
     provisioning::Provisioner,
     resources::{changes::DefinitionChanges, cache::ResourceCache},
@@ -69,6 +70,8 @@ pub struct AppState {
     pub limits: LimitBook,
     /// The egress gate every outbound connection of a tenant goes through.
     pub egress: Arc<Egress>,
+    /// The platform owner's changes to tenants, with their follow-ups here.
+    pub platform: Platform,
 }
 
 fn token_keys(config: &Config) -> Result<TokenKeys, StateError> {
@@ -141,7 +144,9 @@ impl AppState {
         let mail = Arc::new(MailCounters::new(if broker.is_some() { Carrier::Amqp } else { Carrier::Notify }));
         let cluster = Arc::new(Cluster::new(cluster_pool, node, &config.cluster, supervisor.clone(), fence.held, broker, limits.clone()));
         let intake_limit = IntakeLimit::new(config.runtime.intake_per_second, config.runtime.intake_burst);
+        let platform = Platform { provisioner: provisioner.clone(), limits: limits.clone(), egress: egress.clone(), cluster: cluster.clone(), pool: pool.clone() };
         Ok(Self {
+            platform,
             intake: Intake::start(starts, intake_limit, supervisor.clone()),
             changes: DefinitionChanges::new(hot.clone(), supervisor.clone()),
             supervisor,

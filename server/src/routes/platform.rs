@@ -55,10 +55,9 @@ async fn list(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
 async fn create(state: web::Data<AppState>, _caller: PlatformCaller, body: web::Json<CreateTenant>) -> Reply {
     let b = body.into_inner();
     let created = state
-        .provisioner
+        .platform
         .create_tenant(NewTenant { slug: b.slug, name: b.name, owner_email: b.owner_email, owner_password: b.owner_password })
         .await?;
-    state.reconcile_workers().await;
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -67,8 +66,7 @@ async fn get(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Pat
 }
 
 async fn set_status(state: &AppState, slug: &str, status: TenantStatus) -> Reply {
-    let tenant = state.provisioner.set_status(slug, status).await?;
-    state.reconcile_workers().await;
+    let tenant = state.platform.set_status(slug, status).await?;
     Ok(HttpResponse::Ok().json(tenant))
 }
 
@@ -88,8 +86,7 @@ async fn delete(
     query: web::Query<DeleteQuery>,
 ) -> Reply {
     let confirm = query.into_inner().confirm.unwrap_or_default();
-    let deleted = state.provisioner.delete(&slug, &confirm, &caller.email).await?;
-    state.reconcile_workers().await;
+    let deleted = state.platform.delete_tenant(&slug, &confirm, &caller.email).await?;
     Ok(HttpResponse::Ok().json(deleted))
 }
 
@@ -108,8 +105,7 @@ async fn set_limits(
     slug: web::Path<String>,
     body: web::Json<serde_json::Map<String, serde_json::Value>>,
 ) -> Reply {
-    let view = state.limits.update(&slug, &body).await?;
-    state.reconcile_workers().await;
+    let view = state.platform.update_limits(&slug, &body).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -167,8 +163,6 @@ async fn egress_remove(state: web::Data<AppState>, _caller: PlatformCaller, path
 
 async fn egress_change(state: &AppState, (slug, action): (String, String), body: EgressRules, remove: bool) -> Reply {
     let action = Action::parse(&action)?;
-    let tenant = egress::change(&state.pool, &slug, action, &body.rules, remove).await?;
-    // Other nodes hear of it through NOTIFY; this one forgets at once.
-    state.egress.forget(tenant);
+    state.platform.change_egress(&slug, action, &body.rules, remove).await?;
     Ok(HttpResponse::Ok().json(egress::show(&state.pool, &state.config, &slug).await?))
 }
