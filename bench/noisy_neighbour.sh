@@ -118,25 +118,29 @@ wrk_run alone "$QUIET_CONNECTIONS" "quiet.localhost:$PORT" /hooks/ping "$QUIET_P
 t1="$(db_psql -tA -c 'SELECT now()')"
 read -r alone_n alone_failed alone_p50 alone_p99 <<<"$(quiet_figures "$t0" "$t1")"
 
-log "quiet with the noisy tenant: wrk -c$QUIET_CONNECTIONS (quiet) and -c$NOISY_CONNECTIONS (noisy) for $DURATION"
-t2="$(db_psql -tA -c 'SELECT now()')"
-wrk_run noisy "$NOISY_CONNECTIONS" "noisy.localhost:$PORT" /hooks/fails,/hooks/slow,/hooks/heavy,/hooks/burst 0 &
-noisy_pid=$!
-wrk_run shared "$QUIET_CONNECTIONS" "quiet.localhost:$PORT" /hooks/ping "$QUIET_PAUSE_MS"
-wait "$noisy_pid"
-t3="$(db_psql -tA -c 'SELECT now()')"
-read -r shared_n shared_failed shared_p50 shared_p99 <<<"$(quiet_figures "$t2" "$t3")"
-log "quiet with the hostile tenant: wrk -c$QUIET_CONNECTIONS (quiet) and -c$HOSTILE_CONNECTIONS (hostile) for $DURATION"
-t4="$(db_psql -tA -c 'SELECT now()')"
-wrk_run hostile "$HOSTILE_CONNECTIONS" "hostile.localhost:$PORT" /hooks/spin,/hooks/recurse,/hooks/hoard,/hooks/fan 0 &
-hostile_pid=$!
-wrk_run beside "$QUIET_CONNECTIONS" "quiet.localhost:$PORT" /hooks/ping "$QUIET_PAUSE_MS"
-wait "$hostile_pid"
-t5="$(db_psql -tA -c 'SELECT now()')"
-read -r hostile_n hostile_failed hostile_p50 hostile_p99 <<<"$(quiet_figures "$t4" "$t5")"
+# The quiet tenant beside another one flooding `paths` on `connections`:
+# "count failed p50 p99" of the quiet tenant in that window.
+beside() { # label slug connections paths
+    log "quiet with the $2 tenant: wrk -c$QUIET_CONNECTIONS (quiet) and -c$3 ($2) for $DURATION"
+    local t0 t1 flood_pid
+    t0="$(db_psql -tA -c 'SELECT now()')"
+    wrk_run "$1" "$3" "$2.localhost:$PORT" "$4" 0 &
+    flood_pid=$!
+    wrk_run "quiet-$1" "$QUIET_CONNECTIONS" "quiet.localhost:$PORT" /hooks/ping "$QUIET_PAUSE_MS"
+    wait "$flood_pid"
+    t1="$(db_psql -tA -c 'SELECT now()')"
+    quiet_figures "$t0" "$t1"
+}
+
+states() { # slug → "integration:state(code) count ..."
+    db_psql -tA -F ' ' -c "SELECT integration || ':' || state || coalesce('(' || (error->>'code') || ')', ''), count(*) FROM t_$1.executions GROUP BY 1 ORDER BY 1" | tr '\n' ' '
+}
+
+read -r shared_n shared_failed shared_p50 shared_p99 <<<"$(beside noisy noisy "$NOISY_CONNECTIONS" /hooks/fails,/hooks/slow,/hooks/heavy,/hooks/burst)"
+read -r hostile_n hostile_failed hostile_p50 hostile_p99 <<<"$(beside hostile hostile "$HOSTILE_CONNECTIONS" /hooks/spin,/hooks/recurse,/hooks/hoard,/hooks/fan)"
 kill -0 "$SERVER_PID" 2>/dev/null && curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" || die "the node did not survive the hostile tenant"
-hostile_states="$(db_psql -tA -F ' ' -c "SELECT integration || ':' || state || coalesce('(' || (error->>'code') || ')', ''), count(*) FROM t_hostile.executions GROUP BY 1 ORDER BY 1" | tr '\n' ' ')"
-noisy_states="$(db_psql -tA -F ' ' -c "SELECT integration || ':' || state || coalesce('(' || (error->>'code') || ')', ''), count(*) FROM t_noisy.executions GROUP BY 1 ORDER BY 1" | tr '\n' ' ')"
+hostile_states="$(states hostile)"
+noisy_states="$(states noisy)"
 stop_server
 
 [[ "$alone_failed" == 0 && "$shared_failed" == 0 && "$hostile_failed" == 0 ]] \
