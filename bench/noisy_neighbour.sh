@@ -22,7 +22,11 @@
 #
 # Figures come from the database: p50/p99 of `finished_at - created_at` of
 # the quiet tenant's executions finished in each window. The noisy
-# tenant's backlog is left behind (it is the flood), not drained.
+# tenant's backlog is left behind (it is the flood), not drained. Each
+# window starts with `VACUUM ANALYZE`, as autovacuum would do on a
+# deployed database: on one that runs without it (CI's), statistics and
+# cached plans grow stale as the tables grow and the later windows would
+# be slower for that alone (docs/performance.md, 6c).
 #
 # Settings (environment): DURATION=30s QUIET_CONNECTIONS=4 QUIET_RATE=50
 # NOISY_CONNECTIONS=32 HOSTILE_CONNECTIONS=8, plus those of lib.sh
@@ -113,6 +117,7 @@ quiet_figures() { # t0 t1 → "count failed p50 p99"
 }
 
 log "quiet alone: wrk -c$QUIET_CONNECTIONS -d$DURATION"
+db_psql -q -c 'VACUUM ANALYZE'
 t0="$(db_psql -tA -c 'SELECT now()')"
 wrk_run alone "$QUIET_CONNECTIONS" "quiet.localhost:$PORT" /hooks/ping "$QUIET_PAUSE_MS"
 t1="$(db_psql -tA -c 'SELECT now()')"
@@ -123,6 +128,7 @@ read -r alone_n alone_failed alone_p50 alone_p99 <<<"$(quiet_figures "$t0" "$t1"
 beside() { # label slug connections paths
     log "quiet with the $2 tenant: wrk -c$QUIET_CONNECTIONS (quiet) and -c$3 ($2) for $DURATION"
     local t0 t1 flood_pid
+    db_psql -q -c 'VACUUM ANALYZE'
     t0="$(db_psql -tA -c 'SELECT now()')"
     wrk_run "$1" "$3" "$2.localhost:$PORT" "$4" 0 &
     flood_pid=$!

@@ -136,6 +136,12 @@ limits! {
     sql_connections: 1, 1_000, 4;
     /// Queue triggers consuming at once.
     queue_consumers: 0, 10_000, 16;
+    /// Thousandths of a core the tenant's long-running expressions (jq and
+    /// templates) get on a node once past their burst; they are paced to it.
+    expression_cpu_millicores: 1, 1_000_000, 100;
+    /// Milliseconds of CPU the tenant's expressions may use at once before
+    /// they are paced (it refills at `expression_cpu_millicores`).
+    expression_cpu_burst_ms: 0, 3_600_000, 500;
 }
 
 /// How many bytes `value` takes as JSON, without building the text.

@@ -385,4 +385,33 @@ mod tests {
         assert_eq!(sup.status()[0].started_at, started_at, "the worker was never restarted");
         sup.shutdown().await;
     }
+
+    /// The tenant's `expression_cpu_*` limits reach the evaluation pool when
+    /// its worker starts and whenever they change, with no restart.
+    #[tokio::test]
+    async fn a_worker_gives_the_evaluation_pool_its_tenant_s_cpu_budget() {
+        use crate::expression::{pool, share::CpuBudget};
+        let store = Arc::new(crate::execution::tests::MemoryStore::default());
+        let sup = Supervisor::new(CancellationToken::new(), crate::execution::tests::engine(store));
+        let budget = |millicores, burst_ms| TenantLimits { expression_cpu_millicores: millicores, expression_cpu_burst_ms: burst_ms, ..Default::default() };
+        let tenant = TenantSpec { limits: Arc::new(budget(20, 0)), ..spec("gamma") };
+        let key = tenant.id.to_string();
+        sup.reconcile(vec![tenant.clone()]);
+        let seen = |want: CpuBudget| {
+            let key = key.clone();
+            async move {
+                for _ in 0..100 {
+                    if pool::pool().cpu_budget(&key) == want {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                panic!("the pool never got {want:?}");
+            }
+        };
+        seen(CpuBudget { burst: Duration::ZERO, share: 0.02 }).await;
+        sup.reconcile(vec![TenantSpec { limits: Arc::new(budget(2000, 250)), ..tenant.clone() }]);
+        seen(CpuBudget { burst: Duration::from_millis(250), share: 2.0 }).await;
+        sup.shutdown().await;
+    }
 }

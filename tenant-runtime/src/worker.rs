@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::{
     execution::{self, Engine},
+    expression::{pool, share::CpuBudget},
     limits::TenantLimits,
     triggers::Triggers,
 };
@@ -256,6 +257,7 @@ struct Executions {
 impl Executions {
     fn new(spec: TenantSpec, engine: Engine, draining: CancellationToken) -> Self {
         let permits = Arc::new(Semaphore::new(spec.limits.running_executions.max(1)));
+        pool::pool().set_cpu_budget(&spec.id.to_string(), CpuBudget::of(&spec.limits));
         Self {
             spec: Arc::new(spec),
             engine,
@@ -287,6 +289,7 @@ impl Executions {
             let forgotten = self.permits.forget_permits(fewer);
             self.owed.fetch_add(fewer - forgotten, Ordering::AcqRel);
         }
+        pool::pool().set_cpu_budget(&self.spec.id.to_string(), CpuBudget::of(&limits));
         self.spec = Arc::new(TenantSpec { limits, ..(*self.spec).clone() });
     }
 

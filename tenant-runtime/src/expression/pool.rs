@@ -23,7 +23,7 @@ use std::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::{sandbox, share::{self, CpuShare}};
+use super::{sandbox, share::{self, CpuBudget, CpuShare}};
 
 /// The stack of each evaluation thread: an evaluation's recursion may use
 /// `sandbox::MAX_EVALUATION_STACK` of it, and dropping the deepest value an
@@ -150,10 +150,26 @@ impl Pool {
                 return; // abandoned while queued
             }
             busy.fetch_add(1, Ordering::Relaxed);
-            let result = panic::catch_unwind(AssertUnwindSafe(|| share::drawing_on(cpu, || sandbox::cancelled_by(cancel, work))));
+            let flag = cancel.clone();
+            let result = panic::catch_unwind(AssertUnwindSafe(|| share::drawing_on(cpu, &flag, || sandbox::cancelled_by(cancel, work))));
             busy.fetch_sub(1, Ordering::Relaxed);
             let _ = reply.send(result.map_err(|panic| PoolError::Panicked(panic_text(panic.as_ref()))));
         })
+    }
+
+    /// Give `tenant`'s evaluations `budget` of CPU from now on (its limits
+    /// `expression_cpu_*`; the tenant's worker sets them when it starts and
+    /// when they change). Until then a tenant draws on the default budget.
+    pub fn set_cpu_budget(&self, tenant: &str, budget: CpuBudget) {
+        let cpu = self.tenant(tenant).cpu;
+        if cpu.budget() != budget {
+            cpu.set(budget);
+        }
+    }
+
+    /// The CPU budget `tenant`'s evaluations draw on now.
+    pub fn cpu_budget(&self, tenant: &str) -> CpuBudget {
+        self.tenant(tenant).cpu.budget()
     }
 
     fn tenant(&self, tenant: &str) -> TenantSlots {

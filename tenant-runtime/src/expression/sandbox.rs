@@ -208,21 +208,24 @@ fn check(meter: &Meter, here: usize) {
     if meter.fuel.get() == 0 {
         stop(Limit::Steps(budget.steps));
     }
-    let now = Instant::now();
-    if meter.deadline.get().is_some_and(|deadline| now >= deadline) {
-        stop(Limit::Time(budget.time));
-    }
-    if meter.demote_at.get().is_some_and(|at| now >= at) {
-        meter.demote_at.set(None);
-        demote();
-    }
-    if CANCEL.with_borrow(|flag| flag.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed))) {
-        stop(Limit::Abandoned);
-    }
-    // A tenant past its share of CPU naps here; the next check sees a
-    // cancel or the deadline that came meanwhile.
-    let nap = super::share::pace();
-    if !nap.is_zero() {
+    // A tenant past its share of CPU naps here until it is back within it,
+    // in short naps, each followed by a look at the deadline and cancel.
+    loop {
+        let now = Instant::now();
+        if meter.deadline.get().is_some_and(|deadline| now >= deadline) {
+            stop(Limit::Time(budget.time));
+        }
+        if meter.demote_at.get().is_some_and(|at| now >= at) {
+            meter.demote_at.set(None);
+            demote();
+        }
+        if CANCEL.with_borrow(|flag| flag.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed))) {
+            stop(Limit::Abandoned);
+        }
+        let nap = super::share::pace();
+        if nap.is_zero() {
+            return;
+        }
         std::thread::sleep(nap);
     }
 }

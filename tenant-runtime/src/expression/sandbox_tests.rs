@@ -216,6 +216,28 @@ async fn one_tenant_cannot_take_every_slot() {
     hogs.iter().for_each(|hog| hog.abort());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_s_cpu_budget_paces_its_long_evaluations_and_no_one_else_s() {
+    use super::share::{CpuBudget, thread_cpu_time};
+    let pool = Pool::start(PoolSize { threads: 3, per_tenant: 1 });
+    pool.set_cpu_budget("hog", CpuBudget { burst: Duration::ZERO, share: 0.05 });
+    // Each runs its loop for 1 s of wall time and reports the CPU time it got.
+    let spin = || {
+        let before = thread_cpu_time();
+        let budget = Budget { time: Duration::from_secs(1), ..Budget::DEFAULT };
+        let limit = limit_of(sandbox::with_budget(budget, || Expression::compile("last(range(1e12))").unwrap().evaluate(&Value::Null)));
+        (limit, thread_cpu_time() - before)
+    };
+    let (hog, other) = tokio::join!(pool.run("hog", spin), pool.run("other", spin));
+    let ((hog_limit, hog_cpu), (other_limit, other_cpu)) = (hog.unwrap(), other.unwrap());
+    assert_eq!((hog_limit, other_limit), (Limit::Time(Duration::from_secs(1)), Limit::Time(Duration::from_secs(1))));
+    // A twentieth of a core over 1 s is 50 ms, plus what runs between two
+    // checks; the other tenant, on the default budget, runs unpaced for its
+    // whole burst (room left for a machine busy with other tests).
+    assert!(hog_cpu < Duration::from_millis(150), "the paced tenant used {hog_cpu:?}");
+    assert!(other_cpu > Duration::from_millis(250), "the other tenant used only {other_cpu:?}");
+}
+
 #[tokio::test]
 async fn a_panic_in_an_evaluation_fails_that_evaluation_only() {
     let pool = Pool::start(PoolSize { threads: 2, per_tenant: 1 });
