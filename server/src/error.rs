@@ -331,10 +331,6 @@ pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Err
     ApiError::from(err).into()
 }
 
-/// Unknown routes.
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found("not_found", "no such endpoint"))
-}
 
 #[cfg(test)]
 mod tests {

@@ -232,7 +232,7 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener) -> Result<Serv
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .configure(|cfg| routes::configure(cfg, state.config.bench_routes))
-            .default_service(web::to(error::not_found))
+            .default_service(web::to(routes::panel::fallback))
     })
     .shutdown_timeout(config.http.shutdown_timeout_secs)
     // Signals are handled in `run_until_signalled`, which drains the node

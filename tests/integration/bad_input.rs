@@ -352,8 +352,11 @@ async fn unknown_routes_answer_a_json_not_found() {
     let acme = app.create_tenant("acme").await;
     let owner = app.owner_token(&acme).await;
 
+    // (A GET outside the API is the admin panel's page: `panel::`.)
     for (method, path) in [
-        (Method::GET, "/"),
+        (Method::DELETE, "/"),
+        (Method::POST, "/integrations"),
+        (Method::GET, "/hooks/nothing"),
         (Method::GET, "/api"),
         (Method::GET, "/api/nope"),
         (Method::POST, "/api/users/extra/segments"),

@@ -26,6 +26,7 @@ mod migrations;
 mod noisy;
 mod onprem;
 mod operations;
+mod panel;
 mod provisioning;
 mod roles;
 mod sandbox;

@@ -30,14 +30,25 @@ pub struct Applied {
     pub result: Outcome,
 }
 
+/// Store the changes, or only say what they would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Store,
+    /// Everything checked (the database's constraints too) and rolled back:
+    /// the answer is what storing would have done, and nothing is stored.
+    DryRun,
+}
+
 /// Validate and store every resource in `source` (YAML or JSON); once
-/// committed, `changes` hears of it.
+/// committed, `changes` hears of it. [`Mode::DryRun`] does all of it in a
+/// transaction that is rolled back.
 pub async fn apply(
     db: &TenantDb,
     keys: &KeyRing,
     changes: &DefinitionChanges,
     caller: &TenantCaller,
     source: &str,
+    mode: Mode,
 ) -> Result<Vec<Applied>, ResourceError> {
     caller.require(Role::Editor)?;
     let mut tx = db.begin(&caller.tenant).await?;
@@ -51,6 +62,10 @@ pub async fn apply(
             Resource::Connection(connection) => connections::apply(&mut tx, keys, caller, connection).await?,
             Resource::Integration(integration) => integrations::apply(&mut tx, caller, integration).await?,
         });
+    }
+    if mode == Mode::DryRun {
+        tx.rollback().await?;
+        return Ok(applied);
     }
     tx.commit().await?;
     changes.integrations_changed(caller.tenant.id).await;

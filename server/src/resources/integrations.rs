@@ -27,6 +27,8 @@ pub struct IntegrationSummary {
     pub current_version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The newest execution, if any: `{id, state, created_at}`.
+    pub last_run: Option<Value>,
 }
 
 /// An integration with its current definition.
@@ -83,7 +85,11 @@ fn current_from_row(row: &Row) -> CurrentIntegration {
 }
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<IntegrationSummary>, ResourceError> {
-    let sql = "SELECT name, enabled, current_version, created_at, updated_at FROM @tenant.integrations ORDER BY name";
+    // The newest execution of each through `executions_by_integration`: one index probe per integration.
+    let sql = "SELECT i.name, i.enabled, i.current_version, i.created_at, i.updated_at, \
+         (SELECT jsonb_build_object('id', e.id, 'state', e.state, 'created_at', e.created_at) \
+            FROM @tenant.executions e WHERE e.integration = i.name ORDER BY e.id DESC LIMIT 1) \
+         FROM @tenant.integrations i ORDER BY i.name";
     let rows = db.statement(&caller.tenant, sql, &[]).await?;
     Ok(rows
         .iter()
@@ -93,6 +99,7 @@ pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<Integratio
             current_version: r.get(2),
             created_at: r.get(3),
             updated_at: r.get(4),
+            last_run: r.get(5),
         })
         .collect())
 }

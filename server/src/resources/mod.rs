@@ -14,6 +14,7 @@ pub mod execution_controls;
 pub mod cache;
 pub mod executions;
 pub mod integrations;
+pub mod stats;
 pub mod users;
 pub mod variables;
 pub mod webhook_replay;

@@ -10,6 +10,7 @@ mod extract;
 mod health;
 mod idempotency;
 mod panics;
+pub mod panel;
 mod platform;
 mod tenant;
 mod trigger_body;
@@ -27,6 +28,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
         .route("/readyz", web::get().to(health::readyz))
         // Outside /api: webhook senders are other systems, not API clients.
         .route("/hooks/{integration}", web::post().to(webhook::receive))
+        // The panel's hashed files, compressed for browsers that ask; the
+        // panel's pages are the default service (`panel::fallback`).
+        .service(
+            web::scope("/assets")
+                .wrap(actix_web::middleware::Compress::default())
+                .route("/{file:.*}", web::get().to(panel::asset))
+                .route("/{file:.*}", web::head().to(panel::asset)),
+        )
         .service(
             web::scope("/api")
                 .route("/auth/login", web::post().to(auth::login))

@@ -10,8 +10,9 @@ use crate::{
     egress::{self, Action},
     error::ApiError,
     provisioning::NewTenant,
+    resources::stats,
     state::AppState,
-    tenancy::TenantStatus,
+    tenancy::{TenantSlug, TenantStatus},
 };
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/platform/tenants/{slug}", web::delete().to(delete))
         .route("/platform/tenants/{slug}/suspend", web::post().to(suspend))
         .route("/platform/tenants/{slug}/resume", web::post().to(resume))
+        .route("/platform/tenants/{slug}/stats", web::get().to(tenant_stats))
         .route("/platform/tenants/{slug}/limits", web::get().to(limits))
         .route("/platform/tenants/{slug}/limits", web::patch().to(set_limits))
         .route("/platform/tenants/{slug}/egress", web::get().to(egress_show))
@@ -92,6 +94,21 @@ async fn delete(
 
 /// `GET /api/platform/tenants/{slug}/limits`: the tenant's effective
 /// limits, which of them are its own, and the defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaysQuery {
+    days: Option<i32>,
+}
+
+/// `GET /api/platform/tenants/{slug}/stats?days=14`: the tenant's executions per UTC day.
+async fn tenant_stats(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>, query: web::Query<DaysQuery>) -> Reply {
+    let not_found = || ApiError::not_found("tenant_not_found", format!("there is no tenant '{slug}'"));
+    let parsed = TenantSlug::parse(&slug).map_err(|_| not_found())?;
+    let tenant = state.directory.lookup(&parsed).await?.ok_or_else(not_found)?;
+    let days = stats::daily(&state.tenant_db, &tenant, query.days.unwrap_or(14)).await?;
+    Ok(HttpResponse::Ok().json(json!({"tenant": tenant.slug.as_str(), "days": days})))
+}
+
 async fn limits(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>) -> Reply {
     Ok(HttpResponse::Ok().json(state.limits.show(&slug).await?))
 }

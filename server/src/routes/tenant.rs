@@ -8,7 +8,7 @@ use super::{definition_body::DefinitionText, idempotency::IdempotencyHeader, tri
 use crate::{
     auth::TenantCaller,
     error::ApiError,
-    resources::{api_keys, apply, connection_test, connections, execution_controls, executions, integrations, users, variables},
+    resources::{api_keys, apply, connection_test, connections, execution_controls, executions, integrations, stats, users, variables},
     state::AppState,
 };
 
@@ -36,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/integrations/{name}/versions/{version}", web::get().to(get_version))
         .route("/integrations/{name}/rollback", web::post().to(rollback_integration))
         .route("/integrations/{name}/run", web::post().to(run_integration))
+        .route("/stats", web::get().to(execution_stats))
         .route("/executions", web::get().to(list_executions))
         .route("/executions/{id}", web::get().to(get_execution))
         .route("/executions/{id}/cancel", web::post().to(cancel_execution))
@@ -117,9 +118,35 @@ async fn delete_variable(state: web::Data<AppState>, caller: TenantCaller, name:
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn apply_definitions(state: web::Data<AppState>, caller: TenantCaller, body: DefinitionText) -> Reply {
-    let applied = apply::apply(&state.tenant_db, &state.sealing, &state.changes, &caller, &body.0).await?;
-    Ok(HttpResponse::Ok().json(json!({"items": applied})))
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    window: Option<String>,
+}
+
+/// `GET /api/stats?window=24h|7d`: the overview's figures.
+async fn execution_stats(state: web::Data<AppState>, caller: TenantCaller, query: web::Query<StatsQuery>) -> Reply {
+    let window = stats::Window::parse(query.window.as_deref().unwrap_or("24h"))?;
+    Ok(HttpResponse::Ok().json(stats::summary(&state.tenant_db, &caller, window).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyQuery {
+    /// Validate only: what would be stored, and nothing stored.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn apply_definitions(
+    state: web::Data<AppState>,
+    caller: TenantCaller,
+    query: web::Query<ApplyQuery>,
+    body: DefinitionText,
+) -> Reply {
+    let mode = if query.dry_run { apply::Mode::DryRun } else { apply::Mode::Store };
+    let applied = apply::apply(&state.tenant_db, &state.sealing, &state.changes, &caller, &body.0, mode).await?;
+    Ok(HttpResponse::Ok().json(json!({"items": applied, "dry_run": query.dry_run})))
 }
 
 /// `GET /api/schema`: the JSON Schema of definition files, for editors.

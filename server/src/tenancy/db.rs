@@ -191,6 +191,19 @@ impl TenantTx {
     }
 }
 
+impl TenantTx {
+    /// Roll back, waiting for the answer (dropping the transaction rolls
+    /// back too, later and unobserved).
+    pub async fn rollback(mut self) -> Result<(), DbError> {
+        if self.begun {
+            let client = self.client.as_ref().expect("transaction is live until consumed");
+            client.batch_execute("ROLLBACK").await?;
+        }
+        self.client.take();
+        Ok(())
+    }
+}
+
 impl Drop for TenantTx {
     fn drop(&mut self) {
         let Some(client) = self.client.take() else { return };

@@ -159,9 +159,11 @@ fn dev(event: &DevEvent) -> String {
         DevEvent::StartingPostgres { data_dir, port } => format!("starting a private PostgreSQL in {} (port {port})", data_dir.display()),
         DevEvent::Ready { base_domain: base, host, port } => format!(
             "\nTessera is running.\n\
-             \n  Tenant API     http://{DEMO_TENANT}.{base}:{port}/api   ({} / {})\
-             \n  Platform API   http://{base}:{port}/api/platform   ({} / {})\
-             \n  Health         http://{host}:{port}/readyz\
+             \n  Tenant panel     http://{DEMO_TENANT}.{base}:{port}/   ({} / {})\
+             \n  Platform console http://{base}:{port}/   ({} / {})\
+             \n  Tenant API       http://{DEMO_TENANT}.{base}:{port}/api\
+             \n  Platform API     http://{base}:{port}/api/platform\
+             \n  Health           http://{host}:{port}/readyz\
              \n\nTry:\n  curl -s http://{DEMO_TENANT}.{base}:{port}/api/auth/login -H 'content-type: application/json' \\\n    -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'\n\nPress Ctrl-C to stop.\n",
             DEMO_USER.0, DEMO_USER.1, DEMO_OWNER.0, DEMO_OWNER.1, DEMO_USER.0, DEMO_USER.1
         ),

@@ -1,0 +1,124 @@
+import { useState } from 'react';
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { api, formatTime } from '../api';
+import { ConfirmDialog, ErrorBox, Loading, useDocumentTitle } from '../components/common';
+
+interface ClusterNode {
+  id: string;
+  address: string;
+  version: string;
+  state: string;
+  alive: boolean;
+  started_at: string;
+  heartbeat_at: string;
+  tenants: number;
+  queue_depth: number | null;
+}
+interface Cluster {
+  cluster: string;
+  nodes: ClusterNode[];
+  leases: { tenant: string; node: string; epoch: number; expires_at: string }[];
+  queues?: unknown;
+}
+
+export function ClusterPage() {
+  useDocumentTitle('Cluster');
+  const qc = useQueryClient();
+  const q = useQuery({ queryKey: ['platform', 'cluster'], queryFn: () => api<Cluster>('/api/platform/cluster'), refetchInterval: () => (document.hidden ? false : 5000) });
+  const [draining, setDraining] = useState<ClusterNode | null>(null);
+  const c = q.data;
+  return (
+    <div className="page">
+      <div className="page-head">
+        <h1>Cluster {c ? <span className="muted">{c.cluster}</span> : null}</h1>
+        <p className="muted">Updates every 5 s</p>
+      </div>
+      <ErrorBox error={q.error} />
+      {q.isLoading ? <Loading /> : null}
+      {c ? (
+        <>
+          <section aria-labelledby="nodes-h">
+            <h2 id="nodes-h">Nodes</h2>
+            <div className="table-wrap">
+              <table>
+                <thead>
+                  <tr>
+                    <th scope="col">Node</th>
+                    <th scope="col">Address</th>
+                    <th scope="col">Health</th>
+                    <th scope="col">State</th>
+                    <th scope="col">Tenants</th>
+                    <th scope="col">Queue depth</th>
+                    <th scope="col">Heartbeat</th>
+                    <th scope="col">Version</th>
+                    <th scope="col">
+                      <span className="sr-only">Actions</span>
+                    </th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {c.nodes.map((n) => (
+                    <tr key={n.id}>
+                      <td className="mono small">{n.id}</td>
+                      <td>{n.address}</td>
+                      <td>{n.alive ? <span className="badge state-succeeded">alive</span> : <span className="badge state-failed">down</span>}</td>
+                      <td>{n.state}</td>
+                      <td>{n.tenants}</td>
+                      <td>{n.queue_depth ?? '—'}</td>
+                      <td>{formatTime(n.heartbeat_at)}</td>
+                      <td>{n.version}</td>
+                      <td>
+                        {n.alive && n.state === 'active' ? (
+                          <button type="button" onClick={() => setDraining(n)} aria-label={`Drain ${n.address}`}>
+                            Drain
+                          </button>
+                        ) : null}
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          </section>
+          <section aria-labelledby="leases-h">
+            <h2 id="leases-h">Tenant leases</h2>
+            <div className="table-wrap">
+              <table>
+                <thead>
+                  <tr>
+                    <th scope="col">Tenant</th>
+                    <th scope="col">Node</th>
+                    <th scope="col">Epoch</th>
+                    <th scope="col">Expires</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {c.leases.map((l) => (
+                    <tr key={l.tenant}>
+                      <td>{l.tenant}</td>
+                      <td className="mono small">{c.nodes.find((n) => n.id === l.node)?.address ?? l.node}</td>
+                      <td>{l.epoch}</td>
+                      <td>{formatTime(l.expires_at)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          </section>
+        </>
+      ) : null}
+      <ConfirmDialog
+        open={draining !== null}
+        onOpenChange={(o) => !o && setDraining(null)}
+        danger
+        title={`Drain node ${draining?.address}?`}
+        description="It hands its tenants over to other nodes as their executions finish, and takes no new work."
+        confirmLabel="Drain"
+        onConfirm={async () => {
+          await api(`/api/platform/nodes/${draining!.id}/drain`, { method: 'POST' });
+          await qc.invalidateQueries({ queryKey: ['platform', 'cluster'] });
+        }}
+      />
+    </div>
+  );
+}
