@@ -356,6 +356,17 @@ test('5. roll back to version 1 after saving version 2', async () => {
     const current = await ok(request(`${A.slug}.localhost`, 'GET', `/api/integrations/${INTEGRATION}`, { token: tokenA }), 'read the integration');
     assert.equal(current.version, 3);
     assert.match(JSON.stringify(current.definition), /said/);
+    // Disabling (and enabling again) is a new version with spec.enabled changed.
+    await page.getByRole('button', { name: 'Disable' }).click();
+    await page.getByRole('button', { name: 'Enable' }).waitFor();
+    await page.getByText('v4 · disabled').waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Run now' }).isDisabled(), true);
+    const disabled = await ok(request(`${A.slug}.localhost`, 'GET', `/api/integrations/${INTEGRATION}`, { token: tokenA }), 'read the integration');
+    assert.equal(disabled.enabled, false);
+    await page.getByRole('button', { name: 'Enable' }).click();
+    await page.getByText('v5 · enabled').waitFor();
+    const enabled = await ok(request(`${A.slug}.localhost`, 'GET', `/api/integrations/${INTEGRATION}`, { token: tokenA }), 'read the integration');
+    assert.equal(enabled.enabled, true);
   } finally {
     await context.close();
   }
@@ -406,6 +417,11 @@ test('7. the platform owner creates a tenant and suspends it', async () => {
     const t = await ok(request('localhost', 'GET', `/api/platform/tenants/${slug}`, { token: platformToken }), 'read the tenant');
     assert.equal(t.status, 'suspended');
     await row.getByRole('button', { name: 'Resume' }).waitFor();
+    // A tenant's executions per day, on its page (tenant A ran some by now).
+    await page.getByRole('link', { name: A.slug, exact: true }).click();
+    await page.getByRole('heading', { name: /Executions per day/ }).waitFor();
+    const today = new Date().toISOString().slice(0, 10);
+    await page.getByTestId('executions-per-day').getByRole('rowheader', { name: today }).waitFor();
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Cluster' }).click();
     await page.getByRole('heading', { name: 'Nodes' }).waitFor();
     await shot(page, 'cluster');

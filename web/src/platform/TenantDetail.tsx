@@ -141,6 +141,50 @@ function EgressRules({ slug }: { slug: string }) {
   );
 }
 
+interface Daily {
+  tenant: string;
+  days: { day: string; total: number; succeeded: number; failed: number; cancelled: number }[];
+}
+
+/** The tenant's executions per UTC day, the last 14 days (`/stats?days=14`). */
+function ExecutionsPerDay({ slug }: { slug: string }) {
+  const q = useQuery({ queryKey: ['platform', 'tenant', slug, 'daily'], queryFn: () => api<Daily>(`/api/platform/tenants/${slug}/stats`, { query: { days: 14 } }) });
+  return (
+    <section aria-labelledby="daily-h">
+      <h2 id="daily-h">Executions per day (UTC, last 14 days)</h2>
+      <ErrorBox error={q.error} />
+      {q.isLoading ? <Loading /> : null}
+      {q.data && q.data.days.length === 0 ? <p className="muted">No executions in the last 14 days.</p> : null}
+      {q.data && q.data.days.length > 0 ? (
+        <div className="table-wrap">
+          <table data-testid="executions-per-day">
+            <thead>
+              <tr>
+                <th scope="col">Day</th>
+                <th scope="col">Executions</th>
+                <th scope="col">Succeeded</th>
+                <th scope="col">Failed</th>
+                <th scope="col">Cancelled</th>
+              </tr>
+            </thead>
+            <tbody>
+              {q.data.days.map((d) => (
+                <tr key={d.day}>
+                  <th scope="row">{d.day.slice(0, 10)}</th>
+                  <td>{d.total}</td>
+                  <td>{d.succeeded}</td>
+                  <td>{d.failed}</td>
+                  <td>{d.cancelled}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+    </section>
+  );
+}
+
 export function TenantDetail() {
   const { slug = '' } = useParams();
   useDocumentTitle(`Tenant ${slug}`);
@@ -189,6 +233,7 @@ export function TenantDetail() {
           </div>
         ) : null}
       </section>
+      <ExecutionsPerDay slug={slug} />
       <EgressRules slug={slug} />
     </div>
   );

@@ -200,6 +200,18 @@ export function IntegrationPage() {
   const q = useQuery({ queryKey: ['integration', name], queryFn: () => api<Integration>(`/api/integrations/${encodeURIComponent(name)}`) });
   const yamlText = useYaml(q.data?.definition);
   const def: Definition | undefined = q.data?.definition;
+  // Enabling or disabling is a new version with `spec.enabled` changed, applied like any other.
+  const toggle = useMutation({
+    mutationFn: async (enabled: boolean) => {
+      if (!def) return;
+      const next = { ...def, spec: { ...def.spec, enabled } };
+      await api('/api/apply', { method: 'POST', raw: { contentType: 'application/json', text: JSON.stringify(next) } });
+    },
+    onSuccess: async () => {
+      await qc.invalidateQueries({ queryKey: ['integration', name] });
+      await qc.invalidateQueries({ queryKey: ['integrations'] });
+    },
+  });
   return (
     <div className="page">
       <p className="crumbs">
@@ -217,6 +229,9 @@ export function IntegrationPage() {
                 <button type="button" className="primary" onClick={() => setRunning(true)} disabled={!q.data.enabled}>
                   Run now
                 </button>
+                <button type="button" onClick={() => toggle.mutate(!q.data.enabled)} disabled={toggle.isPending}>
+                  {q.data.enabled ? 'Disable' : 'Enable'}
+                </button>
                 <Link className="button" to={`/integrations/${encodeURIComponent(name)}/edit`}>
                   Edit
                 </Link>
@@ -228,7 +243,7 @@ export function IntegrationPage() {
           </div>
         ) : null}
       </div>
-      <ErrorBox error={q.error} />
+      <ErrorBox error={q.error ?? toggle.error} />
       {q.isLoading ? <Loading /> : null}
       {q.data && def ? (
         <>
