@@ -515,6 +515,37 @@ test('the executions page renders its first 100 rows', async () => {
   }
 });
 
+test('at 390 px wide, by keyboard alone: sign in, open the menu, reach the executions', async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  watch(page);
+  const fits = () => page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+  try {
+    await page.goto(url(`${A.slug}.localhost`, '/'));
+    // The Email field has the focus; every control is reached with Tab.
+    await page.getByLabel('Email').waitFor();
+    await page.keyboard.type(A.email);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(A.password);
+    await page.keyboard.press('Enter');
+    const menu = page.getByRole('button', { name: 'Menu' });
+    await menu.waitFor();
+    assert.equal(await fits(), true, 'the overview fits 390 px without scrolling sideways');
+    await menu.focus();
+    await page.keyboard.press('Enter');
+    assert.equal(await menu.getAttribute('aria-expanded'), 'true');
+    const executions = page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Executions' });
+    await executions.focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Executions' }).waitFor();
+    await page.getByTestId('execution-row').first().waitFor();
+    assert.equal(await fits(), true, 'the executions page fits 390 px without scrolling sideways');
+  } finally {
+    await context.close();
+  }
+});
+
 test('no page broke the Content-Security-Policy or threw', () => {
   assert.deepEqual(cspViolations, []);
   assert.deepEqual(pageErrors, []);
