@@ -239,7 +239,6 @@ test('1. sign in to the tenant panel', async () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
     await page.getByText(A.email).waitFor();
-    await shot(page, 'overview');
     // The token lives in memory only.
     const stored = await page.evaluate(() => [localStorage.length, sessionStorage.length, document.cookie]);
     assert.deepEqual(stored, [0, 0, '']);
@@ -510,6 +509,10 @@ test('the executions page renders its first 100 rows', async () => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Connections' }).click();
     await page.getByRole('heading', { name: 'Connections' }).waitFor();
     await shot(page, 'connections');
+    // The overview once the tenant has run something.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Overview' }).click();
+    await page.getByRole('img', { name: 'Executions per state over time' }).waitFor();
+    await shot(page, 'overview');
   } finally {
     await context.close();
   }

@@ -87,7 +87,7 @@ export function Overview() {
             <h2 id="series-h">{windowName === '24h' ? 'Per hour' : 'Per day'}</h2>
             {s.series?.length ? (
               <Suspense fallback={<Loading label="Loading the chart…" />}>
-                <SeriesChart series={s.series} />
+                <SeriesChart series={s.series} hours={windowName === '24h' ? 24 : 24 * 7} />
               </Suspense>
             ) : (
               <p className="muted">No executions in this window.</p>
