@@ -215,6 +215,11 @@ async fn executions_are_listed_newest_first_with_filters_and_a_cursor() {
     let since = |t: chrono::DateTime<chrono::Utc>| format!("/api/executions?since={}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
     assert_eq!(ids(&app.tenant_get("acme", &viewer, &since(before)).await.1).len(), 5);
     assert!(ids(&app.tenant_get("acme", &viewer, &since(chrono::Utc::now() + chrono::Duration::hours(1))).await.1).is_empty());
+    let until = |t: chrono::DateTime<chrono::Utc>| format!("/api/executions?until={}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+    assert!(ids(&app.tenant_get("acme", &viewer, &until(before)).await.1).is_empty());
+    assert_eq!(ids(&app.tenant_get("acme", &viewer, &until(chrono::Utc::now() + chrono::Duration::hours(1))).await.1).len(), 5);
+    let range = format!("{}&until={}", since(before), (chrono::Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+    assert_eq!(ids(&app.tenant_get("acme", &viewer, &range).await.1).len(), 5);
 
     let mut paged = Vec::new();
     let mut path = "/api/executions?limit=2".to_string();

@@ -93,6 +93,8 @@ pub struct ExecutionFilter {
     pub state: Option<String>,
     /// Only executions created at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only executions created before this time.
+    pub until: Option<DateTime<Utc>>,
     /// At most this many (default and maximum 100).
     pub limit: Option<i64>,
     /// The last id of the previous page.
@@ -174,10 +176,11 @@ pub async fn list(db: &TenantDb, caller: &TenantCaller, filter: ExecutionFilter)
         "SELECT {COLUMNS} FROM @tenant.executions \
          WHERE ($1::text IS NULL OR integration = $1) AND ($2::text IS NULL OR state = $2) \
          AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::uuid IS NULL OR id < $4) \
+         AND ($6::timestamptz IS NULL OR created_at < $6) \
          ORDER BY id DESC LIMIT $5"
     );
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-        [&filter.integration, &filter.state, &filter.since, &filter.cursor, &limit];
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&filter.integration, &filter.state, &filter.since, &filter.cursor, &limit, &filter.until];
     let items: Vec<Execution> = db.statement(&caller.tenant, &sql, &params).await?.iter().map(from_row).collect();
     let next_cursor = if items.len() as i64 == limit { items.last().map(|e| e.id) } else { None };
     Ok(ExecutionPage { items, next_cursor })

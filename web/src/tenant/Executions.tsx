@@ -4,6 +4,13 @@ import { useInfiniteQuery } from '@tanstack/react-query';
 import { api, durationMs, EXECUTION_STATES, formatDuration, formatTime, type ExecutionSummary, type Page } from '../api';
 import { ErrorBox, Loading, StateBadge, useDocumentTitle } from '../components/common';
 
+/** A `datetime-local` value (the browser's time zone) as RFC 3339, or nothing. */
+function isoOf(local: string): string | undefined {
+  if (!local) return undefined;
+  const d = new Date(local);
+  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
+}
+
 export function ExecutionsPage() {
   useDocumentTitle('Executions');
   const [params, setParams] = useSearchParams();
@@ -16,15 +23,13 @@ export function ExecutionsPage() {
     else next.delete(k);
     setParams(next, { replace: true });
   };
-  const sinceIso = useMemo(() => {
-    if (!since) return undefined;
-    const d = new Date(since);
-    return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
-  }, [since]);
+  const until = params.get('until') ?? '';
+  const sinceIso = useMemo(() => isoOf(since), [since]);
+  const untilIso = useMemo(() => isoOf(until), [until]);
   const q = useInfiniteQuery({
-    queryKey: ['executions', 'list', { integration, state, since: sinceIso }],
+    queryKey: ['executions', 'list', { integration, state, since: sinceIso, until: untilIso }],
     queryFn: ({ pageParam, signal }) =>
-      api<Page<ExecutionSummary>>('/api/executions', { query: { integration: integration || undefined, state: state || undefined, since: sinceIso, limit: 100, cursor: pageParam || undefined }, signal }),
+      api<Page<ExecutionSummary>>('/api/executions', { query: { integration: integration || undefined, state: state || undefined, since: sinceIso, until: untilIso, limit: 100, cursor: pageParam || undefined }, signal }),
     initialPageParam: '',
     getNextPageParam: (last) => last.next_cursor || undefined,
     refetchInterval: () => (document.hidden ? false : 2000),
@@ -59,6 +64,10 @@ export function ExecutionsPage() {
         <div className="field inline">
           <label htmlFor="f-since">Since</label>
           <input id="f-since" type="datetime-local" value={since} onChange={(e) => set('since', e.target.value)} />
+        </div>
+        <div className="field inline">
+          <label htmlFor="f-until">Until</label>
+          <input id="f-until" type="datetime-local" value={until} onChange={(e) => set('until', e.target.value)} />
         </div>
       </form>
       <ErrorBox error={q.error} />
