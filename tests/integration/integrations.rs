@@ -298,6 +298,15 @@ async fn connection_secrets_are_stored_sealed_and_never_returned() {
     }
     let (_, one) = send(&app, "acme", &owner, Method::GET, "/api/connections/orders-db").await;
     assert_eq!((one["kind"].as_str(), one["description"].as_str(), one["version"].as_i64()), (Some("postgres"), Some("The orders database."), Some(1)));
+    assert_eq!(one["settings"], serde_json::json!({}), "a database URL is a secret as a whole");
+    // What is not a secret is shown, for a form to edit it.
+    let (_, oauth) = send(&app, "acme", &owner, Method::GET, "/api/connections/warehouse-api").await;
+    assert_eq!(
+        oauth["settings"],
+        serde_json::json!({"token_url": "https://auth.warehouse.example/oauth/token", "client_id": "tessera", "scopes": ["inventory.read"], "hosts": []})
+    );
+    let (_, key) = send(&app, "acme", &owner, Method::GET, "/api/connections/shop-webhook-secret").await;
+    assert_eq!(key["settings"], serde_json::json!({"header": "X-Shop-Secret", "hosts": []}));
 
     let rows = app.db().await.query("SELECT secret, key_id FROM t_acme.connections", &[]).await.unwrap();
     assert_eq!(rows.len(), 4);

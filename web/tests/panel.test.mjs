@@ -549,6 +549,32 @@ test('at 390 px wide, by keyboard alone: sign in, open the menu, reach the execu
   }
 });
 
+test('a connection is created from its form, and edited with its secrets never shown', async () => {
+  const { context, page } = await openSignedIn(`${A.slug}.localhost`, '/connections', A.email, A.password);
+  try {
+    await page.getByRole('heading', { name: 'Connections' }).waitFor();
+    await page.getByRole('button', { name: 'New connection' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Name').fill('billing-api');
+    await dialog.getByLabel('Kind').selectOption('basic');
+    await dialog.getByLabel('Username').fill('bob');
+    await dialog.getByLabel('Password (secret, write-only)').fill('pw-never-shown');
+    await dialog.getByRole('button', { name: 'Save connection' }).click();
+    await page.getByRole('button', { name: 'Edit billing-api' }).click();
+    // The plain fields come back filled in; the secret does not.
+    const edit = page.getByRole('dialog');
+    await edit.getByLabel('Username').and(page.locator('[value="bob"]')).waitFor();
+    assert.equal(await edit.getByLabel('Password (secret, write-only)').inputValue(), '');
+    const html = await page.content();
+    assert.ok(!html.includes('pw-never-shown'), 'the secret is nowhere in the page');
+    const one = await ok(request(`${A.slug}.localhost`, 'GET', '/api/connections/billing-api', { token: tokenA }), 'read the connection');
+    assert.deepEqual(one.settings, { username: 'bob', hosts: [] });
+    assert.ok(!JSON.stringify(one).includes('pw-never-shown'));
+  } finally {
+    await context.close();
+  }
+});
+
 test('no page broke the Content-Security-Policy or threw', () => {
   assert.deepEqual(cspViolations, []);
   assert.deepEqual(pageErrors, []);

@@ -1,7 +1,8 @@
 //! A tenant's connections: credentials for external systems, stored sealed
-//! (see `sealing`) and never returned. The API shows what a connection is
-//! (kind, description, version), not what it holds. Viewers read; editors
-//! and above write.
+//! (see `sealing`); their secrets are never returned. The API shows what a
+//! connection is (kind, description, version) and, for one connection, the
+//! fields its kind names as not secret (`ConnectionSpec::settings`), never
+//! the rest. Viewers read; editors and above write.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -107,11 +108,25 @@ pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<Connection
     Ok(rows.iter().map(from_row).collect())
 }
 
-pub async fn get(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<ConnectionInfo, ResourceError> {
+/// One connection: what [`list`] shows, and the fields of its spec that
+/// are not secrets (`ConnectionSpec::settings`), so a form can edit it.
+#[derive(Debug, Serialize)]
+pub struct ConnectionDetail {
+    #[serde(flatten)]
+    pub info: ConnectionInfo,
+    pub settings: serde_json::Value,
+}
+
+pub async fn get(db: &TenantDb, keys: &KeyRing, caller: &TenantCaller, name: &str) -> Result<ConnectionDetail, ResourceError> {
     let name = parse_name(KIND, name)?;
     let sql = format!("SELECT {COLUMNS} FROM @tenant.connections WHERE name = $1");
     let rows = db.statement(&caller.tenant, &sql, &[&name.as_str()]).await?;
-    rows.first().map(from_row).ok_or_else(|| not_found(name.as_str()))
+    let info = rows.first().map(from_row).ok_or_else(|| not_found(name.as_str()))?;
+    let settings = match open(db, keys, &caller.tenant, &name).await? {
+        Some(connection) => connection.spec.settings(),
+        None => serde_json::json!({}),
+    };
+    Ok(ConnectionDetail { info, settings })
 }
 
 pub async fn delete(db: &TenantDb, changes: &DefinitionChanges, caller: &TenantCaller, name: &str) -> Result<(), ResourceError> {

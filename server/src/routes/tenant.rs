@@ -247,7 +247,7 @@ async fn list_connections(state: web::Data<AppState>, caller: TenantCaller) -> R
 }
 
 async fn get_connection(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
-    Ok(HttpResponse::Ok().json(connections::get(&state.tenant_db, &caller, &name).await?))
+    Ok(HttpResponse::Ok().json(connections::get(&state.tenant_db, &state.sealing, &caller, &name).await?))
 }
 
 async fn delete_connection(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {

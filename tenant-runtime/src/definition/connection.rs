@@ -57,6 +57,26 @@ impl ConnectionSpec {
     }
 }
 
+impl ConnectionSpec {
+    /// The fields that are not secrets, named one by one per kind (never
+    /// "everything but the secrets", so a field added later stays hidden
+    /// until it is listed here): what the API shows of a connection, so a
+    /// form can edit it without its secrets.
+    pub fn settings(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Self::ApiKey(c) => json!({"header": c.header, "hosts": c.hosts}),
+            Self::Basic(c) => json!({"username": c.username, "hosts": c.hosts}),
+            Self::Bearer(c) => json!({"hosts": c.hosts}),
+            Self::OAuth2ClientCredentials(c) => {
+                json!({"token_url": c.token_url, "client_id": c.client_id, "scopes": c.scopes, "hosts": c.hosts})
+            }
+            // The URL as a whole is the secret (it holds the password).
+            Self::Postgres(_) | Self::Amqp(_) => json!({}),
+        }
+    }
+}
+
 /// What a connection connects to, without its credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConnectionKind {
@@ -185,6 +205,25 @@ pub struct AmqpConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_hold_no_secret_and_every_plain_field() {
+        let specs = [
+            (r#"{"api_key": {"header": "X-Api-Key", "value": "s3cr3t", "hosts": ["api.example.com"]}}"#, r#"{"header":"X-Api-Key","hosts":["api.example.com"]}"#),
+            (r#"{"basic": {"username": "bob", "password": "s3cr3t"}}"#, r#"{"hosts":[],"username":"bob"}"#),
+            (r#"{"bearer": {"token": "s3cr3t"}}"#, r#"{"hosts":[]}"#),
+            (
+                r#"{"oauth2_client_credentials": {"token_url": "https://a/t", "client_id": "id", "client_secret": "s3cr3t", "scopes": ["r"]}}"#,
+                r#"{"client_id":"id","hosts":[],"scopes":["r"],"token_url":"https://a/t"}"#,
+            ),
+            (r#"{"postgres": {"url": "postgres://u:s3cr3t@h/db"}}"#, "{}"),
+            (r#"{"amqp": {"url": "amqp://u:s3cr3t@h"}}"#, "{}"),
+        ];
+        for (json, settings) in specs {
+            let spec: ConnectionSpec = serde_json::from_str(json).unwrap();
+            assert_eq!(spec.settings().to_string(), settings, "{json}");
+        }
+    }
 
     #[test]
     fn debug_masks_every_secret() {

@@ -1,4 +1,4 @@
-import { useId, useState } from 'react';
+import { useEffect, useId, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, formatTime, type Page } from '../api';
 import { useRole } from '../auth';
@@ -48,6 +48,19 @@ function ConnectionForm({ existing, onDone }: { existing: Connection | null; onD
   const [description, setDescription] = useState(existing?.description ?? '');
   const [kind, setKind] = useState(existing?.kind && CONNECTION_KINDS[existing.kind] ? existing.kind : 'bearer');
   const [values, setValues] = useState<Record<string, string>>({});
+  // An existing connection's fields that are not secrets (`settings`), to edit; its secrets are never sent back.
+  const detail = useQuery({
+    queryKey: ['connection', existing?.name],
+    queryFn: () => api<Connection & { settings: Record<string, unknown> }>(`/api/connections/${encodeURIComponent(existing!.name)}`),
+    enabled: !!existing,
+  });
+  useEffect(() => {
+    const settings = detail.data?.settings;
+    if (!settings) return;
+    const filled: Record<string, string> = {};
+    for (const [k, v] of Object.entries(settings)) filled[k] = Array.isArray(v) ? v.join('\n') : String(v ?? '');
+    setValues((current) => ({ ...filled, ...current }));
+  }, [detail.data]);
   const id = useId();
   const save = useMutation({
     mutationFn: () => {
@@ -93,7 +106,7 @@ function ConnectionForm({ existing, onDone }: { existing: Connection | null; onD
           ))}
         </select>
       </div>
-      {existing ? <p className="muted small">Secrets are never shown. Enter every field again to replace this connection (version {existing.version}).</p> : null}
+      {existing ? <p className="muted small">Secrets are never shown: enter them again to save a new version (this is version {existing.version}).</p> : null}
       {CONNECTION_KINDS[kind]!.fields.map((f) => (
         <div className="field" key={`${kind}-${f.key}`}>
           <label htmlFor={`${id}-${f.key}`}>
