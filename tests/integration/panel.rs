@@ -86,6 +86,13 @@ async fn every_node_serves_the_panel_with_its_content_types_caching_and_csp() {
     }
     let (status, body) = status_and_json(app.request_with_host(Method::POST, &tenant_host, "/settings")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{body}");
+    // What a host serves, for the panel to choose between its two faces.
+    let (_, tenant) = status_and_json(app.request_with_host(Method::GET, &tenant_host, "/api/host")).await;
+    assert_eq!(tenant, json!({"kind": "tenant", "tenant": "acme"}));
+    let (_, platform) = status_and_json(app.request_with_host(Method::GET, &platform_host, "/api/host")).await;
+    assert_eq!(platform, json!({"kind": "platform"}));
+    let (status, body) = status_and_json(app.request_with_host(Method::GET, &format!("nobody.localhost:{}", app.port), "/api/host")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("tenant_not_found")), "{body}");
     // An unknown tenant's host gets no panel either.
     let response = page(&app, &format!("nobody.localhost:{}", app.port), "/").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);

@@ -18,15 +18,32 @@ const queryClient = new QueryClient({
   },
 });
 
-const slug = tenantSlugFromHost(window.location.hostname);
-const kind = slug ? 'tenant' : 'platform';
+/**
+ * Which face this host shows: the server says (`GET /api/host`), whatever
+ * the base domain's shape; the host name's shape is only the fallback when
+ * it cannot be asked.
+ */
+async function hostSlug(): Promise<string | null> {
+  try {
+    const response = await fetch('/api/host', { headers: { accept: 'application/json' } });
+    if (response.ok) {
+      const body = (await response.json()) as { kind: string; tenant?: string };
+      return body.kind === 'tenant' && body.tenant ? body.tenant : null;
+    }
+  } catch {
+    // fall through to the name's shape
+  }
+  return tenantSlugFromHost(window.location.hostname);
+}
 
-createRoot(document.getElementById('root')!).render(
-  <StrictMode>
-    <QueryClientProvider client={queryClient}>
-      <BrowserRouter>
-        <AuthProvider kind={kind}>{slug ? <TenantApp slug={slug} /> : <PlatformApp />}</AuthProvider>
-      </BrowserRouter>
-    </QueryClientProvider>
-  </StrictMode>,
-);
+hostSlug().then((slug) => {
+  createRoot(document.getElementById('root')!).render(
+    <StrictMode>
+      <QueryClientProvider client={queryClient}>
+        <BrowserRouter>
+          <AuthProvider kind={slug ? 'tenant' : 'platform'}>{slug ? <TenantApp slug={slug} /> : <PlatformApp />}</AuthProvider>
+        </BrowserRouter>
+      </QueryClientProvider>
+    </StrictMode>,
+  );
+});

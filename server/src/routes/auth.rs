@@ -31,3 +31,18 @@ pub async fn login(req: HttpRequest, state: web::Data<AppState>, body: web::Json
     Ok(HttpResponse::Ok().json(token))
 }
 
+
+/// `GET /api/host` (anyone): what this host serves, so the panel knows
+/// whether it is a tenant's or the platform console without guessing from
+/// the name: `{"kind": "tenant", "tenant": "acme"}` (a tenant that exists)
+/// or `{"kind": "platform"}`. It tells nothing the `Host` header does not.
+pub async fn host(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let target = req.extensions().get::<HostTarget>().cloned();
+    Ok(match target {
+        Some(HostTarget::Platform) => HttpResponse::Ok().json(serde_json::json!({"kind": "platform"})),
+        _ => {
+            let TenantHost(tenant) = TenantHost::extract(&req).await?;
+            HttpResponse::Ok().json(serde_json::json!({"kind": "tenant", "tenant": tenant.slug.as_str()}))
+        }
+    })
+}

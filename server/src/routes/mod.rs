@@ -39,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
         .service(
             web::scope("/api")
                 .route("/auth/login", web::post().to(auth::login))
+                .route("/host", web::get().to(auth::host))
                 .route("/me", web::get().to(tenant::me))
                 .configure(tenant::configure)
                 .configure(platform::configure),
