@@ -2,7 +2,9 @@
 # Hostile input at scale: every property test named `hostile_*` (definition
 # parser, expression compiler and evaluator, host classifier, webhook body
 # readers), run in release mode with enough cases that TOTAL inputs are
-# tried altogether (default 10,000,000). The same tests run in
+# tried altogether (default 10,000,000). Only property tests may carry that
+# prefix: a plain test selected with them would be counted for inputs it
+# never takes. The same tests run in
 # `cargo test --workspace` with proptest's small default budget.
 #
 # A failure prints proptest's minimal failing input and exits 1; nothing

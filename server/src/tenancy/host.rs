@@ -129,7 +129,7 @@ mod tests {
     }
 
     #[test]
-    fn hostile_hosts() {
+    fn malformed_and_foreign_hosts_are_refused() {
         let long = format!("{}.localhost", "a".repeat(300));
         assert_eq!(classify(None, "localhost"), Err(HostError::Missing));
         assert_eq!(classify(Some(""), "localhost"), Err(HostError::Missing));
