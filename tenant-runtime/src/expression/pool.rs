@@ -151,7 +151,7 @@ impl Pool {
             }
             busy.fetch_add(1, Ordering::Relaxed);
             let flag = cancel.clone();
-            let result = panic::catch_unwind(AssertUnwindSafe(|| share::drawing_on(cpu, &flag, || sandbox::cancelled_by(cancel, work))));
+            let result = panic::catch_unwind(AssertUnwindSafe(|| share::drawing_on(cpu, &flag, sandbox::MAX_TIME, || sandbox::cancelled_by(cancel, work))));
             busy.fetch_sub(1, Ordering::Relaxed);
             let _ = reply.send(result.map_err(|panic| PoolError::Panicked(panic_text(panic.as_ref()))));
         })

@@ -116,17 +116,22 @@ thread_local! {
 }
 
 /// Run `work` with this thread's evaluations drawing on `share`. A tenant
-/// in debt first waits until it is back within its share (unless `cancel`
-/// is raised meanwhile); whatever `work` used is charged when it ends, so
+/// in debt first waits until it is back within its share, for at most
+/// `longest_wait` (an evaluation's own deadline: a tenant whose share is
+/// tiny and whose debt is large must not hold the thread for hours; past
+/// it the meter paces the evaluation until its deadline stops it), and not
+/// once `cancel` is raised. Whatever `work` used is charged when it ends, so
 /// short evaluations, the conversion of a result and the drop of what an
 /// evaluation built count too.
-pub(crate) fn drawing_on<T>(share: Arc<CpuShare>, cancel: &AtomicBool, work: impl FnOnce() -> T) -> T {
+pub(crate) fn drawing_on<T>(share: Arc<CpuShare>, cancel: &AtomicBool, longest_wait: Duration, work: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
     loop {
         let owed = share.charge(Duration::ZERO);
-        if owed.is_zero() || cancel.load(Ordering::Relaxed) {
+        let left = longest_wait.saturating_sub(started.elapsed());
+        if owed.is_zero() || left.is_zero() || cancel.load(Ordering::Relaxed) {
             break;
         }
-        std::thread::sleep(owed.min(NAP));
+        std::thread::sleep(owed.min(NAP).min(left));
     }
     CHARGED_AT.set(thread_cpu_time());
     let before = CURRENT.replace(Some(share));
@@ -192,11 +197,26 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_deep_in_debt_waits_no_longer_than_its_longest_wait() {
+        // A thousandth of a core, a second owed: paying it would take 1,000 s.
+        let share = Arc::new(CpuShare::new(CpuBudget { burst: Duration::ZERO, share: 0.001 }));
+        share.charge(Duration::from_secs(1));
+        let started = Instant::now();
+        assert_eq!(drawing_on(share.clone(), &AtomicBool::new(false), Duration::from_millis(100), || 7), 7);
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(100) && waited < Duration::from_secs(2), "{waited:?}");
+        // A cancel ends the wait at once.
+        let started = Instant::now();
+        drawing_on(share, &AtomicBool::new(true), Duration::from_secs(60), || ());
+        assert!(started.elapsed() < Duration::from_millis(50));
+    }
+
+    #[test]
     fn a_busy_loop_drawing_on_a_small_share_is_paced_to_it() {
         let share = Arc::new(CpuShare::new(CpuBudget { burst: Duration::from_millis(20), share: 0.25 }));
         let started = Instant::now();
         let cpu_before = thread_cpu_time();
-        drawing_on(share, &AtomicBool::new(false), || {
+        drawing_on(share, &AtomicBool::new(false), Duration::from_secs(1), || {
             while started.elapsed() < Duration::from_millis(400) {
                 let nap = pace();
                 if nap.is_zero() {
