@@ -48,7 +48,8 @@ pub async fn asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 /// a JSON 404 for everything else.
 pub async fn fallback(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let path = req.path();
-    let outside_api = !["/api", "/hooks", "/assets", "/bench"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let under = |prefix: &str| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    let outside_api = !["/api", "/hooks", "/assets", "/bench"].into_iter().any(under);
     if !(outside_api && (req.method() == Method::GET || req.method() == Method::HEAD)) {
         return Err(ApiError::not_found("not_found", "no such endpoint"));
     }

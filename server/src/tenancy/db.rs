@@ -181,23 +181,20 @@ impl TenantTx {
     /// `Drop` sends a ROLLBACK after it (a no-op once the COMMIT went
     /// through), so the session never returns to the pool inside a
     /// transaction.
-    pub async fn commit(mut self) -> Result<(), DbError> {
-        if self.begun {
-            let client = self.client.as_ref().expect("transaction is live until consumed");
-            client.batch_execute("COMMIT").await?;
-        }
-        self.client.take();
-        Ok(())
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.end("COMMIT").await
     }
-}
 
-impl TenantTx {
     /// Roll back, waiting for the answer (dropping the transaction rolls
     /// back too, later and unobserved).
-    pub async fn rollback(mut self) -> Result<(), DbError> {
+    pub async fn rollback(self) -> Result<(), DbError> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(mut self, statement: &str) -> Result<(), DbError> {
         if self.begun {
             let client = self.client.as_ref().expect("transaction is live until consumed");
-            client.batch_execute("ROLLBACK").await?;
+            client.batch_execute(statement).await?;
         }
         self.client.take();
         Ok(())

@@ -1,6 +1,6 @@
 import { Component, useEffect, useId, useMemo, useState, type ErrorInfo, type ReactNode } from 'react';
 import * as Dialog from '@radix-ui/react-dialog';
-import { ApiError, errorText } from '../api';
+import { ApiError, errorText, ROLES, roleAtLeast, type Role } from '../api';
 
 export function ErrorBox({ error, title }: { error: unknown; title?: string }) {
   if (!error) return null;
@@ -194,4 +194,43 @@ export function useDocumentTitle(title: string) {
 
 export function errorMessage(e: unknown) {
   return errorText(e);
+}
+
+/**
+ * A table's header row: a column per label, then, when `actions`, an
+ * unlabelled column for the row's buttons (named for screen readers).
+ */
+export function TableHead({ columns, actions = false }: { columns: string[]; actions?: boolean }) {
+  return (
+    <thead>
+      <tr>
+        {columns.map((c) => (
+          <th scope="col" key={c}>
+            {c}
+          </th>
+        ))}
+        {actions ? (
+          <th scope="col">
+            <span className="sr-only">Actions</span>
+          </th>
+        ) : null}
+      </tr>
+    </thead>
+  );
+}
+
+/** The roles a caller of `myRole` may give (never one above their own), as a labelled field. */
+export function RoleField({ id, value, myRole, onChange }: { id: string; value: Role; myRole: Role | undefined; onChange(role: Role): void }) {
+  return (
+    <div className="field">
+      <label htmlFor={id}>Role</label>
+      <select id={id} value={value} onChange={(e) => onChange(e.target.value as Role)}>
+        {ROLES.filter((r) => roleAtLeast(myRole, r)).map((r) => (
+          <option key={r} value={r}>
+            {r}
+          </option>
+        ))}
+      </select>
+    </div>
+  );
 }

@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, formatTime } from '../api';
-import { ConfirmDialog, ErrorBox, Loading, useDocumentTitle } from '../components/common';
+import { ConfirmDialog, ErrorBox, Loading, TableHead, useDocumentTitle } from '../components/common';
 
 interface ClusterNode {
   id: string;
@@ -41,21 +41,7 @@ export function ClusterPage() {
             <h2 id="nodes-h">Nodes</h2>
             <div className="table-wrap">
               <table>
-                <thead>
-                  <tr>
-                    <th scope="col">Node</th>
-                    <th scope="col">Address</th>
-                    <th scope="col">Health</th>
-                    <th scope="col">State</th>
-                    <th scope="col">Tenants</th>
-                    <th scope="col">Queue depth</th>
-                    <th scope="col">Heartbeat</th>
-                    <th scope="col">Version</th>
-                    <th scope="col">
-                      <span className="sr-only">Actions</span>
-                    </th>
-                  </tr>
-                </thead>
+                <TableHead columns={['Node', 'Address', 'Health', 'State', 'Tenants', 'Queue depth', 'Heartbeat', 'Version']} actions />
                 <tbody>
                   {c.nodes.map((n) => (
                     <tr key={n.id}>
@@ -84,14 +70,7 @@ export function ClusterPage() {
             <h2 id="leases-h">Tenant leases</h2>
             <div className="table-wrap">
               <table>
-                <thead>
-                  <tr>
-                    <th scope="col">Tenant</th>
-                    <th scope="col">Node</th>
-                    <th scope="col">Epoch</th>
-                    <th scope="col">Expires</th>
-                  </tr>
-                </thead>
+                <TableHead columns={['Tenant', 'Node', 'Epoch', 'Expires']} />
                 <tbody>
                   {c.leases.map((l) => (
                     <tr key={l.tenant}>

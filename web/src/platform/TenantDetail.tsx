@@ -2,7 +2,7 @@ import { useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, formatTime } from '../api';
-import { ErrorBox, Loading, useDocumentTitle } from '../components/common';
+import { ErrorBox, Loading, TableHead, useDocumentTitle } from '../components/common';
 import { TenantActions, type Tenant } from './Tenants';
 
 interface Limits {
@@ -158,15 +158,7 @@ function ExecutionsPerDay({ slug }: { slug: string }) {
       {q.data && q.data.days.length > 0 ? (
         <div className="table-wrap">
           <table data-testid="executions-per-day">
-            <thead>
-              <tr>
-                <th scope="col">Day</th>
-                <th scope="col">Executions</th>
-                <th scope="col">Succeeded</th>
-                <th scope="col">Failed</th>
-                <th scope="col">Cancelled</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Day', 'Executions', 'Succeeded', 'Failed', 'Cancelled']} />
             <tbody>
               {q.data.days.map((d) => (
                 <tr key={d.day}>
@@ -213,17 +205,7 @@ export function TenantDetail() {
         {limits.data ? (
           <div className="table-wrap">
             <table>
-              <thead>
-                <tr>
-                  <th scope="col">Limit</th>
-                  <th scope="col">Value</th>
-                  <th scope="col">Source</th>
-                  <th scope="col">Default</th>
-                  <th scope="col">
-                    <span className="sr-only">Actions</span>
-                  </th>
-                </tr>
-              </thead>
+              <TableHead columns={['Limit', 'Value', 'Source', 'Default']} actions />
               <tbody>
                 {Object.entries(limits.data.limits).map(([k, v]) => (
                   <LimitRow key={`${k}:${v}`} slug={slug} name={k} value={v} def={limits.data.defaults[k] ?? v} overridden={limits.data.overridden.includes(k)} />

@@ -2,7 +2,7 @@ import { useState } from 'react';
 import { Link } from 'react-router';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, formatTime, type Page } from '../api';
-import { ConfirmDialog, ErrorBox, Loading, Modal, useDocumentTitle } from '../components/common';
+import { ConfirmDialog, ErrorBox, Loading, Modal, TableHead, useDocumentTitle } from '../components/common';
 
 export interface Tenant {
   id: string;
@@ -147,18 +147,7 @@ export function TenantsPage() {
       {q.data ? (
         <div className="table-wrap">
           <table>
-            <thead>
-              <tr>
-                <th scope="col">Slug</th>
-                <th scope="col">Name</th>
-                <th scope="col">Status</th>
-                <th scope="col">Schema</th>
-                <th scope="col">Created</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Slug', 'Name', 'Status', 'Schema', 'Created']} actions />
             <tbody>
               {items.map((t) => (
                 <tr key={t.slug} data-testid={`tenant-${t.slug}`}>

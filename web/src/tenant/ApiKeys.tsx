@@ -1,8 +1,8 @@
 import { useId, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { api, formatTime, ROLES, roleAtLeast, type Page, type Role } from '../api';
+import { api, formatTime, type Page, type Role } from '../api';
 import { useRole } from '../auth';
-import { ConfirmDialog, ErrorBox, Loading, Modal, useDocumentTitle } from '../components/common';
+import { ConfirmDialog, ErrorBox, Loading, Modal, RoleField, TableHead, useDocumentTitle } from '../components/common';
 
 interface ApiKey {
   id: string;
@@ -38,16 +38,7 @@ function NewKey({ onCreated, myRole }: { onCreated(k: ApiKey): void; myRole: Rol
         <label htmlFor={`${id}-n`}>Key name</label>
         <input id={`${id}-n`} value={name} onChange={(e) => setName(e.target.value)} required />
       </div>
-      <div className="field">
-        <label htmlFor={`${id}-r`}>Role</label>
-        <select id={`${id}-r`} value={role} onChange={(e) => setRole(e.target.value as Role)}>
-          {ROLES.filter((r) => roleAtLeast(myRole, r)).map((r) => (
-            <option key={r} value={r}>
-              {r}
-            </option>
-          ))}
-        </select>
-      </div>
+      <RoleField id={`${id}-r`} value={role} myRole={myRole} onChange={setRole} />
       <ErrorBox error={create.error} title="Not created" />
       <div className="dialog-actions">
         <button type="submit" className="primary" disabled={create.isPending}>
@@ -132,18 +123,7 @@ export function ApiKeysPage() {
       {q.data && q.data.items.length ? (
         <div className="table-wrap">
           <table>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Prefix</th>
-                <th scope="col">Role</th>
-                <th scope="col">Created</th>
-                <th scope="col">Last used</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Name', 'Prefix', 'Role', 'Created', 'Last used']} actions />
             <tbody>
               {q.data.items.map((k) => (
                 <tr key={k.id}>

@@ -2,7 +2,7 @@ import { useEffect, useId, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, formatTime, type Page } from '../api';
 import { useRole } from '../auth';
-import { ConfirmDialog, ErrorBox, Loading, Modal, useDocumentTitle } from '../components/common';
+import { ConfirmDialog, ErrorBox, Loading, Modal, TableHead, useDocumentTitle } from '../components/common';
 
 interface Connection {
   name: string;
@@ -194,20 +194,7 @@ export function ConnectionsPage() {
       {q.data && q.data.items.length ? (
         <div className="table-wrap">
           <table>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Description</th>
-                <th scope="col">Version</th>
-                <th scope="col">Updated</th>
-                {canEdit ? (
-                  <th scope="col">
-                    <span className="sr-only">Actions</span>
-                  </th>
-                ) : null}
-              </tr>
-            </thead>
+            <TableHead columns={['Name', 'Kind', 'Description', 'Version', 'Updated']} actions={canEdit} />
             <tbody>
               {q.data.items.map((c) => (
                 <tr key={c.name}>

@@ -3,7 +3,7 @@ import { Link, useNavigate, useParams } from 'react-router';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, durationMs, formatDuration, formatTime, isFinished, type Execution, type Integration } from '../api';
 import { useRole } from '../auth';
-import { ErrorBox, JsonView, Loading, StateBadge, useDocumentTitle } from '../components/common';
+import { ErrorBox, JsonView, Loading, StateBadge, TableHead, useDocumentTitle } from '../components/common';
 import { GraphSection } from './Integration';
 import { matchingSteps } from '../graph/layout';
 
@@ -139,16 +139,7 @@ export function ExecutionPage() {
             {ex.steps.length === 0 ? <p className="muted">No step has run yet.</p> : null}
             <div className="table-wrap">
               <table>
-                <thead>
-                  <tr>
-                    <th scope="col">Step</th>
-                    <th scope="col">State</th>
-                    <th scope="col">Attempt</th>
-                    <th scope="col">Started</th>
-                    <th scope="col">Finished</th>
-                    <th scope="col">Duration</th>
-                  </tr>
-                </thead>
+                <TableHead columns={['Step', 'State', 'Attempt', 'Started', 'Finished', 'Duration']} />
                 <tbody>
                   {ex.steps.map((s) => (
                     <tr key={s.path}>

@@ -2,7 +2,7 @@ import { useMemo } from 'react';
 import { Link, useSearchParams } from 'react-router';
 import { useInfiniteQuery } from '@tanstack/react-query';
 import { api, durationMs, EXECUTION_STATES, formatDuration, formatTime, type ExecutionSummary, type Page } from '../api';
-import { ErrorBox, Loading, StateBadge, useDocumentTitle } from '../components/common';
+import { ErrorBox, Loading, StateBadge, TableHead, useDocumentTitle } from '../components/common';
 
 /** A `datetime-local` value (the browser's time zone) as RFC 3339, or nothing. */
 function isoOf(local: string): string | undefined {
@@ -76,16 +76,7 @@ export function ExecutionsPage() {
       {rows.length > 0 ? (
         <div className="table-wrap">
           <table className="executions">
-            <thead>
-              <tr>
-                <th scope="col">Execution</th>
-                <th scope="col">Integration</th>
-                <th scope="col">Version</th>
-                <th scope="col">State</th>
-                <th scope="col">Created</th>
-                <th scope="col">Duration</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Execution', 'Integration', 'Version', 'State', 'Created', 'Duration']} />
             <tbody>
               {rows.map((e) => (
                 <tr key={e.id} data-testid="execution-row">

@@ -3,7 +3,7 @@ import { Link, useNavigate, useParams } from 'react-router';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, formatTime, readingOrder, type Definition, type Integration, type Page, type VersionSummary } from '../api';
 import { useRole } from '../auth';
-import { ConfirmDialog, ErrorBox, Loading, Modal, useDocumentTitle } from '../components/common';
+import { ConfirmDialog, ErrorBox, Loading, Modal, TableHead, useDocumentTitle } from '../components/common';
 
 const FlowGraph = lazy(() => import('../graph/FlowGraph'));
 const VersionDiff = lazy(() => import('./VersionDiff'));
@@ -113,16 +113,7 @@ function Versions({ name, current }: { name: string; current: number }) {
       ) : null}
       <div className="table-wrap">
         <table>
-          <thead>
-            <tr>
-              <th scope="col">Version</th>
-              <th scope="col">Created</th>
-              <th scope="col">By</th>
-              <th scope="col">
-                <span className="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <TableHead columns={['Version', 'Created', 'By']} actions />
           <tbody>
             {list.map((v) => (
               <tr key={v.version} data-testid={`version-${v.version}`}>

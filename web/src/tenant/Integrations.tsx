@@ -3,7 +3,7 @@ import { Link } from 'react-router';
 import { useQuery } from '@tanstack/react-query';
 import { api, formatTime, type ExecutionSummary, type IntegrationSummary, type Page } from '../api';
 import { useRole } from '../auth';
-import { ErrorBox, Loading, StateBadge, useDocumentTitle } from '../components/common';
+import { ErrorBox, Loading, StateBadge, TableHead, useDocumentTitle } from '../components/common';
 
 function LastRun({ name, given }: { name: string; given?: IntegrationSummary["last_run"] }) {
   const q = useQuery({
@@ -55,15 +55,7 @@ export function IntegrationsPage() {
       {items.length > 0 ? (
         <div className="table-wrap">
           <table>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Enabled</th>
-                <th scope="col">Version</th>
-                <th scope="col">Last run</th>
-                <th scope="col">Updated</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Name', 'Enabled', 'Version', 'Last run', 'Updated']} />
             <tbody>
               {items.map((i) => (
                 <tr key={i.name}>

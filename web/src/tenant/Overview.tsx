@@ -2,7 +2,7 @@ import { lazy, Suspense, useState } from 'react';
 import { Link } from 'react-router';
 import { useQuery } from '@tanstack/react-query';
 import { api, ApiError, formatDuration } from '../api';
-import { ErrorBox, Loading, useDocumentTitle } from '../components/common';
+import { ErrorBox, Loading, TableHead, useDocumentTitle } from '../components/common';
 
 const SeriesChart = lazy(() => import('./SeriesChart'));
 
@@ -97,13 +97,7 @@ export function Overview() {
             <h2 id="failing-h">Failing most</h2>
             {s.failing?.length ? (
               <table>
-                <thead>
-                  <tr>
-                    <th scope="col">Integration</th>
-                    <th scope="col">Failed</th>
-                    <th scope="col">Of</th>
-                  </tr>
-                </thead>
+                <TableHead columns={['Integration', 'Failed', 'Of']} />
                 <tbody>
                   {s.failing.map((f) => (
                     <tr key={f.integration}>

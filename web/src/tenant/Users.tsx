@@ -2,7 +2,7 @@ import { useId, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, formatTime, ROLES, roleAtLeast, type Page, type Role } from '../api';
 import { useAuth, useRole } from '../auth';
-import { ConfirmDialog, ErrorBox, Loading, Modal, useDocumentTitle } from '../components/common';
+import { ConfirmDialog, ErrorBox, Loading, Modal, RoleField, TableHead, useDocumentTitle } from '../components/common';
 
 interface User {
   id: string;
@@ -47,16 +47,7 @@ function NewUser({ onDone, myRole }: { onDone(): void; myRole: Role }) {
         <label htmlFor={`${id}-p`}>Password</label>
         <input id={`${id}-p`} type="password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.target.value)} required minLength={8} />
       </div>
-      <div className="field">
-        <label htmlFor={`${id}-r`}>Role</label>
-        <select id={`${id}-r`} value={role} onChange={(e) => setRole(e.target.value as Role)}>
-          {ROLES.filter((r) => roleAtLeast(myRole, r)).map((r) => (
-            <option key={r} value={r}>
-              {r}
-            </option>
-          ))}
-        </select>
-      </div>
+      <RoleField id={`${id}-r`} value={role} myRole={myRole} onChange={setRole} />
       <ErrorBox error={create.error} title="Not created" />
       <div className="dialog-actions">
         <button type="button" onClick={onDone}>
@@ -120,19 +111,7 @@ export function UsersPage() {
       {q.data ? (
         <div className="table-wrap">
           <table>
-            <thead>
-              <tr>
-                <th scope="col">Email</th>
-                <th scope="col">Name</th>
-                <th scope="col">Role</th>
-                <th scope="col">Created</th>
-                {isAdmin ? (
-                  <th scope="col">
-                    <span className="sr-only">Actions</span>
-                  </th>
-                ) : null}
-              </tr>
-            </thead>
+            <TableHead columns={['Email', 'Name', 'Role', 'Created']} actions={isAdmin} />
             <tbody>
               {q.data.items.map((u) => (
                 <tr key={u.id}>

@@ -2,7 +2,7 @@ import { useId, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, formatTime, type Page } from '../api';
 import { useRole } from '../auth';
-import { ConfirmDialog, ErrorBox, Loading, Modal, useDocumentTitle } from '../components/common';
+import { ConfirmDialog, ErrorBox, Loading, Modal, TableHead, useDocumentTitle } from '../components/common';
 
 interface Variable {
   name: string;
@@ -94,19 +94,7 @@ export function VariablesPage() {
       {q.data && q.data.items.length ? (
         <div className="table-wrap">
           <table>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Value</th>
-                <th scope="col">Description</th>
-                <th scope="col">Updated</th>
-                {canEdit ? (
-                  <th scope="col">
-                    <span className="sr-only">Actions</span>
-                  </th>
-                ) : null}
-              </tr>
-            </thead>
+            <TableHead columns={['Name', 'Value', 'Description', 'Updated']} actions={canEdit} />
             <tbody>
               {q.data.items.map((v) => (
                 <tr key={v.name}>
