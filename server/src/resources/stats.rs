@@ -24,7 +24,8 @@ impl Window {
         match text {
             "24h" => Ok(Self::Day),
             "7d" => Ok(Self::Week),
-            other => Err(ResourceError::Invalid { field: "window", message: format!("`{other}` is not one of 24h, 7d") }),
+            // The caller's text is not echoed: it may be anything, of any length.
+            _ => Err(ResourceError::Invalid { field: "window", message: "must be 24h or 7d".into() }),
         }
     }
 
