@@ -51,7 +51,7 @@ def settle(ports):
     while time.monotonic() < deadline:
         by_node = leases(call(ports[0], "GET", "/api/platform/cluster", token))
         held = sum(len(t) for t in by_node.values())
-        running = [len(call(p, "GET", "/api/platform/node", token)["workers"]) for p in ports]
+        running = [len(call(p, "GET", "/api/platform/node", token)["tenants"]) for p in ports]
         if held == TENANTS and all(len(by_node.get(i, ())) >= low for i in ids) and sum(running) == TENANTS:
             return
         time.sleep(0.2)
@@ -77,7 +77,7 @@ def kill(victim_pid, victim_port, survivors):
             leased = now
         running = set()
         for port in survivors:
-            running |= {w["tenant"] for w in call(port, "GET", "/api/platform/node", token)["workers"]}
+            running |= {w["tenant"] for w in call(port, "GET", "/api/platform/node", token)["tenants"]}
         if dead is not None and leased is not None and moving <= running:
             print(json.dumps({"tenants": len(moving), "dead_ms": dead * 1000, "leased_ms": leased * 1000,
                               "running_ms": (time.monotonic() - killed) * 1000}))

@@ -209,6 +209,10 @@ pub struct RuntimeConfig {
     pub intake_per_second: u32,
     /// How many may come at once above that rate (the bucket's size).
     pub intake_burst: u32,
+    /// A tenant worker with nothing to run and no schedule or queue
+    /// trigger stops after this many seconds idle; it starts again when
+    /// work comes (a node runs workers for tenants with work only).
+    pub retire_idle_worker_secs: u64,
 }
 
 /// This node's place in its cluster: membership heartbeats and tenant
@@ -366,6 +370,7 @@ impl Default for RuntimeConfig {
             batch_commits: true,
             intake_per_second: 200,
             intake_burst: 400,
+            retire_idle_worker_secs: 60,
         }
     }
 }

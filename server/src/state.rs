@@ -91,7 +91,10 @@ fn token_keys(config: &Config) -> Result<TokenKeys, StateError> {
 /// The runtime's engine: executions stored in tenant schemas, under the
 /// configured limits.
 fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: ResourceCache, starts: Starts, egress: Arc<Egress>) -> Engine {
-    let limits = Limits { default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)) };
+    let limits = Limits {
+        default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)),
+        retire_idle_after: Duration::from_secs(config.runtime.retire_idle_worker_secs.max(1)),
+    };
     let connections = Arc::new(crate::engine::executions::PgConnections::new(db.clone(), keys, hot));
     let triggers = Arc::new(crate::engine::triggers::PgTriggerStore::new(db.clone(), starts.clone()));
     let store = crate::engine::executions::PgExecutionStore::new(db, fence, starts);

@@ -27,6 +27,6 @@ static ALLOCATOR: expression::CountingAllocator<std::alloc::System> = expression
 
 pub use execution::{Connections, Engine, ExecutionStore, Limits, OpenError, OpenFuture};
 pub use limits::{LimitOverrides, TenantLimits};
-pub use supervisor::{Forwarder, Supervisor, WorkerStatus};
+pub use supervisor::{Forwarder, HeldTenant, Supervisor, WorkerStatus};
 pub use triggers::TriggerStore;
 pub use worker::{RemoteCommand, TenantSpec, WorkerCommand};

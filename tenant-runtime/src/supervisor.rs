@@ -2,9 +2,9 @@
 //! runs on this node.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, OnceLock, PoisonError,
     },
     time::Duration,
@@ -25,6 +25,26 @@ use crate::{
     worker::{self, Drain, RemoteCommand, TenantSpec, WorkerCommand},
 };
 
+/// How a worker retires: it leaves the supervisor, and hands back what
+/// commands reached it meanwhile, to a new worker.
+pub(crate) struct Retire {
+    supervisor: Supervisor,
+    tenant: Uuid,
+    generation: u64,
+}
+
+impl Retire {
+    /// Leave the supervisor, then refuse further commands and pass on the
+    /// ones already queued (each starts a new worker of the tenant).
+    pub(crate) async fn leave(self, mut commands: mpsc::Receiver<WorkerCommand>) {
+        self.supervisor.forget(self.tenant, self.generation);
+        commands.close();
+        while let Ok(command) = commands.try_recv() {
+            self.supervisor.send_here(self.tenant, command).await;
+        }
+    }
+}
+
 const COMMAND_QUEUE: usize = 64;
 /// A worker that panics is restarted after this pause, so a crash loop
 /// cannot spin a core.
@@ -41,6 +61,18 @@ struct Running {
     restarts: u32,
     /// Executions the worker has in hand (running, or waiting for a slot).
     in_flight: Arc<AtomicUsize>,
+    /// Which start of a worker this is: a retiring worker removes its own
+    /// entry only, never the one of a worker started after it.
+    generation: u64,
+}
+
+/// The tenants this node may run (it holds their leases) and the workers
+/// running now: a worker runs for a held tenant that has work, from when
+/// it is wanted or a command comes for it until it retires idle.
+#[derive(Default)]
+struct Workers {
+    running: HashMap<Uuid, Running>,
+    held: HashMap<Uuid, TenantSpec>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +81,15 @@ pub struct WorkerStatus {
     pub tenant: String,
     pub started_at: DateTime<Utc>,
     pub restarts: u32,
+}
+
+/// A tenant this node runs (holds the lease of), and whether its worker
+/// runs now (it runs while the tenant has work).
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldTenant {
+    pub tenant_id: Uuid,
+    pub tenant: String,
+    pub worker: bool,
 }
 
 /// Carries commands for tenants whose worker runs on another node of the
@@ -64,7 +105,8 @@ pub struct Supervisor {
     /// panics (say `spawn` outside a runtime): later callers take it as it
     /// is (`PoisonError::into_inner`) rather than panic in turn, and the
     /// next `reconcile` starts whatever is missing.
-    workers: Arc<Mutex<HashMap<Uuid, Running>>>,
+    workers: Arc<Mutex<Workers>>,
+    generations: Arc<AtomicU64>,
     shutdown: CancellationToken,
     engine: Engine,
     forwarder: Arc<OnceLock<Arc<dyn Forwarder>>>,
@@ -78,7 +120,8 @@ pub struct Supervisor {
 impl Supervisor {
     pub fn new(shutdown: CancellationToken, engine: Engine) -> Self {
         Self {
-            workers: Arc::new(Mutex::new(HashMap::new())),
+            workers: Arc::new(Mutex::new(Workers::default())),
+            generations: Arc::new(AtomicU64::new(0)),
             shutdown,
             engine,
             forwarder: Arc::new(OnceLock::new()),
@@ -93,13 +136,24 @@ impl Supervisor {
         let _ = self.forwarder.set(forwarder);
     }
 
-    /// Converge on `desired`: start missing workers, stop the ones no longer
-    /// wanted, restart the ones that died.
+    /// Run a worker for every tenant of `desired` (tests, and nodes that
+    /// want every held tenant's worker running).
     pub fn reconcile(&self, desired: Vec<TenantSpec>) {
+        let all = desired.iter().map(|s| s.id).collect();
+        self.settle(desired, &all);
+    }
+
+    /// Converge: `held` are the tenants this node may run, `with_work`
+    /// those of them with work stored (`platform.tenant_work`). Start the
+    /// missing workers of tenants with work, restart the ones that died,
+    /// stop those of tenants no longer held. A held tenant without work
+    /// gets a worker when a command comes for it ([`Supervisor::send_here`]).
+    pub fn settle(&self, held: Vec<TenantSpec>, with_work: &HashSet<Uuid>) {
         let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
-        let wanted: HashMap<Uuid, TenantSpec> = desired.into_iter().map(|s| (s.id, s)).collect();
-        workers.retain(|id, running| {
-            let Some(spec) = wanted.get(id).filter(|spec| spec.same_worker(&running.spec)) else {
+        workers.held = held.into_iter().map(|s| (s.id, s)).collect();
+        let Workers { running, held } = &mut *workers;
+        running.retain(|id, running| {
+            let Some(spec) = held.get(id).filter(|spec| spec.same_worker(&running.spec)) else {
                 running.cancel.cancel();
                 return false;
             };
@@ -109,17 +163,19 @@ impl Supervisor {
             }
             true
         });
-        for (id, spec) in wanted {
-            let restarts = match workers.get(&id) {
+        for (id, spec) in held.iter() {
+            let restarts = match running.get(id) {
                 Some(running) if !running.handle.is_finished() => continue,
+                // A worker that retires removes its entry: one left finished died.
                 Some(running) => {
                     tracing::warn!(tenant = %spec.slug, "tenant worker died; restarting");
                     running.restarts + 1
                 }
-                None => 0,
+                None if with_work.contains(id) => 0,
+                None => continue,
             };
-            let running = self.spawn(spec, restarts);
-            workers.insert(id, running);
+            let worker = self.spawn(spec.clone(), restarts);
+            running.insert(*id, worker);
         }
     }
 
@@ -132,13 +188,24 @@ impl Supervisor {
         let engine = self.engine.clone();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let drain = Drain { begun: self.draining.clone(), in_flight: in_flight.clone(), idle: self.idle.clone() };
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        let retire = Retire { supervisor: self.clone(), tenant: spec.id, generation };
         let handle = tokio::spawn(async move {
             if restarts > 0 {
                 tokio::time::sleep(RESTART_BACKOFF).await;
             }
-            worker::run(task_spec, engine, rx, limits_rx, task_cancel, drain).await
+            worker::run(task_spec, engine, rx, limits_rx, task_cancel, drain, retire).await
         });
-        Running { spec, cancel, commands, limits, handle, started_at: Utc::now(), restarts, in_flight }
+        Running { spec, cancel, commands, limits, handle, started_at: Utc::now(), restarts, in_flight, generation }
+    }
+
+    /// A retired worker leaves: its entry goes (only its own, by
+    /// generation), so the next command for its tenant starts a new one.
+    fn forget(&self, tenant: Uuid, generation: u64) {
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        if workers.running.get(&tenant).is_some_and(|r| r.generation == generation) {
+            workers.running.remove(&tenant);
+        }
     }
 
     /// Drain this node: from now on no worker starts an execution (what
@@ -156,7 +223,8 @@ impl Supervisor {
     /// The tenants whose workers still have executions in hand.
     pub fn busy(&self) -> Vec<Uuid> {
         let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
-        workers.iter().filter(|(_, r)| !r.handle.is_finished() && r.in_flight.load(Ordering::Acquire) > 0).map(|(id, _)| *id).collect()
+        let running = workers.running.iter();
+        running.filter(|(_, r)| !r.handle.is_finished() && r.in_flight.load(Ordering::Acquire) > 0).map(|(id, _)| *id).collect()
     }
 
     /// Resolves when a draining worker has finished its last execution
@@ -168,9 +236,26 @@ impl Supervisor {
     pub fn status(&self) -> Vec<WorkerStatus> {
         let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         let mut list: Vec<WorkerStatus> = workers
+            .running
             .iter()
             .filter(|(_, r)| !r.handle.is_finished())
             .map(|(id, r)| WorkerStatus { tenant_id: *id, tenant: r.spec.slug.clone(), started_at: r.started_at, restarts: r.restarts })
+            .collect();
+        list.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        list
+    }
+
+    /// The tenants this node runs, by slug.
+    pub fn held(&self) -> Vec<HeldTenant> {
+        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut list: Vec<HeldTenant> = workers
+            .held
+            .values()
+            .map(|spec| HeldTenant {
+                tenant_id: spec.id,
+                tenant: spec.slug.clone(),
+                worker: workers.running.get(&spec.id).is_some_and(|r| !r.handle.is_finished()),
+            })
             .collect();
         list.sort_by(|a, b| a.tenant.cmp(&b.tenant));
         list
@@ -194,24 +279,60 @@ impl Supervisor {
         }
     }
 
-    /// Send a command to a tenant's worker only if it runs on this node.
-    pub async fn send_here(&self, tenant: Uuid, command: WorkerCommand) -> bool {
-        let sender = self.workers.lock().unwrap_or_else(PoisonError::into_inner).get(&tenant).map(|r| r.commands.clone());
-        match sender {
-            Some(tx) => tx.send(command).await.is_ok(),
+    /// Send a command to a tenant's worker if this node runs the tenant:
+    /// to its worker, started for it when none runs (it retired idle).
+    pub async fn send_here(&self, tenant: Uuid, mut command: WorkerCommand) -> bool {
+        // A worker retiring meanwhile refuses it: the next try starts a new one.
+        for _ in 0..3 {
+            let Some(sender) = self.sender(tenant, true) else { return false };
+            match sender.send(command).await {
+                Ok(()) => return true,
+                Err(mpsc::error::SendError(back)) => command = back,
+            }
+        }
+        false
+    }
+
+    /// Send a command only to a worker running now (none is started).
+    pub async fn send_running(&self, tenant: Uuid, command: WorkerCommand) -> bool {
+        match self.sender(tenant, false) {
+            Some(sender) => sender.send(command).await.is_ok(),
             None => false,
         }
     }
 
+    /// The command channel of `tenant`'s running worker; with `start`, a
+    /// held tenant without one gets a worker.
+    fn sender(&self, tenant: Uuid, start: bool) -> Option<mpsc::Sender<WorkerCommand>> {
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        let restarts = match workers.running.get(&tenant) {
+            Some(running) if !running.handle.is_finished() && !running.commands.is_closed() => return Some(running.commands.clone()),
+            Some(running) => running.restarts + 1,
+            None => 0,
+        };
+        if !start || self.shutdown.is_cancelled() {
+            return None;
+        }
+        let spec = workers.held.get(&tenant)?.clone();
+        let worker = self.spawn(spec, restarts);
+        let sender = worker.commands.clone();
+        workers.running.insert(tenant, worker);
+        Some(sender)
+    }
+
     /// The tenants whose worker runs here.
     pub fn local_tenants(&self) -> Vec<Uuid> {
-        self.workers.lock().unwrap_or_else(PoisonError::into_inner).keys().copied().collect()
+        self.workers.lock().unwrap_or_else(PoisonError::into_inner).running.keys().copied().collect()
     }
 
     /// Stop every worker and wait for them to finish.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
-        let handles: Vec<JoinHandle<()>> = self.workers.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, r)| r.handle).collect();
+        let handles: Vec<JoinHandle<()>> = {
+            let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+            workers.held.clear();
+            workers.running.drain().map(|(_, r)| r.handle).collect()
+        };
         for handle in handles {
             let _ = handle.await;
         }
@@ -328,6 +449,35 @@ mod tests {
         let outcomes = store.outcomes.lock().unwrap();
         assert!(outcomes.contains_key(&woken) && outcomes.contains_key(&unwoken), "the sweep ran the execution nobody woke");
         drop(outcomes);
+        sup.shutdown().await;
+    }
+
+    /// A held tenant without work has no worker until a command comes; an
+    /// idle worker retires once the store agrees, and the tenant's next
+    /// command, or work found at a settle, starts a new one.
+    #[tokio::test(start_paused = true)]
+    async fn workers_run_for_tenants_with_work_and_retire_idle() {
+        use crate::execution::tests::MemoryStore;
+        let store = Arc::new(MemoryStore::default());
+        let mut engine = crate::execution::tests::engine(store.clone());
+        engine.limits.retire_idle_after = Duration::from_secs(5);
+        let sup = Supervisor::new(CancellationToken::new(), engine);
+        let (a, b) = (spec("alpha"), spec("beta"));
+        sup.settle(vec![a.clone(), b.clone()], &HashSet::from([b.id]));
+        let workers = |sup: &Supervisor| sup.status().into_iter().map(|w| w.tenant).collect::<Vec<_>>();
+        assert_eq!(workers(&sup), vec!["beta"], "only the tenant with work has a worker");
+        assert_eq!(sup.held().iter().map(|t| (t.tenant.as_str(), t.worker)).collect::<Vec<_>>(), vec![("alpha", false), ("beta", true)]);
+
+        assert_eq!(ping(&sup, a.id).await.as_deref(), Some("alpha"), "a command starts a held tenant's worker");
+        assert_eq!(workers(&sup), vec!["alpha", "beta"]);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert!(workers(&sup).is_empty(), "both retired idle");
+        assert_eq!(*store.retired.lock().unwrap(), 2);
+
+        assert_eq!(ping(&sup, a.id).await.as_deref(), Some("alpha"), "and start again on the next command");
+        assert!(!sup.send_running(b.id, WorkerCommand::Resume).await, "send_running starts nothing");
+        sup.settle(vec![a.clone()], &HashSet::new());
+        assert_eq!(ping(&sup, b.id).await, None, "a tenant no longer held gets no worker");
         sup.shutdown().await;
     }
 

@@ -23,6 +23,7 @@ use crate::{
     execution::{self, Engine},
     expression::{pool, share::CpuBudget},
     limits::TenantLimits,
+    supervisor::Retire,
     triggers::Triggers,
 };
 
@@ -119,8 +120,11 @@ impl Drain {
 }
 
 /// The worker's main loop: resume what a stopped node left unfinished,
-/// then serve commands until cancelled. Idle, it holds no connection and
-/// no task but its own, so thousands of idle tenants cost little. Once its
+/// then serve commands until cancelled, or until it has been idle for
+/// `retire_idle_after` with no trigger of its own and the store agrees the
+/// tenant has no work ([`crate::ExecutionStore::retire`]): then it retires, and
+/// the next command for the tenant starts a new worker. So a node runs
+/// workers for the tenants with work, not for all it holds. Once its
 /// node drains it starts no execution (schedule ticks and queue messages
 /// are still committed, for the tenant's next owner to run) and lets the
 /// running ones finish.
@@ -131,8 +135,10 @@ pub(crate) async fn run(
     mut limits: watch::Receiver<Arc<TenantLimits>>,
     cancel: CancellationToken,
     drain: Drain,
+    retire: Retire,
 ) {
     tracing::debug!(tenant = %spec.slug, "tenant worker started");
+    let retire_after = engine.limits.retire_idle_after;
     let mut executions = Executions::new(spec.clone(), engine.clone(), drain.begun.clone());
     let (queued_tx, mut queued) = mpsc::unbounded_channel();
     let mut triggers = Triggers::new(executions.spec.clone(), engine, queued_tx, cancel.child_token());
@@ -141,12 +147,25 @@ pub(crate) async fn run(
         _ = async { executions.resume().await; triggers.reload().await } => {}
     }
     let mut sweep = Sweep::new();
+    let mut idle_since = Instant::now();
     loop {
         drain.report(executions.tasks.len());
         // One timer for all the tenant's schedules: the earliest due one.
         let due = sleep_until(triggers.wake_at());
+        let idle = executions.tasks.is_empty() && triggers.is_empty();
         tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep_until(idle_since + retire_after), if idle => {
+                match executions.engine.store.retire(&executions.spec).await {
+                    Ok(true) => {
+                        tracing::debug!(tenant = %spec.slug, "tenant worker retired: nothing to run");
+                        drop((executions, triggers));
+                        return retire.leave(commands).await;
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(tenant = %spec.slug, error = %e, "cannot tell whether the tenant has work; the worker stays"),
+                }
+            }
             _ = sweep.due() => {
                 sweep.done();
                 executions.resume().await;
@@ -175,6 +194,7 @@ pub(crate) async fn run(
                 None => break,
             },
         }
+        idle_since = Instant::now();
     }
     // Dropping the join set aborts running executions: they stay `running`
     // in the database and resume, from their last checkpoint, when a

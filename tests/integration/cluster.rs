@@ -21,9 +21,9 @@ fn held_count(status: &Value) -> usize {
     holders(status).values().map(Vec::len).sum()
 }
 
-/// The tenants whose workers run on a node, by slug.
+/// The tenants a node runs (holds the leases of), by slug.
 fn workers(state: &tessera_server::state::AppState) -> HashSet<String> {
-    state.supervisor.status().into_iter().map(|w| w.tenant).collect()
+    state.supervisor.held().into_iter().map(|t| t.tenant).collect()
 }
 
 async fn create_tenants(app: &TestApp, count: usize) -> Vec<String> {

@@ -35,3 +35,4 @@ mod smoke;
 mod triggers;
 mod steps_io;
 mod webhooks;
+mod work;

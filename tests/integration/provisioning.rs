@@ -68,13 +68,14 @@ async fn tenant_rows(app: &TestApp, slug: &str) -> i64 {
         .get(0)
 }
 
-/// The tenants whose workers run on this node, from `GET /api/platform/node`.
+/// The tenants this node runs (their workers start when they have work),
+/// from `GET /api/platform/node`.
 async fn worker_tenants(app: &TestApp, token: &str) -> Vec<String> {
     let response = app.platform_request(Method::GET, "/api/platform/node").bearer_auth(token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     let mut slugs: Vec<String> =
-        body["workers"].as_array().expect("workers list").iter().map(|w| w["tenant"].as_str().unwrap().to_string()).collect();
+        body["tenants"].as_array().expect("tenants list").iter().map(|w| w["tenant"].as_str().unwrap().to_string()).collect();
     slugs.sort();
     slugs
 }

@@ -18,7 +18,7 @@ mod placement;
 pub mod status;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, PoisonError, RwLock},
     time::{Duration, Instant},
 };
@@ -188,17 +188,19 @@ impl Cluster {
             owners.into_iter().filter(|(_, node)| *node == self.node.id).map(|(tenant, _)| tenant).collect()
         };
         let held = leases::settle(&self.pool, self.node.id, &wanted, self.timeout).await?;
-        let specs = held.keys().filter_map(|id| tenants.get(id).cloned()).collect();
+        let specs = held.keys().filter_map(|id| tenants.get(id).map(|t| t.spec.clone())).collect();
+        let with_work = held.keys().filter(|id| tenants.get(id).is_some_and(|t| t.has_work)).copied().collect();
         let previous = std::mem::replace(&mut *self.held.write().unwrap_or_else(PoisonError::into_inner), held.clone());
-        self.supervisor.reconcile(specs);
+        self.supervisor.settle(specs, &with_work);
         // A lease lost and taken back under a new epoch: writes made in
         // between were refused, so the worker looks for unfinished work again.
         // A node that died (or left) may have accepted work for tenants run
         // here and died before waking their workers: they all look again.
         let departed = !live.is_empty() && last_live.iter().any(|n| !live.contains(n));
+        // Workers not running now start for tenants with work, and look then.
         for (tenant, epoch) in &held {
             if departed || previous.get(tenant).is_some_and(|old| old != epoch) {
-                self.supervisor.send_here(*tenant, tessera_runtime::WorkerCommand::Resume).await;
+                self.supervisor.send_running(*tenant, tessera_runtime::WorkerCommand::Resume).await;
             }
         }
         if !live.is_empty() {
@@ -209,7 +211,7 @@ impl Cluster {
 
     fn stop_all_workers(&self) {
         self.held.write().unwrap_or_else(PoisonError::into_inner).clear();
-        self.supervisor.reconcile(Vec::new());
+        self.supervisor.settle(Vec::new(), &HashSet::new());
     }
 
     /// The cluster as the database sees it now.
@@ -255,17 +257,27 @@ pub async fn mark_draining(pool: &Pool, node: Uuid) -> Result<(), ClusterError> 
     Ok(())
 }
 
-/// The cluster's active tenants, as the supervisor names them, each with
-/// its effective limits (read at every round, so a change reaches the
-/// worker at the next one, and at once through the change notification).
-async fn active_tenants(pool: &Pool, cluster: &str, limits: &crate::limits::LimitBook) -> Result<HashMap<Uuid, TenantSpec>, ClusterError> {
+/// An active tenant of the cluster, as the supervisor names it.
+struct ActiveTenant {
+    spec: TenantSpec,
+    /// Listed in `platform.tenant_work`: its worker runs without being asked.
+    has_work: bool,
+}
+
+/// The cluster's active tenants, each with its effective limits (read at
+/// every round, so a change reaches the worker at the next one, and at
+/// once through the change notification) and whether it has work. One
+/// platform query: no tenant's schema is touched to learn it.
+async fn active_tenants(pool: &Pool, cluster: &str, limits: &crate::limits::LimitBook) -> Result<HashMap<Uuid, ActiveTenant>, ClusterError> {
     let client = pool.get().await?;
-    let sql = "SELECT t.id, t.slug, t.schema_name, l.overrides FROM platform.tenants t \
-               LEFT JOIN platform.tenant_limits l ON l.tenant_id = t.id WHERE t.cluster_id = $1 AND t.status = 'active'";
+    let sql = "SELECT t.id, t.slug, t.schema_name, l.overrides, w.tenant_id IS NOT NULL FROM platform.tenants t \
+               LEFT JOIN platform.tenant_limits l ON l.tenant_id = t.id \
+               LEFT JOIN platform.tenant_work w ON w.tenant_id = t.id \
+               WHERE t.cluster_id = $1 AND t.status = 'active'";
     let rows = client.query(sql, &[&cluster]).await?;
-    let spec = |r: &tokio_postgres::Row| {
+    let tenant = |r: &tokio_postgres::Row| {
         let limits = Arc::new(limits.effective(&crate::limits::stored_overrides(r.get(3))));
-        TenantSpec { id: r.get(0), slug: r.get(1), schema: r.get(2), limits }
+        ActiveTenant { spec: TenantSpec { id: r.get(0), slug: r.get(1), schema: r.get(2), limits }, has_work: r.get(4) }
     };
-    Ok(rows.iter().map(|r| (r.get(0), spec(r))).collect())
+    Ok(rows.iter().map(|r| (r.get(0), tenant(r))).collect())
 }

@@ -136,6 +136,10 @@ impl ExecutionStore for BatchingStore {
     fn ended<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Ended>> {
         self.inner.ended(tenant, id)
     }
+
+    fn retire<'a>(&'a self, tenant: &'a TenantSpec) -> StoreFuture<'a, bool> {
+        self.inner.retire(tenant)
+    }
 }
 
 /// The committer's statements, for the batcher.

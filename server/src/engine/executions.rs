@@ -323,6 +323,10 @@ impl ExecutionStore for PgExecutionStore {
     fn ended<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Ended>> {
         Box::pin(async move { self.ended_in(&schema(tenant)?, id).await.map_err(store_error) })
     }
+
+    fn retire<'a>(&'a self, tenant: &'a TenantSpec) -> StoreFuture<'a, bool> {
+        Box::pin(async move { crate::tenancy::work::retire(&self.db, tenant.id, &schema(tenant)?).await.map_err(store_error) })
+    }
 }
 
 impl PgExecutionStore {

@@ -29,10 +29,8 @@ impl PgTriggerStore {
     }
 }
 
-const ACTIVE: &str = "SELECT i.name, v.definition FROM @tenant.integrations i \
-     JOIN @tenant.integration_versions v ON v.integration = i.name AND v.version = i.current_version \
-     WHERE i.enabled AND EXISTS (SELECT 1 FROM jsonb_array_elements(v.definition -> 'spec' -> 'triggers') t \
-                                 WHERE t ? 'schedule' OR t ? 'queue')";
+static ACTIVE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT i.name, v.definition {}", crate::tenancy::work::STANDING_TRIGGERS));
 
 const DROP_UNWANTED: &str = "DELETE FROM @tenant.schedules s WHERE NOT EXISTS \
      (SELECT 1 FROM unnest($1::text[], $2::int[], $3::text[]) w(integration, idx, spec) \
@@ -66,7 +64,7 @@ fn db_error(e: DbError) -> StoreError {
 impl TriggerStore for PgTriggerStore {
     fn active<'a>(&'a self, tenant: &'a TenantSpec) -> StoreFuture<'a, Vec<ActiveIntegration>> {
         Box::pin(async move {
-            let rows = self.db.statement_in_schema(&schema(tenant)?, ACTIVE, &[]).await.map_err(db_error)?;
+            let rows = self.db.statement_in_schema(&schema(tenant)?, &ACTIVE, &[]).await.map_err(db_error)?;
             Ok(rows.iter().map(|r| ActiveIntegration { name: r.get(0), definition: r.get::<_, Value>(1) }).collect())
         })
     }

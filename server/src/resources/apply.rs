@@ -67,8 +67,7 @@ pub async fn apply(
         tx.rollback().await?;
         return Ok(applied);
     }
-    tx.commit().await?;
-    changes.integrations_changed(caller.tenant.id).await;
+    changes.commit_integrations(tx, caller.tenant.id).await?;
     tracing::info!(resources = applied.len(), "definitions applied");
     Ok(applied)
 }

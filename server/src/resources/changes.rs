@@ -13,6 +13,10 @@ use tessera_runtime::{Supervisor, WorkerCommand};
 use uuid::Uuid;
 
 use super::cache::ResourceCache;
+use crate::{
+    database::DbError,
+    tenancy::{work, TenantTx},
+};
 
 #[derive(Clone)]
 pub struct DefinitionChanges {
@@ -25,10 +29,20 @@ impl DefinitionChanges {
         Self { hot, supervisor }
     }
 
-    /// After a committed change to `tenant`'s integrations (apply,
-    /// rollback, delete): the next webhook reads the new version, and the
-    /// worker runs the new triggers.
-    pub(crate) async fn integrations_changed(&self, tenant: Uuid) {
+    /// Commit `tx`, a change to `tenant`'s integrations (apply, rollback,
+    /// delete, enable, disable), marking the tenant as having work in it
+    /// (its worker must look at the new triggers, even after a crash before
+    /// the worker heard of it), then do the follow-up.
+    pub(crate) async fn commit_integrations(&self, mut tx: TenantTx, tenant: Uuid) -> Result<(), DbError> {
+        work::mark(&mut tx, tenant).await?;
+        tx.commit().await?;
+        self.integrations_changed(tenant).await;
+        Ok(())
+    }
+
+    /// After a committed change to `tenant`'s integrations: the next
+    /// webhook reads the new version, and the worker runs the new triggers.
+    async fn integrations_changed(&self, tenant: Uuid) {
         self.hot.forget(tenant);
         if !self.supervisor.send(tenant, WorkerCommand::Reload).await {
             tracing::debug!(tenant_id = %tenant, "tenant worker not running here; it reads its triggers when it starts");

@@ -119,6 +119,7 @@ pub async fn retry(db: &TenantDb, supervisor: &Supervisor, caller: &TenantCaller
     }
     let forgotten = tx.execute(RETRY_FORGETS, &[&id]).await?;
     tx.execute(REQUEUE, &[&id]).await?;
+    crate::tenancy::work::mark(&mut tx, tenant.id).await?;
     tx.commit().await?;
     tracing::info!(execution_id = %id, forgotten, "failed execution queued again");
     let execution = executions::load(db, tenant, id).await?;

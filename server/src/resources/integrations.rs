@@ -163,8 +163,7 @@ pub async fn rollback(
     let enabled = definition["spec"]["enabled"].as_bool().unwrap_or(true);
     add_version(&mut tx, caller, name, current + 1, &definition, enabled).await?;
     let row = tx.query_one(CURRENT, &[&name]).await?;
-    tx.commit().await?;
-    changes.integrations_changed(caller.tenant.id).await;
+    changes.commit_integrations(tx, caller.tenant.id).await?;
     Ok(current_from_row(&row))
 }
 
@@ -177,8 +176,7 @@ pub async fn delete(db: &TenantDb, changes: &DefinitionChanges, caller: &TenantC
     if n == 0 {
         return Err(not_found(name.as_str()));
     }
-    tx.commit().await?;
-    changes.integrations_changed(caller.tenant.id).await;
+    changes.commit_integrations(tx, caller.tenant.id).await?;
     Ok(())
 }
 

@@ -126,7 +126,8 @@ async fn set_limits(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// `GET /api/platform/node`: this node and the tenant workers it runs.
+/// `GET /api/platform/node`: this node, the tenants it runs (holds the
+/// leases of) and the workers running now (those tenants' with work).
 async fn node(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
     Ok(HttpResponse::Ok().json(json!({
         "id": state.cluster.node().id,
@@ -135,6 +136,7 @@ async fn node(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
         "version": env!("CARGO_PKG_VERSION"),
         // Draining: its workers start nothing new and hand their tenants over.
         "draining": state.supervisor.is_draining(),
+        "tenants": state.supervisor.held(),
         "workers": state.supervisor.status(),
         "mail": state.mail.status(),
     })))

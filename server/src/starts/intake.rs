@@ -32,7 +32,7 @@ use tessera_runtime::{definition::Name, Supervisor, WorkerCommand};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{insert_sql, StartError, Starts};
+use super::{insert_sql, marking, StartError, Starts};
 use crate::{
     tenancy::batch::{Batcher, Stopped, TenantBatch, Unanswered},
     database::DbError,
@@ -136,11 +136,12 @@ impl Intake {
 /// even concurrent, inserts nothing (the unique index decides, and `ON
 /// CONFLICT DO NOTHING` waits for the first to commit), and finds its row.
 static KEYED: LazyLock<String> = LazyLock::new(|| {
-    insert_sql(
+    let insert = insert_sql(
         "(VALUES ($1::uuid, $2::text, $3::int4, $4::jsonb, $5::text)) AS r(id, integration, version, trigger, idempotency_key)",
         &["idempotency_key"],
         "ON CONFLICT (integration, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id, state",
-    )
+    );
+    marking(&insert, "$6")
 });
 
 const EARLIER: &str = "SELECT id, state FROM @tenant.executions WHERE integration = $1 AND idempotency_key = $2";
@@ -153,7 +154,7 @@ impl Starts {
         // Single statements, no transaction: the insert commits on its own
         // (one round trip), and a conflicting insert waits for the earlier
         // one to commit, so the lookup after it finds that execution.
-        let inserted = self.db.statement(tenant, &KEYED, &[&Uuid::now_v7(), &name, &run.version, &run.trigger, &key]).await?;
+        let inserted = self.db.statement(tenant, &KEYED, &[&Uuid::now_v7(), &name, &run.version, &run.trigger, &key, &tenant.id]).await?;
         if let Some(row) = inserted.first() {
             return Ok(Some(Started { id: row.get(0), state: row.get(1), replayed: false }));
         }
@@ -179,11 +180,8 @@ struct Inserts {
 
 /// A tenant's batch of runs, one array per column.
 static BATCHED: LazyLock<String> = LazyLock::new(|| {
-    insert_sql(
-        "unnest($1::uuid[], $2::text[], $3::int4[], $4::jsonb[]) AS r(id, integration, version, trigger)",
-        &[],
-        "RETURNING id",
-    )
+    let insert = insert_sql("unnest($1::uuid[], $2::text[], $3::int4[], $4::jsonb[]) AS r(id, integration, version, trigger)", &[], "RETURNING id");
+    marking(&insert, "$5")
 });
 
 impl Inserts {
@@ -193,7 +191,8 @@ impl Inserts {
         let names: Vec<&str> = requests.iter().map(|r| r.run.integration.as_str()).collect();
         let versions: Vec<Option<i32>> = requests.iter().map(|r| r.run.version).collect();
         let triggers: Vec<&Value> = requests.iter().map(|r| &r.run.trigger).collect();
-        let rows = self.db.statement(&requests[0].tenant, &BATCHED, &[&ids, &names, &versions, &triggers]).await?;
+        let tenant = &requests[0].tenant;
+        let rows = self.db.statement(tenant, &BATCHED, &[&ids, &names, &versions, &triggers, &tenant.id]).await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 }

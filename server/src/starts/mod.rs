@@ -90,6 +90,20 @@ impl Starts {
     }
 }
 
+/// `insert` (an [`insert_sql`] ending in `RETURNING`) that also marks the
+/// tenant, parameter `tenant`, as having work when it inserted a row: for
+/// the starts that come from outside the tenant's worker, which may not
+/// run (`tenancy::work`). One statement, so its lock on `executions` is
+/// taken before the mark, as the protocol wants.
+fn marking(insert: &str, tenant: &str) -> String {
+    format!(
+        "WITH inserted AS ({insert}), \
+         marked AS (INSERT INTO platform.tenant_work (tenant_id) SELECT {tenant}::uuid WHERE EXISTS (SELECT 1 FROM inserted) \
+                    ON CONFLICT (tenant_id) DO NOTHING) \
+         SELECT * FROM inserted"
+    )
+}
+
 /// The insert every start makes. `requested` is a `FROM` item of rows
 /// `r(id, integration, version, trigger, <extra>…)`; one `queued` execution
 /// is inserted per row whose integration is enabled, at `r.version` or,

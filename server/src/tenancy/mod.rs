@@ -3,7 +3,8 @@
 //! Owns: host classification, the slug → tenant directory (cached,
 //! invalidated through PostgreSQL NOTIFY), `TenantDb`/`TenantTx`, the only
 //! way to run SQL against tenant tables, and `batch`, the per-tenant batcher
-//! that commits many callers' statements together over them. Must never
+//! that commits many callers' statements together over them, and `work`,
+//! which tenants have work for a worker. Must never
 //! build SQL from unvalidated input.
 
 pub mod batch;
@@ -11,6 +12,7 @@ mod db;
 mod directory;
 mod host;
 mod slug;
+pub mod work;
 
 pub use db::{Flush, TenantDb, TenantTx, TENANT};
 pub use directory::{TenantDirectory, TENANT_CHANGES_CHANNEL};

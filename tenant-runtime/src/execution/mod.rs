@@ -60,6 +60,11 @@ pub trait ExecutionStore: Send + Sync + 'static {
     fn start_call<'a>(&'a self, tenant: &'a TenantSpec, call: &'a CallRequest) -> StoreFuture<'a, CallStart>;
     /// How execution `id` ended; `None` while it is unfinished or unknown.
     fn ended<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Ended>>;
+    /// The tenant's worker has been idle a while: forget that the tenant
+    /// has work, unless it has some (an unfinished execution, an enabled
+    /// schedule or queue trigger), atomically with whatever stores new work.
+    /// `true`: the worker may stop, and starts again when work comes.
+    fn retire<'a>(&'a self, tenant: &'a TenantSpec) -> StoreFuture<'a, bool>;
 }
 
 /// A `call` step asking for its child execution.
@@ -198,11 +203,15 @@ impl Failure {
 pub struct Limits {
     /// Time budget of an execution whose integration sets none.
     pub default_timeout: Duration,
+    /// A worker with nothing to run and no schedule or queue trigger stops
+    /// after this long idle, so a node holds workers only for tenants with
+    /// work (it starts again on the next command).
+    pub retire_idle_after: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { default_timeout: Duration::from_secs(300) }
+        Self { default_timeout: Duration::from_secs(300), retire_idle_after: Duration::from_secs(60) }
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) struct MemoryStore {
     /// A claim leaves the execution claimable again (a store that keeps it
     /// `running` for the next claim).
     pub claims_stay: bool,
+    /// How many times a worker retired.
+    pub retired: Mutex<u32>,
 }
 
 impl ExecutionStore for MemoryStore {
@@ -103,6 +105,17 @@ impl ExecutionStore for MemoryStore {
                 Outcome::Succeeded(output) => Ended::Succeeded(output.clone()),
                 Outcome::Failed(f) => Ended::Failed { code: f.code.to_string(), message: f.message.clone() },
             }))
+        })
+    }
+
+    /// Retires when no execution waits to be claimed.
+    fn retire<'a>(&'a self, _: &'a TenantSpec) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let idle = self.claims.lock().unwrap().is_empty();
+            if idle {
+                *self.retired.lock().unwrap() += 1;
+            }
+            Ok(idle)
         })
     }
 }

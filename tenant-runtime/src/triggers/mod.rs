@@ -152,6 +152,11 @@ impl Triggers {
         Self { spec, engine, schedules: Vec::new(), consumers: HashMap::new(), queued, cancel }
     }
 
+    /// No schedule and no queue consumer: nothing here starts executions.
+    pub fn is_empty(&self) -> bool {
+        self.schedules.is_empty() && self.consumers.is_empty()
+    }
+
     /// The tenant with its new limits, for what starts from now on.
     pub fn set_spec(&mut self, spec: Arc<TenantSpec>) {
         self.spec = spec;

@@ -274,10 +274,11 @@ impl FaultCluster {
         node["id"].as_str().map(str::to_string).ok_or_else(|| FaultError::Missing(format!("no id in {node}")))
     }
 
-    /// The tenants whose workers run on node `i`, by slug.
+    /// The tenants node `i` runs (holds the leases of, its supervisor
+    /// knows), by slug.
     pub async fn workers(&self, i: usize) -> Result<Vec<String>, FaultError> {
         let node = self.platform_get(i, "/api/platform/node").await?;
-        let workers = node["workers"].as_array().ok_or_else(|| FaultError::Missing(format!("no workers in {node}")))?;
+        let workers = node["tenants"].as_array().ok_or_else(|| FaultError::Missing(format!("no tenants in {node}")))?;
         Ok(workers.iter().filter_map(|w| w["tenant"].as_str().map(str::to_string)).collect())
     }
 
