@@ -21,7 +21,10 @@ use crate::{
     },
     config::Config,
     database::{build_pool, DbError},
-    engine::executions::{CrashLimit, Fence},
+    engine::{
+        endings::Endings,
+        executions::{CrashLimit, Fence},
+    },
     limits::LimitBook,
     platform::Platform,
     starts::{Intake, IntakeLimit, Starts},
@@ -62,6 +65,8 @@ pub struct AppState {
     pub mail: Arc<MailCounters>,
     /// Starts the executions of webhooks and API runs.
     pub intake: Intake,
+    /// Waiters for executions' ends, told by this node's store.
+    pub endings: Endings,
     /// Webhook triggers and opened connections, kept for a second.
     pub hot: ResourceCache,
     /// What follows a committed change to integrations or connections.
@@ -89,19 +94,20 @@ fn token_keys(config: &Config) -> Result<TokenKeys, StateError> {
 }
 
 /// The runtime's engine: executions stored in tenant schemas, under the
-/// configured limits.
-fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: ResourceCache, starts: Starts, egress: Arc<Egress>) -> Engine {
+/// configured limits; and who waits for their ends on this node.
+fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: ResourceCache, starts: Starts, egress: Arc<Egress>) -> (Engine, Endings) {
     let limits = Limits {
         default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)),
         retire_idle_after: Duration::from_secs(config.runtime.retire_idle_worker_secs.max(1)),
     };
     let connections = Arc::new(crate::engine::executions::PgConnections::new(db.clone(), keys, hot));
     let triggers = Arc::new(crate::engine::triggers::PgTriggerStore::new(db.clone(), starts.clone()));
-    let store = crate::engine::executions::PgExecutionStore::new(db, fence, starts);
+    let endings = Endings::default();
+    let store = crate::engine::executions::PgExecutionStore::new(db, fence, starts, endings.clone());
     let store: Arc<dyn tessera_runtime::ExecutionStore> =
         if config.runtime.batch_commits { Arc::new(crate::engine::committer::BatchingStore::start(store)) } else { Arc::new(store) };
     let io = Arc::new(tessera_runtime::execution::io::Io::new(egress));
-    Engine { store, connections, limits, triggers, publishers: Default::default(), io, versions: Default::default() }
+    (Engine { store, connections, limits, triggers, publishers: Default::default(), io, versions: Default::default() }, endings)
 }
 
 fn auth_service(config: &Config, passwords: Passwords) -> Result<AuthService, StateError> {
@@ -131,7 +137,7 @@ impl AppState {
         let limits = LimitBook::new(pool.clone(), &config);
         let egress = crate::egress::gate(&config, listen, pool.clone());
         let starts = Starts::new(tenant_db.clone(), limits.clone());
-        let engine = engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone(), starts.clone(), egress.clone());
+        let (engine, endings) = engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone(), starts.clone(), egress.clone());
         let supervisor = Supervisor::new(shutdown, engine);
         let node = NodeIdentity {
             id: node_id,
@@ -154,6 +160,7 @@ impl AppState {
             changes: DefinitionChanges::new(hot.clone(), supervisor.clone()),
             supervisor,
             cluster,
+            endings,
             hot,
             limits,
             egress,

@@ -158,7 +158,11 @@ impl TenantBatch for Statements {
         let tenant = writes[0].tenant.clone();
         let (db, fence) = (self.inner.db(), self.inner.fence());
         match commit_together(db, fence, &tenant, &writes).await {
-            Ok(mut claimed) => writes.into_iter().for_each(|w| w.answer(Ok(&mut claimed))),
+            Ok(mut claimed) => {
+                let endings = self.inner.endings();
+                writes.iter().filter(|w| matches!(w.kind, WriteKind::Finish(..))).for_each(|w| endings.ended(w.execution));
+                writes.into_iter().for_each(|w| w.answer(Ok(&mut claimed)))
+            }
             // Not worth a retry: every write of the batch would fail the same way.
             Err(e) if crate::engine::executions::is_lease_lost(&e) => writes.into_iter().for_each(|w| w.answer(Err(fence.lost(&tenant)))),
             Err(e) => return Err(Unanswered { requests: writes, tenant: tenant.slug, error: e.to_string() }),

@@ -19,6 +19,7 @@ use tessera_runtime::{
 };
 use uuid::Uuid;
 
+use super::endings::Endings;
 use crate::{
     database::DbError,
     resources::{connections, cache::ResourceCache, ResourceError},
@@ -33,11 +34,17 @@ pub struct PgExecutionStore {
     fence: Fence,
     /// Where `call` steps start their children.
     starts: Starts,
+    /// Told of every end committed here.
+    endings: Endings,
 }
 
 impl PgExecutionStore {
-    pub fn new(db: TenantDb, fence: Fence, starts: Starts) -> Self {
-        Self { db, fence, starts }
+    pub fn new(db: TenantDb, fence: Fence, starts: Starts, endings: Endings) -> Self {
+        Self { db, fence, starts, endings }
+    }
+
+    pub(crate) fn endings(&self) -> &Endings {
+        &self.endings
     }
 
     pub(crate) fn db(&self) -> &TenantDb {
@@ -305,13 +312,16 @@ impl ExecutionStore for PgExecutionStore {
                        WHERE id = $1 AND finished_at IS NULL";
             let mut tx = self.fence.begin(&self.db, tenant).await?;
             tx.execute(sql, &[&id, &state, &output, &error]).await.map_err(store_error)?;
-            tx.commit().await.map_err(store_error)
+            tx.commit().await.map_err(store_error)?;
+            self.endings.ended(id);
+            Ok(())
         })
     }
 
     fn cancelled<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.db.statement_in_schema(&schema(tenant)?, CANCELLED, &[&id]).await.map_err(store_error)?;
+            self.endings.ended(id);
             Ok(())
         })
     }

@@ -3,9 +3,11 @@
 //! `executions` (the `ExecutionStore`: claim, checkpoint, finish, fenced by
 //! the tenant's lease; and the connections of steps), `committer` (the same
 //! store with its writes committed in per-tenant batches) and `triggers`
-//! (the `TriggerStore`: schedules, ticks and queue messages). New
+//! (the `TriggerStore`: schedules, ticks and queue messages), `endings`
+//! (waiters told when an execution's end is committed here). New
 //! executions are started by `crate::starts`, which these call.
 
 pub mod committer;
+pub mod endings;
 pub mod executions;
 pub mod triggers;

@@ -18,6 +18,7 @@ use super::{
     parse_id, ResourceError,
 };
 use crate::{
+    engine::endings::Endings,
     auth::{Role, TenantCaller},
     tenancy::{TenantDb, TenantTx},
 };
@@ -72,7 +73,7 @@ async fn locked_state(tx: &mut TenantTx, id: Uuid) -> Result<String, ControlErro
 
 /// `queued` → `cancelled` at once; `running` → its cancel is recorded and
 /// its worker stops it (the answer waits a little for that); finished → 409.
-pub async fn cancel(db: &TenantDb, supervisor: &Supervisor, caller: &TenantCaller, id: &str) -> Result<Execution, ControlError> {
+pub async fn cancel(db: &TenantDb, endings: &Endings, supervisor: &Supervisor, caller: &TenantCaller, id: &str) -> Result<Execution, ControlError> {
     caller.require(Role::Editor).map_err(ResourceError::from)?;
     let id = parse_id("execution", id)?;
     let tenant = &caller.tenant;
@@ -91,7 +92,7 @@ pub async fn cancel(db: &TenantDb, supervisor: &Supervisor, caller: &TenantCalle
         tracing::warn!(execution_id = %id, "tenant worker not running here; its next claim cancels the execution");
     }
     if state == "running" {
-        return Ok(executions::wait_for_end(db, tenant, id, CANCEL_WAIT).await?);
+        return Ok(executions::wait_for_end(db, endings, tenant, id, CANCEL_WAIT).await?);
     }
     Ok(executions::load(db, tenant, id).await?)
 }

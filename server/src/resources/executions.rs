@@ -14,6 +14,7 @@ pub use super::execution_controls::IdempotencyKey;
 use super::{parse_id, parse_name, ResourceError};
 use crate::{
     auth::{Role, TenantCaller},
+    engine::endings::Endings,
     starts::{Intake, Run, Started},
     tenancy::{Tenant, TenantDb},
 };
@@ -146,20 +147,25 @@ pub async fn run(
 }
 
 /// The execution once it is final, or as it is when `limit` runs out.
-pub async fn wait_for_end(db: &TenantDb, tenant: &Tenant, id: Uuid, limit: Duration) -> Result<Execution, ResourceError> {
+pub async fn wait_for_end(db: &TenantDb, endings: &Endings, tenant: &Tenant, id: Uuid, limit: Duration) -> Result<Execution, ResourceError> {
     let now = tokio::time::Instant::now();
     let until = now.checked_add(limit).unwrap_or(now + MAX_WAIT);
-    let mut pause = Duration::from_millis(10);
+    let mut pause = Duration::from_millis(50);
     loop {
+        // Watched before the state is read: an end committed in between still wakes us.
+        let mut end = endings.watch(id);
         let state_sql = "SELECT state FROM @tenant.executions WHERE id = $1";
         let rows = db.statement(tenant, state_sql, &[&id]).await?;
         let state: String = rows.first().map(|r| r.get(0)).ok_or_else(|| not_found(id))?;
         if FINAL_STATES.contains(&state.as_str()) || tokio::time::Instant::now() >= until {
             return load(db, tenant, id).await;
         }
-        // Polling, not a notification: the execution may run on another node.
-        tokio::time::sleep(pause.min(until - tokio::time::Instant::now())).await;
-        pause = (pause * 2).min(Duration::from_millis(200));
+        // Told at once when it ends on this node; polled, more and more
+        // slowly, for an execution that runs on another node.
+        tokio::select! {
+            _ = end.ended() => {}
+            _ = tokio::time::sleep(pause.min(until - tokio::time::Instant::now())) => pause = (pause * 2).min(Duration::from_secs(1)),
+        }
     }
 }
 

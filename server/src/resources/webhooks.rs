@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::{connections, executions, cache::ResourceCache, parse_name, webhook_replay, ResourceError};
 use crate::{
     auth::{api_keys, bearer_credential, AuthError, Role},
+    engine::endings::Endings,
     sealing::KeyRing,
     starts::{Intake, Run},
     tenancy::{Tenant, TenantDb},
@@ -128,6 +129,7 @@ pub struct Webhooks<'a> {
     pub hot: &'a ResourceCache,
     pub keys: &'a KeyRing,
     pub intake: &'a Intake,
+    pub endings: &'a Endings,
 }
 
 impl Webhooks<'_> {
@@ -153,19 +155,19 @@ impl Webhooks<'_> {
         // even if another version is applied meanwhile.
         let run = Run { integration: name, version: Some(version), trigger: delivery.payload()?, key: key.map(|k| k.as_str().to_string()) };
         let started = self.intake.run(tenant, run).await.map_err(ResourceError::from)?;
-        let outcome = answer(self.db, tenant, &trigger, started.id, started.state).await?;
+        let outcome = answer(self.db, self.endings, tenant, &trigger, started.id, started.state).await?;
         Ok(Answer { outcome, replayed: started.replayed })
     }
 }
 
 /// Accepted at once, or (a synchronous trigger) the execution's end.
-async fn answer(db: &TenantDb, tenant: &Tenant, trigger: &WebhookTrigger, id: Uuid, state: String) -> Result<Outcome, WebhookError> {
+async fn answer(db: &TenantDb, endings: &Endings, tenant: &Tenant, trigger: &WebhookTrigger, id: Uuid, state: String) -> Result<Outcome, WebhookError> {
     if !trigger.synchronous {
         return Ok(Outcome::Accepted { id, state });
     }
     // A definition stored before the maximum existed may hold a longer wait.
     let limit = trigger.timeout.map_or(executions::MAX_WAIT, |t| t.get().min(WebhookTrigger::MAX_WAIT));
-    let execution = executions::wait_for_end(db, tenant, id, limit).await?;
+    let execution = executions::wait_for_end(db, endings, tenant, id, limit).await?;
     match execution.state.as_str() {
         "succeeded" => Ok(Outcome::Finished(execution.output.unwrap_or(Value::Null))),
         _ if execution.is_final() => Err(WebhookError::ExecutionFailed { id: execution.id }),

@@ -218,7 +218,7 @@ async fn run_integration(
         IdempotencyHeader::mark(&mut answer, replayed);
         return Ok(answer.json(json!({"id": started.id, "state": started.state, "replayed": replayed})));
     }
-    let execution = executions::wait_for_end(&state.tenant_db, &caller.tenant, started.id, executions::MAX_WAIT).await?;
+    let execution = executions::wait_for_end(&state.tenant_db, &state.endings, &caller.tenant, started.id, executions::MAX_WAIT).await?;
     let mut answer = if execution.is_final() { HttpResponse::Ok() } else { HttpResponse::Accepted() };
     IdempotencyHeader::mark(&mut answer, replayed);
     Ok(answer.json(execution))
@@ -234,7 +234,7 @@ async fn get_execution(state: web::Data<AppState>, caller: TenantCaller, id: web
 
 /// `POST /api/executions/{id}/cancel`: the execution as it is after the cancel.
 async fn cancel_execution(state: web::Data<AppState>, caller: TenantCaller, id: web::Path<String>) -> Reply {
-    Ok(HttpResponse::Ok().json(execution_controls::cancel(&state.tenant_db, &state.supervisor, &caller, &id).await?))
+    Ok(HttpResponse::Ok().json(execution_controls::cancel(&state.tenant_db, &state.endings, &state.supervisor, &caller, &id).await?))
 }
 
 /// `POST /api/executions/{id}/retry`: the failed execution, queued again.

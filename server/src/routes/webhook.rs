@@ -21,7 +21,7 @@ pub async fn receive(
     name: web::Path<String>,
     delivery: WebhookDelivery,
 ) -> Result<HttpResponse, ApiError> {
-    let hooks = webhooks::Webhooks { db: &state.tenant_db, hot: &state.hot, keys: &state.sealing, intake: &state.intake };
+    let hooks = webhooks::Webhooks { db: &state.tenant_db, hot: &state.hot, keys: &state.sealing, intake: &state.intake, endings: &state.endings };
     let answer = hooks.accept(&host.0, &name, delivery.0).await?;
     let replayed = answer.replayed;
     Ok(match answer.outcome {
