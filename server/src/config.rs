@@ -73,7 +73,13 @@ impl std::fmt::Debug for SecretsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct DatabaseConfig {
+    /// Connections for tenant statements (one lane each, `tenancy::lanes`).
     pub pool_size: usize,
+    /// Connections for the platform's own tables (tenants, leases, limits).
+    pub platform_pool_size: usize,
+    /// A connection that has touched more tenant schemas than this is
+    /// replaced: each backend keeps every schema's catalog it has read.
+    pub max_schemas_per_connection: usize,
     pub acquire_timeout_secs: u64,
     /// Connections older than this are closed instead of reused.
     pub connection_max_lifetime_secs: u64,
@@ -325,7 +331,14 @@ impl Default for Config {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { pool_size: 16, acquire_timeout_secs: 5, connection_max_lifetime_secs: 1800, max_cached_statements: 512 }
+        Self {
+            pool_size: 16,
+            platform_pool_size: 4,
+            max_schemas_per_connection: 300,
+            acquire_timeout_secs: 5,
+            connection_max_lifetime_secs: 1800,
+            max_cached_statements: 512,
+        }
     }
 }
 
@@ -433,8 +446,8 @@ impl Config {
         if !base_ok {
             return Err(ConfigError::Invalid(format!("base_domain '{base}' is not a lowercase DNS name")));
         }
-        if self.database.pool_size == 0 {
-            return Err(ConfigError::Invalid("database.pool_size must be at least 1".into()));
+        if self.database.pool_size == 0 || self.database.platform_pool_size == 0 {
+            return Err(ConfigError::Invalid("database.pool_size and database.platform_pool_size must be at least 1".into()));
         }
         let cluster = &self.cluster;
         if cluster.heartbeat_interval_ms == 0 || cluster.node_timeout_ms < 3 * cluster.heartbeat_interval_ms {

@@ -3,7 +3,11 @@
 //! Driver choice: tokio-postgres pooled by deadpool-postgres, migrated by
 //! refinery (which has no sqlx driver). See docs/architecture.md.
 
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -52,8 +56,19 @@ pub fn pg_config(url: &str) -> Result<tokio_postgres::Config, DbError> {
     Ok(cfg)
 }
 
-/// Build the node-wide pool. One pool serves every tenant.
+/// Build a pool of `pool_size` connections for the platform's own tables
+/// (tenant statements run on [`crate::tenancy::Lanes`]).
 pub fn build_pool(db: &DatabaseConfig, url: &str) -> Result<Pool, DbError> {
+    pool(db, url, db.pool_size, None)
+}
+
+/// One lane of the tenant statements' connections: a pool of one, whose
+/// connection is replaced once it has touched too many schemas.
+pub fn build_lane(db: &DatabaseConfig, url: &str, touched: Arc<Touched>) -> Result<Pool, DbError> {
+    pool(db, url, 1, Some(touched))
+}
+
+fn pool(db: &DatabaseConfig, url: &str, size: usize, touched: Option<Arc<Touched>>) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
         pg_config(url)?,
         NoTls,
@@ -64,15 +79,18 @@ pub fn build_pool(db: &DatabaseConfig, url: &str) -> Result<Pool, DbError> {
     let max_lifetime = Duration::from_secs(db.connection_max_lifetime_secs);
     let max_statements = db.max_cached_statements;
     Pool::builder(manager)
-        .max_size(db.pool_size)
+        .max_size(size)
         .wait_timeout(Some(Duration::from_secs(db.acquire_timeout_secs)))
         .create_timeout(Some(Duration::from_secs(5)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
-        // Each backend caches the catalog of every schema it touched; retire
-        // connections so thousands of tenant schemas do not pile up in one.
+        // Each backend caches the catalog of every schema it touched, for as
+        // long as it lives: retire connections so that it stays bounded.
         .pre_recycle(Hook::sync_fn(move |client, metrics| {
             if metrics.age() > max_lifetime {
                 return Err(HookError::Message("connection reached its maximum lifetime".into()));
+            }
+            if touched.as_ref().is_some_and(|t| t.replace_if_over()) {
+                return Err(HookError::Message("connection touched its most schemas".into()));
             }
             // Statements are prepared per tenant schema: bound how many one
             // session keeps (dropping them deallocates them in PostgreSQL).
@@ -83,6 +101,32 @@ pub fn build_pool(db: &DatabaseConfig, url: &str) -> Result<Pool, DbError> {
         }))
         .build()
         .map_err(|e| DbError::Url(e.to_string()))
+}
+
+/// The schemas one connection has touched (by hash), up to a most.
+pub struct Touched {
+    schemas: Mutex<HashSet<u64>>,
+    most: usize,
+}
+
+impl Touched {
+    pub fn new(most: usize) -> Self {
+        Self { schemas: Mutex::new(HashSet::new()), most: most.max(1) }
+    }
+
+    pub fn add(&self, schema: u64) {
+        self.schemas.lock().unwrap_or_else(PoisonError::into_inner).insert(schema);
+    }
+
+    /// Past its most: forget them all, for the connection that replaces it.
+    fn replace_if_over(&self) -> bool {
+        let mut schemas = self.schemas.lock().unwrap_or_else(PoisonError::into_inner);
+        let over = schemas.len() > self.most;
+        if over {
+            schemas.clear();
+        }
+        over
+    }
 }
 
 /// Open one connection outside the pool (migrations, LISTEN).

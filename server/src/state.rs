@@ -31,7 +31,7 @@ use crate::{
     provisioning::Provisioner,
     resources::{changes::DefinitionChanges, cache::ResourceCache},
     sealing::KeyRing,
-    tenancy::{TenantDb, TenantDirectory},
+    tenancy::{Lanes, TenantDb, TenantDirectory},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -122,14 +122,14 @@ fn auth_service(config: &Config, passwords: Passwords) -> Result<AuthService, St
 impl AppState {
     pub fn build(config: Config, shutdown: CancellationToken, address: String, listen: std::net::SocketAddr) -> Result<Self, StateError> {
         let url = config.require_database_url()?.to_string();
-        let pool = build_pool(&config.database, &url)?;
+        let pool = build_pool(&crate::config::DatabaseConfig { pool_size: config.database.platform_pool_size, ..config.database.clone() }, &url)?;
         let directory = TenantDirectory::new(pool.clone());
         let passwords = Passwords::new(4);
         passwords.warm_up();
         let auth = auth_service(&config, passwords.clone())?;
         let sealing = Arc::new(KeyRing::from_config(&config.secrets)?);
         let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url.clone());
-        let tenant_db = TenantDb::new(pool.clone());
+        let tenant_db = TenantDb::new(Lanes::build(&config.database, &url)?);
         let node_id = uuid::Uuid::now_v7();
         let crashes = CrashLimit::new(config.runtime.max_execution_crashes, Duration::from_millis(config.cluster.node_timeout_ms));
         let fence = Fence { node: node_id, held: Default::default(), crashes };

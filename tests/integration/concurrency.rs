@@ -250,7 +250,10 @@ async fn tenant_scope_is_in_each_statement_and_never_on_the_session() {
         .get(0);
     assert_eq!(direct, 0);
 
-    let sessions: Vec<_> = join_all([app.state.pool.get(), app.state.pool.get()]).await.into_iter().map(Result::unwrap).collect();
+    // Two at once for one tenant: both lanes of the pool.
+    let lanes = app.state.tenant_db.lanes();
+    let acme_schema = SchemaName::from_stored("t_acme".into()).unwrap();
+    let sessions: Vec<_> = join_all([lanes.get(&acme_schema), lanes.get(&acme_schema)]).await.into_iter().map(Result::unwrap).collect();
     let mut saw_dropped_backend = false;
     for client in &sessions {
         // In an open transaction now() would be its start, not this
@@ -360,11 +363,12 @@ async fn a_transaction_dropped_mid_statement_leaves_its_connection_idle() {
     // and nothing else of the node borrows it meanwhile.
     let mut settings = app.config.database.clone();
     settings.pool_size = 1;
-    let pool = tessera_server::database::build_pool(&settings, &app.database_url).unwrap();
-    let pid: i32 = pool.get().await.unwrap().query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    let db = tessera_server::tenancy::TenantDb::new(pool.clone());
+    let lanes = tessera_server::tenancy::Lanes::build(&settings, &app.database_url).unwrap();
+    let acme = SchemaName::from_stored("t_acme".into()).unwrap();
+    let pid: i32 = lanes.get(&acme).await.unwrap().query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let db = tessera_server::tenancy::TenantDb::new(lanes.clone());
 
-    let mut tx = db.begin_in_schema(&SchemaName::from_stored("t_acme".into()).unwrap()).await.unwrap();
+    let mut tx = db.begin_in_schema(&acme).await.unwrap();
     let cut = tokio::time::timeout(Duration::from_millis(100), tx.query("SELECT pg_sleep(0.5) FROM @tenant.users", &[])).await;
     assert!(cut.is_err(), "the statement was still running when it was dropped");
     drop(tx);
@@ -379,7 +383,7 @@ async fn a_transaction_dropped_mid_statement_leaves_its_connection_idle() {
     };
     let idle = tessera_tests::eventually(Duration::from_secs(5), || async { state_of_backend().await == "idle" }).await;
     assert!(idle, "the backend is left `{}`", state_of_backend().await);
-    let client = pool.get().await.unwrap();
+    let client = lanes.get(&acme).await.unwrap();
     let in_transaction: bool = client.query_one("SELECT txid_current_if_assigned() IS NOT NULL", &[]).await.unwrap().get(0);
     assert!(!in_transaction);
 }

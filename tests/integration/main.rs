@@ -21,6 +21,7 @@ mod hosts;
 mod hostile;
 mod integrations;
 mod isolation;
+mod lanes;
 mod limits;
 mod migrations;
 mod noisy;

@@ -14,7 +14,7 @@ use deadpool_postgres::Pool;
 use tessera_server::{
     auth::Passwords,
     cluster,
-    config::Config,
+    config::{Config, DatabaseConfig},
     database::build_pool,
     egress::{self, Action},
     limits::LimitBook,
@@ -23,7 +23,7 @@ use tessera_server::{
     sealing::KeyRing,
     startup::Application,
     telemetry,
-    tenancy::{TenantDb, TenantDirectory, TenantStatus},
+    tenancy::{Lanes, TenantDb, TenantDirectory, TenantStatus},
 };
 
 use crate::{
@@ -143,7 +143,9 @@ impl Operator {
 
     async fn reseal(&self, out: Terminal) -> anyhow::Result<()> {
         let keys = KeyRing::from_config(&self.config.secrets)?;
-        let db = TenantDb::new(self.pool.clone());
+        // One lane: the connections go one tenant after the other.
+        let lanes = Lanes::build(&DatabaseConfig { pool_size: 1, ..self.config.database.clone() }, &self.database_url)?;
+        let db = TenantDb::new(lanes);
         let (mut tenants, mut resealed) = (0, 0);
         for tenant in self.provisioner().list().await? {
             let count = connections::reseal_all(&db, &keys, &tenant)

@@ -15,10 +15,9 @@
 //! tenant's rows. Per-tenant statements grow each connection's statement
 //! cache, which the pool empties past `database.max_cached_statements`.
 
-use deadpool_postgres::{Object, Pool};
 use tokio_postgres::{types::ToSql, Row};
 
-use super::{SchemaName, Tenant};
+use super::{lanes::LaneClient, Lanes, SchemaName, Tenant};
 use crate::database::DbError;
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -39,15 +38,20 @@ pub enum Flush {
     Later,
 }
 
-/// Runs statements against one tenant's tables, from the node's single pool.
+/// Runs statements against one tenant's tables, on the tenant's lanes.
 #[derive(Clone)]
 pub struct TenantDb {
-    pool: Pool,
+    lanes: Lanes,
 }
 
 impl TenantDb {
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub fn new(lanes: Lanes) -> Self {
+        Self { lanes }
+    }
+
+    /// The lanes, for what commits several tenants' statements together.
+    pub fn lanes(&self) -> &Lanes {
+        &self.lanes
     }
 
     /// One statement on its own (its own implicit transaction, committed at
@@ -61,7 +65,7 @@ impl TenantDb {
     /// store, which knows a tenant by its worker's spec, not a directory
     /// entry. A write through it commits at once.
     pub async fn statement_in_schema(&self, schema: &SchemaName, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        let client = self.pool.get().await?;
+        let client = self.lanes.get(schema).await?;
         let statement = client.prepare_cached(&qualify(sql, schema)).await?;
         Ok(client.query(&statement, params).await?)
     }
@@ -82,7 +86,7 @@ impl TenantDb {
         params: Params<'_>,
         flush: Flush,
     ) -> Result<Vec<Row>, DbError> {
-        let client = self.pool.get().await?;
+        let client = self.lanes.get(schema).await?;
         let sql = qualify(sql, schema);
         let (lock_statement, statement) = tokio::try_join!(client.prepare_cached(lock.0), client.prepare_cached(&sql))?;
         let begin = match flush {
@@ -112,7 +116,7 @@ impl TenantDb {
     /// A transaction on a schema that has no directory entry (tests of the
     /// scoping itself).
     pub async fn begin_in_schema(&self, schema: &SchemaName) -> Result<TenantTx, DbError> {
-        let client = self.pool.get().await?;
+        let client = self.lanes.get(schema).await?;
         Ok(TenantTx { client: Some(client), schema: schema.clone(), begun: false })
     }
 }
@@ -121,7 +125,7 @@ impl TenantDb {
 /// `BEGIN` is pipelined with the first statement. Dropping it without
 /// `commit` rolls it back before the connection is reused.
 pub struct TenantTx {
-    client: Option<Object>,
+    client: Option<LaneClient>,
     schema: SchemaName,
     begun: bool,
 }
@@ -212,13 +216,11 @@ impl Drop for TenantTx {
                 handle.spawn(async move {
                     if client.batch_execute("ROLLBACK").await.is_err() {
                         // A connection that cannot roll back must not be reused.
-                        let _ = Object::take(client);
+                        client.discard();
                     }
                 });
             }
-            Err(_) => {
-                let _ = Object::take(client);
-            }
+            Err(_) => client.discard(),
         }
     }
 }

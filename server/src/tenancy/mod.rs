@@ -11,10 +11,12 @@ pub mod batch;
 mod db;
 mod directory;
 mod host;
+mod lanes;
 mod slug;
 pub mod work;
 
 pub use db::{Flush, TenantDb, TenantTx, TENANT};
+pub use lanes::{LaneClient, Lanes};
 pub use directory::{TenantDirectory, TENANT_CHANGES_CHANNEL};
 pub use host::{classify, HostError, HostTarget};
 pub use slug::{SchemaName, SlugError, TenantSlug};
