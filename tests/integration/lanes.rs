@@ -50,3 +50,56 @@ async fn a_connection_that_touched_too_many_schemas_is_replaced() {
     assert_ne!(next, first, "past its most, the connection was replaced");
     assert_eq!(pid(&lanes, &schema("two")).await, next, "and the new one starts counting afresh");
 }
+
+const HOOKED: &str = "apiVersion: tessera.dev/v1\nkind: Integration\nmetadata:\n  name: orders\nspec:\n  triggers:\n    - webhook:\n        auth: none\n  steps:\n    - name: total\n      transform:\n        expression: '{total: .trigger.body.cents}'\n";
+
+/// Many tenants' new executions commit together, one transaction per lane
+/// (the rows of several tenants share a transaction id), each in its own
+/// schema; one tenant whose insert fails fails alone.
+#[tokio::test]
+async fn several_tenants_commit_in_one_lane_transaction_and_a_failing_one_fails_alone() {
+    use reqwest::{Method, StatusCode};
+    let app = tessera_tests::spawn_app_with(|c| {
+        c.database.pool_size = 1;
+        c.runtime.intake_per_second = 0;
+    })
+    .await;
+    let slugs = ["t-one", "t-two", "t-three", "t-four", "broken"];
+    for slug in slugs {
+        let tenant = app.create_tenant(slug).await;
+        let owner = app.owner_token(&tenant).await;
+        app.apply_yaml(slug, &owner, HOOKED).await;
+    }
+    let db = app.db().await;
+    db.batch_execute(
+        "CREATE FUNCTION t_broken.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON t_broken.executions FOR EACH ROW EXECUTE FUNCTION t_broken.refuse()",
+    )
+    .await
+    .unwrap();
+
+    let sends = (0..100).map(|i| {
+        let slug = slugs[i % slugs.len()];
+        let request = app.tenant_request(Method::POST, slug, "/hooks/orders").json(&serde_json::json!({"cents": i}));
+        async move { (slug, request.send().await.unwrap().status()) }
+    });
+    let answers = futures::future::join_all(sends).await;
+    for (slug, status) in &answers {
+        let expected = if *slug == "broken" { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::ACCEPTED };
+        assert_eq!(*status, expected, "{slug}");
+    }
+    let mut shared = std::collections::HashMap::<String, std::collections::HashSet<&str>>::new();
+    for slug in &slugs[..4] {
+        let schema = format!("t_{}", slug.replace('-', "_"));
+        let rows = db.query(&format!("SELECT xmin::text, trigger -> 'body' ->> 'cents' FROM {schema}.executions"), &[]).await.unwrap();
+        assert_eq!(rows.len(), 20, "{slug}: every accepted webhook is stored in its own tenant");
+        for row in rows {
+            let cents: i64 = row.get::<_, String>(1).parse().unwrap();
+            assert_eq!(slugs[cents as usize % slugs.len()], *slug, "a row of another tenant in {schema}");
+            shared.entry(row.get(0)).or_default().insert(slug);
+        }
+    }
+    assert!(shared.values().any(|tenants| tenants.len() > 1), "some transaction held several tenants' executions: {shared:?}");
+    let broken: i64 = db.query_one("SELECT count(*) FROM t_broken.executions", &[]).await.unwrap().get(0);
+    assert_eq!(broken, 0);
+}

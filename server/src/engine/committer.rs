@@ -29,13 +29,15 @@ use tessera_runtime::{
     ExecutionStore, TenantSpec,
 };
 use tokio::sync::oneshot;
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::{
-    tenancy::batch::{Batcher, TenantBatch, Unanswered},
+    tenancy::batch::{Batcher, TenantBatch},
     cluster::WRITE_LOCK,
     engine::executions::{outcome_columns, Fence, PgExecutionStore},
-    tenancy::{Flush, TenantDb},
+    database::DbError,
+    tenancy::{LaneTx, SchemaName, TenantDb},
 };
 
 /// Most writes in one batch (all tenants together).
@@ -51,6 +53,7 @@ pub struct BatchingStore {
 /// One write waiting for its batch, and where its caller awaits the result.
 struct Write {
     tenant: TenantSpec,
+    schema: SchemaName,
     execution: Uuid,
     kind: WriteKind,
 }
@@ -102,7 +105,8 @@ impl BatchingStore {
         kind: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteKind,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let write = Write { tenant: tenant.clone(), execution, kind: kind(reply) };
+        let schema = crate::engine::executions::schema(tenant)?;
+        let write = Write { tenant: tenant.clone(), schema, execution, kind: kind(reply) };
         self.writes.submit(write).await.map_err(|e| StoreError(Box::new(e)))?;
         answer.await.map_err(|_| StoreError(Box::new(crate::tenancy::batch::Stopped("batching committer"))))?
     }
@@ -149,25 +153,44 @@ struct Statements {
 
 impl TenantBatch for Statements {
     type Request = Write;
+    /// The batch statement's rows, or why it wrote nothing (this node does
+    /// not hold the tenant's lease).
+    type Written = Result<Vec<Row>, StoreError>;
 
-    fn tenant(write: &Write) -> Uuid {
-        write.tenant.id
+    fn tenant(write: &Write) -> (Uuid, &SchemaName) {
+        (write.tenant.id, &write.schema)
     }
 
-    async fn together(&self, writes: Vec<Write>) -> Result<(), Unanswered<Write>> {
-        let tenant = writes[0].tenant.clone();
-        let (db, fence) = (self.inner.db(), self.inner.fence());
-        match commit_together(db, fence, &tenant, &writes).await {
+    fn db(&self) -> &TenantDb {
+        self.inner.db()
+    }
+
+    async fn write(&self, tx: &LaneTx, writes: &[Write]) -> Result<Self::Written, DbError> {
+        write_together(tx, self.inner.fence(), writes).await
+    }
+
+    fn answer(&self, writes: Vec<Write>, written: Self::Written) {
+        let (tenant, fence) = (&writes[0].tenant, self.inner.fence());
+        let claimed = written.and_then(|rows| match rows.first().map(|r| r.get::<_, bool>(0)) {
+            Some(true) => claimed_rows(&rows),
+            _ => Err(fence.lost(tenant)),
+        });
+        match claimed {
             Ok(mut claimed) => {
                 let endings = self.inner.endings();
                 writes.iter().filter(|w| matches!(w.kind, WriteKind::Finish(..))).for_each(|w| endings.ended(w.execution));
-                writes.into_iter().for_each(|w| w.answer(Ok(&mut claimed)))
+                writes.into_iter().for_each(|w| w.answer(Ok(&mut claimed)));
             }
-            // Not worth a retry: every write of the batch would fail the same way.
-            Err(e) if crate::engine::executions::is_lease_lost(&e) => writes.into_iter().for_each(|w| w.answer(Err(fence.lost(&tenant)))),
-            Err(e) => return Err(Unanswered { requests: writes, tenant: tenant.slug, error: e.to_string() }),
+            // Every write of the batch fails the same way.
+            Err(e) if crate::engine::executions::is_lease_lost(&e) => {
+                let tenant = tenant.clone();
+                writes.into_iter().for_each(|w| w.answer(Err(fence.lost(&tenant))));
+            }
+            Err(e) => {
+                let why = e.to_string();
+                writes.into_iter().for_each(|w| w.answer(Err(StoreError(why.clone().into()))));
+            }
         }
-        Ok(())
     }
 
     async fn alone(&self, write: Write) {
@@ -253,7 +276,8 @@ struct FinishColumns {
     errors: Vec<Option<Value>>,
 }
 
-async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writes: &[Write]) -> Result<HashMap<Uuid, Claimed>, StoreError> {
+async fn write_together(tx: &LaneTx, fence: &Fence, writes: &[Write]) -> Result<Result<Vec<Row>, StoreError>, DbError> {
+    let tenant = &writes[0].tenant;
     let (mut steps, mut ends, mut claims) = (CheckpointColumns::default(), FinishColumns::default(), Vec::new());
     for write in writes {
         match &write.kind {
@@ -278,7 +302,10 @@ async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writ
             }
         }
     }
-    let held = fence.write_lease(tenant)?;
+    let held = match fence.write_lease(tenant) {
+        Ok(held) => held,
+        Err(e) => return Ok(Err(e)),
+    };
     let (s, e) = (&steps, &ends);
     let crashes = &fence.crashes;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 19] = [
@@ -286,16 +313,12 @@ async fn commit_together(db: &TenantDb, fence: &Fence, tenant: &TenantSpec, writ
         &s.ids, &s.paths, &s.states, &s.attempts, &s.inputs, &s.outputs, &s.errors, &s.started, &s.finished,
         &e.ids, &e.states, &e.outputs, &e.errors, &claims, &crashes.silent_secs, &crashes.max,
     ];
-    let schema = crate::engine::executions::schema(tenant)?;
     let lock: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant.id];
-    let rows = db
-        .locked_write_in_schema(&schema, (WRITE_LOCK, &lock), &BATCH, &params, Flush::Now)
-        .await
-        .map_err(crate::engine::executions::store_error)?;
-    match rows.first().map(|r| r.get::<_, bool>(0)) {
-        Some(true) => claimed_rows(&rows),
-        _ => Err(fence.lost(tenant)),
-    }
+    // The lock first: the batch's snapshot follows it (see `TenantDb::locked_write_in_schema`).
+    let schema = &writes[0].schema;
+    let (locked, rows) = tokio::join!(tx.query(schema, WRITE_LOCK, &lock), tx.query(schema, &BATCH, &params));
+    locked?;
+    Ok(Ok(rows?))
 }
 
 /// The claims of a batch's result, by execution. A claim that comes back

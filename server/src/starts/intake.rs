@@ -34,10 +34,10 @@ use uuid::Uuid;
 
 use super::{insert_sql, marking, StartError, Starts};
 use crate::{
-    tenancy::batch::{Batcher, Stopped, TenantBatch, Unanswered},
+    tenancy::batch::{Batcher, Stopped, TenantBatch},
     database::DbError,
     limits::AdmitError,
-    tenancy::{Tenant, TenantDb},
+    tenancy::{LaneTx, SchemaName, Tenant, TenantDb},
 };
 
 /// Most requests in one batch (all tenants together).
@@ -185,46 +185,46 @@ static BATCHED: LazyLock<String> = LazyLock::new(|| {
 });
 
 impl Inserts {
-    /// The ids of `requests` inserted (those of an enabled integration).
-    async fn insert(&self, requests: &[Request]) -> Result<HashSet<Uuid>, DbError> {
-        let ids: Vec<Uuid> = requests.iter().map(|r| r.id).collect();
-        let names: Vec<&str> = requests.iter().map(|r| r.run.integration.as_str()).collect();
-        let versions: Vec<Option<i32>> = requests.iter().map(|r| r.run.version).collect();
-        let triggers: Vec<&Value> = requests.iter().map(|r| &r.run.trigger).collect();
-        let tenant = &requests[0].tenant;
-        let rows = self.db.statement(tenant, &BATCHED, &[&ids, &names, &versions, &triggers, &tenant.id]).await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+    /// `requests` (of one tenant) as the statement's columns.
+    fn columns(requests: &[Request]) -> (Vec<Uuid>, Vec<&str>, Vec<Option<i32>>, Vec<&Value>) {
+        let ids = requests.iter().map(|r| r.id).collect();
+        let names = requests.iter().map(|r| r.run.integration.as_str()).collect();
+        let versions = requests.iter().map(|r| r.run.version).collect();
+        let triggers = requests.iter().map(|r| &r.run.trigger).collect();
+        (ids, names, versions, triggers)
     }
 }
 
 impl TenantBatch for Inserts {
     type Request = Request;
+    /// The ids inserted (those of an enabled integration).
+    type Written = HashSet<Uuid>;
 
-    fn tenant(request: &Request) -> Uuid {
-        request.tenant.id
+    fn tenant(request: &Request) -> (Uuid, &SchemaName) {
+        (request.tenant.id, &request.tenant.schema)
     }
 
-    async fn together(&self, requests: Vec<Request>) -> Result<(), Unanswered<Request>> {
-        let error = match self.insert(&requests).await {
-            Ok(inserted) => {
-                requests.into_iter().for_each(|r| drop(r.reply.send(Ok(inserted.contains(&r.id)))));
-                return Ok(());
-            }
-            Err(e) => e,
-        };
-        if requests.len() > 1 {
-            return Err(Unanswered { tenant: requests[0].tenant.slug.to_string(), error: error.to_string(), requests });
-        }
-        // Alone it would run the same statement again: its error is its answer.
-        if let Some(request) = requests.into_iter().next() {
-            let _ = request.reply.send(Err(error));
-        }
-        Ok(())
+    fn db(&self) -> &TenantDb {
+        &self.db
+    }
+
+    async fn write(&self, tx: &LaneTx, requests: &[Request]) -> Result<HashSet<Uuid>, DbError> {
+        let (ids, names, versions, triggers) = Self::columns(requests);
+        let tenant = &requests[0].tenant;
+        let rows = tx.query(&tenant.schema, &BATCHED, &[&ids, &names, &versions, &triggers, &tenant.id]).await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    fn answer(&self, requests: Vec<Request>, inserted: HashSet<Uuid>) {
+        requests.into_iter().for_each(|r| drop(r.reply.send(Ok(inserted.contains(&r.id)))));
     }
 
     async fn alone(&self, request: Request) {
-        let result = self.insert(std::slice::from_ref(&request)).await;
-        let _ = request.reply.send(result.map(|inserted| inserted.contains(&request.id)));
+        let (ids, names, versions, triggers) = Self::columns(std::slice::from_ref(&request));
+        let tenant = &request.tenant;
+        let result = self.db.statement(tenant, &BATCHED, &[&ids, &names, &versions, &triggers, &tenant.id]).await;
+        let inserted = result.map(|rows| rows.iter().any(|row| row.get::<_, Uuid>(0) == request.id));
+        let _ = request.reply.send(inserted);
     }
 }
 

@@ -1,21 +1,26 @@
-//! The per-tenant batcher: the one engine behind every group commit of the
-//! node (the committer's checkpoints, the intake's new executions). It owns
-//! the queue, the flush slots, the grouping by tenant and the fallback one
-//! request at a time; a use supplies only its statements ([`TenantBatch`]).
+//! The batcher: the one engine behind every group commit of the node (the
+//! committer's claims, checkpoints and finishes, the intake's new
+//! executions). It owns the queue, the flush slots, the grouping and the
+//! fallbacks; a use supplies only its statements ([`TenantBatch`]).
 //!
 //! Why: one commit per request costs a transaction, a WAL flush and a round
 //! trip each. Here one task takes every request waiting at that moment (up
 //! to the use's most per batch) as soon as a flush slot is free, groups
-//! them by tenant and commits each group in one transaction, a few tenants
-//! at once. A quiet node commits each request at once (no added wait); a
-//! busy one commits many per flush, since requests arriving while a batch
-//! commits form the next one.
+//! them by tenant, and the tenants' groups by their home lane
+//! ([`super::Lanes`]): each lane's groups are committed in one transaction
+//! on that lane, every tenant's statement in it qualified with its own
+//! schema, a few lanes at once. So a load spread over many tenants still
+//! commits many requests per transaction (a transaction per tenant made it
+//! a transaction per request once the tenants were many), and each backend
+//! sees only the schemas of its lane. A quiet node commits each request at
+//! once (no added wait); a busy one commits more per flush, since requests
+//! arriving while a batch commits form the next one.
 //!
 //! Every request is answered by its use, only once its own commit is done,
-//! so accept = commit and durability are the use's as without batching. A
-//! group the use cannot commit together comes back unanswered and is
-//! committed one request at a time, so one bad request cannot fail its
-//! neighbours. A transaction never holds two tenants' requests.
+//! so accept = commit and durability are the use's as without batching.
+//! A lane's transaction that fails is tried again one tenant per
+//! transaction, and a tenant's that fails, one request at a time, so one
+//! bad request cannot fail its neighbours.
 
 use std::{collections::HashMap, future::Future, sync::Arc};
 
@@ -23,39 +28,42 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
+use super::{LaneTx, SchemaName, TenantDb};
+use crate::database::DbError;
+
 /// Batches committing at once. One: requests arriving while a batch
 /// commits form the next batch, so batches grow with the load. With four,
 /// most batches held one write at 500 executions/s and saved nothing
 /// (docs/performance.md 4c).
 const FLUSH_SLOTS: usize = 1;
-/// Tenant transactions of one batch committing at once.
-const TENANTS_AT_ONCE: usize = 4;
+/// Lane transactions of one batch committing at once.
+const LANES_AT_ONCE: usize = 4;
 /// Requests waiting for a flush; callers wait (back-pressure) beyond this.
 const QUEUE: usize = 4096;
 
-/// What a use of the batcher supplies: how to commit one tenant's requests
-/// together, and one request alone. Each answers its requests' callers.
+/// What a use of the batcher supplies: the statements that write one
+/// tenant's requests in a transaction shared with other tenants, how to
+/// answer them once it committed, and how to commit one request alone.
 pub trait TenantBatch: Send + Sync + 'static {
-    type Request: Send + 'static;
+    type Request: Send + Sync + 'static;
+    /// What one tenant's statements returned, for its answers.
+    type Written: Send;
 
-    /// The tenant whose transaction `request` belongs in.
-    fn tenant(request: &Self::Request) -> Uuid;
+    /// The tenant whose statements `request` belongs in, and its schema.
+    fn tenant(request: &Self::Request) -> (Uuid, &SchemaName);
 
-    /// Commit one tenant's requests in one transaction and answer each
-    /// (success or failure); or give them back unanswered, with why, to be
-    /// committed one by one.
-    fn together(&self, requests: Vec<Self::Request>) -> impl Future<Output = Result<(), Unanswered<Self::Request>>> + Send;
+    /// Where the transactions run.
+    fn db(&self) -> &TenantDb;
+
+    /// Write one tenant's requests in `tx` (not committed yet: answer
+    /// nothing here).
+    fn write<'a>(&'a self, tx: &'a LaneTx, requests: &'a [Self::Request]) -> impl Future<Output = Result<Self::Written, DbError>> + Send + 'a;
+
+    /// `requests`' statements committed: answer each.
+    fn answer(&self, requests: Vec<Self::Request>, written: Self::Written);
 
     /// Commit one request on its own (its batch failed) and answer it.
     fn alone(&self, request: Self::Request) -> impl Future<Output = ()> + Send;
-}
-
-/// A tenant's requests whose commit together failed, not yet answered.
-pub struct Unanswered<R> {
-    pub requests: Vec<R>,
-    /// The tenant's slug and the failure, for the log.
-    pub tenant: String,
-    pub error: String,
 }
 
 /// The batcher has stopped: the node is shutting down.
@@ -109,24 +117,62 @@ async fn run<B: TenantBatch>(name: &'static str, mut waiting: mpsc::Receiver<B::
     }
 }
 
-/// Commit one batch: one transaction per tenant, a few tenants at once.
+/// Commit one batch: one transaction per lane, a few lanes at once.
 async fn flush<B: TenantBatch>(name: &'static str, statements: &B, batch: Vec<B::Request>) {
     let mut by_tenant: HashMap<Uuid, Vec<B::Request>> = HashMap::new();
     for request in batch {
-        by_tenant.entry(B::tenant(&request)).or_default().push(request);
+        by_tenant.entry(B::tenant(&request).0).or_default().push(request);
     }
-    futures::stream::iter(by_tenant.into_values())
-        .for_each_concurrent(TENANTS_AT_ONCE, |requests| commit_tenant(name, statements, requests))
+    let lanes = statements.db().lanes();
+    let mut by_lane: HashMap<usize, Vec<Vec<B::Request>>> = HashMap::new();
+    for requests in by_tenant.into_values() {
+        by_lane.entry(lanes.home(B::tenant(&requests[0]).1)).or_default().push(requests);
+    }
+    futures::stream::iter(by_lane)
+        .for_each_concurrent(LANES_AT_ONCE, |(lane, tenants)| commit_lane(name, statements, lane, tenants))
         .await;
+}
+
+/// A lane's tenants together; if that fails, one tenant per transaction.
+async fn commit_lane<B: TenantBatch>(name: &'static str, statements: &B, lane: usize, tenants: Vec<Vec<B::Request>>) {
+    if tenants.len() == 1 {
+        let requests = tenants.into_iter().next().expect("one tenant");
+        return commit_tenant(name, statements, lane, requests).await;
+    }
+    let error = match together(statements, lane, &tenants).await {
+        Ok(written) => return tenants.into_iter().zip(written).for_each(|(requests, written)| statements.answer(requests, written)),
+        Err(e) => e,
+    };
+    tracing::warn!(lane, tenants = tenants.len(), error = %error, "a lane batch of the {name} failed; committing it tenant by tenant");
+    for requests in tenants {
+        commit_tenant(name, statements, lane, requests).await;
+    }
 }
 
 /// One tenant's requests together; if that fails, one by one, so each
 /// caller learns its own result.
-async fn commit_tenant<B: TenantBatch>(name: &'static str, statements: &B, requests: Vec<B::Request>) {
-    let Err(failed) = statements.together(requests).await else { return };
-    let (tenant, count, error) = (&failed.tenant, failed.requests.len(), &failed.error);
-    tracing::warn!(tenant = %tenant, requests = count, error = %error, "a batch of the {name} failed; committing its requests one by one");
-    for request in failed.requests {
+async fn commit_tenant<B: TenantBatch>(name: &'static str, statements: &B, lane: usize, requests: Vec<B::Request>) {
+    let tenants = [requests];
+    let error = match together(statements, lane, &tenants).await {
+        Ok(written) => {
+            let [requests] = tenants;
+            return statements.answer(requests, written.into_iter().next().expect("one tenant written"));
+        }
+        Err(e) => e,
+    };
+    let [requests] = tenants;
+    tracing::warn!(requests = requests.len(), error = %error, "a batch of the {name} failed; committing its requests one by one");
+    for request in requests {
         statements.alone(request).await;
     }
+}
+
+/// Write each tenant's requests in one transaction on `lane`, and commit.
+async fn together<B: TenantBatch>(statements: &B, lane: usize, tenants: &[Vec<B::Request>]) -> Result<Vec<B::Written>, DbError> {
+    let schemas: Vec<&SchemaName> = tenants.iter().map(|requests| B::tenant(&requests[0]).1).collect();
+    let tx = statements.db().begin_lane(lane, &schemas).await?;
+    let written = futures::future::join_all(tenants.iter().map(|requests| statements.write(&tx, requests))).await;
+    let written = written.into_iter().collect::<Result<Vec<_>, _>>()?;
+    tx.commit().await?;
+    Ok(written)
 }

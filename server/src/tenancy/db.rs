@@ -108,6 +108,16 @@ impl TenantDb {
         Ok(rows)
     }
 
+    /// A transaction on lane `lane` for the statements of several tenants
+    /// (those of `schemas`, whose home the lane is), committed together:
+    /// one commit and one WAL flush for all of them.
+    pub async fn begin_lane(&self, lane: usize, schemas: &[&SchemaName]) -> Result<LaneTx, DbError> {
+        let client = self.lanes.get_lane(lane, schemas).await?;
+        let mut tx = TenantTx { client: Some(client), schema: schemas[0].clone(), begun: true };
+        tx.live().batch_execute("BEGIN").await?;
+        Ok(LaneTx { tx })
+    }
+
     /// A transaction for work of several statements.
     pub async fn begin(&self, tenant: &Tenant) -> Result<TenantTx, DbError> {
         self.begin_in_schema(&tenant.schema).await
@@ -121,6 +131,28 @@ impl TenantDb {
     }
 }
 
+/// An open transaction holding several tenants' statements, each
+/// qualified with its own tenant's schema. Dropping it without `commit`
+/// rolls it back.
+pub struct LaneTx {
+    tx: TenantTx,
+}
+
+impl LaneTx {
+    /// Run `sql` with `@tenant.` as `schema`'s tables. Statements issued
+    /// concurrently are sent in the order they are first polled, and run
+    /// in that order.
+    pub async fn query(&self, schema: &SchemaName, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        let client = self.tx.client.as_ref().expect("transaction is live until consumed");
+        let statement = client.prepare_cached(&qualify(sql, schema)).await?;
+        Ok(client.query(&statement, params).await?)
+    }
+
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.tx.commit().await
+    }
+}
+
 /// An open transaction whose `@tenant.` names are one tenant's tables.
 /// `BEGIN` is pipelined with the first statement. Dropping it without
 /// `commit` rolls it back before the connection is reused.
@@ -131,6 +163,10 @@ pub struct TenantTx {
 }
 
 impl TenantTx {
+    fn live(&mut self) -> &LaneClient {
+        self.client.as_ref().expect("transaction is live until consumed")
+    }
+
     pub async fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         let sql = qualify(sql, &self.schema);
         let client = self.client.as_ref().expect("transaction is live until consumed");

@@ -15,7 +15,7 @@ mod lanes;
 mod slug;
 pub mod work;
 
-pub use db::{Flush, TenantDb, TenantTx, TENANT};
+pub use db::{Flush, LaneTx, TenantDb, TenantTx, TENANT};
 pub use lanes::{LaneClient, Lanes};
 pub use directory::{TenantDirectory, TENANT_CHANGES_CHANNEL};
 pub use host::{classify, HostError, HostTarget};
