@@ -2,6 +2,8 @@
 -- Arguments (after --): hosts paths [pause_ms]. hosts and paths: one, or
 -- several separated by commas; requests rotate over both (a host per
 -- tenant spreads the load over tenants, several paths over integrations).
+-- hosts may also be @<file>: one host a line (a list too long for one
+-- command-line argument, e.g. 10,000 tenants' hosts).
 -- pause_ms: each connection waits this long before each request, which
 -- caps the rate at connections * 1000 / pause_ms requests/s (0 or absent:
 -- no pause).
@@ -16,8 +18,20 @@ local function list(arg)
     return items
 end
 
+local function lines(path)
+    local items = {}
+    for line in io.lines(path) do
+        if line ~= "" then items[#items + 1] = line end
+    end
+    return items
+end
+
 function init(args)
-    hosts = list(args[1])
+    if string.sub(args[1], 1, 1) == "@" then
+        hosts = lines(string.sub(args[1], 2))
+    else
+        hosts = list(args[1])
+    end
     paths = list(args[2])
     pause = tonumber(args[3] or "0")
     -- Each thread starts at its own offset so threads do not move in lockstep.
@@ -38,9 +52,9 @@ end
 function done(summary, latency, requests)
     local errors = summary.errors
     io.write(string.format(
-        'WRK_JSON {"requests": %d, "rps": %.1f, "p50_ms": %.3f, "p99_ms": %.3f, ' ..
+        'WRK_JSON {"requests": %d, "seconds": %.3f, "rps": %.1f, "p50_ms": %.3f, "p99_ms": %.3f, ' ..
         '"errors_connect": %d, "errors_read": %d, "errors_write": %d, "errors_status": %d, "errors_timeout": %d}\n',
-        summary.requests, summary.requests / (summary.duration / 1e6),
+        summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
         latency:percentile(50) / 1000, latency:percentile(99) / 1000,
         errors.connect, errors.read, errors.write, errors.status, errors.timeout))
 end

@@ -100,6 +100,8 @@ BEGIN
         IF n % 200 = 0 THEN COMMIT; END IF;
     END LOOP;
 END $$;
+-- An apply marks its tenant as having work (its worker must run the schedule).
+INSERT INTO platform.tenant_work (tenant_id) SELECT id FROM platform.tenants ON CONFLICT DO NOTHING;
 SQL
 with_integration="$(db_psql -tA -c "SELECT count(*) FROM platform.tenants")"
 log "$with_integration tenants, each with the scheduled integration"

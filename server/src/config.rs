@@ -206,7 +206,7 @@ pub struct RuntimeConfig {
     /// instead of being resumed again; 0: resume it forever.
     pub max_execution_crashes: u32,
     /// Commit the checkpoints and finishes of all running executions in
-    /// batches, one transaction per tenant per batch (`committer`); off,
+    /// batches, one transaction per lane per batch (`committer`); off,
     /// each is its own commit.
     pub batch_commits: bool,
     /// New executions (webhooks and API runs) one tenant may start per

@@ -1,12 +1,13 @@
 //! The batching committer (docs/engine.md, rule 3): owns the node's
 //! checkpoint and finish writes, and commits those of all running
-//! executions together, one transaction per tenant per batch.
+//! executions together, one transaction per lane (all the tenants whose
+//! home it is) per batch.
 //!
 //! Why: each checkpoint committed on its own costs a transaction and a WAL
-//! flush per step. Here the node's per-tenant batcher ([`crate::tenancy::batch`]:
-//! flush slots, group commit, one transaction per tenant) gathers the
+//! flush per step. Here the node's batcher ([`crate::tenancy::batch`]:
+//! flush slots, group commit, one transaction per lane) gathers the
 //! writes waiting at that moment, and this module supplies the one
-//! statement that commits a tenant's group (the lease fence, `INSERT …
+//! statement that writes a tenant's group (the lease fence, `INSERT …
 //! SELECT FROM unnest(…)` for checkpoints and `UPDATE … FROM unnest(…)`
 //! for finishes, as CTEs), so a quiet node adds no delay and a busy one
 //! commits more per flush.
@@ -16,9 +17,9 @@
 //! A batch that fails is retried one write at a time through
 //! [`PgExecutionStore`], so each caller gets its own result and one bad
 //! write cannot fail its neighbours; one that lost the tenant's lease is
-//! not retried: every write of it fails the same way. Tenant
-//! isolation is unchanged too: statements are `@tenant.`-qualified through
-//! [`TenantDb`], and a transaction holds one tenant's writes only.
+//! not retried: every write of it fails the same way. Tenant isolation is
+//! unchanged too: each tenant's statement is `@tenant.`-qualified with its
+//! own schema and fenced by its own lease, whoever shares its transaction.
 
 use std::{collections::HashMap, sync::{Arc, LazyLock}};
 

@@ -2,7 +2,7 @@
 //! `tessera_runtime` asks of PostgreSQL goes through here and nowhere else.
 //! `executions` (the `ExecutionStore`: claim, checkpoint, finish, fenced by
 //! the tenant's lease; and the connections of steps), `committer` (the same
-//! store with its writes committed in per-tenant batches) and `triggers`
+//! store with its writes committed in batches, one transaction per lane) and `triggers`
 //! (the `TriggerStore`: schedules, ticks and queue messages), `endings`
 //! (waiters told when an execution's end is committed here). New
 //! executions are started by `crate::starts`, which these call.

@@ -7,8 +7,8 @@
 //! Why batches: every accepted request is a committed insert, flushed to
 //! the WAL before the answer. One commit per request made the intake cost a
 //! WAL flush and a round trip per webhook; here the requests waiting at one
-//! moment are inserted together through the node's per-tenant batcher
-//! ([`crate::tenancy::batch`]), one statement per tenant (`INSERT … SELECT FROM
+//! moment are inserted together through the node's batcher
+//! ([`crate::tenancy::batch`]: one transaction per lane), one statement per tenant (`INSERT … SELECT FROM
 //! unnest(…)`). A request with an idempotency key is inserted on its own,
 //! since the unique index decides between it and its repeats.
 //!

@@ -2,7 +2,7 @@
 //!
 //! Owns: host classification, the slug → tenant directory (cached,
 //! invalidated through PostgreSQL NOTIFY), `TenantDb`/`TenantTx`, the only
-//! way to run SQL against tenant tables, and `batch`, the per-tenant batcher
+//! way to run SQL against tenant tables, and `batch`, the batcher
 //! that commits many callers' statements together over them, and `work`,
 //! which tenants have work for a worker. Must never
 //! build SQL from unvalidated input.
