@@ -85,7 +85,10 @@
 # DURATION=45s WARMUP=5s CONNECTIONS=32 THREADS=1 RATE=0 (a cap on webhooks/s;
 # 0: none) CONCURRENCY=64 WITH_WORK=100 REUSE_DB=0 CREATE_METHOD=cli
 # CREATE_PARALLELISM=4 START_TIMEOUT=600 DRAIN_TIMEOUT=600 (seconds)
-# MIN_AVAILABLE_MIB=3072, plus those of lib.sh (KEEP_DB, TESSERA_BIN,
+# MIN_AVAILABLE_MIB=3072 RETIRE_SECS=5 (runtime.retire_idle_worker_secs of
+# the node; before each stop the script waits until every idle worker
+# retired, so each start begins with no tenant marked as having work),
+# plus those of lib.sh (KEEP_DB, TESSERA_BIN,
 # SKIP_BUILD, PG*). PostgreSQL must run on this machine for the Pss
 # figures (n/a otherwise).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -102,6 +105,7 @@ WITH_WORK="${WITH_WORK:-100}"
 REUSE_DB="${REUSE_DB:-0}"
 CREATE_METHOD="${CREATE_METHOD:-cli}"
 MIN_AVAILABLE_MIB="${MIN_AVAILABLE_MIB:-3072}"
+RETIRE_SECS="${RETIRE_SECS:-5}"
 CREATE_PARALLELISM="${CREATE_PARALLELISM:-4}"
 START_TIMEOUT="${START_TIMEOUT:-600}"
 DRAIN_TIMEOUT="${DRAIN_TIMEOUT:-600}"
@@ -129,6 +133,7 @@ done
 for v in START_TIMEOUT DRAIN_TIMEOUT; do
     [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -ge 10 && "${!v}" -le 7200 ]] || { echo "$v must be 10..7200 (seconds)" >&2; exit 2; }
 done
+[[ "$RETIRE_SECS" =~ ^[0-9]+$ && "$RETIRE_SECS" -ge 1 && "$RETIRE_SECS" -le 3600 ]] || { echo "RETIRE_SECS must be 1..3600" >&2; exit 2; }
 [[ "$MIN_AVAILABLE_MIB" =~ ^[0-9]+$ && "$MIN_AVAILABLE_MIB" -le 1048576 ]] || { echo "MIN_AVAILABLE_MIB must be 0..1048576 (0: no guard)" >&2; exit 2; }
 PAUSE_MS=0
 [[ "$RATE" -gt 0 ]] && PAUSE_MS=$((CONNECTIONS * 1000 / RATE))
@@ -204,7 +209,7 @@ fi
 export TESSERA_LOG__LEVEL=warn TESSERA_EGRESS__ALLOW_LOOPBACK=false \
     TESSERA_RUNTIME__INTAKE_PER_SECOND=0 TESSERA_LIMITS__QUEUED_EXECUTIONS=10000000 \
     TESSERA_LIMITS__STORED_EXECUTIONS=1000000000 TESSERA_RUNTIME__MAX_CONCURRENT_EXECUTIONS="$CONCURRENCY" \
-    TESSERA_AUTH__TOKEN_TTL_SECS=86400
+    TESSERA_AUTH__TOKEN_TTL_SECS=86400 TESSERA_RUNTIME__RETIRE_IDLE_WORKER_SECS="$RETIRE_SECS"
 export TESSERA_DATABASE_URL="postgres://${PGUSER}@${PGHOST}:${PGPORT}/${DB}"
 # psql only (the node and the CLI do not read it): no NOTICEs from the helpers.
 export PGOPTIONS="-c client_min_messages=warning"
@@ -221,6 +226,13 @@ NODE_STARTS=0
 stop_node() {
     [[ -n "$SERVER_PID" ]] || return 0
     local started pid="$SERVER_PID" i
+    # Every start begins from the same state: the tenants of the last row
+    # stay marked as having work until their idle workers retire
+    # (RETIRE_SECS), and a node started before that would start them all.
+    for i in $(seq 1 $((RETIRE_SECS * 10 + 300))); do
+        [[ "$(running_workers)" == 0 ]] && break
+        sleep 0.1
+    done
     started=$(now_us)
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 1 1200); do
@@ -240,6 +252,13 @@ stop_node() {
 active_tenants() { db_psql -tA -c "SELECT count(*) FROM platform.tenants WHERE status = 'active'"; }
 
 # Leases held now by the node listening on $PORT.
+# Workers the node runs now (tenants with work); empty when it does not answer.
+running_workers() {
+    [[ -n "${PLATFORM_TOKEN:-}" ]] || { echo 0; return; }
+    curl -fsS --max-time 10 -H "Host: localhost:$PORT" -H "Authorization: Bearer $PLATFORM_TOKEN" "http://127.0.0.1:$PORT/api/platform/node" 2>/dev/null \
+        | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["workers"]))' 2>/dev/null || echo 0
+}
+
 held_leases() {
     db_psql -tA -c "SELECT count(*) FROM platform.tenant_leases l JOIN platform.nodes n ON n.id = l.node_id \
         WHERE n.address = '127.0.0.1:$PORT' AND n.state = 'active' AND l.expires_at > now()"

@@ -334,7 +334,7 @@ impl Default for DatabaseConfig {
         Self {
             pool_size: 16,
             platform_pool_size: 4,
-            max_schemas_per_connection: 300,
+            max_schemas_per_connection: 700,
             acquire_timeout_secs: 5,
             connection_max_lifetime_secs: 1800,
             max_cached_statements: 512,

@@ -199,12 +199,31 @@ impl TenantBatch for Statements {
     }
 }
 
+/// Which writes a tenant's batch holds: its statement has only their
+/// parts. Planning the whole statement cost five times its execution, and
+/// with thousands of tenants a tenant's statement is rarely still prepared
+/// on its lane, so it is planned at almost every batch; most batches hold
+/// one kind of write.
+#[derive(Clone, Copy)]
+struct Parts {
+    checkpoints: bool,
+    finishes: bool,
+    claims: bool,
+}
+
+impl Parts {
+    fn index(self) -> usize {
+        usize::from(self.checkpoints) | usize::from(self.finishes) << 1 | usize::from(self.claims) << 2
+    }
+}
+
 /// A tenant's whole batch in one statement (after the lease's write lock,
 /// in the same round trip), so one commit: the fence (this node holds the
 /// tenant's lease at `$3`; without it nothing is written), the checkpoints
-/// (`INSERT … FROM unnest`), the finishes, then the claims. The first
-/// column says whether the fence held; there is a row per claimed
-/// execution (one row with a null id when none was).
+/// (`INSERT … FROM unnest`), the finishes, then the claims, each part only
+/// when the batch holds such writes. The first column says whether the
+/// fence held; with claims, there is a row per claimed execution (one row
+/// with a null id when none was).
 ///
 /// `clock_timestamp()`, not `now()`, for `finished_at`: the statement may
 /// start after some of its executions finished, never before. An
@@ -218,34 +237,71 @@ impl TenantBatch for Statements {
 /// worker awaits each write before the next), so the CTEs never touch the
 /// same row. Each version's definition is sent once per batch, and the
 /// variables once.
-static BATCH: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH fence AS (SELECT 1 FROM platform.tenant_leases \
-       WHERE tenant_id = $1 AND node_id = $2 AND epoch = $3 AND expires_at > now()), \
-     steps AS (INSERT INTO @tenant.execution_steps \
+///
+/// The statement of each combination of [`Parts`], by [`Parts::index`].
+/// Parameters: `$1..$3` the fence, then the checkpoints' nine columns, the
+/// finishes' four, the claims' ids and crash limits, each only when present.
+static BATCH: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..8)
+        .map(|i| batch_sql(Parts { checkpoints: i & 1 != 0, finishes: i & 2 != 0, claims: i & 4 != 0 }))
+        .collect()
+});
+
+fn batch_sql(parts: Parts) -> String {
+    let mut next = 4;
+    let mut take = |n: usize| {
+        let first = next;
+        next += n;
+        first
+    };
+    let mut ctes = vec!["fence AS (SELECT 1 FROM platform.tenant_leases \
+       WHERE tenant_id = $1 AND node_id = $2 AND epoch = $3 AND expires_at > now())"
+        .to_string()];
+    if parts.checkpoints {
+        let p = take(9);
+        let a: Vec<String> = (p..p + 9).map(|n| format!("${n}")).collect();
+        ctes.push(format!(
+            "steps AS (INSERT INTO @tenant.execution_steps \
        (execution_id, path, state, attempt, input, output, error, started_at, finished_at) \
-       SELECT * FROM unnest($4::uuid[], $5::text[], $6::text[], $7::int4[], $8::jsonb[], $9::jsonb[], $10::jsonb[], \
-                            $11::timestamptz[], $12::timestamptz[]) \
+       SELECT * FROM unnest({}::uuid[], {}::text[], {}::text[], {}::int4[], {}::jsonb[], {}::jsonb[], {}::jsonb[], \
+                            {}::timestamptz[], {}::timestamptz[]) \
        WHERE EXISTS (SELECT 1 FROM fence) \
        ON CONFLICT (execution_id, path) DO UPDATE SET state = EXCLUDED.state, attempt = EXCLUDED.attempt, \
        input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
-       started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at), \
-     ends AS (UPDATE @tenant.executions e SET state = f.state, output = f.output, error = f.error, \
+       started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at)",
+            a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
+        ));
+    }
+    if parts.finishes {
+        let p = take(4);
+        ctes.push(format!(
+            "ends AS (UPDATE @tenant.executions e SET state = f.state, output = f.output, error = f.error, \
        finished_at = clock_timestamp() \
-       FROM unnest($13::uuid[], $14::text[], $15::jsonb[], $16::jsonb[]) AS f(id, state, output, error) \
-       WHERE e.id = f.id AND e.finished_at IS NULL AND EXISTS (SELECT 1 FROM fence)), \
-     picked AS (SELECT x.id, {crash} FROM @tenant.executions x WHERE x.id = ANY($17::uuid[]) \
-       AND x.state IN ('queued', 'running') AND EXISTS (SELECT 1 FROM fence) FOR UPDATE OF x SKIP LOCKED), \
-     claimed AS (UPDATE @tenant.executions e SET \
+       FROM unnest(${}::uuid[], ${}::text[], ${}::jsonb[], ${}::jsonb[]) AS f(id, state, output, error) \
+       WHERE e.id = f.id AND e.finished_at IS NULL AND EXISTS (SELECT 1 FROM fence))",
+            p, p + 1, p + 2, p + 3
+        ));
+    }
+    if !parts.claims {
+        return format!("WITH {} SELECT EXISTS (SELECT 1 FROM fence)", ctes.join(", "));
+    }
+    let p = take(3);
+    let (ids, silent, max) = (format!("${p}"), format!("${}", p + 1), format!("${}", p + 2));
+    ctes.push(format!(
+        "picked AS (SELECT x.id, {crash} FROM @tenant.executions x WHERE x.id = ANY({ids}::uuid[]) \
+       AND x.state IN ('queued', 'running') AND EXISTS (SELECT 1 FROM fence) FOR UPDATE OF x SKIP LOCKED)",
+        crash = crate::engine::executions::crash_columns("$2", &silent, &max),
+    ));
+    ctes.push(format!(
+        "claimed AS (UPDATE @tenant.executions e SET \
        state = CASE WHEN e.cancel_requested THEN 'cancelled' WHEN p.failing THEN 'failed' ELSE 'running' END, \
        finished_at = CASE WHEN e.cancel_requested OR p.failing THEN now() END, \
        started_at = coalesce(e.started_at, now()), {updates} \
-       FROM picked p WHERE e.id = p.id RETURNING e.id, e.integration, e.version, e.trigger, e.state) \
-     {BATCH_ANSWER}",
-        crash = crate::engine::executions::crash_columns("$2", "$18", "$19"),
+       FROM picked p WHERE e.id = p.id RETURNING e.id, e.integration, e.version, e.trigger, e.state)",
         updates = crate::engine::executions::crash_updates("$2"),
-    )
-});
+    ));
+    format!("WITH {} {BATCH_ANSWER}", ctes.join(", "))
+}
 
 const BATCH_ANSWER: &str = "SELECT EXISTS (SELECT 1 FROM fence), c.id, c.integration, c.version, c.trigger, c.state, \
        CASE WHEN row_number() OVER (PARTITION BY c.integration, c.version) = 1 THEN v.definition END, \
@@ -309,15 +365,25 @@ async fn write_together(tx: &LaneTx, fence: &Fence, writes: &[Write]) -> Result<
     };
     let (s, e) = (&steps, &ends);
     let crashes = &fence.crashes;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 19] = [
-        &tenant.id, &held.node, &held.epoch,
-        &s.ids, &s.paths, &s.states, &s.attempts, &s.inputs, &s.outputs, &s.errors, &s.started, &s.finished,
-        &e.ids, &e.states, &e.outputs, &e.errors, &claims, &crashes.silent_secs, &crashes.max,
-    ];
+    let parts = Parts { checkpoints: !s.ids.is_empty(), finishes: !e.ids.is_empty(), claims: !claims.is_empty() };
+    type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    let mut params: Vec<Param> = vec![&tenant.id, &held.node, &held.epoch];
+    if parts.checkpoints {
+        let columns: [Param; 9] = [&s.ids, &s.paths, &s.states, &s.attempts, &s.inputs, &s.outputs, &s.errors, &s.started, &s.finished];
+        params.extend(columns);
+    }
+    if parts.finishes {
+        let columns: [Param; 4] = [&e.ids, &e.states, &e.outputs, &e.errors];
+        params.extend(columns);
+    }
+    if parts.claims {
+        let columns: [Param; 3] = [&claims, &crashes.silent_secs, &crashes.max];
+        params.extend(columns);
+    }
     let lock: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant.id];
     // The lock first: the batch's snapshot follows it (see `TenantDb::locked_write_in_schema`).
     let schema = &writes[0].schema;
-    let (locked, rows) = tokio::join!(tx.query(schema, WRITE_LOCK, &lock), tx.query(schema, &BATCH, &params));
+    let (locked, rows) = tokio::join!(tx.query(schema, WRITE_LOCK, &lock), tx.query(schema, &BATCH[parts.index()], &params));
     locked?;
     Ok(Ok(rows?))
 }
@@ -331,7 +397,8 @@ fn claimed_rows(rows: &[tokio_postgres::Row]) -> Result<HashMap<Uuid, Claimed>, 
     let mut claimed = HashMap::new();
     let mut pending = Vec::new();
     for row in rows {
-        let Some(id) = row.get::<_, Option<Uuid>>(1) else { continue };
+        // A batch without claims answers the fence's column only.
+        let Some(id) = row.columns().get(1).and_then(|_| row.get::<_, Option<Uuid>>(1)) else { continue };
         let (integration, version): (String, i32) = (row.get(2), row.get(3));
         if let Some(definition) = row.get::<_, Option<Value>>(6) {
             definitions.insert((integration.clone(), version), definition);
