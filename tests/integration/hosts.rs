@@ -247,6 +247,7 @@ async fn hosts_are_judged_before_any_database_work() {
 
     // From now on, anything that needs the database fails.
     app.state.pool.close();
+    app.state.tenant_db.lanes().close();
 
     let variables = app.tenant_request(Method::GET, "acme", "/api/variables").bearer_auth(&token).send().await.unwrap();
     assert_eq!(status_and_code(variables).await, (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable".into()));

@@ -103,6 +103,11 @@ impl Lanes {
         Ok(Self { inner: Arc::new(Inner { lanes, demand, hasher: std::hash::RandomState::new() }) })
     }
 
+    /// Close every lane: from now on each statement fails at once.
+    pub fn close(&self) {
+        self.inner.lanes.iter().for_each(|lane| lane.pool.close());
+    }
+
     pub fn len(&self) -> usize {
         self.inner.lanes.len()
     }
