@@ -321,19 +321,36 @@ if all(f"many-{i:05d}" in slugs for i in range(1, int(os.environ["WITH_WORK"]) +
 }
 
 # Login (POST /api/auth/login) on host $1 as $2/$3; prints the token.
+# A node still starting its workers may answer 503 (its pool taken): tried
+# again until START_TIMEOUT, every 2 s (each try counts against the login
+# rate limit: after a 429, 6 s).
 login() {
-    curl -fsS -H "Host: $1:$PORT" -H 'Content-Type: application/json' \
-        -d "{\"email\":\"$2\",\"password\":\"$3\"}" "http://127.0.0.1:$PORT/api/auth/login" \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
+    local code started out="$WORK_DIR/login.out"
+    started=$(now_us)
+    while :; do
+        code="$(curl -sS -o "$out" -w '%{http_code}' --max-time 60 -H "Host: $1:$PORT" -H 'Content-Type: application/json' \
+            -d "{\"email\":\"$2\",\"password\":\"$3\"}" "http://127.0.0.1:$PORT/api/auth/login" || true)"
+        [[ "$code" == 503 || "$code" == 429 ]] || break
+        (( $(now_us) - started < START_TIMEOUT * 1000000 )) || break
+        if [[ "$code" == 429 ]]; then sleep 6; else sleep 2; fi
+    done
+    [[ "$code" == 200 ]] || { cat "$out" >&2; echo " (login on $1: HTTP $code)" >&2; return 1; }
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' <"$out"
 }
 
 # POST /api/apply in tenant $1, the YAML on stdin.
 apply_in() {
-    local token
+    local token code started
+    cat >"$WORK_DIR/apply.yaml"
     token="$(login "$1.localhost" "owner@$1.test" "$TENANT_PASSWORD")" || die "login as the owner of $1"
-    curl -sS -o "$WORK_DIR/apply.out" -w '%{http_code}' -H "Host: $1.localhost:$PORT" -H "Authorization: Bearer $token" \
-        -H 'Content-Type: application/yaml' --data-binary @- "http://127.0.0.1:$PORT/api/apply" >"$WORK_DIR/apply.code"
-    [[ "$(cat "$WORK_DIR/apply.code")" == 200 ]] || { cat "$WORK_DIR/apply.out" >&2; die "apply in $1: HTTP $(cat "$WORK_DIR/apply.code")"; }
+    started=$(now_us)
+    while :; do
+        code="$(curl -sS -o "$WORK_DIR/apply.out" -w '%{http_code}' --max-time 60 -H "Host: $1.localhost:$PORT" -H "Authorization: Bearer $token" \
+            -H 'Content-Type: application/yaml' --data-binary @"$WORK_DIR/apply.yaml" "http://127.0.0.1:$PORT/api/apply" || true)"
+        [[ "$code" == 503 ]] && (( $(now_us) - started < START_TIMEOUT * 1000000 )) || break
+        sleep 2
+    done
+    [[ "$code" == 200 ]] || { cat "$WORK_DIR/apply.out" >&2; die "apply in $1: HTTP $code"; }
 }
 
 slug_of() { printf 'many-%05d' "$1"; }
@@ -577,8 +594,17 @@ SETUP=""
 if [[ "$REUSE_DB" == 1 && "$(psql_admin -tA -c "SELECT 1 FROM pg_database WHERE datname = '$DB'")" == 1 ]]; then
     DB_NAME="$DB"
     log "database $DB exists: checking whether it can be reused"
-    count="$(db_psql -tA -c "SELECT count(*) FILTER (WHERE slug LIKE 'many-%' AND status = 'active') || ' ' || count(*) FROM platform.tenants" 2>/dev/null || echo "0 0")"
-    if [[ "$count" == "$TENANTS $TENANTS" ]] && "$TESSERA" migrate >/dev/null 2>&1; then
+    count="$(db_psql -tA -c "SELECT count(*) FILTER (WHERE slug LIKE 'many-%' AND status = 'active') || ' ' || count(*) FROM platform.tenants" 2>&1 || true)"
+    reusable=0
+    if [[ "$count" != "$TENANTS $TENANTS" ]]; then
+        log "its tenants (active many-*, all): ${count:0:300}"
+    elif ! "$TESSERA" migrate >"$WORK_DIR/migrate.out" 2>&1; then
+        # E.g. migrated by a newer binary: refinery refuses a history with unknown versions.
+        log "\`tessera migrate\` failed on it: $(tail -n 1 "$WORK_DIR/migrate.out")"
+    else
+        reusable=1
+    fi
+    if [[ "$reusable" == 1 ]]; then
         install_helpers
         started=$(now_us)
         complete="$(db_psql -tA -c "CALL public.bench_prepare()")"
@@ -587,7 +613,7 @@ if [[ "$REUSE_DB" == 1 && "$(psql_admin -tA -c "SELECT 1 FROM pg_database WHERE 
         log "old executions and scheduled integrations removed in $(secs_since "$started") s; $complete tenants hold both integrations"
         [[ "$complete" == "$TENANTS" ]] && SETUP="reused database $DB ($TENANTS tenants with both integrations)"
     fi
-    [[ -n "$SETUP" ]] || log "database $DB does not hold $TENANTS active tenants with both integrations: creating it afresh"
+    [[ -n "$SETUP" ]] || log "database $DB cannot be reused (it must hold $TENANTS active tenants with both integrations): creating it afresh"
 fi
 if [[ -z "$SETUP" ]]; then
     fresh_database "$DB"
