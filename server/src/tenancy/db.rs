@@ -29,6 +29,12 @@ fn qualify(sql: &str, schema: &SchemaName) -> String {
     sql.replace(TENANT, &format!("{}.", schema.quoted()))
 }
 
+/// `sql` as `schema`'s statement on `client`, prepared once per connection.
+async fn query_in(client: &LaneClient, schema: &SchemaName, sql: &str, params: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(&qualify(sql, schema)).await?;
+    client.query(&statement, params).await
+}
+
 /// When a write's commit is flushed to the WAL on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flush {
@@ -66,8 +72,7 @@ impl TenantDb {
     /// entry. A write through it commits at once.
     pub async fn statement_in_schema(&self, schema: &SchemaName, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         let client = self.lanes.get(schema).await?;
-        let statement = client.prepare_cached(&qualify(sql, schema)).await?;
-        Ok(client.query(&statement, params).await?)
+        Ok(query_in(&client, schema, sql, params).await?)
     }
 
     /// One write in a transaction of its own, behind a lock statement:
@@ -144,8 +149,7 @@ impl LaneTx {
     /// in that order.
     pub async fn query(&self, schema: &SchemaName, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         let client = self.tx.client.as_ref().expect("transaction is live until consumed");
-        let statement = client.prepare_cached(&qualify(sql, schema)).await?;
-        Ok(client.query(&statement, params).await?)
+        Ok(query_in(client, schema, sql, params).await?)
     }
 
     pub async fn commit(self) -> Result<(), DbError> {
@@ -168,12 +172,8 @@ impl TenantTx {
     }
 
     pub async fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        let sql = qualify(sql, &self.schema);
         let client = self.client.as_ref().expect("transaction is live until consumed");
-        let run = async {
-            let statement = client.prepare_cached(&sql).await?;
-            client.query(&statement, params).await
-        };
+        let run = query_in(client, &self.schema, sql, params);
         if self.begun {
             return Ok(run.await?);
         }

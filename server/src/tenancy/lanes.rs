@@ -1,8 +1,9 @@
 //! The connections tenant statements run on, and which tenant uses which.
 //!
-//! Why: every PostgreSQL backend keeps the catalog (and the prepared
-//! statements) of every schema it has touched, for as long as it lives, at
-//! about 100 KiB a schema; a pool whose every connection serves every
+//! Why: every PostgreSQL backend keeps the catalog (about 80 KiB a schema)
+//! and the prepared statements of every schema it has touched, for as long
+//! as it lives (the statements weigh most: docs/performance.md section 11);
+//! a pool whose every connection serves every
 //! tenant holds tenants × connections of them (3.3 GiB for 5,000 tenants on
 //! 16 connections, docs/performance.md section 11). Here each connection is
 //! a lane of its own, and each tenant has a fixed order of preference over
