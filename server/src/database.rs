@@ -63,12 +63,15 @@ pub fn build_pool(db: &DatabaseConfig, url: &str) -> Result<Pool, DbError> {
 }
 
 /// One lane of the tenant statements' connections: a pool of one, whose
-/// connection is replaced once it has touched too many schemas.
-pub fn build_lane(db: &DatabaseConfig, url: &str, touched: Arc<Touched>) -> Result<Pool, DbError> {
-    pool(db, url, 1, Some(touched))
+/// connection is replaced once it has touched too many schemas or lived
+/// too long; `on_replace` then forgets what the lane knew of it.
+pub fn build_lane(db: &DatabaseConfig, url: &str, touched: Arc<Touched>, on_replace: OnReplace) -> Result<Pool, DbError> {
+    pool(db, url, 1, Some((touched, on_replace)))
 }
 
-fn pool(db: &DatabaseConfig, url: &str, size: usize, touched: Option<Arc<Touched>>) -> Result<Pool, DbError> {
+pub type OnReplace = Box<dyn Fn() + Send + Sync>;
+
+fn pool(db: &DatabaseConfig, url: &str, size: usize, lane: Option<(Arc<Touched>, OnReplace)>) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
         pg_config(url)?,
         NoTls,
@@ -86,16 +89,24 @@ fn pool(db: &DatabaseConfig, url: &str, size: usize, touched: Option<Arc<Touched
         // Each backend caches the catalog of every schema it touched, for as
         // long as it lives: retire connections so that it stays bounded.
         .pre_recycle(Hook::sync_fn(move |client, metrics| {
-            if metrics.age() > max_lifetime {
-                return Err(HookError::Message("connection reached its maximum lifetime".into()));
-            }
-            if touched.as_ref().is_some_and(|t| t.replace_if_over()) {
-                return Err(HookError::Message("connection touched its most schemas".into()));
-            }
-            // Statements are prepared per tenant schema: bound how many one
-            // session keeps (dropping them deallocates them in PostgreSQL).
-            if client.statement_cache.size() > max_statements {
-                client.statement_cache.clear();
+            let replace = metrics.age() > max_lifetime;
+            match &lane {
+                Some((touched, on_replace)) => {
+                    if replace || touched.replace_if_over() {
+                        touched.forget();
+                        on_replace();
+                        return Err(HookError::Message("connection reached its maximum lifetime or schemas".into()));
+                    }
+                }
+                None => {
+                    if replace {
+                        return Err(HookError::Message("connection reached its maximum lifetime".into()));
+                    }
+                    // The platform's statements are a fixed few; a bound all the same.
+                    if client.statement_cache.size() > max_statements {
+                        client.statement_cache.clear();
+                    }
+                }
             }
             Ok(())
         }))
@@ -118,14 +129,14 @@ impl Touched {
         self.schemas.lock().unwrap_or_else(PoisonError::into_inner).insert(schema);
     }
 
-    /// Past its most: forget them all, for the connection that replaces it.
+    /// Past its most: the connection is to be replaced.
     fn replace_if_over(&self) -> bool {
-        let mut schemas = self.schemas.lock().unwrap_or_else(PoisonError::into_inner);
-        let over = schemas.len() > self.most;
-        if over {
-            schemas.clear();
-        }
-        over
+        self.schemas.lock().unwrap_or_else(PoisonError::into_inner).len() > self.most
+    }
+
+    /// The connection is being replaced: the next one has touched nothing.
+    fn forget(&self) {
+        self.schemas.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 }
 

@@ -12,8 +12,9 @@
 //! nothing can follow a pooled connection into another request; and pooled
 //! sessions run with `search_path = pg_catalog`, so a statement that forgot
 //! the marker finds no tenant table and fails instead of reading another
-//! tenant's rows. Per-tenant statements grow each connection's statement
-//! cache, which the pool empties past `database.max_cached_statements`.
+//! tenant's rows. A tenant's copy of a statement is prepared on a connection
+//! only once it comes back there (`tenancy::kept`): the first run is
+//! unnamed, so a backend does not keep one statement per tenant it served.
 
 use tokio_postgres::{types::ToSql, Row};
 
@@ -29,10 +30,11 @@ fn qualify(sql: &str, schema: &SchemaName) -> String {
     sql.replace(TENANT, &format!("{}.", schema.quoted()))
 }
 
-/// `sql` as `schema`'s statement on `client`, prepared once per connection.
-async fn query_in(client: &LaneClient, schema: &SchemaName, sql: &str, params: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
-    let statement = client.prepare_cached(&qualify(sql, schema)).await?;
-    client.query(&statement, params).await
+/// `sql` as `schema`'s statement on `client`: its rows, and how many rows
+/// it touched.
+async fn query_in(client: &LaneClient, schema: &SchemaName, sql: &str, params: Params<'_>) -> Result<(Vec<Row>, u64), tokio_postgres::Error> {
+    let ready = client.ready(sql, qualify(sql, schema)).await?;
+    client.run(&ready, params).await
 }
 
 /// When a write's commit is flushed to the WAL on disk.
@@ -72,7 +74,7 @@ impl TenantDb {
     /// entry. A write through it commits at once.
     pub async fn statement_in_schema(&self, schema: &SchemaName, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         let client = self.lanes.get(schema).await?;
-        Ok(query_in(&client, schema, sql, params).await?)
+        Ok(query_in(&client, schema, sql, params).await?.0)
     }
 
     /// One write in a transaction of its own, behind a lock statement:
@@ -92,8 +94,7 @@ impl TenantDb {
         flush: Flush,
     ) -> Result<Vec<Row>, DbError> {
         let client = self.lanes.get(schema).await?;
-        let sql = qualify(sql, schema);
-        let (lock_statement, statement) = tokio::try_join!(client.prepare_cached(lock.0), client.prepare_cached(&sql))?;
+        let (lock_statement, statement) = tokio::try_join!(client.prepare_cached(lock.0), client.ready(sql, qualify(sql, schema)))?;
         let begin = match flush {
             Flush::Now => "BEGIN",
             Flush::Later => "BEGIN; SET LOCAL synchronous_commit TO off",
@@ -103,12 +104,12 @@ impl TenantDb {
         let (began, locked, rows, committed) = tokio::join!(
             client.batch_execute(begin),
             client.query(&lock_statement, lock.1),
-            client.query(&statement, params),
+            client.run(&statement, params),
             client.batch_execute("COMMIT"),
         );
         began?;
         locked?;
-        let rows = rows?;
+        let (rows, _) = rows?;
         committed?;
         Ok(rows)
     }
@@ -149,7 +150,7 @@ impl LaneTx {
     /// in that order.
     pub async fn query(&self, schema: &SchemaName, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         let client = self.tx.client.as_ref().expect("transaction is live until consumed");
-        Ok(query_in(client, schema, sql, params).await?)
+        Ok(query_in(client, schema, sql, params).await?.0)
     }
 
     pub async fn commit(self) -> Result<(), DbError> {
@@ -172,6 +173,10 @@ impl TenantTx {
     }
 
     pub async fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        Ok(self.run(sql, params).await?.0)
+    }
+
+    async fn run(&mut self, sql: &str, params: Params<'_>) -> Result<(Vec<Row>, u64), DbError> {
         let client = self.client.as_ref().expect("transaction is live until consumed");
         let run = query_in(client, &self.schema, sql, params);
         if self.begun {
@@ -201,19 +206,7 @@ impl TenantTx {
 
     /// Run a statement and return the number of rows it touched.
     pub async fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
-        let sql = qualify(sql, &self.schema);
-        let client = self.client.as_ref().expect("transaction is live until consumed");
-        let run = async {
-            let statement = client.prepare_cached(&sql).await?;
-            client.execute(&statement, params).await
-        };
-        if self.begun {
-            return Ok(run.await?);
-        }
-        self.begun = true; // before BEGIN is sent, as in `query`
-        let (began, n) = tokio::join!(client.batch_execute("BEGIN"), run);
-        began?;
-        Ok(n?)
+        Ok(self.run(sql, params).await?.1)
     }
 
     /// Commit. The connection stays owned by the transaction until the

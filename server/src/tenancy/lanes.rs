@@ -16,16 +16,25 @@
 //! next goes out, which bounds each backend whatever the spread of the load.
 
 use std::{
+    collections::HashMap,
     hash::{BuildHasher, Hash},
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc,
+        Arc, PoisonError,
     },
 };
 
 use deadpool_postgres::{Object, Pool, Timeouts};
+use futures::TryStreamExt;
+use tokio_postgres::{
+    types::{ToSql, Type},
+    Row, Statement,
+};
 
-use super::SchemaName;
+use super::{
+    kept::{Choice, Kept},
+    SchemaName,
+};
 use crate::{
     config::DatabaseConfig,
     database::{build_lane, DbError, Touched},
@@ -50,19 +59,41 @@ struct Inner {
     lanes: Vec<Lane>,
     demand: Vec<AtomicUsize>,
     hasher: std::hash::RandomState,
+    /// The parameter types of each tenant statement (as written, with
+    /// `@tenant.`), learned when it is first prepared: every tenant schema
+    /// has the same tables, so they hold for every tenant's copy, and a
+    /// copy can then run unnamed in one round trip.
+    param_types: std::sync::Mutex<HashMap<Box<str>, Arc<[Type]>>>,
 }
+
+/// Statement texts whose parameter types are remembered: far more than the
+/// node's code writes, so the map is emptied only if something builds SQL
+/// texts without end.
+const MOST_PARAM_TYPES: usize = 4096;
 
 struct Lane {
     pool: Pool,
     touched: Arc<Touched>,
+    kept: Arc<Kept>,
 }
 
 /// A connection of a lane, held for one tenant's statement or transaction.
 pub struct LaneClient {
     object: Object,
+    lane: usize,
+    inner: Arc<Inner>,
     /// A tenant's statement counts towards its demand; a batch does not.
     _demand: Option<Demand>,
 }
+
+/// A tenant statement ready to run on a lane connection: sending it needs
+/// no further round trip.
+pub enum Ready {
+    Prepared(Statement),
+    Unnamed(String, Arc<[Type]>),
+}
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 impl std::ops::Deref for LaneClient {
     type Target = Object;
@@ -76,6 +107,48 @@ impl LaneClient {
     /// Close the connection instead of returning it (it may be mid-transaction).
     pub fn discard(self) {
         let _ = Object::take(self.object);
+    }
+
+    /// `text` (tenant statement `template` qualified with a schema), ready
+    /// to run here: prepared when this connection keeps it ([`Kept`]),
+    /// else unnamed.
+    pub async fn ready(&self, template: &str, text: String) -> Result<Ready, tokio_postgres::Error> {
+        let known = self.inner.param_types.lock().unwrap_or_else(PoisonError::into_inner).get(template).cloned();
+        let hash = self.inner.hasher.hash_one(&text);
+        match self.inner.lanes[self.lane].kept.choose(hash, &text, known.is_none()) {
+            Choice::Unnamed => Ok(Ready::Unnamed(text, known.expect("chosen unnamed only with known types"))),
+            Choice::Prepare { close } => {
+                if let Some(close) = close {
+                    // Dropping the last handle closes it in PostgreSQL.
+                    self.object.statement_cache.remove(&close, &[]);
+                }
+                let statement = self.object.prepare_cached(&text).await?;
+                if known.is_none() {
+                    let mut types = self.inner.param_types.lock().unwrap_or_else(PoisonError::into_inner);
+                    if types.len() >= MOST_PARAM_TYPES {
+                        types.clear();
+                    }
+                    types.insert(template.into(), statement.params().into());
+                }
+                Ok(Ready::Prepared(statement))
+            }
+        }
+    }
+
+    /// Run a [`Ready`] statement: its rows and the number of rows it touched.
+    /// The statement is sent on the first poll.
+    pub async fn run(&self, ready: &Ready, params: Params<'_>) -> Result<(Vec<Row>, u64), tokio_postgres::Error> {
+        let stream = match ready {
+            Ready::Prepared(statement) => self.object.query_raw(statement, params.iter().copied()).await?,
+            Ready::Unnamed(text, types) => {
+                let typed = params.iter().copied().zip(types.iter().cloned());
+                self.object.query_typed_raw(text, typed).await?
+            }
+        };
+        futures::pin_mut!(stream);
+        let rows: Vec<Row> = (&mut stream).try_collect().await?;
+        let touched = stream.rows_affected().unwrap_or(rows.len() as u64);
+        Ok((rows, touched))
     }
 }
 
@@ -97,11 +170,15 @@ impl Lanes {
         let lanes = (0..db.pool_size.max(1))
             .map(|_| {
                 let touched = Arc::new(Touched::new(db.max_schemas_per_connection));
-                Ok(Lane { pool: build_lane(db, url, touched.clone())?, touched })
+                let kept = Arc::new(Kept::new(db.max_cached_statements));
+                let forget = kept.clone();
+                let pool = build_lane(db, url, touched.clone(), Box::new(move || forget.forget()))?;
+                Ok(Lane { pool, touched, kept })
             })
             .collect::<Result<Vec<_>, DbError>>()?;
         let demand = (0..DEMAND_SLOTS).map(|_| AtomicUsize::new(0)).collect();
-        Ok(Self { inner: Arc::new(Inner { lanes, demand, hasher: std::hash::RandomState::new() }) })
+        let inner = Inner { lanes, demand, hasher: std::hash::RandomState::new(), param_types: Default::default() };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// Close every lane: from now on each statement fails at once.
@@ -151,7 +228,7 @@ impl Lanes {
             Err(_) => self.first_free(&self.preferred(key, self.len())).await?,
         };
         self.inner.lanes[lane].touched.add(key);
-        Ok(LaneClient { object, _demand: Some(demand) })
+        Ok(LaneClient { object, lane, inner: self.inner.clone(), _demand: Some(demand) })
     }
 
     /// A connection of lane `lane`, for statements of several tenants whose
@@ -161,7 +238,7 @@ impl Lanes {
         for schema in schemas {
             self.inner.lanes[lane].touched.add(self.key(schema));
         }
-        Ok(LaneClient { object, _demand: None })
+        Ok(LaneClient { object, lane, inner: self.inner.clone(), _demand: None })
     }
 
     /// The first of `lanes` with a free connection; when none has one, the

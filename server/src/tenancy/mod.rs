@@ -11,6 +11,7 @@ pub mod batch;
 mod db;
 mod directory;
 mod host;
+mod kept;
 mod lanes;
 mod slug;
 pub mod work;
