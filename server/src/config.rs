@@ -83,8 +83,9 @@ pub struct DatabaseConfig {
     pub acquire_timeout_secs: u64,
     /// Connections older than this are closed instead of reused.
     pub connection_max_lifetime_secs: u64,
-    /// Tenant statements are prepared per tenant schema; a connection whose
-    /// cache grows past this many is emptied when it goes back to the pool.
+    /// How many tenant statements (each tenant's copy of a statement
+    /// counts) one lane connection keeps prepared; the others run unnamed
+    /// (`tenancy::kept`).
     pub max_cached_statements: usize,
 }
 
@@ -337,7 +338,7 @@ impl Default for DatabaseConfig {
             max_schemas_per_connection: 700,
             acquire_timeout_secs: 5,
             connection_max_lifetime_secs: 1800,
-            max_cached_statements: 512,
+            max_cached_statements: 64,
         }
     }
 }

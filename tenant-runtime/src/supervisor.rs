@@ -25,15 +25,33 @@ use crate::{
     worker::{self, Drain, RemoteCommand, TenantSpec, WorkerCommand},
 };
 
-/// How a worker retires: it leaves the supervisor, and hands back what
-/// commands reached it meanwhile, to a new worker.
-pub(crate) struct Retire {
+/// A worker's link to its supervisor: its turn to start, how often it may
+/// sweep, and how it retires (it leaves the supervisor, and hands back
+/// what commands reached it meanwhile, to a new worker).
+pub(crate) struct Link {
     supervisor: Supervisor,
     tenant: Uuid,
     generation: u64,
 }
 
-impl Retire {
+impl Link {
+    /// How often the worker may sweep its tenant's executions: every
+    /// [`SWEEP_EVERY`], or less often when so many workers run here that
+    /// their sweeps together would pass [`NODE_SWEEPS_PER_SECOND`]: the
+    /// cost of the safety net stays bounded per node, not per tenant.
+    pub(crate) fn sweep_every(&self) -> Duration {
+        let live = self.supervisor.live.load(Ordering::Relaxed) as u64;
+        SWEEP_EVERY.max(Duration::from_millis(live * 1000 / NODE_SWEEPS_PER_SECOND))
+    }
+
+    /// The worker's turn to read its tenant's state at its start: at most
+    /// [`STARTING_AT_ONCE`] workers of the node do at once, so a node that
+    /// starts thousands (after a restart under load) still answers
+    /// requests, whose statements would otherwise queue behind theirs.
+    pub(crate) async fn turn_to_start(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.supervisor.starting.clone().acquire_owned().await.ok()
+    }
+
     /// Leave the supervisor, then refuse further commands and pass on the
     /// ones already queued (each starts a new worker of the tenant).
     pub(crate) async fn leave(self, mut commands: mpsc::Receiver<WorkerCommand>) {
@@ -45,10 +63,37 @@ impl Retire {
     }
 }
 
+/// How often a worker that ran executions lately looks for unfinished
+/// ones it does not run (while few workers run here), and how many such
+/// sweeps a node makes at most per second over all its workers: 10,000
+/// busy tenants sweeping every 10 s would query their schemas 1,000 times
+/// a second, more than the executions they run. A wake-up that a sweep
+/// would have found is also found when the idle worker checks whether it
+/// may retire.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+const NODE_SWEEPS_PER_SECOND: u64 = 20;
+
 const COMMAND_QUEUE: usize = 64;
+const STARTING_AT_ONCE: usize = 8;
 /// A worker that panics is restarted after this pause, so a crash loop
 /// cannot spin a core.
 const RESTART_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Counts a worker task while it lives (aborted or ended).
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn count(live: &Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
+        Self(live.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 struct Running {
     spec: TenantSpec,
@@ -115,6 +160,10 @@ pub struct Supervisor {
     draining: CancellationToken,
     /// Poked when a draining worker has no execution left in hand.
     idle: Arc<Notify>,
+    /// Worker tasks alive on this node.
+    live: Arc<AtomicUsize>,
+    /// Turns of workers reading their tenant's state as they start.
+    starting: Arc<tokio::sync::Semaphore>,
 }
 
 impl Supervisor {
@@ -127,6 +176,8 @@ impl Supervisor {
             forwarder: Arc::new(OnceLock::new()),
             draining: CancellationToken::new(),
             idle: Arc::new(Notify::new()),
+            live: Arc::new(AtomicUsize::new(0)),
+            starting: Arc::new(tokio::sync::Semaphore::new(STARTING_AT_ONCE)),
         }
     }
 
@@ -189,12 +240,14 @@ impl Supervisor {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let drain = Drain { begun: self.draining.clone(), in_flight: in_flight.clone(), idle: self.idle.clone() };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        let retire = Retire { supervisor: self.clone(), tenant: spec.id, generation };
+        let link = Link { supervisor: self.clone(), tenant: spec.id, generation };
+        let live = Live::count(&self.live);
         let handle = tokio::spawn(async move {
+            let _live = live;
             if restarts > 0 {
                 tokio::time::sleep(RESTART_BACKOFF).await;
             }
-            worker::run(task_spec, engine, rx, limits_rx, task_cancel, drain, retire).await
+            worker::run(task_spec, engine, rx, limits_rx, task_cancel, drain, link).await
         });
         Running { spec, cancel, commands, limits, handle, started_at: Utc::now(), restarts, in_flight, generation }
     }
@@ -478,6 +531,32 @@ mod tests {
         assert!(!sup.send_running(b.id, WorkerCommand::Resume).await, "send_running starts nothing");
         sup.settle(vec![a.clone()], &HashSet::new());
         assert_eq!(ping(&sup, b.id).await, None, "a tenant no longer held gets no worker");
+        sup.shutdown().await;
+    }
+
+    /// A worker that ran an execution sweeps for missed ones while it stays
+    /// (every `SWEEP_EVERY`); the sweeps are not activity, so it still
+    /// retires once idle for `retire_idle_after`, even when that is longer
+    /// than the sweep period.
+    #[tokio::test(start_paused = true)]
+    async fn a_sweeping_worker_still_retires_when_idle() {
+        use crate::execution::tests::{claimed, MemoryStore};
+        let store = Arc::new(MemoryStore::default());
+        let mut engine = crate::execution::tests::engine(store.clone());
+        engine.limits.retire_idle_after = SWEEP_EVERY * 5 / 2;
+        let sup = Supervisor::new(CancellationToken::new(), engine);
+        let alpha = spec("alpha");
+        sup.settle(vec![alpha.clone()], &HashSet::from([alpha.id]));
+        let id = Uuid::now_v7();
+        store.claims.lock().unwrap().insert(id, claimed(serde_json::json!([{"name": "nap", "delay": {"duration": "10ms"}}]), vec![]));
+        assert!(sup.send(alpha.id, WorkerCommand::Execute(id)).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(store.outcomes.lock().unwrap().contains_key(&id), "the execution ran");
+        tokio::time::sleep(SWEEP_EVERY * 2).await;
+        assert_eq!(sup.status().len(), 1, "not idle long enough yet");
+        tokio::time::sleep(SWEEP_EVERY).await;
+        assert!(sup.status().is_empty(), "retired {:?} after its execution, sweeping meanwhile", SWEEP_EVERY * 3);
+        assert_eq!(*store.retired.lock().unwrap(), 1);
         sup.shutdown().await;
     }
 

@@ -23,7 +23,7 @@ use crate::{
     execution::{self, Engine},
     expression::{pool, share::CpuBudget},
     limits::TenantLimits,
-    supervisor::Retire,
+    supervisor::Link,
     triggers::Triggers,
 };
 
@@ -135,7 +135,7 @@ pub(crate) async fn run(
     mut limits: watch::Receiver<Arc<TenantLimits>>,
     cancel: CancellationToken,
     drain: Drain,
-    retire: Retire,
+    link: Link,
 ) {
     tracing::debug!(tenant = %spec.slug, "tenant worker started");
     let retire_after = engine.limits.retire_idle_after;
@@ -144,7 +144,11 @@ pub(crate) async fn run(
     let mut triggers = Triggers::new(executions.spec.clone(), engine, queued_tx, cancel.child_token());
     tokio::select! {
         _ = cancel.cancelled() => return,
-        _ = async { executions.resume().await; triggers.reload().await } => {}
+        _ = async {
+            let _turn = link.turn_to_start().await;
+            executions.resume().await;
+            triggers.reload().await
+        } => {}
     }
     let mut sweep = Sweep::new();
     let mut idle_since = Instant::now();
@@ -160,15 +164,19 @@ pub(crate) async fn run(
                     Ok(true) => {
                         tracing::debug!(tenant = %spec.slug, "tenant worker retired: nothing to run");
                         drop((executions, triggers));
-                        return retire.leave(commands).await;
+                        return link.leave(commands).await;
                     }
-                    Ok(false) => {}
+                    // Work it does not run (a wake-up that missed it): run it.
+                    Ok(false) => executions.resume().await,
                     Err(e) => tracing::warn!(tenant = %spec.slug, error = %e, "cannot tell whether the tenant has work; the worker stays"),
                 }
             }
-            _ = sweep.due() => {
+            _ = sweep.due(link.sweep_every()) => {
                 sweep.done();
                 executions.resume().await;
+                // A sweep is not activity: a worker whose sweeps find
+                // nothing still retires once idle long enough.
+                continue;
             }
             Some(done) = executions.tasks.join_next_with_id() => {
                 sweep.active();
@@ -202,10 +210,8 @@ pub(crate) async fn run(
     tracing::debug!(tenant = %spec.slug, "tenant worker stopped");
 }
 
-/// How often a worker that ran executions lately looks for unfinished ones
-/// it does not run, and for how long after its last activity it keeps
-/// looking.
-const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// For how long after its last activity a worker keeps looking for
+/// unfinished executions it does not run (how often: `Link::sweep_every`).
 const SWEEP_WHILE: Duration = Duration::from_secs(300);
 
 /// The worker's safety net: PostgreSQL holds every accepted execution, and
@@ -234,9 +240,9 @@ impl Sweep {
         self.last = Instant::now();
     }
 
-    async fn due(&self) {
+    async fn due(&self, every: Duration) {
         match self.active {
-            Some(at) if at.elapsed() <= SWEEP_WHILE => tokio::time::sleep_until(self.last + SWEEP_EVERY).await,
+            Some(at) if at.elapsed() <= SWEEP_WHILE => tokio::time::sleep_until(self.last + every).await,
             _ => std::future::pending().await,
         }
     }

@@ -10,19 +10,27 @@
 //! runs unnamed the first time a connection sees it (parse, bind and
 //! execute in one round trip, nothing kept), and is prepared when it comes
 //! back while the connection still remembers it among the last texts it
-//! saw. A connection keeps at most `most` prepared; the least recently used
-//! is closed to make room. Few busy tenants: every statement prepared,
-//! planned once. Thousands of tenants coming back seldom: nothing kept,
-//! each statement planned at each run, the backend's memory bounded.
+//! saw. A connection keeps at most `most` prepared; to make room it closes
+//! the least recently used only if that one went unused for
+//! [`STALE_AFTER`], else the newcomer runs unnamed. Few busy tenants:
+//! every statement prepared, planned once. Thousands of tenants in
+//! rotation: the first `most` texts stay prepared and the others run
+//! unnamed, rather than each one evicting another (a least-recently-used
+//! cache smaller than a rotation never hits, and each eviction costs a
+//! prepare and a close); the backend's memory stays bounded either way.
 
 use std::{
     collections::{HashMap, HashSet},
     sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
 /// How many texts a connection remembers having seen, per statement it
 /// may keep: a text that comes back later than that runs unnamed again.
 const SEEN_PER_KEPT: usize = 4;
+
+/// A kept statement unused for this long may be closed for another.
+const STALE_AFTER: Duration = Duration::from_secs(30);
 
 pub(super) struct Kept {
     most: usize,
@@ -31,9 +39,8 @@ pub(super) struct Kept {
 
 #[derive(Default)]
 struct State {
-    tick: u64,
     /// Text hash → (last use, text).
-    prepared: HashMap<u64, (u64, Box<str>)>,
+    prepared: HashMap<u64, (Instant, Box<str>)>,
     seen: HashSet<u64>,
 }
 
@@ -50,33 +57,30 @@ impl Kept {
         Self { most, state: Mutex::new(State::default()) }
     }
 
-    /// Choose for `text` (hashed as `hash`). `must_prepare`: the caller
-    /// cannot run it unnamed (its parameter types are not known yet).
-    pub(super) fn choose(&self, hash: u64, text: &str, must_prepare: bool) -> Choice {
+    /// Choose for `text` (hashed as `hash`), at `now`. `must_prepare`: the
+    /// caller cannot run it unnamed (its parameter types are not known yet).
+    pub(super) fn choose(&self, hash: u64, text: &str, must_prepare: bool, now: Instant) -> Choice {
         if self.most == 0 && !must_prepare {
             return Choice::Unnamed;
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.tick += 1;
-        let tick = state.tick;
         if let Some(entry) = state.prepared.get_mut(&hash) {
-            entry.0 = tick;
+            entry.0 = now;
             return Choice::Prepare { close: None };
         }
-        if !must_prepare && !state.seen.remove(&hash) {
-            if state.seen.len() >= self.most.max(1) * SEEN_PER_KEPT {
-                state.seen.clear();
-            }
-            state.seen.insert(hash);
+        if !must_prepare && !state.remember(hash, self.most) {
             return Choice::Unnamed;
         }
-        let close = if state.prepared.len() >= self.most.max(1) {
-            let oldest = state.prepared.iter().min_by_key(|(_, (last, _))| *last).map(|(hash, _)| *hash);
-            oldest.and_then(|hash| state.prepared.remove(&hash)).map(|(_, text)| text)
-        } else {
-            None
-        };
-        state.prepared.insert(hash, (tick, text.into()));
+        let mut close = None;
+        if state.prepared.len() >= self.most.max(1) {
+            let (&oldest, &(last, _)) = state.prepared.iter().min_by_key(|(_, (last, _))| *last).expect("full");
+            if !must_prepare && now.duration_since(last) < STALE_AFTER {
+                state.seen.insert(hash); // it may find room when it comes back
+                return Choice::Unnamed;
+            }
+            close = state.prepared.remove(&oldest).map(|(_, text)| text);
+        }
+        state.prepared.insert(hash, (now, text.into()));
         Choice::Prepare { close }
     }
 
@@ -85,6 +89,20 @@ impl Kept {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.prepared.clear();
         state.seen.clear();
+    }
+}
+
+impl State {
+    /// Whether `hash` came back while remembered; remember it otherwise.
+    fn remember(&mut self, hash: u64, most: usize) -> bool {
+        if self.seen.remove(&hash) {
+            return true;
+        }
+        if self.seen.len() >= most.max(1) * SEEN_PER_KEPT {
+            self.seen.clear();
+        }
+        self.seen.insert(hash);
+        false
     }
 }
 
@@ -97,39 +115,45 @@ mod tests {
     }
 
     #[test]
-    fn a_text_is_prepared_when_it_comes_back_and_the_least_recent_is_closed() {
+    fn a_text_is_prepared_when_it_comes_back_and_a_stale_one_makes_room() {
         let kept = Kept::new(2);
-        assert!(!prepares(kept.choose(1, "a", false)), "first run: unnamed");
-        assert!(prepares(kept.choose(1, "a", false)), "back: prepared");
-        assert!(prepares(kept.choose(1, "a", false)), "still prepared");
-        kept.choose(2, "b", false);
-        assert!(prepares(kept.choose(2, "b", false)));
-        kept.choose(1, "a", false); // "a" used more recently than "b"
-        kept.choose(3, "c", false);
-        match kept.choose(3, "c", false) {
+        let t0 = Instant::now();
+        assert!(!prepares(kept.choose(1, "a", false, t0)), "first run: unnamed");
+        assert!(prepares(kept.choose(1, "a", false, t0)), "back: prepared");
+        assert!(prepares(kept.choose(1, "a", false, t0)), "still prepared");
+        kept.choose(2, "b", false, t0);
+        assert!(prepares(kept.choose(2, "b", false, t0)));
+        kept.choose(3, "c", false, t0);
+        assert!(!prepares(kept.choose(3, "c", false, t0)), "full of fresh ones: c runs unnamed");
+        let later = t0 + STALE_AFTER;
+        kept.choose(1, "a", false, later); // a is used again, b is stale
+        match kept.choose(3, "c", false, later) {
             Choice::Prepare { close } => assert_eq!(close.as_deref(), Some("b")),
-            Choice::Unnamed => panic!("c came back: prepared"),
+            Choice::Unnamed => panic!("c came back and b is stale: c is prepared"),
         }
-        assert!(prepares(kept.choose(1, "a", false)), "a stays");
-        assert!(!prepares(kept.choose(2, "b", false)), "b was closed and is seen anew");
+        assert!(prepares(kept.choose(1, "a", false, later)), "a stays");
+        assert!(!prepares(kept.choose(2, "b", false, later)), "b was closed and is seen anew");
     }
 
     #[test]
     fn texts_that_come_back_seldom_stay_unnamed() {
         let kept = Kept::new(2);
+        let now = Instant::now();
         for round in 0..3 {
             for hash in 0..(2 * SEEN_PER_KEPT as u64 + 1) {
-                assert!(!prepares(kept.choose(hash, "t", false)), "round {round}, text {hash}");
+                assert!(!prepares(kept.choose(hash, "t", false, now)), "round {round}, text {hash}");
             }
         }
     }
 
     #[test]
     fn a_text_whose_types_are_unknown_is_prepared_at_once() {
-        let kept = Kept::new(2);
-        assert!(prepares(kept.choose(7, "x", true)));
-        assert!(prepares(kept.choose(7, "x", false)));
+        let kept = Kept::new(1);
+        let now = Instant::now();
+        assert!(prepares(kept.choose(7, "x", true, now)));
+        assert!(prepares(kept.choose(7, "x", false, now)));
+        assert!(prepares(kept.choose(8, "y", true, now)), "even when full of fresh ones");
         kept.forget();
-        assert!(!prepares(kept.choose(7, "x", false)));
+        assert!(!prepares(kept.choose(7, "x", false, now)));
     }
 }

@@ -115,7 +115,7 @@ impl LaneClient {
     pub async fn ready(&self, template: &str, text: String) -> Result<Ready, tokio_postgres::Error> {
         let known = self.inner.param_types.lock().unwrap_or_else(PoisonError::into_inner).get(template).cloned();
         let hash = self.inner.hasher.hash_one(&text);
-        match self.inner.lanes[self.lane].kept.choose(hash, &text, known.is_none()) {
+        match self.inner.lanes[self.lane].kept.choose(hash, &text, known.is_none(), std::time::Instant::now()) {
             Choice::Unnamed => Ok(Ready::Unnamed(text, known.expect("chosen unnamed only with known types"))),
             Choice::Prepare { close } => {
                 if let Some(close) = close {
