@@ -78,7 +78,9 @@ pub struct DatabaseConfig {
     /// Connections for the platform's own tables (tenants, leases, limits).
     pub platform_pool_size: usize,
     /// A connection that has touched more tenant schemas than this is
-    /// replaced: each backend keeps every schema's catalog it has read.
+    /// replaced: each backend keeps every schema's catalog it has read
+    /// (about 190 KiB a schema under load), so the lanes' catalogs stay
+    /// under `pool_size` × this × 190 KiB (16 × 200: 600 MiB).
     pub max_schemas_per_connection: usize,
     pub acquire_timeout_secs: u64,
     /// Connections older than this are closed instead of reused.
@@ -335,7 +337,7 @@ impl Default for DatabaseConfig {
         Self {
             pool_size: 16,
             platform_pool_size: 4,
-            max_schemas_per_connection: 700,
+            max_schemas_per_connection: 200,
             acquire_timeout_secs: 5,
             connection_max_lifetime_secs: 1800,
             max_cached_statements: 64,

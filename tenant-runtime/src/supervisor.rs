@@ -560,6 +560,23 @@ mod tests {
         sup.shutdown().await;
     }
 
+    /// A node that starts many workers at once (after a restart under load)
+    /// lets only a few read their tenant's state at a time.
+    #[tokio::test(start_paused = true)]
+    async fn workers_starting_together_read_their_state_a_few_at_a_time() {
+        use crate::execution::tests::MemoryStore;
+        use std::sync::atomic::Ordering::SeqCst;
+        let store = Arc::new(MemoryStore { listing_takes: Some(Duration::from_millis(100)), ..Default::default() });
+        let sup = Supervisor::new(CancellationToken::new(), crate::execution::tests::engine(store.clone()));
+        let tenants: Vec<TenantSpec> = (0..30).map(|i| spec(&format!("tenant-{i}"))).collect();
+        sup.settle(tenants.clone(), &tenants.iter().map(|t| t.id).collect());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(store.listing.load(SeqCst), 0, "every worker has read its state");
+        assert_eq!(store.most_listing.load(SeqCst), STARTING_AT_ONCE, "a few at a time, and as many as allowed");
+        assert_eq!(sup.status().len(), 30);
+        sup.shutdown().await;
+    }
+
     /// A new `running_executions` reaches the running worker: no restart,
     /// and the next executions run under it, lowered or raised.
     #[tokio::test(start_paused = true)]

@@ -30,11 +30,25 @@ pub(crate) struct MemoryStore {
     pub claims_stay: bool,
     /// How many times a worker retired.
     pub retired: Mutex<u32>,
+    /// Listing the unfinished executions takes this long.
+    pub listing_takes: Option<std::time::Duration>,
+    /// Listings of unfinished executions in flight now, and at most.
+    pub listing: std::sync::atomic::AtomicUsize,
+    pub most_listing: std::sync::atomic::AtomicUsize,
 }
 
 impl ExecutionStore for MemoryStore {
     fn unfinished<'a>(&'a self, _: &'a TenantSpec) -> StoreFuture<'a, Vec<Uuid>> {
-        Box::pin(async { Ok(self.claims.lock().unwrap().keys().copied().collect()) })
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async {
+            let now = self.listing.fetch_add(1, SeqCst) + 1;
+            self.most_listing.fetch_max(now, SeqCst);
+            if let Some(takes) = self.listing_takes {
+                tokio::time::sleep(takes).await;
+            }
+            self.listing.fetch_sub(1, SeqCst);
+            Ok(self.claims.lock().unwrap().keys().copied().collect())
+        })
     }
 
     fn claim<'a>(&'a self, _: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Claimed>> {
