@@ -1,11 +1,11 @@
 //! The connections tenant statements run on, and which tenant uses which.
 //!
-//! Why: every PostgreSQL backend keeps the catalog (about 80 KiB a schema)
-//! and the prepared statements of every schema it has touched, for as long
-//! as it lives (the statements weigh most: docs/performance.md section 11);
-//! a pool whose every connection serves every
-//! tenant holds tenants × connections of them (3.3 GiB for 5,000 tenants on
-//! 16 connections, docs/performance.md section 11). Here each connection is
+//! Why: every PostgreSQL backend keeps the catalog of every schema it has
+//! touched (about 190 KiB a schema under load) for as long as it lives, and
+//! the statements it prepared for them (bounded by `tenancy::kept`;
+//! docs/performance.md sections 11 and 11b); a pool whose every connection
+//! serves every tenant holds tenants × connections of them (3.3 GiB for
+//! 5,000 tenants on 16 connections). Here each connection is
 //! a lane of its own, and each tenant has a fixed order of preference over
 //! the lanes (rendezvous hashing of its schema): a tenant with one request
 //! in flight uses its home lane only; one with `n` at once may use its `n`
