@@ -115,24 +115,32 @@ impl LaneClient {
     pub async fn ready(&self, template: &str, text: String) -> Result<Ready, tokio_postgres::Error> {
         let known = self.inner.param_types.lock().unwrap_or_else(PoisonError::into_inner).get(template).cloned();
         let hash = self.inner.hasher.hash_one(&text);
-        match self.inner.lanes[self.lane].kept.choose(hash, &text, known.is_none(), std::time::Instant::now()) {
-            Choice::Unnamed => Ok(Ready::Unnamed(text, known.expect("chosen unnamed only with known types"))),
-            Choice::Prepare { close } => {
-                if let Some(close) = close {
+        let choice = self.inner.lanes[self.lane].kept.choose(hash, &text, known.is_none(), std::time::Instant::now());
+        match (choice, known) {
+            // `choose` answers unnamed only when the types are known.
+            (Choice::Unnamed, Some(types)) => Ok(Ready::Unnamed(text, types)),
+            (choice, known) => {
+                if let Choice::Prepare { close: Some(close) } = choice {
                     // Dropping the last handle closes it in PostgreSQL.
                     self.object.statement_cache.remove(&close, &[]);
                 }
-                let statement = self.object.prepare_cached(&text).await?;
-                if known.is_none() {
-                    let mut types = self.inner.param_types.lock().unwrap_or_else(PoisonError::into_inner);
-                    if types.len() >= MOST_PARAM_TYPES {
-                        types.clear();
-                    }
-                    types.insert(template.into(), statement.params().into());
-                }
-                Ok(Ready::Prepared(statement))
+                self.prepare(template, &text, known.is_none()).await
             }
         }
+    }
+
+    /// Prepare `text` on this connection (kept in its cache); learn the
+    /// parameter types of `template` when they are not known yet.
+    async fn prepare(&self, template: &str, text: &str, learn: bool) -> Result<Ready, tokio_postgres::Error> {
+        let statement = self.object.prepare_cached(text).await?;
+        if learn {
+            let mut types = self.inner.param_types.lock().unwrap_or_else(PoisonError::into_inner);
+            if types.len() >= MOST_PARAM_TYPES {
+                types.clear();
+            }
+            types.insert(template.into(), statement.params().into());
+        }
+        Ok(Ready::Prepared(statement))
     }
 
     /// Run a [`Ready`] statement: its rows and the number of rows it touched.
