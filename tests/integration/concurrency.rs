@@ -280,12 +280,14 @@ async fn tenant_scope_is_in_each_statement_and_never_on_the_session() {
     }
     assert!(saw_dropped_backend, "the dropped transaction's session was returned to the pool");
     drop(sessions);
+    // Only the dropped transaction's backend: the node's own workers and
+    // committer may be between two statements of a live transaction.
     let idle_in_tx: i64 = app
         .db()
         .await
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
-            &[],
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state LIKE 'idle in transaction%'",
+            &[&dropped_pid],
         )
         .await
         .unwrap()
