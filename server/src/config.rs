@@ -306,6 +306,10 @@ pub struct DevConfig {
     /// Where `tessera dev` keeps its private PostgreSQL and keys.
     pub data_dir: Option<PathBuf>,
     pub postgres_port: u16,
+    /// Run the load balancer (`tessera-lb`) on `listen`, in front of the
+    /// node, which then listens on a free loopback port; off: the node
+    /// listens on `listen` itself.
+    pub load_balancer: bool,
 }
 
 impl Default for Config {
@@ -406,7 +410,7 @@ impl Default for ClusterConfig {
 
 impl Default for DevConfig {
     fn default() -> Self {
-        Self { data_dir: None, postgres_port: 54329 }
+        Self { data_dir: None, postgres_port: 54329, load_balancer: true }
     }
 }
 

@@ -6,14 +6,17 @@
 //! local-only credentials, tells how to sign in, and serves until Ctrl-C.
 //! What it has to tell goes out as [`DevEvent`]s: the command line prints them.
 
-use std::path::PathBuf;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context;
 use base64::Engine;
 use rand::RngCore;
 
 use crate::{
-    config::Config,
+    config::{Config, ProxyRange},
     local_postgres::{default_data_dir, LocalPostgres, LocalPostgresError},
     provisioning::{migrate, NewTenant, ProvisioningError},
     startup::Application,
@@ -30,9 +33,15 @@ pub const DEMO_USER: (&str, &str) = ("admin@demo.localhost", "tessera-demo");
 pub enum DevEvent {
     /// A private PostgreSQL is starting, its data in `data_dir`.
     StartingPostgres { data_dir: PathBuf, port: u16 },
-    /// The platform serves on `port`: the tenant API of [`DEMO_TENANT`] at
-    /// `http://demo.{base_domain}:{port}/api`, the health check on `host`.
-    Ready { base_domain: String, host: String, port: u16 },
+    /// `cargo run` started this: the load balancer is built first.
+    BuildingLoadBalancer,
+    /// No `tessera-lb` binary was found: the node serves on `listen` alone.
+    NoLoadBalancer,
+    /// The platform serves on `port` (the load balancer's, or the node's
+    /// without one): the tenant API of [`DEMO_TENANT`] at
+    /// `http://demo.{base_domain}:{port}/api`; the node's health check at
+    /// `node`.
+    Ready { base_domain: String, host: String, port: u16, node: String, load_balancer: bool },
     /// The private PostgreSQL did not stop when the platform did.
     PostgresNotStopped(LocalPostgresError),
 }
@@ -86,18 +95,103 @@ pub async fn run(mut config: Config, tell: impl Fn(DevEvent)) -> anyhow::Result<
     result
 }
 
-async fn serve_demo(config: Config, tell: impl Fn(DevEvent)) -> anyhow::Result<()> {
+async fn serve_demo(mut config: Config, tell: impl Fn(DevEvent)) -> anyhow::Result<()> {
     let url = config.require_database_url()?.to_string();
     migrate::migrate_platform(&url).await?;
     migrate::migrate_tenants(&url, config.provisioning.migrate_parallelism, |_| {}).await?;
     let (listen, base) = (config.listen.clone(), config.base_domain.clone());
+    let balancer = match config.dev.load_balancer {
+        true => load_balancer_binary(&tell).await,
+        false => None,
+    };
+    if balancer.is_some() {
+        // The node behind it: any free loopback port (the load balancer
+        // finds it in platform.nodes), and the load balancer's
+        // X-Forwarded-For believed.
+        config.listen = "127.0.0.1:0".into();
+        config.auth.trusted_proxies.push(ProxyRange::try_from("127.0.0.1/32".to_string()).map_err(anyhow::Error::msg)?);
+    }
     let app = Application::build(config).await?;
     seed_demo(&app).await?;
-    let port = app.port();
-    let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
-    tell(DevEvent::Ready { base_domain: base, host: host.to_string(), port });
-    app.run_until_signalled().await?;
+    let node = format!("127.0.0.1:{}", app.port());
+    let (host, port) = listen.rsplit_once(':').context("listen is host:port")?;
+    let port = if balancer.is_some() { port.parse()? } else { app.port() };
+    // The node serves while the load balancer starts and finds it.
+    let serving = app.run_until_signalled();
+    tokio::pin!(serving);
+    let started = async {
+        match &balancer {
+            Some(binary) => start_load_balancer(binary, &url, &listen, &base).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let _balancer = tokio::select! {
+        ended = &mut serving => return ended.map_err(Into::into),
+        started = started => started?,
+    };
+    tell(DevEvent::Ready { base_domain: base, host: host.to_string(), port, node, load_balancer: _balancer.is_some() });
+    serving.await?;
     Ok(())
+}
+
+/// The `tessera-lb` binary. Under `cargo run` it is built first, in the
+/// same profile, so it is never older than this one; otherwise it is the
+/// one installed next to this binary.
+async fn load_balancer_binary(tell: &impl Fn(DevEvent)) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let beside = exe.with_file_name("tessera-lb");
+    let under_cargo_run = std::env::var("CARGO_PKG_NAME").is_ok_and(|p| p == "tessera-cli");
+    if let (true, Ok(cargo)) = (under_cargo_run, std::env::var("CARGO")) {
+        tell(DevEvent::BuildingLoadBalancer);
+        let mut build = tokio::process::Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "tessera-lb"]);
+        match exe.parent().and_then(|dir| dir.file_name()).and_then(|p| p.to_str()) {
+            Some("debug") | None => {}
+            Some("release") => {
+                build.arg("--release");
+            }
+            Some(profile) => {
+                build.args(["--profile", profile]);
+            }
+        }
+        if !build.status().await.is_ok_and(|s| s.success()) {
+            tell(DevEvent::NoLoadBalancer);
+            return None;
+        }
+    }
+    if beside.exists() {
+        return Some(beside);
+    }
+    tell(DevEvent::NoLoadBalancer);
+    None
+}
+
+/// Start the load balancer on `listen` over this directory, and wait until
+/// it routes to the node (its health check found it).
+async fn start_load_balancer(binary: &Path, url: &str, listen: &str, base: &str) -> anyhow::Result<tokio::process::Child> {
+    let mut child = tokio::process::Command::new(binary)
+        .env("TESSERA_DATABASE_URL", url)
+        .env("TESSERA_LB_LISTEN", listen)
+        .env("TESSERA_BASE_DOMAIN", base)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    // Any answer of the node's own: a request without a token is refused
+    // by the node with 401, where the load balancer alone answers 5xx.
+    let probe = format!("http://{listen}/api/platform/cluster");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("the load balancer exited at start ({status})");
+        }
+        let answer = client.get(&probe).header("host", base).send().await;
+        if answer.is_ok_and(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED) {
+            return Ok(child);
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the load balancer did not route to the node within 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Create the demo owner and tenant, or reset their passwords to the
@@ -110,6 +204,7 @@ async fn seed_demo(app: &Application) -> anyhow::Result<()> {
         name: Some("Demo".into()),
         owner_email: DEMO_USER.0.into(),
         owner_password: Some(DEMO_USER.1.into()),
+        cluster: None,
     };
     match state.provisioner.create_tenant(new).await {
         Ok(_) => {}

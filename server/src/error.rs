@@ -19,7 +19,7 @@ use crate::{
     database::DbError,
     egress::EgressError,
     limits::LimitsError,
-    provisioning::ProvisioningError,
+    provisioning::{clusters::ClustersError, ProvisioningError},
     tenancy::{HostError, SlugError},
     resources::{execution_controls::ControlError, webhooks::WebhookError, ResourceError},
     body::BodyError,
@@ -167,7 +167,24 @@ impl From<ProvisioningError> for ApiError {
             NotFound(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
             Db(db) => return db.into(),
             Auth(auth) => return auth.into(),
+            Cluster(cluster) => return cluster.into(),
             Migration(_) | Export(_) => return ApiError::internal(e),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<ClustersError> for ApiError {
+    fn from(e: ClustersError) -> Self {
+        use ClustersError::*;
+        let (status, code) = match e {
+            Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            NotFound(_) => (StatusCode::NOT_FOUND, "cluster_not_found"),
+            Exists(_) => (StatusCode::CONFLICT, "cluster_exists"),
+            Draining(_) => (StatusCode::CONFLICT, "cluster_draining"),
+            NoneActive => (StatusCode::CONFLICT, "no_active_cluster"),
+            Unreachable { .. } => (StatusCode::BAD_GATEWAY, "cluster_unreachable"),
+            Db(db) => return db.into(),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -232,6 +249,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::Db(db) => return db.into(),
             ClusterError::InvalidNodeId(_) => (StatusCode::BAD_REQUEST, "invalid_node_id"),
             ClusterError::UnknownNode(_) => (StatusCode::NOT_FOUND, "node_not_found"),
+            ClusterError::UnknownCluster(_) => (StatusCode::NOT_FOUND, "cluster_not_found"),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -125,7 +125,11 @@ pub struct Application {
 impl Application {
     /// Migrate the platform schema, build the state and bind the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        migrate::migrate_platform(config.require_database_url()?).await?;
+        let url = config.require_database_url()?;
+        migrate::migrate_platform(url).await?;
+        // A node under a cluster id its database does not list would run
+        // no tenant and say so only in its round's warnings.
+        crate::provisioning::clusters::require(url, &config.cluster.id).await.map_err(ProvisioningError::from)?;
         let listener = TcpListener::bind(&config.listen).map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
         Self::build_with_listener(config, listener)
     }

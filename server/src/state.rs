@@ -123,12 +123,19 @@ impl AppState {
     pub fn build(config: Config, shutdown: CancellationToken, address: String, listen: std::net::SocketAddr) -> Result<Self, StateError> {
         let url = config.require_database_url()?.to_string();
         let pool = build_pool(&crate::config::DatabaseConfig { pool_size: config.database.platform_pool_size, ..config.database.clone() }, &url)?;
-        let directory = TenantDirectory::new(pool.clone());
+        let directory = TenantDirectory::new(pool.clone(), config.cluster.id.clone());
         let passwords = Passwords::new(4);
         passwords.warm_up();
         let auth = auth_service(&config, passwords.clone())?;
         let sealing = Arc::new(KeyRing::from_config(&config.secrets)?);
-        let provisioner = Provisioner::new(pool.clone(), passwords, directory.clone(), config.provisioning.clone(), url.clone());
+        let provisioner = Provisioner::new(
+            pool.clone(),
+            passwords,
+            directory.clone(),
+            config.provisioning.clone(),
+            url.clone(),
+            config.cluster.id.clone(),
+        );
         let tenant_db = TenantDb::new(Lanes::build(&config.database, &url)?);
         let node_id = uuid::Uuid::now_v7();
         let crashes = CrashLimit::new(config.runtime.max_execution_crashes, Duration::from_millis(config.cluster.node_timeout_ms));

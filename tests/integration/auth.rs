@@ -461,6 +461,7 @@ async fn many_logins_from_one_address_are_throttled_across_accounts() {
             name: None,
             owner_email: "owner@acme.test".into(),
             owner_password: Some("acme-owner-password".into()),
+            cluster: None,
         })
         .await
         .expect("create tenant");

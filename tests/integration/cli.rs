@@ -112,7 +112,7 @@ async fn an_operator_sets_up_the_platform_and_administers_a_tenant_from_the_comm
     let created =
         run(&env, &["tenant", "create", "acme", "--owner-email", "owner@acme.test", "--owner-password", "acme-owner-password"]).await;
     assert!(created.ok(), "{created:?}");
-    let expected = format!("tenant acme created (schema t_acme, version {})", latest_tenant_version());
+    let expected = format!("tenant acme created on cluster local (schema t_acme, version {})", latest_tenant_version());
     assert!(created.stdout.contains(&expected), "{created:?}");
     assert!(created.stdout.contains("owner: owner@acme.test"), "{created:?}");
     let taken = run(&env, &["tenant", "create", "acme", "--owner-email", "x@acme.test", "--owner-password", "acme-owner-password"]).await;

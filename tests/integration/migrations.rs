@@ -30,6 +30,7 @@ async fn tenant_at(app: &TestApp, slug: &str, version: i32) {
                 name: None,
                 owner_email: format!("owner@{slug}.test"),
                 owner_password: Some(owner_password(slug)),
+                cluster: None,
             },
             version,
         )

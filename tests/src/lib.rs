@@ -199,6 +199,12 @@ pub async fn spawn_app() -> TestApp {
 /// Start the app with a tweaked configuration.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let (database_name, database_url) = fresh_database().await;
+    spawn_app_on(database_name, database_url, tweak).await
+}
+
+/// Start the app on an existing database (another cluster's, say), migrated
+/// here if it is not yet; its platform owner is created unless it exists.
+pub async fn spawn_app_on(database_name: String, database_url: String, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(&database_url);
     tweak(&mut config);
     tessera_server::telemetry::init(&config.log);
@@ -209,7 +215,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     tokio::spawn(app.run_until_stopped());
     state
         .provisioner
-        .init_platform(PLATFORM_OWNER.0, PLATFORM_OWNER.1.into())
+        .upsert_platform_owner(PLATFORM_OWNER.0, PLATFORM_OWNER.1.into())
         .await
         .expect("create platform owner");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");

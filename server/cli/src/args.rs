@@ -57,6 +57,10 @@ pub enum OperatorCommand {
     /// Node administration (works directly on the database).
     #[command(subcommand)]
     Node(NodeCommand),
+    /// The platform's clusters: create, list, show, drain (works directly on
+    /// the directory database).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Connection secrets at rest (works directly on the database).
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -304,6 +308,49 @@ pub enum SecretsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Register a cluster. With --database-url its tenants' schemas live in
+    /// that database, which is migrated now; without, in this one.
+    Create {
+        /// The cluster's id, as its nodes name it in `cluster.id`.
+        id: String,
+        /// Display name (defaults to the id).
+        #[arg(long)]
+        name: Option<String>,
+        /// `shared` (takes new tenants by default) or `dedicated` (only
+        /// tenants placed on it by name, for one partner).
+        #[arg(long, default_value = "shared")]
+        kind: String,
+        /// The partner a dedicated cluster belongs to.
+        #[arg(long)]
+        partner: Option<String>,
+        /// The cluster's own PostgreSQL database.
+        #[arg(long, env = "TESSERA_CLUSTER_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// The cluster's RabbitMQ, for its nodes' worker commands.
+        #[arg(long, hide_env_values = true)]
+        amqp_url: Option<String>,
+    },
+    /// List the clusters with their kind, state and tenant count.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One cluster with its nodes.
+    Show {
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop placing new tenants on a cluster (its tenants stay until moved).
+    Drain { id: String },
+    /// Place new tenants on a drained cluster again.
+    Activate { id: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     /// Hand a node's tenants over to the other nodes as their running
     /// executions finish (within `cluster.drain_timeout_ms`); it takes no
@@ -333,6 +380,11 @@ pub enum TenantCommand {
         /// Display name (defaults to the slug).
         #[arg(long)]
         name: Option<String>,
+        /// The cluster to place it on (default: this configuration's
+        /// `cluster.id` when it is an active shared cluster, else the active
+        /// shared cluster with the fewest tenants).
+        #[arg(long)]
+        cluster: Option<String>,
         /// Create the schema at this migration version instead of the latest
         /// (for testing upgrades).
         #[arg(long, hide = true)]

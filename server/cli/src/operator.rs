@@ -18,7 +18,10 @@ use tessera_server::{
     database::build_pool,
     egress::{self, Action},
     limits::LimitBook,
-    provisioning::{migrate, NewTenant, Provisioner},
+    provisioning::{
+        clusters::{self, NewCluster},
+        migrate, NewTenant, Provisioner,
+    },
     resources::connections,
     sealing::KeyRing,
     startup::Application,
@@ -27,7 +30,7 @@ use tessera_server::{
 };
 
 use crate::{
-    args::{EgressCommand, LimitsCommand, MigrateArgs, NodeCommand, OperatorCommand, PlatformCommand, SecretsCommand, TenantCommand},
+    args::{ClusterCommand, EgressCommand, LimitsCommand, MigrateArgs, NodeCommand, OperatorCommand, PlatformCommand, SecretsCommand, TenantCommand},
     render::{operator::Output, Terminal},
 };
 
@@ -43,6 +46,7 @@ pub async fn run(config: Config, command: OperatorCommand, out: Terminal) -> any
         OperatorCommand::Tenant(cmd) => operator.tenant(cmd, out).await,
         OperatorCommand::Status { json } => operator.status(json, out).await,
         OperatorCommand::Node(NodeCommand::Drain { id, wait }) => operator.drain(id, wait, out).await,
+        OperatorCommand::Cluster(cmd) => operator.cluster(cmd, out).await,
         OperatorCommand::Secrets(SecretsCommand::Reseal) => operator.reseal(out).await,
         OperatorCommand::Serve | OperatorCommand::Dev => unreachable!("they returned above"),
     }
@@ -79,9 +83,16 @@ impl Operator {
     }
 
     fn provisioner(&self) -> Provisioner {
-        let directory = TenantDirectory::new(self.pool.clone());
+        let directory = TenantDirectory::new(self.pool.clone(), self.config.cluster.id.clone());
         // One password hash at a time: a command creates one account.
-        Provisioner::new(self.pool.clone(), Passwords::new(1), directory, self.config.provisioning.clone(), self.database_url.clone())
+        Provisioner::new(
+            self.pool.clone(),
+            Passwords::new(1),
+            directory,
+            self.config.provisioning.clone(),
+            self.database_url.clone(),
+            self.config.cluster.id.clone(),
+        )
     }
 
     async fn migrate(&self, args: MigrateArgs, out: Terminal) -> anyhow::Result<()> {
@@ -141,6 +152,29 @@ impl Operator {
         }
     }
 
+    async fn cluster(&self, cmd: ClusterCommand, out: Terminal) -> anyhow::Result<()> {
+        let output = match cmd {
+            ClusterCommand::Create { id, name, kind, partner, database_url, amqp_url } => {
+                let new = NewCluster { id, name, kind: Some(kind), partner, database_url, amqp_url };
+                Output::ClusterCreated(clusters::create(&self.pool, new).await?)
+            }
+            ClusterCommand::List { json: true } => return out.json(&clusters::list(&self.pool).await?),
+            ClusterCommand::List { json: false } => Output::Clusters(clusters::list(&self.pool).await?),
+            ClusterCommand::Show { id, json } => {
+                let timeout = Duration::from_millis(self.config.cluster.node_timeout_ms);
+                let detail = clusters::show(&self.pool, &id, timeout).await?;
+                if json {
+                    return out.json(&detail);
+                }
+                Output::ClusterDetail(detail)
+            }
+            ClusterCommand::Drain { id } => Output::ClusterState(clusters::set_state(&self.pool, &id, true).await?),
+            ClusterCommand::Activate { id } => Output::ClusterState(clusters::set_state(&self.pool, &id, false).await?),
+        };
+        out.show(&output);
+        Ok(())
+    }
+
     async fn reseal(&self, out: Terminal) -> anyhow::Result<()> {
         let keys = KeyRing::from_config(&self.config.secrets)?;
         // One lane: the connections go one tenant after the other.
@@ -173,8 +207,8 @@ impl Operator {
     async fn tenant(&self, cmd: TenantCommand, out: Terminal) -> anyhow::Result<()> {
         let provisioner = self.provisioner();
         let output = match cmd {
-            TenantCommand::Create { slug, owner_email, owner_password, name, schema_version } => {
-                let new = NewTenant { slug, name, owner_email, owner_password };
+            TenantCommand::Create { slug, owner_email, owner_password, name, cluster, schema_version } => {
+                let new = NewTenant { slug, name, owner_email, owner_password, cluster };
                 let started = Instant::now();
                 let created = match schema_version {
                     Some(v) => provisioner.create_tenant_at(new, v).await?,

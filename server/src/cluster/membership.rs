@@ -29,8 +29,12 @@ pub(super) async fn register(pool: &Pool, node: &NodeIdentity) -> Result<(), Clu
     let sql = "INSERT INTO platform.nodes (id, cluster_id, address, version) VALUES ($1, $2, $3, $4) \
                ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), state = 'active'";
     let client = pool.get().await?;
-    client.execute(sql, &[&node.id, &node.cluster, &node.address, &node.version]).await?;
-    Ok(())
+    match client.execute(sql, &[&node.id, &node.cluster, &node.address, &node.version]).await {
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
+            Err(ClusterError::UnknownCluster(node.cluster.clone()))
+        }
+        other => other.map(|_| ()).map_err(Into::into),
+    }
 }
 
 /// Renew the heartbeat; a node whose row vanished (deleted by hand)

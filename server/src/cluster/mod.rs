@@ -45,6 +45,8 @@ pub enum ClusterError {
     UnknownNode(Uuid),
     #[error("a node id is a UUID")]
     InvalidNodeId(String),
+    #[error("cluster '{0}' is not registered in this database: create it with `tessera cluster create`")]
+    UnknownCluster(String),
 }
 
 /// A node id as a caller writes it: a UUID.

@@ -196,7 +196,7 @@ pub async fn platform_current(client: &Client) -> Result<bool, DbError> {
 /// in refinery's history table exactly as refinery would, so later
 /// `migrate` runs see the schema at this version.
 pub async fn apply_in_transaction(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &tokio_postgres::Transaction<'_>,
     up_to: i32,
 ) -> Result<i32, DbError> {
     tx.batch_execute(&format!(

@@ -5,6 +5,7 @@
 //! that also NOTIFYs the nodes, so no node serves a stale tenant for longer
 //! than a round trip, and no failure leaves half a tenant behind.
 
+pub mod clusters;
 pub mod migrate;
 
 use std::path::PathBuf;
@@ -14,10 +15,11 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+use self::clusters::{ClustersError, Placement};
 use crate::{
     auth::{AuthError, Passwords, Role},
     config::ProvisioningConfig,
-    database::DbError,
+    database::{connect, DbError},
     tenancy::{Tenant, TenantDirectory, TenantSlug, TenantStatus, SlugError, TENANT_CHANGES_CHANNEL, TENANT_COLUMNS},
 };
 
@@ -43,6 +45,8 @@ pub enum ProvisioningError {
     Export(String),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Cluster(#[from] ClustersError),
 }
 
 impl From<tokio_postgres::Error> for ProvisioningError {
@@ -63,6 +67,8 @@ pub struct NewTenant {
     pub owner_email: String,
     /// Generated (and returned once) when absent.
     pub owner_password: Option<String>,
+    /// The cluster to place it on; none: see [`clusters::place`].
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,11 +111,70 @@ pub struct Provisioner {
     directory: TenantDirectory,
     config: ProvisioningConfig,
     database_url: String,
+    /// The cluster of the node or operator: where new tenants go by default.
+    home_cluster: String,
+}
+
+/// What is written for a new tenant, in the directory and in its cluster's
+/// database alike.
+struct TenantRow<'a> {
+    id: Uuid,
+    slug: &'a TenantSlug,
+    name: &'a str,
+    version: i32,
+    cluster: &'a str,
+}
+
+impl TenantRow<'_> {
+    async fn insert(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), ProvisioningError> {
+        let inserted = tx
+            .execute(
+                "INSERT INTO platform.tenants (id, slug, schema_name, name, status, schema_version, cluster_id) \
+                 VALUES ($1, $2, $3, $4, 'active', $5, $6)",
+                &[&self.id, &self.slug.as_str(), &self.slug.schema_name().as_str(), &self.name, &self.version, &self.cluster],
+            )
+            .await;
+        match inserted {
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(ProvisioningError::SlugTaken(self.slug.to_string())),
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// The schema, its tables at `version`, and the first owner.
+    async fn build(&self, tx: &tokio_postgres::Transaction<'_>, owner_email: &str, password_hash: &str) -> Result<(), ProvisioningError> {
+        let schema = self.slug.schema_name();
+        let created = tx
+            .batch_execute(&format!("CREATE SCHEMA {q}; SET LOCAL search_path TO {q}", q = schema.quoted()))
+            .await;
+        match created {
+            // A schema of that name without a tenant row: never adopt it.
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_SCHEMA) => return Err(ProvisioningError::SlugTaken(self.slug.to_string())),
+            other => other?,
+        };
+        let applied = migrate::apply_in_transaction(tx, self.version).await?;
+        if applied < 1 {
+            return Err(ProvisioningError::Migration("no tenant migration to apply".into()));
+        }
+        tx.execute(
+            "INSERT INTO users (id, email, display_name, password_hash, role) VALUES ($1, $2, '', $3, $4)",
+            &[&Uuid::now_v7(), &owner_email, &password_hash, &Role::Owner.as_str()],
+        )
+        .await?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANGES_CHANNEL, &self.slug.as_str()]).await?;
+        Ok(())
+    }
 }
 
 impl Provisioner {
-    pub fn new(pool: Pool, passwords: Passwords, directory: TenantDirectory, config: ProvisioningConfig, database_url: String) -> Self {
-        Self { pool, passwords, directory, config, database_url }
+    pub fn new(
+        pool: Pool,
+        passwords: Passwords,
+        directory: TenantDirectory,
+        config: ProvisioningConfig,
+        database_url: String,
+        home_cluster: String,
+    ) -> Self {
+        Self { pool, passwords, directory, config, database_url, home_cluster }
     }
 
     pub async fn create_tenant(&self, new: NewTenant) -> Result<CreatedTenant, ProvisioningError> {
@@ -136,47 +201,53 @@ impl Provisioner {
         Passwords::check_policy(&password).map_err(ProvisioningError::Invalid)?;
         let password_hash = self.passwords.hash(password).await?;
 
-        let schema = slug.schema_name();
-        let tenant_id = Uuid::now_v7();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO platform.tenants (id, slug, schema_name, name, status, schema_version) \
-                 VALUES ($1, $2, $3, $4, 'active', $5)",
-                &[&tenant_id, &slug.as_str(), &schema.as_str(), &name, &version],
-            )
-            .await;
-        match inserted {
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => return Err(ProvisioningError::SlugTaken(slug.to_string())),
-            other => other?,
-        };
-        let created = tx
-            .batch_execute(&format!("CREATE SCHEMA {q}; SET LOCAL search_path TO {q}", q = schema.quoted()))
-            .await;
-        match created {
-            // A schema of that name without a tenant row: never adopt it.
-            Err(e) if e.code() == Some(&SqlState::DUPLICATE_SCHEMA) => return Err(ProvisioningError::SlugTaken(slug.to_string())),
-            other => other?,
-        };
-        let applied = migrate::apply_in_transaction(&tx, version).await?;
-        if applied < 1 {
-            return Err(ProvisioningError::Migration("no tenant migration to apply".into()));
+        let Placement { cluster, database_url } = clusters::place(&*tx, new.cluster.as_deref(), &self.home_cluster).await?;
+        let row = TenantRow { id: Uuid::now_v7(), slug: &slug, name: &name, version, cluster: &cluster };
+        row.insert(&tx).await?;
+        match &database_url {
+            None => row.build(&tx, &owner_email, &password_hash).await?,
+            Some(url) => self.build_elsewhere(&row, url, &owner_email, &password_hash).await?,
         }
-        tx.execute(
-            "INSERT INTO users (id, email, display_name, password_hash, role) VALUES ($1, $2, '', $3, $4)",
-            &[&Uuid::now_v7(), &owner_email, &password_hash, &Role::Owner.as_str()],
-        )
-        .await?;
         tx.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANGES_CHANNEL, &slug.as_str()]).await?;
-        let row = tx
-            .query_one(&format!("SELECT {TENANT_COLUMNS} FROM platform.tenants WHERE id = $1"), &[&tenant_id])
+        let stored = tx
+            .query_one(&format!("SELECT {TENANT_COLUMNS} FROM platform.tenants WHERE id = $1"), &[&row.id])
             .await?;
-        tx.commit().await?;
+        if let Err(e) = tx.commit().await {
+            if let Some(url) = &database_url {
+                let _ = self.drop_elsewhere(url, &slug).await;
+            }
+            return Err(e.into());
+        }
         self.directory.invalidate(slug.as_str());
-        let tenant = Tenant::from_row(&row).ok_or_else(|| ProvisioningError::Invalid("stored tenant is invalid".into()))?;
-        tracing::info!(tenant = %slug, "tenant created");
+        let tenant = Tenant::from_row(&stored).ok_or_else(|| ProvisioningError::Invalid("stored tenant is invalid".into()))?;
+        tracing::info!(tenant = %slug, cluster = %cluster, "tenant created");
         Ok(CreatedTenant { tenant, owner_email, initial_password })
+    }
+
+    /// Create the tenant in its cluster's own database, committed there
+    /// while the directory's row waits uncommitted: a failure there leaves
+    /// nothing in the directory, and a failed directory commit is undone
+    /// there ([`Self::drop_elsewhere`]).
+    async fn build_elsewhere(&self, row: &TenantRow<'_>, url: &str, owner_email: &str, password_hash: &str) -> Result<(), ProvisioningError> {
+        let unreachable = |e: DbError| ClustersError::Unreachable { cluster: row.cluster.to_string(), detail: e.to_string() };
+        let mut remote = connect(url).await.map_err(unreachable)?;
+        let tx = remote.transaction().await?;
+        row.insert(&tx).await?;
+        row.build(&tx, owner_email, password_hash).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn drop_elsewhere(&self, url: &str, slug: &TenantSlug) -> Result<(), ProvisioningError> {
+        let mut remote = connect(url).await?;
+        let tx = remote.transaction().await?;
+        tx.execute("DELETE FROM platform.tenants WHERE slug = $1", &[&slug.as_str()]).await?;
+        tx.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", slug.schema_name().quoted())).await?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANGES_CHANNEL, &slug.as_str()]).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn list(&self) -> Result<Vec<Tenant>, ProvisioningError> {
@@ -198,22 +269,18 @@ impl Provisioner {
     pub async fn set_status(&self, slug: &str, status: TenantStatus) -> Result<Tenant, ProvisioningError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let row = tx
-            .query_opt(
-                &format!(
-                    "UPDATE platform.tenants SET status = $2, updated_at = now(), \
-                     suspended_at = CASE WHEN $2 = 'suspended' THEN coalesce(suspended_at, now()) END \
-                     WHERE slug = $1 RETURNING {TENANT_COLUMNS}"
-                ),
-                &[&slug, &status.as_str()],
-            )
-            .await?
-            .ok_or_else(|| ProvisioningError::NotFound(slug.to_string()))?;
-        tx.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANGES_CHANNEL, &slug]).await?;
+        let row = set_status_in(&*tx, slug, status).await?.ok_or_else(|| ProvisioningError::NotFound(slug.to_string()))?;
+        let tenant = Tenant::from_row(&row).ok_or_else(|| ProvisioningError::Invalid("stored tenant is invalid".into()))?;
+        // A tenant on a cluster with its own database: its nodes read the
+        // row there, so it changes there too, before the directory commits.
+        if let Some(url) = clusters::database_url(&*tx, &tenant.cluster).await? {
+            let remote = connect(&url).await?;
+            set_status_in(&remote, slug, status).await?;
+        }
         tx.commit().await?;
         self.directory.invalidate(slug);
         tracing::info!(tenant = %slug, status = status.as_str(), "tenant status changed");
-        Tenant::from_row(&row).ok_or_else(|| ProvisioningError::Invalid("stored tenant is invalid".into()))
+        Ok(tenant)
     }
 
     /// Delete a tenant: suspend it, export its schema, then drop it. Nothing
@@ -226,11 +293,15 @@ impl Provisioner {
         if tenant.status != TenantStatus::Suspended {
             self.set_status(slug, TenantStatus::Suspended).await?;
         }
-        let export_path = self.export(&tenant).await?;
         let mut client = self.pool.get().await?;
+        let elsewhere = clusters::database_url(&**client, &tenant.cluster).await?;
+        let export_path = self.export(&tenant, elsewhere.as_deref().unwrap_or(&self.database_url)).await?;
         let tx = client.transaction().await?;
         tx.execute("DELETE FROM platform.tenants WHERE id = $1", &[&tenant.id]).await?;
-        tx.batch_execute(&format!("DROP SCHEMA {} CASCADE", tenant.schema.quoted())).await?;
+        match &elsewhere {
+            None => tx.batch_execute(&format!("DROP SCHEMA {} CASCADE", tenant.schema.quoted())).await?,
+            Some(url) => self.drop_elsewhere(url, &tenant.slug).await?,
+        }
         tx.execute(
             "INSERT INTO platform.tenant_deletions (tenant_id, slug, export_path, deleted_by) VALUES ($1, $2, $3, $4)",
             &[&tenant.id, &slug, &export_path.display().to_string(), &deleted_by],
@@ -244,7 +315,7 @@ impl Provisioner {
     }
 
     /// Dump one tenant's schema (only that schema) with pg_dump.
-    async fn export(&self, tenant: &Tenant) -> Result<PathBuf, ProvisioningError> {
+    async fn export(&self, tenant: &Tenant, database_url: &str) -> Result<PathBuf, ProvisioningError> {
         let dir = &self.config.export_dir;
         tokio::fs::create_dir_all(dir).await.map_err(|e| ProvisioningError::Export(format!("{}: {e}", dir.display())))?;
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
@@ -256,7 +327,7 @@ impl Provisioner {
             .args(["--no-owner", "--no-privileges", "--file"])
             .arg(&path)
             .arg("--dbname")
-            .arg(&self.database_url)
+            .arg(database_url)
             .output()
             .await
             .map_err(|e| ProvisioningError::Export(format!("cannot run {}: {e}", pg_dump.display())))?;
@@ -300,6 +371,27 @@ impl Provisioner {
             .await?;
         Ok(())
     }
+}
+
+/// Set a tenant's status in one database's `platform.tenants`, announced
+/// to that database's nodes; the row as stored, if there is one.
+async fn set_status_in(
+    client: &impl tokio_postgres::GenericClient,
+    slug: &str,
+    status: TenantStatus,
+) -> Result<Option<tokio_postgres::Row>, ProvisioningError> {
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE platform.tenants SET status = $2, updated_at = now(), \
+                 suspended_at = CASE WHEN $2 = 'suspended' THEN coalesce(suspended_at, now()) END \
+                 WHERE slug = $1 RETURNING {TENANT_COLUMNS}"
+            ),
+            &[&slug, &status.as_str()],
+        )
+        .await?;
+    client.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANGES_CHANNEL, &slug]).await?;
+    Ok(row)
 }
 
 /// pg_dump on PATH, else the newest one under Debian's PostgreSQL install.

@@ -9,7 +9,10 @@ use crate::{
     cluster,
     egress::{self, Action},
     error::ApiError,
-    provisioning::NewTenant,
+    provisioning::{
+        clusters::{self, NewCluster},
+        NewTenant,
+    },
     resources::stats,
     state::AppState,
     tenancy::{TenantSlug, TenantStatus},
@@ -30,6 +33,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/platform/tenants/{slug}/egress", web::get().to(egress_show))
         .route("/platform/tenants/{slug}/egress/{action}", web::post().to(egress_add))
         .route("/platform/tenants/{slug}/egress/{action}", web::delete().to(egress_remove))
+        .route("/platform/clusters", web::get().to(clusters_list))
+        .route("/platform/clusters", web::post().to(clusters_create))
+        .route("/platform/clusters/{id}", web::get().to(clusters_show))
+        .route("/platform/clusters/{id}/drain", web::post().to(clusters_drain))
+        .route("/platform/clusters/{id}/activate", web::post().to(clusters_activate))
         .route("/platform/node", web::get().to(node))
         .route("/platform/cluster", web::get().to(cluster))
         .route("/platform/nodes/{id}/drain", web::post().to(drain));
@@ -42,6 +50,18 @@ struct CreateTenant {
     name: Option<String>,
     owner_email: String,
     owner_password: Option<String>,
+    cluster: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCluster {
+    id: String,
+    name: Option<String>,
+    kind: Option<String>,
+    partner: Option<String>,
+    database_url: Option<String>,
+    amqp_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -58,7 +78,13 @@ async fn create(state: web::Data<AppState>, _caller: PlatformCaller, body: web::
     let b = body.into_inner();
     let created = state
         .platform
-        .create_tenant(NewTenant { slug: b.slug, name: b.name, owner_email: b.owner_email, owner_password: b.owner_password })
+        .create_tenant(NewTenant {
+            slug: b.slug,
+            name: b.name,
+            owner_email: b.owner_email,
+            owner_password: b.owner_password,
+            cluster: b.cluster,
+        })
         .await?;
     Ok(HttpResponse::Created().json(created))
 }
@@ -184,4 +210,27 @@ async fn egress_change(state: &AppState, (slug, action): (String, String), body:
     let action = Action::parse(&action)?;
     state.platform.change_egress(&slug, action, &body.rules, remove).await?;
     Ok(HttpResponse::Ok().json(egress::show(&state.pool, &state.config, &slug).await?))
+}
+
+async fn clusters_list(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
+    Ok(HttpResponse::Ok().json(json!({"items": clusters::list(&state.pool).await?})))
+}
+
+async fn clusters_create(state: web::Data<AppState>, _caller: PlatformCaller, body: web::Json<CreateCluster>) -> Reply {
+    let b = body.into_inner();
+    let new = NewCluster { id: b.id, name: b.name, kind: b.kind, partner: b.partner, database_url: b.database_url, amqp_url: b.amqp_url };
+    Ok(HttpResponse::Created().json(clusters::create(&state.pool, new).await?))
+}
+
+async fn clusters_show(state: web::Data<AppState>, _caller: PlatformCaller, id: web::Path<String>) -> Reply {
+    let timeout = std::time::Duration::from_millis(state.config.cluster.node_timeout_ms);
+    Ok(HttpResponse::Ok().json(clusters::show(&state.pool, &id, timeout).await?))
+}
+
+async fn clusters_drain(state: web::Data<AppState>, _caller: PlatformCaller, id: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(clusters::set_state(&state.pool, &id, true).await?))
+}
+
+async fn clusters_activate(state: web::Data<AppState>, _caller: PlatformCaller, id: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(clusters::set_state(&state.pool, &id, false).await?))
 }

@@ -23,6 +23,9 @@ const CACHE_CAPACITY: u64 = 100_000;
 #[derive(Clone)]
 pub struct TenantDirectory {
     pool: Pool,
+    /// This node's cluster: a tenant placed on another cluster is not served
+    /// here (the directory database lists every cluster's tenants).
+    cluster: Arc<str>,
     /// `None` caches "no such tenant", so random subdomains cost one query each
     /// per TTL rather than one per request.
     cache: Cache<TenantSlug, Option<Arc<Tenant>>>,
@@ -31,10 +34,10 @@ pub struct TenantDirectory {
 }
 
 impl TenantDirectory {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: Pool, cluster: String) -> Self {
         let cache = Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(CACHE_TTL).build();
         let (generation, _) = watch::channel(0);
-        Self { pool, cache, generation: Arc::new(generation) }
+        Self { pool, cluster: cluster.into(), cache, generation: Arc::new(generation) }
     }
 
     pub async fn lookup(&self, slug: &TenantSlug) -> Result<Option<Arc<Tenant>>, DbError> {
@@ -42,10 +45,10 @@ impl TenantDirectory {
             return Ok(hit);
         }
         let client = self.pool.get().await?;
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM platform.tenants WHERE slug = $1");
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM platform.tenants WHERE slug = $1 AND cluster_id = $2");
         let statement = client.prepare_cached(&sql).await?;
         let found = client
-            .query_opt(&statement, &[&slug.as_str()])
+            .query_opt(&statement, &[&slug.as_str(), &&*self.cluster])
             .await?
             .and_then(|row| Tenant::from_row(&row))
             .map(Arc::new);
@@ -56,8 +59,8 @@ impl TenantDirectory {
     /// All tenants whose workers should run (status active).
     pub async fn list_active(&self) -> Result<Vec<Tenant>, DbError> {
         let client = self.pool.get().await?;
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM platform.tenants WHERE status = 'active' ORDER BY slug");
-        let rows = client.query(&sql, &[]).await?;
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM platform.tenants WHERE status = 'active' AND cluster_id = $1 ORDER BY slug");
+        let rows = client.query(&sql, &[&&*self.cluster]).await?;
         Ok(rows.iter().filter_map(Tenant::from_row).collect())
     }
 

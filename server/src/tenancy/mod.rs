@@ -13,14 +13,13 @@ mod directory;
 mod host;
 mod kept;
 mod lanes;
-mod slug;
 pub mod work;
 
 pub use db::{Flush, LaneTx, TenantDb, TenantTx, TENANT};
 pub use lanes::{LaneClient, Lanes};
 pub use directory::{TenantDirectory, TENANT_CHANGES_CHANNEL};
 pub use host::{classify, HostError, HostTarget};
-pub use slug::{SchemaName, SlugError, TenantSlug};
+pub use tessera_hosts::{SchemaName, SlugError, TenantSlug};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -62,6 +61,8 @@ pub struct Tenant {
     pub status: TenantStatus,
     pub schema_version: i32,
     pub created_at: DateTime<Utc>,
+    /// The cluster it is placed on (`platform.clusters`).
+    pub cluster: String,
 }
 
 fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -69,7 +70,7 @@ fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) ->
 }
 
 /// Columns of `platform.tenants`, in the order `Tenant::from_row` reads them.
-pub const TENANT_COLUMNS: &str = "id, slug, schema_name, name, status, schema_version, created_at";
+pub const TENANT_COLUMNS: &str = "id, slug, schema_name, name, status, schema_version, created_at, cluster_id";
 
 impl Tenant {
     /// Build from a row selected with [`TENANT_COLUMNS`]. A row that does not
@@ -83,6 +84,7 @@ impl Tenant {
             status: TenantStatus::parse(row.get(4))?,
             schema_version: row.get(5),
             created_at: row.get(6),
+            cluster: row.get(7),
         })
     }
 }

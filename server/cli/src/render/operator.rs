@@ -11,6 +11,7 @@ use tessera_server::{
     egress::{Action, TenantEgress},
     limits::LimitsView,
     provisioning::{
+        clusters::{Cluster, ClusterDetail},
         migrate::{MigrateProgress, MigrateReport},
         CreatedTenant,
     },
@@ -30,6 +31,10 @@ pub enum Output {
     Cluster(ClusterStatus),
     NodeDraining(Uuid),
     NodeDrained(Uuid),
+    ClusterCreated(Cluster),
+    Clusters(Vec<Cluster>),
+    ClusterDetail(ClusterDetail),
+    ClusterState(Cluster),
     Resealed { tenant: String, connections: usize },
     AllResealed { connections: usize, tenants: usize, key: String },
     OwnerCreated { email: String, generated_password: Option<String> },
@@ -59,6 +64,11 @@ impl Render for Output {
             Output::Cluster(status) => cluster(status),
             Output::NodeDraining(id) => format!("node {id} is draining"),
             Output::NodeDrained(id) => format!("node {id} holds no tenant"),
+            Output::ClusterCreated(c) => format!("cluster {} created ({}, database {})", c.id, c.kind, c.database),
+            Output::Clusters(clusters) => cluster_table(clusters),
+            Output::ClusterDetail(detail) => cluster_detail(detail),
+            Output::ClusterState(c) if c.state == "draining" => format!("cluster {} is draining: it takes no new tenant", c.id),
+            Output::ClusterState(c) => format!("cluster {} is active", c.id),
             Output::Resealed { tenant, connections } => format!("{tenant}: {connections} connection(s) re-sealed"),
             Output::AllResealed { connections, tenants, key } => format!("{connections} connection(s) in {tenants} tenant(s) now sealed with key {key}"),
             Output::OwnerCreated { email, generated_password } => {
@@ -108,10 +118,42 @@ fn cluster(status: &ClusterStatus) -> String {
     lines.join("\n")
 }
 
+fn cluster_table(clusters: &[Cluster]) -> String {
+    let header = format!("{:<24} {:<10} {:<16} {:<9} {:>7}  DATABASE", "CLUSTER", "KIND", "PARTNER", "STATE", "TENANTS");
+    let rows = clusters.iter().map(|c| {
+        let partner = c.partner.as_deref().unwrap_or("-");
+        format!("{:<24} {:<10} {:<16} {:<9} {:>7}  {}", c.id, c.kind, partner, c.state, c.tenants, c.database)
+    });
+    std::iter::once(header).chain(rows).collect::<Vec<_>>().join("\n")
+}
+
+fn cluster_detail(detail: &ClusterDetail) -> String {
+    let c = &detail.cluster;
+    let mut lines = vec![
+        format!("cluster {} ({}), {}", c.id, c.name, c.state),
+        format!("kind {}{}", c.kind, c.partner.as_deref().map(|p| format!(", partner {p}")).unwrap_or_default()),
+        format!("database {}; broker {}", c.database, if c.broker { "yes" } else { "none" }),
+        format!("{} tenant(s)", c.tenants),
+        format!("{:<38} {:<22} {:<9} {:<6} {:>6}  HEARTBEAT", "NODE", "ADDRESS", "STATE", "ALIVE", "LEASES"),
+    ];
+    for n in &detail.nodes {
+        let alive = if n.live { "yes" } else { "no" };
+        lines.push(format!("{:<38} {:<22} {:<9} {:<6} {:>6}  {}", n.id, n.address, n.state, alive, n.leases, n.heartbeat_at.to_rfc3339()));
+    }
+    lines.join("\n")
+}
+
 fn tenant_created(created: &CreatedTenant, took: Duration) -> String {
     let tenant = &created.tenant;
     let mut lines = vec![
-        format!("tenant {} created (schema {}, version {}) in {} ms", tenant.slug, tenant.schema, tenant.schema_version, took.as_millis()),
+        format!(
+            "tenant {} created on cluster {} (schema {}, version {}) in {} ms",
+            tenant.slug,
+            tenant.cluster,
+            tenant.schema,
+            tenant.schema_version,
+            took.as_millis()
+        ),
         format!("owner: {}", created.owner_email),
     ];
     if let Some(password) = &created.initial_password {
@@ -121,8 +163,10 @@ fn tenant_created(created: &CreatedTenant, took: Duration) -> String {
 }
 
 fn tenant_table(tenants: &[Tenant]) -> String {
-    let header = format!("{:<40} {:<10} {:>7}  NAME", "SLUG", "STATUS", "SCHEMA");
-    let rows = tenants.iter().map(|t| format!("{:<40} {:<10} {:>7}  {}", t.slug, t.status.as_str(), t.schema_version, t.name));
+    let header = format!("{:<40} {:<10} {:<20} {:>7}  NAME", "SLUG", "STATUS", "CLUSTER", "SCHEMA");
+    let rows = tenants
+        .iter()
+        .map(|t| format!("{:<40} {:<10} {:<20} {:>7}  {}", t.slug, t.status.as_str(), t.cluster, t.schema_version, t.name));
     std::iter::once(header).chain(rows).collect::<Vec<_>>().join("\n")
 }
 
@@ -157,14 +201,17 @@ fn allowed(yes: bool) -> &'static str {
 fn dev(event: &DevEvent) -> String {
     match event {
         DevEvent::StartingPostgres { data_dir, port } => format!("starting a private PostgreSQL in {} (port {port})", data_dir.display()),
-        DevEvent::Ready { base_domain: base, host, port } => format!(
-            "\nTessera is running.\n\
+        DevEvent::BuildingLoadBalancer => "building the load balancer (tessera-lb)".to_string(),
+        DevEvent::NoLoadBalancer => "no tessera-lb binary next to this one: the node serves alone".to_string(),
+        DevEvent::Ready { base_domain: base, host, port, node, load_balancer } => format!(
+            "\nTessera is running{}.\n\
              \n  Tenant panel     http://{DEMO_TENANT}.{base}:{port}/   ({} / {})\
              \n  Platform console http://{base}:{port}/   ({} / {})\
              \n  Tenant API       http://{DEMO_TENANT}.{base}:{port}/api\
              \n  Platform API     http://{base}:{port}/api/platform\
-             \n  Health           http://{host}:{port}/readyz\
+             \n  Node health      http://{node}/readyz\
              \n\nTry:\n  curl -s http://{DEMO_TENANT}.{base}:{port}/api/auth/login -H 'content-type: application/json' \\\n    -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'\n\nPress Ctrl-C to stop.\n",
+            if *load_balancer { format!(" (load balancer on {host}:{port}, node on {node})") } else { String::new() },
             DEMO_USER.0, DEMO_USER.1, DEMO_OWNER.0, DEMO_OWNER.1, DEMO_USER.0, DEMO_USER.1
         ),
         DevEvent::PostgresNotStopped(e) => format!("could not stop the private PostgreSQL: {e}"),
