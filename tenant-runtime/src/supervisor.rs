@@ -106,6 +106,9 @@ struct Running {
     restarts: u32,
     /// Executions the worker has in hand (running, or waiting for a slot).
     in_flight: Arc<AtomicUsize>,
+    /// Cancelled when this worker must start nothing new: its node drains,
+    /// or its tenant is being handed over to another node.
+    begun: CancellationToken,
     /// Which start of a worker this is: a retiring worker removes its own
     /// entry only, never the one of a worker started after it.
     generation: u64,
@@ -118,6 +121,8 @@ struct Running {
 struct Workers {
     running: HashMap<Uuid, Running>,
     held: HashMap<Uuid, TenantSpec>,
+    /// Tenants handed over to another node (see [`Supervisor::hand_over`]).
+    handing_over: HashSet<Uuid>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -202,12 +207,22 @@ impl Supervisor {
     pub fn settle(&self, held: Vec<TenantSpec>, with_work: &HashSet<Uuid>) {
         let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         workers.held = held.into_iter().map(|s| (s.id, s)).collect();
-        let Workers { running, held } = &mut *workers;
+        let Workers { running, held, handing_over } = &mut *workers;
+        let draining = self.draining.is_cancelled();
         running.retain(|id, running| {
             let Some(spec) = held.get(id).filter(|spec| spec.same_worker(&running.spec)) else {
                 running.cancel.cancel();
                 return false;
             };
+            // Its handover was called off (placement gave the tenant back):
+            // it would start nothing new, so once it has finished what it
+            // had in hand (stopping it sooner would interrupt a step), a
+            // new worker takes over.
+            let idle = running.in_flight.load(Ordering::Acquire) == 0;
+            if running.begun.is_cancelled() && !draining && !handing_over.contains(id) && idle {
+                running.cancel.cancel();
+                return false;
+            }
             if spec.limits != running.spec.limits {
                 running.spec.limits = spec.limits.clone();
                 running.limits.send_replace(spec.limits.clone());
@@ -238,7 +253,10 @@ impl Supervisor {
         let task_cancel = cancel.clone();
         let engine = self.engine.clone();
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let drain = Drain { begun: self.draining.clone(), in_flight: in_flight.clone(), idle: self.idle.clone() };
+        // Its own token under the node's: the node's drain stops every
+        // worker's starts, a handover only this one's.
+        let begun = self.draining.child_token();
+        let drain = Drain { begun: begun.clone(), in_flight: in_flight.clone(), idle: self.idle.clone() };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let link = Link { supervisor: self.clone(), tenant: spec.id, generation };
         let live = Live::count(&self.live);
@@ -249,7 +267,7 @@ impl Supervisor {
             }
             worker::run(task_spec, engine, rx, limits_rx, task_cancel, drain, link).await
         });
-        Running { spec, cancel, commands, limits, handle, started_at: Utc::now(), restarts, in_flight, generation }
+        Running { spec, cancel, commands, limits, handle, started_at: Utc::now(), restarts, in_flight, begun, generation }
     }
 
     /// A retired worker leaves: its entry goes (only its own, by
@@ -271,6 +289,24 @@ impl Supervisor {
     /// Whether the node drains: its workers start no execution.
     pub fn is_draining(&self) -> bool {
         self.draining.is_cancelled()
+    }
+
+    /// `tenants` are moving to another node: their workers start nothing
+    /// new from now on and finish what they have in hand, as in a drain.
+    /// Returns those of them still busy, whose leases the node keeps until
+    /// they finish. A tenant left out of a later call is no longer handed
+    /// over: its worker is replaced at the next [`Supervisor::settle`].
+    pub fn hand_over(&self, tenants: &HashSet<Uuid>) -> Vec<Uuid> {
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        workers.handing_over = tenants.clone();
+        let mut busy = Vec::new();
+        for (id, running) in workers.running.iter().filter(|(id, _)| tenants.contains(id)) {
+            running.begun.cancel();
+            if !running.handle.is_finished() && running.in_flight.load(Ordering::Acquire) > 0 {
+                busy.push(*id);
+            }
+        }
+        busy
     }
 
     /// The tenants whose workers still have executions in hand.

@@ -33,8 +33,9 @@ struct Recorder {
 
 /// A local HTTP server that records every request and answers by path:
 /// `/token` (OAuth, client `client-1`/`cs-secret`), `/text`, `/fail` (500),
-/// `/echo` (the request's headers as JSON), `/strict` (401 for the first
-/// token), anything else JSON.
+/// `/flaky` (500 to the first request with a given `Idempotency-Key`, 200
+/// to the next), `/echo` (the request's headers as JSON), `/strict` (401
+/// for the first token), anything else JSON.
 struct TestServer {
     base: String,
     recorder: Arc<Recorder>,
@@ -79,6 +80,14 @@ async fn answer(request: HttpRequest, body: web::Bytes, recorder: web::Data<Reco
         }
         "/text" => HttpResponse::Ok().content_type("text/plain").body("hello text"),
         "/fail" => HttpResponse::InternalServerError().body("upstream broke down"),
+        "/flaky" => {
+            let key = headers.get("idempotency-key");
+            let seen = recorder.seen.lock().unwrap();
+            match seen.iter().filter(|s| s.path == "/flaky" && s.headers.get("idempotency-key") == key).count() {
+                1 => HttpResponse::InternalServerError().body("failed before it was done"),
+                _ => HttpResponse::Ok().json(json!({"done": key})),
+            }
+        }
         "/echo" => HttpResponse::Ok().json(json!({"headers": headers})),
         "/strict" if authorization == "Bearer tok-1" => HttpResponse::Unauthorized().finish(),
         path => HttpResponse::Ok().json(json!({"ok": true, "path": path})),
@@ -100,6 +109,11 @@ async fn run(app: &TestApp, token: &str, name: &str, body: Value) -> Value {
     let (status, execution) = status_and_json(app.tenant_request(Method::POST, "acme", &path).bearer_auth(token).json(&body)).await;
     assert_eq!(status, StatusCode::OK, "{execution}");
     execution
+}
+
+/// The idempotency key of step `path` of execution `id` (`.step.idempotency_key`).
+fn idempotency_key(id: &str, path: &str) -> String {
+    tessera_runtime::execution::idempotency_key(id.parse().unwrap(), path)
 }
 
 /// The execution as the API shows it, as text.
@@ -154,7 +168,7 @@ async fn http_steps_send_templated_requests_with_each_auth_and_read_the_answers(
     let sent: Value = serde_json::from_str(&stored.body).unwrap();
     assert_eq!(sent, json!({"id": 42, "note": "order 42", "fixed": [1, true]}), "a lone placeholder keeps its type");
     assert_eq!(stored.headers["content-type"], "application/json");
-    assert_eq!(stored.headers["idempotency-key"], format!("{id}/store"));
+    assert_eq!(stored.headers["idempotency-key"], idempotency_key(id, "store"));
     let basic = base64::engine::general_purpose::STANDARD.encode("shop:basic-s3cret");
     assert_eq!(stored.headers["authorization"], format!("Basic {basic}"));
 
@@ -162,12 +176,54 @@ async fn http_steps_send_templated_requests_with_each_auth_and_read_the_answers(
     assert_eq!(server.seen("/text")[0].headers["authorization"], "Bearer bearer-s3cret");
     // A server that echoes the credentials does not get them into the record.
     assert_eq!(step(&execution, "echo")["output"]["body"]["headers"]["authorization"], "Bearer ***");
-    assert_eq!(server.seen("/echo")[0].headers["idempotency-key"], format!("{id}/echo"));
+    assert_eq!(server.seen("/echo")[0].headers["idempotency-key"], idempotency_key(id, "echo"));
 
     let record = record_text(&app, &owner, &execution).await;
     for secret in ["key-s3cret", "basic-s3cret", "bearer-s3cret", &basic] {
         assert!(!record.contains(secret), "{secret} leaked into {record}");
     }
+}
+
+#[tokio::test]
+async fn an_http_step_sends_the_same_idempotency_key_on_every_retry_and_another_step_another() {
+    let server = TestServer::start();
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let flaky = format!("{}/flaky", server.base);
+    let retry = json!({"attempts": 3, "on": ["http_5xx"], "backoff": {"initial": "10ms"}});
+    let steps = json!([
+        // A GET is not keyed by default: `idempotency_key: true` keys it.
+        {"name": "reserve", "http": {"url": flaky, "idempotency_key": true}, "retry": retry},
+        {"name": "charge", "http": {"method": "POST", "url": flaky, "idempotency_key": true}, "retry": retry},
+        // The same key through a template, in a header of the step's choosing.
+        {"name": "ship", "http": {"method": "PUT", "url": flaky, "idempotency_key": false,
+            "headers": {"Idempotency-Key": "${{ .step.idempotency_key }}", "X-Attempt": "${{ .step.attempt }}"}}, "retry": retry},
+        // A key the step sets itself wins over the shorthand.
+        {"name": "own", "http": {"method": "POST", "url": format!("{}/own", server.base), "idempotency_key": true,
+            "headers": {"Idempotency-Key": "order-${{ .trigger.body.id }}"}}},
+        {"name": "unkeyed", "http": {"method": "POST", "url": format!("{}/unkeyed", server.base), "idempotency_key": false}},
+    ]);
+    app.apply_yaml("acme", &owner, &file(&[integration("pay", steps)])).await;
+
+    let execution = run(&app, &owner, "pay", json!({"id": 42})).await;
+    assert_eq!(execution["state"], "succeeded", "{execution}");
+    let id = execution["id"].as_str().unwrap();
+    let requests = server.seen("/flaky");
+    let sent: Vec<(&str, &str)> =
+        requests.iter().map(|r| (r.method.as_str(), r.headers["idempotency-key"].as_str())).collect();
+    let (reserve, charge, ship) = (idempotency_key(id, "reserve"), idempotency_key(id, "charge"), idempotency_key(id, "ship"));
+    let expected = [("GET", &reserve), ("GET", &reserve), ("POST", &charge), ("POST", &charge), ("PUT", &ship), ("PUT", &ship)];
+    assert_eq!(sent, expected.map(|(method, key)| (method, key.as_str())), "each retry sends its step's key again");
+    let attempts: Vec<&str> = requests.iter().filter_map(|r| r.headers.get("x-attempt").map(String::as_str)).collect();
+    assert_eq!(attempts, ["1", "2"], "the key stays, the attempt counts");
+    for (name, key) in [("reserve", &reserve), ("charge", &charge), ("ship", &ship)] {
+        assert_eq!(step(&execution, name)["attempt"], 2, "{execution}");
+        assert_eq!(step(&execution, name)["output"]["body"], json!({"done": key}));
+    }
+    assert_eq!(server.seen("/own")[0].headers["idempotency-key"], "order-42");
+    assert!(!server.seen("/unkeyed")[0].headers.contains_key("idempotency-key"));
+    assert!(!record_text(&app, &owner, &execution).await.contains("\"step\":{"), "`.step` is not recorded");
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@
 //! checkpoint (the interrupted step runs again), as after a crash.
 
 use std::{
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicBool, Ordering},
         Mutex, PoisonError,
@@ -27,7 +28,7 @@ use super::{mark_draining, Cluster};
 
 /// Where this node's drain stands.
 pub(super) struct Drain {
-    timeout: Duration,
+    pub(super) timeout: Duration,
     /// Set when the drain begins; past it, every lease goes.
     deadline: Mutex<Option<Instant>>,
     /// Drained from this process (a stop signal), whatever the database
@@ -91,6 +92,28 @@ impl Cluster {
                 _ = tokio::time::sleep(self.heartbeat) => {}
             }
         }
+    }
+
+    /// Of the tenants held here, those placement now gives another node
+    /// (a node joined or came back) whose executions still run here: their
+    /// leases are kept while those finish, up to the drain timeout, and
+    /// their workers start nothing new meanwhile, as in a drain. So a
+    /// rebalancing handover interrupts no step; work that arrives
+    /// meanwhile waits, queued, for the next owner, which takes the lease
+    /// once it is released.
+    pub(super) fn handing_over(&self, assigned: &HashSet<Uuid>, active: &HashMap<Uuid, impl Sized>) -> Vec<Uuid> {
+        let held = self.held.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let moving: HashSet<Uuid> = held.keys().filter(|t| !assigned.contains(t) && active.contains_key(t)).copied().collect();
+        let busy = self.supervisor.hand_over(&moving);
+        let mut since = self.handovers.lock().unwrap_or_else(PoisonError::into_inner);
+        since.retain(|t, _| moving.contains(t));
+        let now = Instant::now();
+        let (kept, late): (Vec<Uuid>, Vec<Uuid>) =
+            busy.into_iter().partition(|t| now.duration_since(*since.entry(*t).or_insert(now)) < self.drain.timeout);
+        if !late.is_empty() {
+            tracing::warn!(tenants = late.len(), "handover timeout: handing over tenants with executions still running");
+        }
+        kept
     }
 
     /// The leases a draining node keeps this round: those of tenants whose

@@ -19,7 +19,7 @@ pub mod status;
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, PoisonError, RwLock},
+    sync::{Arc, Mutex, PoisonError, RwLock},
     time::{Duration, Instant},
 };
 
@@ -86,6 +86,9 @@ pub struct Cluster {
     /// The broker carrying worker commands, when the cluster has one.
     broker: Option<Broker>,
     drain: drain::Drain,
+    /// Tenants placement moved to another node while their executions ran
+    /// here, and since when (see [`Cluster::handing_over`]).
+    handovers: Mutex<HashMap<Uuid, Instant>>,
     /// Each tenant's effective limits, handed to its worker in its spec.
     limits: crate::limits::LimitBook,
 }
@@ -113,6 +116,7 @@ impl Cluster {
             last_live: tokio::sync::Mutex::new(Vec::new()),
             broker,
             drain: drain::Drain::new(Duration::from_millis(config.drain_timeout_ms)),
+            handovers: Mutex::new(HashMap::new()),
             limits,
         }
     }
@@ -187,7 +191,9 @@ impl Cluster {
         } else {
             let ids: Vec<Uuid> = tenants.keys().copied().collect();
             let owners = placement::assign(&ids, &live);
-            owners.into_iter().filter(|(_, node)| *node == self.node.id).map(|(tenant, _)| tenant).collect()
+            let assigned: HashSet<Uuid> = owners.into_iter().filter(|(_, node)| *node == self.node.id).map(|(tenant, _)| tenant).collect();
+            let finishing = self.handing_over(&assigned, &tenants);
+            assigned.into_iter().chain(finishing).collect()
         };
         let held = leases::settle(&self.pool, self.node.id, &wanted, self.timeout).await?;
         let specs = held.keys().filter_map(|id| tenants.get(id).map(|t| t.spec.clone())).collect();

@@ -32,6 +32,11 @@ mod embedded {
 }
 
 pub const PLATFORM_HISTORY: &str = "platform.refinery_schema_history";
+
+/// The tenants whose schemas are in this database: those of its own
+/// clusters. The directory database also lists the tenants of clusters
+/// with a database of their own, migrated there.
+const SCHEMA_HERE: &str = "cluster_id IN (SELECT id FROM platform.clusters WHERE database_url IS NULL)";
 pub const HISTORY_TABLE: &str = "refinery_schema_history";
 
 pub fn tenant_migrations() -> Vec<Migration> {
@@ -132,7 +137,7 @@ pub async fn migrate_tenants(
         let client = connect(database_url).await?;
         let rows = client
             .query(
-                "SELECT schema_name FROM platform.tenants WHERE schema_version < $1 ORDER BY slug",
+                &format!("SELECT schema_name FROM platform.tenants WHERE schema_version < $1 AND {SCHEMA_HERE} ORDER BY slug"),
                 &[&latest],
             )
             .await
@@ -176,7 +181,10 @@ pub async fn migrate_tenants(
 /// Tenants whose schema is behind the latest version (for readiness).
 pub async fn tenants_behind(client: &Client) -> Result<i64, DbError> {
     let row = client
-        .query_one("SELECT count(*) FROM platform.tenants WHERE schema_version < $1", &[&latest_tenant_version()])
+        .query_one(
+            &format!("SELECT count(*) FROM platform.tenants WHERE schema_version < $1 AND {SCHEMA_HERE}"),
+            &[&latest_tenant_version()],
+        )
         .await?;
     Ok(row.get(0))
 }

@@ -387,6 +387,12 @@ pub struct HttpAction {
     /// How to read the response body.
     #[serde(default)]
     pub response: ResponseFormat,
+    /// Send the step's idempotency key (`.step.idempotency_key`, the same on
+    /// every retry and after a resume) as the `Idempotency-Key` header:
+    /// `true` on any method, `false` never. Unset: on every method but GET.
+    /// An `Idempotency-Key` header set in `headers` is sent instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -669,3 +669,28 @@ fn connection_kinds_read_back_from_their_text() {
     }
     assert!("ftp".parse::<ConnectionKind>().is_err());
 }
+
+#[test]
+fn an_http_step_says_whether_it_sends_its_idempotency_key() {
+    let spec = "  steps:
+    - name: poll
+      http: {url: https://example.com, idempotency_key: true}
+    - name: post
+      http: {method: POST, url: https://example.com}
+";
+    let resources = parse_documents(&integration(spec)).expect("valid");
+    let keys: Vec<_> = integration_spec(&resources[0])
+        .steps
+        .iter()
+        .map(|step| match &step.action {
+            Action::Http(http) => http.idempotency_key,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(keys, [Some(true), None]);
+    let spec = "  steps:
+    - name: poll
+      http: {url: https://example.com, idempotency_key: yes please}
+";
+    assert_errors(&integration(spec), &[(Some(1), "spec.steps[0].http.idempotency_key", 8, 57, "expected true or false")]);
+}

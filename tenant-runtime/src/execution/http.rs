@@ -295,9 +295,12 @@ impl Request<'_> {
         let mut builder = client.request(hop.method.clone(), hop.url.clone()).timeout(self.timeout);
         let named = |name: &str| self.rendered.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         // A retried or resumed step sends the same key, so the receiver can
-        // tell a repeat from a new request.
-        if self.action.method != HttpMethod::Get && !named("idempotency-key") {
-            builder = builder.header("Idempotency-Key", format!("{}/{}", self.who.execution_id, self.who.path));
+        // tell a repeat from a new request. By default every method but GET
+        // is keyed; a step's `idempotency_key` decides instead; a key the
+        // step sets in its own headers wins.
+        let keyed = self.action.idempotency_key.unwrap_or(self.action.method != HttpMethod::Get);
+        if keyed && !named("idempotency-key") {
+            builder = builder.header("Idempotency-Key", self.who.idempotency_key());
         }
         for (name, value) in &self.rendered.headers {
             builder = builder.header(name, value);

@@ -197,6 +197,27 @@ impl Failure {
     }
 }
 
+/// The idempotency key of the step run at `path` in `execution`: a UUID
+/// (version 8, RFC 9562) made of the first 16 bytes of SHA-256 over the
+/// execution id's 16 bytes followed by the path in UTF-8.
+///
+/// It is derived from nothing else, so every attempt of the step, and every
+/// run of it after the execution resumed (on this node or another), has
+/// the same key, and any other step run (another step, another `foreach`
+/// item, another `parallel` branch, a handler) has another. A digest rather
+/// than `<id>/<path>` in clear: a path grows with nesting (up to 128 levels
+/// of 63-character names), while APIs cap their keys (Stripe at 255
+/// characters, others at 64 or fewer, some ask for a UUID); a UUID is 36
+/// characters of hex and hyphens, safe in any header, URL or JSON field.
+/// The path is beside it in `.step.path` for whoever reads the logs.
+pub fn idempotency_key(execution: Uuid, path: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(execution.as_bytes()).chain_update(path.as_bytes()).finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid().to_string()
+}
+
 /// Limits every worker of the node applies (each tenant's own are in its
 /// [`TenantSpec`]).
 #[derive(Debug, Clone, Copy)]
@@ -289,3 +310,5 @@ pub(crate) mod tests;
 mod flow_tests;
 #[cfg(test)]
 mod limits_tests;
+#[cfg(test)]
+mod step_key_tests;

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     definition::{Action, ChoiceAction, Integration, Name, Step},
-    expression::{Context, ExecutionInfo},
+    expression::{Context, ExecutionInfo, StepInfo},
     limits::json_size,
     worker::TenantSpec,
 };
@@ -137,9 +137,30 @@ async fn run_step(at: &At<'_>, step: &Step, path: String, context: &mut Context)
     }
 }
 
+/// One attempt of `step`: its expressions read which step and attempt
+/// this is in `.step`, for this attempt only (nested steps set their own,
+/// and it is gone from the scope afterwards).
+pub(super) async fn perform(
+    at: &At<'_>,
+    step: &Step,
+    path: &str,
+    attempt: i32,
+    context: &mut Context,
+) -> Result<Result<Value, Attempted>, StoreError> {
+    context.step = Some(StepInfo {
+        name: step.name.as_str().to_string(),
+        path: path.to_string(),
+        idempotency_key: super::idempotency_key(at.id, path),
+        attempt: u32::try_from(attempt).unwrap_or(1),
+    });
+    let result = perform_action(at, step, path, attempt, context).await;
+    context.step = None;
+    result
+}
+
 /// One attempt of `step`'s action. Steps that nest others are run here;
 /// the rest in `steps::perform`.
-pub(super) async fn perform(
+async fn perform_action(
     at: &At<'_>,
     step: &Step,
     path: &str,
@@ -171,11 +192,13 @@ pub(super) async fn perform(
     }
 }
 
-/// The data a step saw, as recorded in its checkpoint.
+/// The data a step saw, as recorded in its checkpoint (and given to a
+/// called integration without an `input`).
 pub(super) fn recorded_input(data: &Value) -> Value {
     let mut input = data.clone();
     if let Some(fields) = input.as_object_mut() {
         fields.remove("vars"); // the same in every step; not worth a copy per checkpoint
+        fields.remove("step"); // the checkpoint's own path and attempt; derived, not data
     }
     input
 }

@@ -28,6 +28,13 @@ pub(super) struct Who<'a> {
     pub engine: &'a Engine,
 }
 
+impl Who<'_> {
+    /// The step's idempotency key (see [`super::idempotency_key`]).
+    pub(super) fn idempotency_key(&self) -> String {
+        super::idempotency_key(self.execution_id, self.path)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(super) enum StepError {
     #[error(transparent)]

@@ -28,6 +28,11 @@ pub struct Context {
     /// In `on_error` steps: the failure they handle, `{code, message, step}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
+    /// While a step runs: which step and attempt it is. The engine sets it
+    /// for one attempt of one step and clears it after, so it is never
+    /// part of a checkpoint or of a sibling's scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepInfo>,
 }
 
 /// Which execution is running.
@@ -38,10 +43,25 @@ pub struct ExecutionInfo {
     pub version: u32,
 }
 
+/// The step being run, as `.step` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepInfo {
+    /// The step's name, as written (`charge`).
+    pub name: String,
+    /// Its place in the execution, as its checkpoint is keyed
+    /// (`each/items[3]/charge`): unique to one run of one step.
+    pub path: String,
+    /// Derived from the execution id and `path` alone: the same on every
+    /// attempt and after a resume, different for every other step run.
+    pub idempotency_key: String,
+    /// Which attempt of the step this is, from 1 (its `retry` policy).
+    pub attempt: u32,
+}
+
 impl Context {
     /// A context with no step run yet.
     pub fn new(trigger: Value, vars: Map<String, Value>, execution: ExecutionInfo) -> Self {
-        Self { trigger, steps: Map::new(), vars, execution, item: None, index: None, error: None }
+        Self { trigger, steps: Map::new(), vars, execution, item: None, index: None, error: None, step: None }
     }
 
     /// The JSON value expressions see as `.`.

@@ -47,6 +47,7 @@
 //!   "steps":     { "fetch": { "status": 200, "body": [ … ] } },
 //!   "vars":      { "region": "eu" },
 //!   "execution": { "id": "0193…", "integration": "orders-sync", "version": 3 },
+//!   "step":      { "name": "charge", "path": "each/items[0]/charge", "idempotency_key": "…", "attempt": 1 },
 //!   "item":      { … }
 //! }
 //! ```
@@ -57,6 +58,8 @@
 //!   underscores so `.steps.fetch_orders` parses);
 //! - `vars`: the tenant's variables;
 //! - `execution`: the execution's id, integration name and version;
+//! - `step`: the step the expression belongs to: its name, path, idempotency
+//!   key (the same on every attempt and after a resume) and attempt (from 1);
 //! - `item`: only inside a `foreach`, the current item; `index`, its position (from 0).
 //! - `error`: only inside `on_error` steps, the failure they handle (`{code, message, step}`).
 //!
@@ -90,7 +93,7 @@ pub mod sandbox;
 pub mod share;
 mod template;
 
-pub use context::{Context, ExecutionInfo};
+pub use context::{Context, ExecutionInfo, StepInfo};
 pub use error::{ExpressionError, SourceKind};
 pub use jq::{Expression, MAX_DEPTH, MAX_OUTPUTS, is_truthy};
 pub use sandbox::{CountingAllocator, Limit};
