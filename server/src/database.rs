@@ -71,14 +71,54 @@ pub fn build_lane(db: &DatabaseConfig, url: &str, touched: Arc<Touched>, on_repl
 
 pub type OnReplace = Box<dyn Fn() + Send + Sync>;
 
+/// Opens the pools' connections on the runtime the pool was built on (the
+/// node's), wherever the first use comes from. Otherwise a connection first
+/// needed by an HTTP handler would live on that HTTP worker's own runtime,
+/// and die with it when the server stops at the start of a drain, under
+/// the executions the drain lets finish.
+struct ConnectOnNodeRuntime {
+    runtime: tokio::runtime::Handle,
+}
+
+impl deadpool_postgres::Connect for ConnectOnNodeRuntime {
+    fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> futures::future::BoxFuture<'_, Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>> {
+        let (config, fallback) = (config.clone(), config.clone());
+        Box::pin(async move {
+            let (ready, client) = tokio::sync::oneshot::channel();
+            // The socket belongs to the runtime that opens it: the whole
+            // connection, handshake included, runs on the node's.
+            let task = self.runtime.spawn(async move {
+                match config.connect(NoTls).await {
+                    Err(e) => drop(ready.send(Err(e))),
+                    Ok((client, connection)) => {
+                        if ready.send(Ok(client)).is_ok()
+                            && let Err(e) = connection.await
+                        {
+                            tracing::warn!(target: "deadpool.postgres", "Connection error: {}", e);
+                        }
+                    }
+                }
+            });
+            match client.await {
+                Ok(opened) => opened.map(|client| (client, task)),
+                // The node's runtime is shutting down: connect here instead.
+                Err(_) => deadpool_postgres::ConfigConnectImpl { tls: NoTls }.connect(&fallback).await,
+            }
+        })
+    }
+}
+
 fn pool(db: &DatabaseConfig, url: &str, size: usize, lane: Option<(Arc<Touched>, OnReplace)>) -> Result<Pool, DbError> {
-    let manager = Manager::from_config(
-        pg_config(url)?,
-        NoTls,
-        // Sessions carry no state between uses (tenant scope is transaction
-        // local), so checking the socket is enough.
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
-    );
+    // Sessions carry no state between uses (tenant scope is transaction
+    // local), so checking the socket is enough.
+    let config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    let manager = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => Manager::from_connect(pg_config(url)?, ConnectOnNodeRuntime { runtime }, config),
+        Err(_) => Manager::from_config(pg_config(url)?, NoTls, config),
+    };
     let max_lifetime = Duration::from_secs(db.connection_max_lifetime_secs);
     let max_statements = db.max_cached_statements;
     Pool::builder(manager)

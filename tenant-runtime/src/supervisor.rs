@@ -302,7 +302,7 @@ impl Supervisor {
         let mut busy = Vec::new();
         for (id, running) in workers.running.iter().filter(|(id, _)| tenants.contains(id)) {
             running.begun.cancel();
-            if !running.handle.is_finished() && running.in_flight.load(Ordering::Acquire) > 0 {
+            if !running.handle.is_finished() && running.in_flight.load(Ordering::SeqCst) > 0 {
                 busy.push(*id);
             }
         }
@@ -313,7 +313,7 @@ impl Supervisor {
     pub fn busy(&self) -> Vec<Uuid> {
         let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         let running = workers.running.iter();
-        running.filter(|(_, r)| !r.handle.is_finished() && r.in_flight.load(Ordering::Acquire) > 0).map(|(id, _)| *id).collect()
+        running.filter(|(_, r)| !r.handle.is_finished() && r.in_flight.load(Ordering::SeqCst) > 0).map(|(id, _)| *id).collect()
     }
 
     /// Resolves when a draining worker has finished its last execution

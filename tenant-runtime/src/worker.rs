@@ -139,7 +139,7 @@ pub(crate) async fn run(
 ) {
     tracing::debug!(tenant = %spec.slug, "tenant worker started");
     let retire_after = engine.limits.retire_idle_after;
-    let mut executions = Executions::new(spec.clone(), engine.clone(), drain.begun.clone());
+    let mut executions = Executions::new(spec.clone(), engine.clone(), drain.begun.clone(), drain.in_flight.clone());
     let (queued_tx, mut queued) = mpsc::unbounded_channel();
     let mut triggers = Triggers::new(executions.spec.clone(), engine, queued_tx, cancel.child_token());
     tokio::select! {
@@ -276,12 +276,14 @@ struct Executions {
     /// Executions stopped by a cancel: once their task is gone, they are
     /// recorded `cancelled`.
     cancelling: HashSet<Uuid>,
-    /// The node drains: start nothing new.
+    /// The node drains (or this tenant is handed over): start nothing new.
     draining: CancellationToken,
+    /// What the worker has in hand, as its supervisor reads it.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Executions {
-    fn new(spec: TenantSpec, engine: Engine, draining: CancellationToken) -> Self {
+    fn new(spec: TenantSpec, engine: Engine, draining: CancellationToken, in_flight: Arc<AtomicUsize>) -> Self {
         let permits = Arc::new(Semaphore::new(spec.limits.running_executions.max(1)));
         pool::pool().set_cpu_budget(&spec.id.to_string(), CpuBudget::of(&spec.limits));
         Self {
@@ -295,6 +297,7 @@ impl Executions {
             aborts: HashMap::new(),
             cancelling: HashSet::new(),
             draining,
+            in_flight,
         }
     }
 
@@ -343,6 +346,10 @@ impl Executions {
         if !self.running.insert(id) {
             return;
         }
+        // Counted before its task can begin: a handover or drain that stops
+        // starts after this sees it in hand (and keeps the lease) or stops
+        // it before it begins, never neither.
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         let (spec, engine, permits, draining) = (self.spec.clone(), self.engine.clone(), self.permits.clone(), self.draining.clone());
         let owed = self.owed.clone();
         let handle = self.tasks.spawn(async move {

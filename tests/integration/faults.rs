@@ -205,8 +205,13 @@ async fn a_postgresql_restart_under_load_loses_nothing_and_the_nodes_recover() {
 }
 
 #[tokio::test]
-async fn a_rolling_restart_with_sigterm_under_load_fails_no_execution() {
-    let (mut cluster, workload) = cluster_with_workload(ClusterOptions::default()).await;
+async fn a_rolling_restart_with_sigterm_under_load_fails_no_execution_and_hands_tenants_over_drained() {
+    // Leases that outlive a stall of this busy machine: here tenants move by
+    // drains and handovers only, never because a lease expired (that is
+    // failover, at least once, as in the kill -9 test). A clean stop
+    // releases its leases at once, so nothing waits for the longer timeout.
+    let options = ClusterOptions { node_timeout_ms: 12_000, ..ClusterOptions::default() };
+    let (mut cluster, workload) = cluster_with_workload(options).await;
     let load = workload.drive(&cluster, Drive::paced(EXECUTIONS, 100));
     load.accepted(EXECUTIONS / 10, SEND).await.expect("the load under way");
 
@@ -226,6 +231,12 @@ async fn a_rolling_restart_with_sigterm_under_load_fails_no_execution() {
     let verdict = settle_and_verify(&cluster, &workload, &accepted).await;
     eprintln!("rolling restart under load: SIGTERM to exit {stops:?}; {}; {verdict}", sending(&accepted));
     assert!(verdict.holds(), "{verdict}");
+    // A stopping node drains, and a restarted node's tenants come back to it
+    // only once their running executions finished. Before, 63 `sql` steps
+    // ran twice here; now none in most runs and one in about one run of
+    // eight, a case not explained yet (docs/clustering.md): the bound holds
+    // that line until it is.
+    assert!(verdict.rewritten_rows <= 2, "{verdict}");
 }
 
 #[tokio::test]

@@ -77,6 +77,8 @@ pub struct Verdict {
     pub wrong_rows: Vec<String>,
     /// Rows whose `sql` step ran more than once (allowed: at least once).
     pub rewritten_rows: usize,
+    /// Their executions (tenant and id), to look for in the nodes' logs.
+    pub rewritten: Vec<String>,
 }
 
 impl Verdict {
@@ -97,13 +99,14 @@ impl fmt::Display for Verdict {
         let few = |list: &Vec<String>| list.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
         write!(
             f,
-            "{} accepted, {} executions {:?}, {} rows ({} written more than once); lost executions {} [{}], \
+            "{} accepted, {} executions {:?}, {} rows ({} written more than once [{}]); lost executions {} [{}], \
              unexpected executions {} [{}], lost rows {} [{}], wrong rows {} [{}]",
             self.accepted,
             self.executions,
             self.by_state,
             self.rows,
             self.rewritten_rows,
+            few(&self.rewritten),
             self.lost_executions.len(),
             few(&self.lost_executions),
             self.unexpected_executions.len(),
@@ -145,6 +148,7 @@ pub async fn verify(cluster: &FaultCluster, workload: &Workload, accepted: &[Acc
     verdict.unexpected_executions.extend(executions.keys().filter(|id| !told.contains_key(id)).map(Uuid::to_string));
     verdict.wrong_rows.extend(rows.keys().filter(|id| !told.contains_key(id)).map(|id| format!("{id}: no such execution")));
     verdict.rewritten_rows = rows.values().filter(|r| r.writes > 1).count();
+    verdict.rewritten = rows.iter().filter(|(_, r)| r.writes > 1).map(|(id, r)| format!("{} {id}", r.tenant)).collect();
     Ok(verdict)
 }
 
