@@ -15,7 +15,9 @@
 # against direct.
 #
 # Settings (environment): TENANTS=20 DURATION=15s CONNECTIONS=32 THREADS=1
-# ROUNDS=2, plus those of lib.sh (SKIP_BUILD, KEEP_DB, PG*).
+# ROUNDS=2, NGINX_WORKERS=1 (nginx's worker processes) and LB_THREADS
+# (tessera-lb's runtime threads, TOKIO_WORKER_THREADS; default: one per
+# core), plus those of lib.sh (SKIP_BUILD, KEEP_DB, PG*).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TENANTS="${TENANTS:-20}"
@@ -23,6 +25,8 @@ DURATION="${DURATION:-15s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 THREADS="${THREADS:-1}"
 ROUNDS="${ROUNDS:-2}"
+NGINX_WORKERS="${NGINX_WORKERS:-1}"
+LB_THREADS="${LB_THREADS:-}"
 OWNER_EMAIL="owner@bench.test"
 OWNER_PASSWORD="bench-platform-owner-pass"
 TENANT_PASSWORD="bench-tenant-owner-pass"
@@ -32,6 +36,8 @@ TENANT_PASSWORD="bench-tenant-owner-pass"
 [[ "$CONNECTIONS" =~ ^[0-9]+$ && "$CONNECTIONS" -ge 1 && "$CONNECTIONS" -le 999 ]] || { echo "CONNECTIONS must be 1..999" >&2; exit 2; }
 [[ "$THREADS" =~ ^[0-9]+$ && "$THREADS" -ge 1 && "$THREADS" -le 16 ]] || { echo "THREADS must be 1..16" >&2; exit 2; }
 [[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 && "$ROUNDS" -le 10 ]] || { echo "ROUNDS must be 1..10" >&2; exit 2; }
+[[ "$NGINX_WORKERS" =~ ^[0-9]+$ && "$NGINX_WORKERS" -ge 1 && "$NGINX_WORKERS" -le 64 ]] || { echo "NGINX_WORKERS must be 1..64" >&2; exit 2; }
+[[ -z "$LB_THREADS" || ( "$LB_THREADS" =~ ^[0-9]+$ && "$LB_THREADS" -ge 1 && "$LB_THREADS" -le 64 ) ]] || { echo "LB_THREADS must be 1..64" >&2; exit 2; }
 
 bench_init loadbalancer
 need wrk
@@ -80,14 +86,14 @@ PY
 # tessera-lb over the directory (this database), on its own port.
 LB_PORT="$(free_port)"
 TESSERA_LB_LISTEN="127.0.0.1:$LB_PORT" TESSERA_BASE_DOMAIN=localhost TESSERA_LB_LOG__LEVEL=warn \
-    "$LB_BIN" >"$WORK_DIR/lb.log" 2>&1 &
+    env ${LB_THREADS:+TOKIO_WORKER_THREADS="$LB_THREADS"} "$LB_BIN" >"$WORK_DIR/lb.log" 2>&1 &
 LB_PID=$!
 
 # nginx as the same proxy: one upstream with a keep-alive pool, the same headers.
 NGINX_PORT="$(free_port)"
 mkdir -p "$WORK_DIR/nginx/logs"
 cat >"$WORK_DIR/nginx/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes $NGINX_WORKERS;
 daemon off;
 error_log $WORK_DIR/nginx/logs/error.log warn;
 pid $WORK_DIR/nginx/nginx.pid;
@@ -188,7 +194,7 @@ for workload in healthz read; do
 done
 
 echo
-echo "load balancer: $TENANTS tenants, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, best of $ROUNDS"
+echo "load balancer: $TENANTS tenants, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, best of $ROUNDS; nginx workers $NGINX_WORKERS, tessera-lb threads ${LB_THREADS:-one per core}"
 printf '  %-8s %-11s %10s %9s %9s %12s %8s\n' workload mode "req/s" "p50 ms" "p99 ms" "vs direct" errors
 for workload in healthz read; do
     for mode in direct tessera-lb nginx; do
