@@ -274,6 +274,26 @@ pub async fn show(pool: &Pool, config: &Config, slug: &str) -> Result<TenantEgre
 /// Add (or, with `remove`, take away) `rules` of `action` for `slug`, all
 /// or none, and tell every node; returns the tenant's id. A rule that is
 /// already there (or, when removing, not there) changes nothing.
+/// Add or remove `rules` in one database's `platform.tenant_egress_rules`,
+/// announced to that database's nodes.
+async fn store_rules(
+    client: &impl tokio_postgres::GenericClient,
+    tenant: Uuid,
+    action: Action,
+    rules: &[Rule],
+    remove: bool,
+) -> Result<(), EgressError> {
+    let sql = match remove {
+        false => "INSERT INTO platform.tenant_egress_rules (tenant_id, action, rule) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        true => "DELETE FROM platform.tenant_egress_rules WHERE tenant_id = $1 AND action = $2 AND rule = $3",
+    };
+    for rule in rules {
+        client.execute(sql, &[&tenant, &action.as_str(), &rule.as_str()]).await?;
+    }
+    client.execute("SELECT pg_notify($1, $2)", &[&EGRESS_CHANGES_CHANNEL, &tenant.to_string()]).await?;
+    Ok(())
+}
+
 pub async fn change(pool: &Pool, slug: &str, action: Action, rules: &[String], remove: bool) -> Result<Uuid, EgressError> {
     if rules.is_empty() {
         return Err(EgressError::NoRules);
@@ -282,15 +302,12 @@ pub async fn change(pool: &Pool, slug: &str, action: Action, rules: &[String], r
     let mut client = pool.get().await?;
     let tenant = tenant_id(&client, slug).await?;
     let tx = client.transaction().await?;
-    for rule in &parsed {
-        let text = rule.as_str();
-        let sql = match remove {
-            false => "INSERT INTO platform.tenant_egress_rules (tenant_id, action, rule) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            true => "DELETE FROM platform.tenant_egress_rules WHERE tenant_id = $1 AND action = $2 AND rule = $3",
-        };
-        tx.execute(sql, &[&tenant, &action.as_str(), &text]).await?;
+    store_rules(&*tx, tenant, action, &parsed, remove).await?;
+    // A tenant on a cluster with a database of its own: its nodes' gates
+    // read its rules there.
+    if let Some(url) = crate::provisioning::clusters::database_of(&*tx, tenant).await? {
+        store_rules(&crate::database::connect(&url).await?, tenant, action, &parsed, remove).await?;
     }
-    tx.execute("SELECT pg_notify($1, $2)", &[&EGRESS_CHANGES_CHANNEL, &tenant.to_string()]).await?;
     tx.commit().await?;
     tracing::info!(tenant = %slug, action = action.as_str(), ?rules, remove, "egress rules changed");
     Ok(tenant)

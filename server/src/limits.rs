@@ -188,13 +188,12 @@ impl LimitBook {
             return Err(LimitsError::AboveNode { max: self.node_body_max });
         }
         let stored = serde_json::to_value(&overrides).expect("limits serialise");
-        tx.execute(
-            "INSERT INTO platform.tenant_limits (tenant_id, overrides) VALUES ($1, $2) \
-             ON CONFLICT (tenant_id) DO UPDATE SET overrides = EXCLUDED.overrides, updated_at = now()",
-            &[&id, &stored],
-        )
-        .await?;
-        tx.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANGES_CHANNEL, &slug]).await?;
+        store_overrides(&*tx, id, slug, &stored).await?;
+        // A tenant on a cluster with a database of its own: its nodes read
+        // its limits there.
+        if let Some(url) = crate::provisioning::clusters::database_of(&*tx, id).await? {
+            store_overrides(&crate::database::connect(&url).await?, id, slug, &stored).await?;
+        }
         tx.commit().await?;
         self.cache.invalidate(&id);
         tracing::info!(tenant = %slug, overridden = ?overrides.names(), "tenant limits changed");
@@ -284,6 +283,20 @@ pub enum AdmitError {
     Limit(LimitExceeded),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// Store a tenant's overrides in one database's `platform.tenant_limits`,
+/// announced to that database's nodes.
+async fn store_overrides(client: &impl tokio_postgres::GenericClient, id: Uuid, slug: &str, stored: &Value) -> Result<(), LimitsError> {
+    client
+        .execute(
+            "INSERT INTO platform.tenant_limits (tenant_id, overrides) VALUES ($1, $2) \
+             ON CONFLICT (tenant_id) DO UPDATE SET overrides = EXCLUDED.overrides, updated_at = now()",
+            &[&id, stored],
+        )
+        .await?;
+    client.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANGES_CHANNEL, &slug]).await?;
+    Ok(())
 }
 
 /// The overrides as stored; a name this version does not know (written by

@@ -125,6 +125,21 @@ async fn a_tenant_on_a_cluster_with_its_own_database_lives_there_and_only_its_no
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["nodes"].as_array().map(Vec::len), Some(1), "{body}");
 
+    // Limits and egress rules set through the directory reach the rows its
+    // own cluster's nodes read.
+    let (status, body) =
+        platform_call(&app, &token, Method::PATCH, "/api/platform/tenants/beta/limits", Some(json!({"running_executions": 3}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) =
+        platform_call(&app, &token, Method::POST, "/api/platform/tenants/beta/egress/allow", Some(json!({"rules": ["10.9.0.0/16"]}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let b_token = b_node.platform_token().await;
+    let (status, body) = platform_call(&b_node, &b_token, Method::GET, "/api/platform/tenants/beta/limits", None).await;
+    assert_eq!((status, body["limits"]["running_executions"].as_u64()), (StatusCode::OK, Some(3)), "{body}");
+    let (status, body) = platform_call(&b_node, &b_token, Method::GET, "/api/platform/tenants/beta/egress", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.to_string().contains("10.9.0.0/16"), "{body}");
+
     // Suspended through the directory: its own cluster's node refuses it.
     let response = app.tenant_lifecycle(&token, "beta", "suspend").await;
     assert_eq!(response.status(), StatusCode::OK);

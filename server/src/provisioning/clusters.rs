@@ -242,6 +242,14 @@ pub async fn show(pool: &Pool, id: &str, node_timeout: std::time::Duration) -> R
     Ok(ClusterDetail { cluster, nodes })
 }
 
+/// The database of `tenant`'s cluster when it is not this one: a change
+/// to the tenant's platform rows (limits, egress rules) is written there
+/// too, where its nodes read it.
+pub async fn database_of(client: &impl GenericClient, tenant: Uuid) -> Result<Option<String>, tokio_postgres::Error> {
+    let sql = "SELECT c.database_url FROM platform.tenants t JOIN platform.clusters c ON c.id = t.cluster_id WHERE t.id = $1";
+    Ok(client.query_opt(sql, &[&tenant]).await?.and_then(|row| row.get(0)))
+}
+
 /// Fails unless the database at `url` lists cluster `id`.
 pub async fn require(url: &str, id: &str) -> Result<(), ClustersError> {
     let client = connect(url).await?;
