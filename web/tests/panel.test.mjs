@@ -413,6 +413,7 @@ test('7. the platform owner creates a tenant and suspends it', async () => {
     await row.waitFor();
     await row.getByRole('button', { name: 'Suspend' }).click();
     await row.getByTestId('tenant-status').filter({ hasText: 'suspended' }).waitFor();
+    await row.getByTestId('tenant-cluster').filter({ hasText: 'local' }).waitFor();
     const t = await ok(request('localhost', 'GET', `/api/platform/tenants/${slug}`, { token: platformToken }), 'read the tenant');
     assert.equal(t.status, 'suspended');
     await row.getByRole('button', { name: 'Resume' }).waitFor();
@@ -423,6 +424,16 @@ test('7. the platform owner creates a tenant and suspends it', async () => {
     await page.getByTestId('executions-per-day').getByRole('rowheader', { name: today }).waitFor();
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Cluster' }).click();
     await page.getByRole('heading', { name: 'Nodes' }).waitFor();
+    // The directory's clusters: this one, with the tenants placed on it; a
+    // drain from the page stops placements until it is activated again.
+    const clusters = page.getByTestId('clusters');
+    await clusters.getByRole('rowheader', { name: 'local' }).waitFor();
+    await page.getByRole('button', { name: 'Stop placing tenants on local' }).click();
+    await page.getByRole('button', { name: 'Place tenants on local again' }).waitFor();
+    const drained = await ok(request('localhost', 'GET', '/api/platform/clusters/local', { token: platformToken }), 'read the cluster');
+    assert.equal(drained.state, 'draining');
+    await page.getByRole('button', { name: 'Place tenants on local again' }).click();
+    await page.getByRole('button', { name: 'Stop placing tenants on local' }).waitFor();
     await shot(page, 'cluster');
     extraTenants.push(slug);
   } finally {

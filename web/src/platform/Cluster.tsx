@@ -14,6 +14,17 @@ interface ClusterNode {
   tenants: number;
   queue_depth: number | null;
 }
+/** A cluster of the platform's directory (`GET /api/platform/clusters`). */
+interface DirectoryCluster {
+  id: string;
+  name: string;
+  kind: string;
+  partner: string | null;
+  state: string;
+  database: string;
+  broker: boolean;
+  tenants: number;
+}
 interface Cluster {
   cluster: string;
   nodes: ClusterNode[];
@@ -26,6 +37,11 @@ export function ClusterPage() {
   const qc = useQueryClient();
   const q = useQuery({ queryKey: ['platform', 'cluster'], queryFn: () => api<Cluster>('/api/platform/cluster'), refetchInterval: () => (document.hidden ? false : 5000) });
   const [draining, setDraining] = useState<ClusterNode | null>(null);
+  const all = useQuery({ queryKey: ['platform', 'clusters'], queryFn: () => api<{ items: DirectoryCluster[] }>('/api/platform/clusters') });
+  const setState = async (id: string, action: 'drain' | 'activate') => {
+    await api(`/api/platform/clusters/${id}/${action}`, { method: 'POST' });
+    await qc.invalidateQueries({ queryKey: ['platform', 'clusters'] });
+  };
   const c = q.data;
   return (
     <div className="page">
@@ -33,7 +49,41 @@ export function ClusterPage() {
         <h1>Cluster {c ? <span className="muted">{c.cluster}</span> : null}</h1>
         <p className="muted">Updates every 5 s</p>
       </div>
-      <ErrorBox error={q.error} />
+      <ErrorBox error={q.error ?? all.error} />
+      {all.data ? (
+        <section aria-labelledby="clusters-h">
+          <h2 id="clusters-h">Clusters</h2>
+          <div className="table-wrap">
+            <table data-testid="clusters">
+              <TableHead columns={['Cluster', 'Kind', 'Partner', 'State', 'Tenants', 'Database', 'Broker']} actions />
+              <tbody>
+                {all.data.items.map((k) => (
+                  <tr key={k.id}>
+                    <th scope="row">{k.id}</th>
+                    <td>{k.kind}</td>
+                    <td>{k.partner ?? '—'}</td>
+                    <td>{k.state}</td>
+                    <td>{k.tenants}</td>
+                    <td className="mono small">{k.database}</td>
+                    <td>{k.broker ? 'yes' : 'none'}</td>
+                    <td>
+                      {k.state === 'active' ? (
+                        <button type="button" onClick={() => setState(k.id, 'drain')} aria-label={`Stop placing tenants on ${k.id}`}>
+                          Drain
+                        </button>
+                      ) : (
+                        <button type="button" onClick={() => setState(k.id, 'activate')} aria-label={`Place tenants on ${k.id} again`}>
+                          Activate
+                        </button>
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </section>
+      ) : null}
       {q.isLoading ? <Loading /> : null}
       {c ? (
         <>

@@ -11,6 +11,7 @@ export interface Tenant {
   status: string;
   schema_version: number;
   created_at: string;
+  cluster: string;
 }
 
 function CreateTenant({ onDone }: { onDone(msg: string): void }) {
@@ -147,7 +148,7 @@ export function TenantsPage() {
       {q.data ? (
         <div className="table-wrap">
           <table>
-            <TableHead columns={['Slug', 'Name', 'Status', 'Schema', 'Created']} actions />
+            <TableHead columns={['Slug', 'Name', 'Status', 'Cluster', 'Schema', 'Created']} actions />
             <tbody>
               {items.map((t) => (
                 <tr key={t.slug} data-testid={`tenant-${t.slug}`}>
@@ -160,6 +161,7 @@ export function TenantsPage() {
                       {t.status}
                     </span>
                   </td>
+                  <td data-testid="tenant-cluster">{t.cluster}</td>
                   <td>v{t.schema_version}</td>
                   <td>{formatTime(t.created_at)}</td>
                   <td>
