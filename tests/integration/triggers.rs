@@ -222,7 +222,9 @@ async fn a_publish_step_delivers_its_message_with_an_id() {
 
     let execution = run_and_wait(&app, "sender", &owner, "notify", json!({"id": 7})).await;
     assert_eq!(execution["state"], "succeeded", "{execution}");
-    let message_id = format!("{}/send", execution["id"].as_str().unwrap());
+    let id = uuid::Uuid::parse_str(execution["id"].as_str().unwrap()).unwrap();
+    let message_id = tessera_runtime::execution::idempotency_key(id, "send");
+    assert_eq!(message_id.len(), 36, "a UUID, whatever the step's depth");
     assert_eq!(execution["output"], json!({"exchange": "", "routing_key": queue, "message_id": message_id}));
 
     let got = channel.basic_get(&queue, BasicGetOptions { no_ack: true }).await.unwrap().expect("a published message");

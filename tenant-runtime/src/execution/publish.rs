@@ -1,8 +1,9 @@
 //! The `publish` step: the rendered JSON body sent to an exchange with a
 //! routing key, persistent, with publisher confirms, on the tenant's cached
-//! channel of the `amqp` connection. Its `message_id` is
-//! `<execution id>/<step path>`, so consumers can drop a redelivery when a
-//! resumed execution publishes again.
+//! channel of the `amqp` connection. Its `message_id` is the step's
+//! idempotency key (`super::idempotency_key`: the same whenever the step
+//! runs again, 36 characters however deep the step), so consumers can drop
+//! a redelivery when a resumed execution publishes again.
 
 use lapin::{options::BasicPublishOptions, publisher_confirm::Confirmation, BasicProperties};
 use serde_json::{json, Value};
@@ -27,7 +28,9 @@ pub(super) async fn publish(action: &PublishAction, data: Value, who: &Who<'_>) 
         let message = format!("the routing key is {} bytes long; AMQP allows at most {MAX_SHORT_STRING}", routing_key.len());
         return Err(StepError::Unpublishable(message));
     }
-    let message_id = format!("{}/{}", who.execution_id, who.path);
+    // Not `<execution>/<path>` in clear: a deeply nested path would pass
+    // the 255 bytes of an AMQP short string and corrupt the frame.
+    let message_id = super::idempotency_key(who.execution_id, who.path);
     let payload = serde_json::to_vec(&body).expect("JSON values serialise");
     let connection = action.connection.as_str();
     let publishers = &who.engine.publishers;
