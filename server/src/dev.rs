@@ -125,12 +125,14 @@ async fn serve_demo(mut config: Config, tell: impl Fn(DevEvent)) -> anyhow::Resu
             None => Ok(None),
         }
     };
-    let _balancer = tokio::select! {
+    let balancer_process = tokio::select! {
         ended = &mut serving => return ended.map_err(Into::into),
         started = started => started?,
     };
-    tell(DevEvent::Ready { base_domain: base, host: host.to_string(), port, node, load_balancer: _balancer.is_some() });
+    tell(DevEvent::Ready { base_domain: base, host: host.to_string(), port, node, load_balancer: balancer_process.is_some() });
     serving.await?;
+    // The load balancer stops with the node (its child is killed on drop).
+    drop(balancer_process);
     Ok(())
 }
 

@@ -102,7 +102,8 @@ impl From<RemoteCommand> for WorkerCommand {
 
 /// How a worker takes part in its node's drain.
 pub(crate) struct Drain {
-    /// Cancelled when the node drains: start no execution any more.
+    /// Cancelled when the node drains or the tenant is handed over to
+    /// another node: start no execution any more.
     pub begun: CancellationToken,
     /// What the worker has in hand, for the supervisor to read.
     pub in_flight: Arc<AtomicUsize>,

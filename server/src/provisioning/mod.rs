@@ -206,11 +206,15 @@ impl Provisioner {
         let Placement { cluster, database_url } = clusters::place(&*tx, new.cluster.as_deref(), &self.home_cluster).await?;
         let row = TenantRow { id: Uuid::now_v7(), slug: &slug, name: &name, version, cluster: &cluster };
         row.insert(&tx).await?;
+        // `build` announces the tenant in the database it builds in; one
+        // built elsewhere is announced here too, for the directory's readers.
         match &database_url {
             None => row.build(&tx, &owner_email, &password_hash).await?,
-            Some(url) => self.build_elsewhere(&row, url, &owner_email, &password_hash).await?,
+            Some(url) => {
+                self.build_elsewhere(&row, url, &owner_email, &password_hash).await?;
+                tx.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANGES_CHANNEL, &slug.as_str()]).await?;
+            }
         }
-        tx.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANGES_CHANNEL, &slug.as_str()]).await?;
         let stored = tx
             .query_one(&format!("SELECT {TENANT_COLUMNS} FROM platform.tenants WHERE id = $1"), &[&row.id])
             .await?;
