@@ -188,6 +188,10 @@ pub struct ProvisioningConfig {
     pub pg_dump: Option<PathBuf>,
     /// Tenant schemas migrated at once by `tessera migrate`.
     pub migrate_parallelism: usize,
+    /// The longest a tenant's move to another cluster may pause its writes:
+    /// a tenant whose running executions take longer to finish stays where
+    /// it is and the move fails (`provisioning::moves`).
+    pub move_max_pause_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -375,7 +379,7 @@ impl Default for LogConfig {
 
 impl Default for ProvisioningConfig {
     fn default() -> Self {
-        Self { export_dir: PathBuf::from("tenant-exports"), pg_dump: None, migrate_parallelism: 4 }
+        Self { export_dir: PathBuf::from("tenant-exports"), pg_dump: None, migrate_parallelism: 4, move_max_pause_ms: 10_000 }
     }
 }
 

@@ -147,6 +147,11 @@ impl From<AuthError> for ApiError {
                 error.retry_after_secs = Some(retry_after_secs);
                 return error;
             }
+            TenantMoving { retry_after_secs } => {
+                let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "tenant_moving", e.to_string());
+                error.retry_after_secs = Some(retry_after_secs);
+                return error;
+            }
             // An unreachable database is a 503 wherever it surfaces.
             Db(db) => return db.into(),
             Hashing(_) | Token(_) => return ApiError::internal(e),
@@ -165,6 +170,8 @@ impl From<ProvisioningError> for ApiError {
             SlugTaken(_) => (StatusCode::CONFLICT, "tenant_exists"),
             OwnerExists => (StatusCode::CONFLICT, "owner_exists"),
             NotFound(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
+            MoveInProgress(_) => (StatusCode::CONFLICT, "move_in_progress"),
+            MoveTimedOut { .. } => (StatusCode::CONFLICT, "move_timed_out"),
             Db(db) => return db.into(),
             Auth(auth) => return auth.into(),
             Cluster(cluster) => return cluster.into(),
@@ -366,6 +373,7 @@ mod tests {
             (AuthError::NoSuchTenant("acme".into()), StatusCode::NOT_FOUND, "tenant_not_found"),
             (AuthError::TenantSuspended("acme".into()), StatusCode::FORBIDDEN, "tenant_suspended"),
             (AuthError::RateLimited { retry_after_secs: 3 }, StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            (AuthError::TenantMoving { retry_after_secs: 1 }, StatusCode::SERVICE_UNAVAILABLE, "tenant_moving"),
             (AuthError::Hashing("boom".into()), StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         ]
     }

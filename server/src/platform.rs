@@ -17,7 +17,7 @@ use crate::{
     cluster::Cluster,
     egress::{self, Action, EgressError},
     limits::{LimitBook, LimitsError, LimitsView},
-    provisioning::{CreatedTenant, DeletedTenant, NewTenant, Provisioner, ProvisioningError},
+    provisioning::{moves::MoveReport, CreatedTenant, DeletedTenant, NewTenant, Provisioner, ProvisioningError},
     tenancy::{Tenant, TenantStatus},
 };
 
@@ -48,6 +48,14 @@ impl Platform {
         let deleted = self.provisioner.delete(slug, confirm, deleted_by).await?;
         self.cluster.settle_now().await;
         Ok(deleted)
+    }
+
+    /// Move a tenant to another cluster (see [`Provisioner::move_tenant`]);
+    /// this node's workers match the outcome before the answer.
+    pub async fn move_tenant(&self, slug: &str, to: &str) -> Result<MoveReport, ProvisioningError> {
+        let moved = self.provisioner.move_tenant(slug, to, |_| {}).await;
+        self.cluster.settle_now().await;
+        moved
     }
 
     /// Set or clear limits (see [`LimitBook::update`]); the tenant's worker

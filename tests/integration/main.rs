@@ -26,6 +26,7 @@ mod lanes;
 mod loadbalancer;
 mod limits;
 mod migrations;
+mod moves;
 mod noisy;
 mod onprem;
 mod operations;

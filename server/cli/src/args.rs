@@ -407,6 +407,18 @@ pub enum TenantCommand {
         #[arg(long)]
         confirm: String,
     },
+    /// Move a tenant to another cluster under load: copy its schema, catch
+    /// up, pause its writes briefly, switch, and export and drop the source's
+    /// copy. A move that fails leaves the tenant whole where it was.
+    Move {
+        slug: String,
+        /// The target cluster.
+        #[arg(long, required_unless_present = "abort")]
+        to: Option<String>,
+        /// Only finish or undo a move of this tenant that stopped half-way.
+        #[arg(long, conflicts_with = "to")]
+        abort: bool,
+    },
     /// A tenant's limits: show them, or override the configured defaults
     /// (applied on every node without a restart).
     #[command(subcommand)]

@@ -224,6 +224,11 @@ impl Operator {
                 let deleted = provisioner.delete(&slug, &confirm, "cli").await?;
                 Output::TenantDeleted { slug, export_path: deleted.export_path }
             }
+            TenantCommand::Move { slug, to: Some(to), .. } => {
+                let report = provisioner.move_tenant(&slug, &to, |phase| out.show(&Output::MovePhase(phase))).await?;
+                Output::TenantMoved(report)
+            }
+            TenantCommand::Move { slug, to: None, .. } => Output::MoveSettled { finished: provisioner.settle_move(&slug).await?, slug },
             TenantCommand::Limits(cmd) => return self.limits(cmd, out).await,
             TenantCommand::Egress(cmd) => return self.egress(cmd, out).await,
         };

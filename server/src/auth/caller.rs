@@ -73,9 +73,14 @@ impl TenantHost {
             Some(HostTarget::Tenant(slug)) => slug,
             _ => return Err(AuthError::WrongHost),
         };
-        let tenant = directory.lookup(&slug).await?.ok_or_else(|| AuthError::NoSuchTenant(slug.to_string()))?;
+        let tenant = directory.find(&slug).await?.ok_or_else(|| AuthError::NoSuchTenant(slug.to_string()))?;
         if tenant.status == TenantStatus::Suspended {
             return Err(AuthError::TenantSuspended(slug.to_string()));
+        }
+        // Paused by a move, or just moved away: the client comes again in
+        // a second, by when its load balancer routes to the new cluster.
+        if tenant.paused() || !directory.serves(&tenant) {
+            return Err(AuthError::TenantMoving { retry_after_secs: 1 });
         }
         Ok(tenant)
     }

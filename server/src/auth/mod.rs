@@ -46,6 +46,8 @@ pub enum AuthError {
     NoSuchTenant(String),
     #[error("tenant '{0}' is suspended")]
     TenantSuspended(String),
+    #[error("this tenant is moving to another cluster; try again in a moment")]
+    TenantMoving { retry_after_secs: u64 },
     #[error("too many login attempts; try again later")]
     RateLimited { retry_after_secs: u64 },
     #[error(transparent)]

@@ -63,11 +63,12 @@ pub(super) async fn settle(pool: &Pool, node: Uuid, wanted: &[Uuid], ttl: Durati
         // Taking a lease waits for the writes the previous owner has in
         // flight (they hold `WRITE_LOCK`); only then does the epoch change.
         let free: Vec<Uuid> = tx.query(TAKEOVER_LOCK, &[&node, &missing]).await?.iter().map(|r| r.get(0)).collect();
-        // Only tenants that still exist and are active; a lease held by a
+        // Only tenants that still exist, active and not paused by a move; a lease held by a
         // live node stays with it until that node releases it or dies.
         let take = "INSERT INTO platform.tenant_leases AS l (tenant_id, node_id, epoch, expires_at, acquired_at) \
                     SELECT t.id, $1, 1, now() + make_interval(secs => $3), now() \
                     FROM platform.tenants t WHERE t.id = ANY($2) AND t.status = 'active' \
+                      AND NOT coalesce(t.paused_until > now(), false) \
                     ON CONFLICT (tenant_id) DO UPDATE SET node_id = $1, epoch = l.epoch + 1, \
                         expires_at = EXCLUDED.expires_at, acquired_at = now() \
                     WHERE l.node_id IS NULL OR l.expires_at <= now() OR l.node_id = $1 \

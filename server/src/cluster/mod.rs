@@ -189,7 +189,9 @@ impl Cluster {
         let wanted: Vec<Uuid> = if draining {
             self.still_finishing()
         } else {
-            let ids: Vec<Uuid> = tenants.keys().copied().collect();
+            // A paused tenant (moving to another cluster) is placed nowhere:
+            // its owner hands it over as a rebalanced one (`handing_over`).
+            let ids: Vec<Uuid> = tenants.iter().filter(|(_, t)| !t.paused).map(|(id, _)| *id).collect();
             let owners = placement::assign(&ids, &live);
             let assigned: HashSet<Uuid> = owners.into_iter().filter(|(_, node)| *node == self.node.id).map(|(tenant, _)| tenant).collect();
             let finishing = self.handing_over(&assigned, &tenants);
@@ -270,6 +272,8 @@ struct ActiveTenant {
     spec: TenantSpec,
     /// Listed in `platform.tenant_work`: its worker runs without being asked.
     has_work: bool,
+    /// Paused by a move to another cluster (`platform.tenants.paused_until`).
+    paused: bool,
 }
 
 /// The cluster's active tenants, each with its effective limits (read at
@@ -278,14 +282,15 @@ struct ActiveTenant {
 /// platform query: no tenant's schema is touched to learn it.
 async fn active_tenants(pool: &Pool, cluster: &str, limits: &crate::limits::LimitBook) -> Result<HashMap<Uuid, ActiveTenant>, ClusterError> {
     let client = pool.get().await?;
-    let sql = "SELECT t.id, t.slug, t.schema_name, l.overrides, w.tenant_id IS NOT NULL FROM platform.tenants t \
+    let sql = "SELECT t.id, t.slug, t.schema_name, l.overrides, w.tenant_id IS NOT NULL, \
+               coalesce(t.paused_until > now(), false) FROM platform.tenants t \
                LEFT JOIN platform.tenant_limits l ON l.tenant_id = t.id \
                LEFT JOIN platform.tenant_work w ON w.tenant_id = t.id \
                WHERE t.cluster_id = $1 AND t.status = 'active'";
     let rows = client.query(sql, &[&cluster]).await?;
     let tenant = |r: &tokio_postgres::Row| {
         let limits = Arc::new(limits.effective(&crate::limits::stored_overrides(r.get(3))));
-        ActiveTenant { spec: TenantSpec { id: r.get(0), slug: r.get(1), schema: r.get(2), limits }, has_work: r.get(4) }
+        ActiveTenant { spec: TenantSpec { id: r.get(0), slug: r.get(1), schema: r.get(2), limits }, has_work: r.get(4), paused: r.get(5) }
     };
     Ok(rows.iter().map(|r| (r.get(0), tenant(r))).collect())
 }

@@ -7,6 +7,7 @@
 
 pub mod clusters;
 pub mod migrate;
+pub mod moves;
 
 use std::path::PathBuf;
 
@@ -47,6 +48,10 @@ pub enum ProvisioningError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Cluster(#[from] ClustersError),
+    #[error("tenant '{0}' is being moved already")]
+    MoveInProgress(String),
+    #[error("the tenant's running executions did not finish within the pause a move may take ({waited_ms} ms); it stays where it was")]
+    MoveTimedOut { waited_ms: u64 },
 }
 
 impl From<tokio_postgres::Error> for ProvisioningError {
@@ -320,14 +325,19 @@ impl Provisioner {
 
     /// Dump one tenant's schema (only that schema) with pg_dump.
     async fn export(&self, tenant: &Tenant, database_url: &str) -> Result<PathBuf, ProvisioningError> {
+        self.export_schema(tenant.schema.as_str(), &format!("{}-{}", tenant.slug, tenant.id), database_url).await
+    }
+
+    /// Dump `schema` alone to `<export_dir>/<label>-<time>.sql`.
+    async fn export_schema(&self, schema: &str, label: &str, database_url: &str) -> Result<PathBuf, ProvisioningError> {
         let dir = &self.config.export_dir;
         tokio::fs::create_dir_all(dir).await.map_err(|e| ProvisioningError::Export(format!("{}: {e}", dir.display())))?;
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-        let path = dir.join(format!("{}-{}-{stamp}.sql", tenant.slug, tenant.id));
+        let path = dir.join(format!("{label}-{stamp}.sql"));
         let pg_dump = self.config.pg_dump.clone().unwrap_or_else(find_pg_dump);
         let output = tokio::process::Command::new(&pg_dump)
             .arg("--schema")
-            .arg(tenant.schema.as_str())
+            .arg(schema)
             .args(["--no-owner", "--no-privileges", "--file"])
             .arg(&path)
             .arg("--dbname")

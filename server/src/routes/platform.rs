@@ -27,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/platform/tenants/{slug}", web::delete().to(delete))
         .route("/platform/tenants/{slug}/suspend", web::post().to(suspend))
         .route("/platform/tenants/{slug}/resume", web::post().to(resume))
+        .route("/platform/tenants/{slug}/move", web::post().to(move_tenant))
         .route("/platform/tenants/{slug}/stats", web::get().to(tenant_stats))
         .route("/platform/tenants/{slug}/limits", web::get().to(limits))
         .route("/platform/tenants/{slug}/limits", web::patch().to(set_limits))
@@ -62,6 +63,12 @@ struct CreateCluster {
     partner: Option<String>,
     database_url: Option<String>,
     amqp_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveTenant {
+    to: String,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +111,12 @@ async fn suspend(state: web::Data<AppState>, _caller: PlatformCaller, slug: web:
 
 async fn resume(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>) -> Reply {
     set_status(&state, &slug, TenantStatus::Active).await
+}
+
+/// `POST /api/platform/tenants/{slug}/move {"to": cluster}`: answered once
+/// the tenant is served by the target (or, having failed, still by the source).
+async fn move_tenant(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>, body: web::Json<MoveTenant>) -> Reply {
+    Ok(HttpResponse::Ok().json(state.platform.move_tenant(&slug, &body.to).await?))
 }
 
 /// `DELETE /api/platform/tenants/{slug}?confirm={slug}`: export, then drop.

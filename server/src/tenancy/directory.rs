@@ -40,12 +40,30 @@ impl TenantDirectory {
         Self { pool, cluster: cluster.into(), cache, generation: Arc::new(generation) }
     }
 
+    /// The tenant named `slug` if this node's cluster serves it.
     pub async fn lookup(&self, slug: &TenantSlug) -> Result<Option<Arc<Tenant>>, DbError> {
+        Ok(self.find(slug).await?.filter(|t| self.serves(t)))
+    }
+
+    /// Whether this node's cluster serves `tenant`.
+    pub fn serves(&self, tenant: &Tenant) -> bool {
+        *tenant.cluster == *self.cluster
+    }
+
+    /// Like [`Self::lookup`], and also a tenant that moved from this
+    /// cluster to another in the last minute: requests that reach this
+    /// node meanwhile (a load balancer that has not heard yet) are told to
+    /// come again, not that the tenant does not exist.
+    pub async fn find(&self, slug: &TenantSlug) -> Result<Option<Arc<Tenant>>, DbError> {
         if let Some(hit) = self.cache.get(slug) {
             return Ok(hit);
         }
         let client = self.pool.get().await?;
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM platform.tenants WHERE slug = $1 AND cluster_id = $2");
+        let sql = format!(
+            "SELECT {TENANT_COLUMNS} FROM platform.tenants t WHERE slug = $1 AND (cluster_id = $2 OR EXISTS \
+             (SELECT 1 FROM platform.tenant_moves m WHERE m.tenant_id = t.id AND m.from_cluster = $2 \
+              AND m.state IN ('switching', 'done') AND coalesce(m.finished_at, now()) > now() - interval '1 minute'))"
+        );
         let statement = client.prepare_cached(&sql).await?;
         let found = client
             .query_opt(&statement, &[&slug.as_str(), &&*self.cluster])

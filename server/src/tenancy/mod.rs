@@ -63,6 +63,10 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
     /// The cluster it is placed on (`platform.clusters`).
     pub cluster: String,
+    /// Paused until then by a move between clusters: its requests get 503
+    /// with Retry-After, its worker hands over (`provisioning::moves`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<DateTime<Utc>>,
 }
 
 fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -70,7 +74,7 @@ fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) ->
 }
 
 /// Columns of `platform.tenants`, in the order `Tenant::from_row` reads them.
-pub const TENANT_COLUMNS: &str = "id, slug, schema_name, name, status, schema_version, created_at, cluster_id";
+pub const TENANT_COLUMNS: &str = "id, slug, schema_name, name, status, schema_version, created_at, cluster_id, paused_until";
 
 impl Tenant {
     /// Build from a row selected with [`TENANT_COLUMNS`]. A row that does not
@@ -85,6 +89,12 @@ impl Tenant {
             schema_version: row.get(5),
             created_at: row.get(6),
             cluster: row.get(7),
+            paused_until: row.get(8),
         })
+    }
+
+    /// Whether a move pauses it now.
+    pub fn paused(&self) -> bool {
+        self.paused_until.is_some_and(|until| until > Utc::now())
     }
 }

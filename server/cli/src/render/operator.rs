@@ -13,6 +13,7 @@ use tessera_server::{
     provisioning::{
         clusters::{Cluster, ClusterDetail},
         migrate::{MigrateProgress, MigrateReport},
+        moves::{MovePhase, MoveReport},
         CreatedTenant,
     },
     tenancy::{Tenant, TenantStatus},
@@ -42,6 +43,9 @@ pub enum Output {
     Tenants(Vec<Tenant>),
     TenantStatusSet { slug: String, status: TenantStatus },
     TenantDeleted { slug: String, export_path: String },
+    MovePhase(MovePhase),
+    TenantMoved(MoveReport),
+    MoveSettled { slug: String, finished: Option<bool> },
     Limits(LimitsView),
     Egress(TenantEgress),
     EgressChanged { slug: String, action: Action, rules: Vec<String>, removed: bool },
@@ -85,6 +89,28 @@ impl Render for Output {
                 format!("tenant {slug} {done}")
             }
             Output::TenantDeleted { slug, export_path } => format!("tenant {slug} deleted; export: {export_path}"),
+            Output::MovePhase(phase) => match phase {
+                MovePhase::Recovered { finished: true } => "an earlier move of this tenant had passed its switch: finished it".into(),
+                MovePhase::Recovered { finished: false } => "an earlier move of this tenant stopped before its switch: undone".into(),
+                MovePhase::Copied { rows } => format!("copied {rows} rows"),
+                MovePhase::CaughtUp { round, changes } => format!("catch-up round {round}: {changes} changed rows"),
+                MovePhase::Paused => "writes paused; waiting for running executions to finish".into(),
+                MovePhase::Switched { paused_ms } => format!("switched; writes were paused {paused_ms} ms"),
+                MovePhase::Exported { path } => format!("source schema exported to {path} and dropped"),
+            },
+            Output::TenantMoved(r) => format!(
+                "tenant {} moved from {} to {}: {} rows, {} catch-up round(s), paused {} ms, {:.2}s in all",
+                r.slug,
+                r.from,
+                r.to,
+                r.rows_copied,
+                r.catch_up_rounds,
+                r.paused_ms,
+                r.took_ms as f64 / 1000.0
+            ),
+            Output::MoveSettled { slug, finished: None } => format!("tenant {slug} has no unfinished move"),
+            Output::MoveSettled { slug, finished: Some(true) } => format!("tenant {slug}: the unfinished move was past its switch and is now finished"),
+            Output::MoveSettled { slug, finished: Some(false) } => format!("tenant {slug}: the unfinished move was undone; it stays where it was"),
             Output::Limits(view) => limits(view),
             Output::Egress(shown) => egress(shown),
             Output::EgressChanged { slug, action, rules, removed } => {
