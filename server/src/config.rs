@@ -138,17 +138,21 @@ impl TryFrom<String> for ProxyRange {
 /// A list of [`ProxyRange`]s, written as a list or as one comma-separated
 /// string (how an environment variable carries it).
 fn proxy_ranges<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<ProxyRange>, D::Error> {
+    written_list(deserializer)?.into_iter().map(|t| ProxyRange::try_from(t).map_err(serde::de::Error::custom)).collect()
+}
+
+/// A list of texts, written as a list or as one comma-separated string.
+fn written_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
     enum Written {
         List(Vec<String>),
         Text(String),
     }
-    let texts = match serde::Deserialize::deserialize(deserializer)? {
+    Ok(match serde::Deserialize::deserialize(deserializer)? {
         Written::List(items) => items,
         Written::Text(text) => text.split(',').filter(|t| !t.trim().is_empty()).map(str::to_string).collect(),
-    };
-    texts.into_iter().map(|t| ProxyRange::try_from(t).map_err(serde::de::Error::custom)).collect()
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -192,6 +196,16 @@ pub struct ProvisioningConfig {
     /// a tenant whose running executions take longer to finish stays where
     /// it is and the move fails (`provisioning::moves`).
     pub move_max_pause_ms: u64,
+    /// The DNS servers (`address:port`) asked for a custom domain's proof
+    /// of ownership; empty: the system's resolver. In the environment
+    /// (`TESSERA_PROVISIONING__DNS_SERVERS`) one comma-separated string.
+    #[serde(deserialize_with = "socket_addresses")]
+    pub dns_servers: Vec<std::net::SocketAddr>,
+}
+
+fn socket_addresses<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<std::net::SocketAddr>, D::Error> {
+    written_list(deserializer)?
+        .iter().map(|t| t.trim().parse().map_err(|_| serde::de::Error::custom(format!("`{t}` is not an address:port")))).collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -291,17 +305,7 @@ pub struct EgressConfig {
 
 /// Rules as a list, or as one comma-separated string (an environment variable).
 fn rule_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<tessera_runtime::egress::Rule>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Rules {
-        List(Vec<String>),
-        Text(String),
-    }
-    let texts = match Rules::deserialize(d)? {
-        Rules::List(list) => list,
-        Rules::Text(text) => text.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect(),
-    };
-    texts.iter().map(|t| t.parse().map_err(serde::de::Error::custom)).collect()
+    written_list(d)?.iter().map(|t| t.trim().parse().map_err(serde::de::Error::custom)).collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -379,7 +383,7 @@ impl Default for LogConfig {
 
 impl Default for ProvisioningConfig {
     fn default() -> Self {
-        Self { export_dir: PathBuf::from("tenant-exports"), pg_dump: None, migrate_parallelism: 4, move_max_pause_ms: 10_000 }
+        Self { export_dir: PathBuf::from("tenant-exports"), pg_dump: None, migrate_parallelism: 4, move_max_pause_ms: 10_000, dns_servers: Vec::new() }
     }
 }
 

@@ -19,7 +19,7 @@ use crate::{
     database::DbError,
     egress::EgressError,
     limits::LimitsError,
-    provisioning::{clusters::ClustersError, ProvisioningError},
+    provisioning::{clusters::ClustersError, domains::DomainsError, ProvisioningError},
     tenancy::{HostError, SlugError},
     resources::{execution_controls::ControlError, webhooks::WebhookError, ResourceError},
     body::BodyError,
@@ -176,6 +176,22 @@ impl From<ProvisioningError> for ApiError {
             Auth(auth) => return auth.into(),
             Cluster(cluster) => return cluster.into(),
             Migration(_) | Export(_) => return ApiError::internal(e),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<DomainsError> for ApiError {
+    fn from(e: DomainsError) -> Self {
+        use DomainsError::*;
+        let (status, code) = match e {
+            Invalid(..) => (StatusCode::BAD_REQUEST, "invalid_domain"),
+            Taken(_) => (StatusCode::CONFLICT, "domain_taken"),
+            NotFound { .. } => (StatusCode::NOT_FOUND, "domain_not_found"),
+            NoTenant(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
+            NotVerified { .. } => (StatusCode::CONFLICT, "domain_not_verified"),
+            Lookup(_) => (StatusCode::BAD_GATEWAY, "dns_lookup_failed"),
+            Db(db) => return db.into(),
         };
         ApiError::new(status, code, e.to_string())
     }

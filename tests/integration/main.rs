@@ -11,6 +11,7 @@ mod crashes;
 mod committer;
 mod delivery;
 mod directory;
+mod domains;
 mod drain;
 mod egress;
 mod examples;

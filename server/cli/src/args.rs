@@ -419,6 +419,10 @@ pub enum TenantCommand {
         #[arg(long, conflicts_with = "to")]
         abort: bool,
     },
+    /// Custom domains a tenant serves its hooks and APIs on, each routed
+    /// once a DNS TXT record proves the tenant controls it.
+    #[command(subcommand)]
+    Domain(DomainCommand),
     /// A tenant's limits: show them, or override the configured defaults
     /// (applied on every node without a restart).
     #[command(subcommand)]
@@ -427,6 +431,23 @@ pub enum TenantCommand {
     /// (`egress` in the configuration); every node applies a change at once.
     #[command(subcommand)]
     Egress(EgressCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Add a domain; prints the TXT record to publish.
+    Add { slug: String, domain: String },
+    /// Look the TXT record up and, when it is there, let the domain route.
+    Verify { slug: String, domain: String },
+    /// The tenant's domains and their state.
+    List {
+        slug: String,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop serving the tenant on a domain.
+    Remove { slug: String, domain: String },
 }
 
 #[derive(Debug, Subcommand)]

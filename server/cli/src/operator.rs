@@ -20,7 +20,7 @@ use tessera_server::{
     limits::LimitBook,
     provisioning::{
         clusters::{self, NewCluster},
-        migrate, NewTenant, Provisioner,
+        domains, migrate, NewTenant, Provisioner,
     },
     resources::connections,
     sealing::KeyRing,
@@ -30,7 +30,7 @@ use tessera_server::{
 };
 
 use crate::{
-    args::{ClusterCommand, EgressCommand, LimitsCommand, MigrateArgs, NodeCommand, OperatorCommand, PlatformCommand, SecretsCommand, TenantCommand},
+    args::{ClusterCommand, DomainCommand, EgressCommand, LimitsCommand, MigrateArgs, NodeCommand, OperatorCommand, PlatformCommand, SecretsCommand, TenantCommand},
     render::{operator::Output, Terminal},
 };
 
@@ -229,8 +229,27 @@ impl Operator {
                 Output::TenantMoved(report)
             }
             TenantCommand::Move { slug, to: None, .. } => Output::MoveSettled { finished: provisioner.settle_move(&slug).await?, slug },
+            TenantCommand::Domain(cmd) => return self.domain(cmd, out).await,
             TenantCommand::Limits(cmd) => return self.limits(cmd, out).await,
             TenantCommand::Egress(cmd) => return self.egress(cmd, out).await,
+        };
+        out.show(&output);
+        Ok(())
+    }
+
+    async fn domain(&self, cmd: DomainCommand, out: Terminal) -> anyhow::Result<()> {
+        let (pool, base) = (&self.pool, &self.config.base_domain);
+        let output = match cmd {
+            DomainCommand::Add { slug, domain } => Output::Domain(domains::add(pool, base, &slug, &domain).await?),
+            DomainCommand::Verify { slug, domain } => {
+                Output::Domain(domains::verify(pool, &self.config.provisioning.dns_servers, &slug, &domain).await?)
+            }
+            DomainCommand::List { slug, json: true } => return out.json(&domains::list(pool, &slug).await?),
+            DomainCommand::List { slug, json: false } => Output::Domains(domains::list(pool, &slug).await?),
+            DomainCommand::Remove { slug, domain } => {
+                domains::remove(pool, &slug, &domain).await?;
+                Output::DomainRemoved { slug, domain }
+            }
         };
         out.show(&output);
         Ok(())

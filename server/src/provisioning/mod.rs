@@ -6,6 +6,7 @@
 //! than a round trip, and no failure leaves half a tenant behind.
 
 pub mod clusters;
+pub mod domains;
 pub mod migrate;
 pub mod moves;
 

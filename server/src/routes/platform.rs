@@ -11,6 +11,7 @@ use crate::{
     error::ApiError,
     provisioning::{
         clusters::{self, NewCluster},
+        domains,
         NewTenant,
     },
     resources::stats,
@@ -28,6 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/platform/tenants/{slug}/suspend", web::post().to(suspend))
         .route("/platform/tenants/{slug}/resume", web::post().to(resume))
         .route("/platform/tenants/{slug}/move", web::post().to(move_tenant))
+        .route("/platform/tenants/{slug}/domains", web::get().to(domains_list))
+        .route("/platform/tenants/{slug}/domains", web::post().to(domains_add))
+        .route("/platform/tenants/{slug}/domains/{domain}/verify", web::post().to(domains_verify))
+        .route("/platform/tenants/{slug}/domains/{domain}", web::delete().to(domains_remove))
         .route("/platform/tenants/{slug}/stats", web::get().to(tenant_stats))
         .route("/platform/tenants/{slug}/limits", web::get().to(limits))
         .route("/platform/tenants/{slug}/limits", web::patch().to(set_limits))
@@ -69,6 +74,12 @@ struct CreateCluster {
 #[serde(deny_unknown_fields)]
 struct MoveTenant {
     to: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddDomain {
+    domain: String,
 }
 
 #[derive(Deserialize)]
@@ -117,6 +128,28 @@ async fn resume(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::
 /// the tenant is served by the target (or, having failed, still by the source).
 async fn move_tenant(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>, body: web::Json<MoveTenant>) -> Reply {
     Ok(HttpResponse::Ok().json(state.platform.move_tenant(&slug, &body.to).await?))
+}
+
+async fn domains_list(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(json!({"items": domains::list(&state.platform.pool, &slug).await?})))
+}
+
+/// Answers the TXT record that proves the tenant controls the domain.
+async fn domains_add(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>, body: web::Json<AddDomain>) -> Reply {
+    let added = domains::add(&state.platform.pool, &state.config.base_domain, &slug, &body.domain).await?;
+    Ok(HttpResponse::Created().json(added))
+}
+
+async fn domains_verify(state: web::Data<AppState>, _caller: PlatformCaller, path: web::Path<(String, String)>) -> Reply {
+    let (slug, domain) = path.into_inner();
+    let servers = &state.config.provisioning.dns_servers;
+    Ok(HttpResponse::Ok().json(domains::verify(&state.platform.pool, servers, &slug, &domain).await?))
+}
+
+async fn domains_remove(state: web::Data<AppState>, _caller: PlatformCaller, path: web::Path<(String, String)>) -> Reply {
+    let (slug, domain) = path.into_inner();
+    domains::remove(&state.platform.pool, &slug, &domain).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// `DELETE /api/platform/tenants/{slug}?confirm={slug}`: export, then drop.

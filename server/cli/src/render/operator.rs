@@ -12,6 +12,7 @@ use tessera_server::{
     limits::LimitsView,
     provisioning::{
         clusters::{Cluster, ClusterDetail},
+        domains::TenantDomain,
         migrate::{MigrateProgress, MigrateReport},
         moves::{MovePhase, MoveReport},
         CreatedTenant,
@@ -43,6 +44,9 @@ pub enum Output {
     Tenants(Vec<Tenant>),
     TenantStatusSet { slug: String, status: TenantStatus },
     TenantDeleted { slug: String, export_path: String },
+    Domain(TenantDomain),
+    Domains(Vec<TenantDomain>),
+    DomainRemoved { slug: String, domain: String },
     MovePhase(MovePhase),
     TenantMoved(MoveReport),
     MoveSettled { slug: String, finished: Option<bool> },
@@ -89,6 +93,10 @@ impl Render for Output {
                 format!("tenant {slug} {done}")
             }
             Output::TenantDeleted { slug, export_path } => format!("tenant {slug} deleted; export: {export_path}"),
+            Output::Domain(d) => domain_line(d),
+            Output::Domains(list) if list.is_empty() => "no custom domains".into(),
+            Output::Domains(list) => list.iter().map(domain_line).collect::<Vec<_>>().join("\n"),
+            Output::DomainRemoved { slug, domain } => format!("{domain} no longer routes to tenant {slug}"),
             Output::MovePhase(phase) => match phase {
                 MovePhase::Recovered { finished: true } => "an earlier move of this tenant had passed its switch: finished it".into(),
                 MovePhase::Recovered { finished: false } => "an earlier move of this tenant stopped before its switch: undone".into(),
@@ -242,4 +250,12 @@ fn dev(event: &DevEvent) -> String {
         ),
         DevEvent::PostgresNotStopped(e) => format!("could not stop the private PostgreSQL: {e}"),
     }
+}
+
+fn domain_line(d: &TenantDomain) -> String {
+    if d.verified {
+        return format!("{}: verified, routes to the tenant", d.domain);
+    }
+    let c = &d.verification;
+    format!("{}: not verified yet; publish {} {} \"{}\", then run `tessera tenant domain verify`", d.domain, c.name, c.record_type, c.value)
 }
