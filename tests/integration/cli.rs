@@ -126,6 +126,25 @@ async fn an_operator_sets_up_the_platform_and_administers_a_tenant_from_the_comm
     let table = run(&env, &["tenant", "list"]).await;
     assert!(table.ok() && table.stdout.contains("SLUG") && table.stdout.contains("acme"), "{table:?}");
 
+    // Moved to a cluster with a database of its own, and given a domain.
+    let (_, b_url) = fresh_database().await;
+    let cluster = run(&env, &["cluster", "create", "b", "--database-url", &b_url]).await;
+    assert!(cluster.ok(), "{cluster:?}");
+    let moved = run(&env, &["tenant", "move", "acme", "--to", "b"]).await;
+    assert!(moved.ok(), "{moved:?}");
+    assert!(moved.stdout.contains("writes paused") && moved.stdout.contains("tenant acme moved from local to b"), "{moved:?}");
+    assert_eq!(tenants_json(&env).await[0]["cluster"], "b");
+    let nowhere = run(&env, &["tenant", "move", "acme", "--to", "nowhere"]).await;
+    assert!(!nowhere.ok() && nowhere.stderr.contains("nowhere"), "{nowhere:?}");
+    let settled = run(&env, &["tenant", "move", "acme", "--abort"]).await;
+    assert!(settled.ok() && settled.stdout.contains("no unfinished move"), "{settled:?}");
+    let domain = run(&env, &["tenant", "domain", "add", "acme", "Integrations.Acme.test"]).await;
+    assert!(domain.ok() && domain.stdout.contains("_tessera-challenge.integrations.acme.test TXT"), "{domain:?}");
+    let bad = run(&env, &["tenant", "domain", "add", "acme", "acme.localhost"]).await;
+    assert!(!bad.ok() && bad.stderr.contains("platform's own domain"), "{bad:?}");
+    let removed = run(&env, &["tenant", "domain", "remove", "acme", "integrations.acme.test"]).await;
+    assert!(removed.ok(), "{removed:?}");
+
     let suspended = run(&env, &["tenant", "suspend", "acme"]).await;
     assert!(suspended.ok() && suspended.stdout.contains("tenant acme suspended"), "{suspended:?}");
     assert_eq!(tenants_json(&env).await[0]["status"], "suspended");
@@ -215,6 +234,8 @@ async fn every_subcommand_explains_itself_with_help() {
         (&["tenant", "resume", "--help"], &["<SLUG>", "Resume"]),
         (&["tenant", "delete", "--help"], &["<SLUG>", "--confirm", "pg_dump"]),
         (&["tenant", "limits", "--help"], &["show", "set", "unset"]),
+        (&["tenant", "move", "--help"], &["<SLUG>", "--to", "--abort"]),
+        (&["tenant", "domain", "--help"], &["add", "verify", "list", "remove"]),
         (&["tenant", "limits", "set", "--help"], &["<SLUG>", "running_executions=4"]),
     ];
     for (args, expected) in cases {
