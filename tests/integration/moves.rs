@@ -319,6 +319,16 @@ async fn a_tenant_moves_between_clusters_that_share_a_database_by_changing_its_p
     assert_eq!(misrouted.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()), Some("1".into()));
     assert_eq!(tessera_tests::status_and_code(misrouted).await, (StatusCode::SERVICE_UNAVAILABLE, "tenant_moving".into()));
 
+    // A pause no date can hold (written by hand, say) pauses; it does not fail.
+    let db = app.db().await;
+    db.batch_execute("UPDATE platform.tenants SET paused_until = 'infinity' WHERE slug = 'acme'; NOTIFY tessera_tenant_changes, 'acme'").await.unwrap();
+    let paused = eventually(std::time::Duration::from_secs(5), || async {
+        eu2.tenant_get("acme", &owner_on_eu2, "/api/variables").await.1["error"]["code"] == "tenant_moving"
+    })
+    .await;
+    assert!(paused, "an infinite pause answers 503 tenant_moving");
+    db.batch_execute("UPDATE platform.tenants SET paused_until = NULL WHERE slug = 'acme'; NOTIFY tessera_tenant_changes, 'acme'").await.unwrap();
+
     // Bad requests: each a clear code, nothing changed.
     for (body, code) in [(json!({"to": "nowhere"}), "cluster_not_found"), (json!({"to": "eu-2"}), "invalid_request"), (json!({}), "invalid_body")] {
         let request = app.platform_request(Method::POST, "/api/platform/tenants/acme/move").bearer_auth(&token).json(&body);

@@ -41,6 +41,13 @@ const CHANGES: &str = "tessera_move_changes";
 /// A catch-up round with fewer changes than this is the last before the pause.
 const QUIET: i64 = 500;
 const MAX_ROUNDS: u32 = 20;
+/// A pause that only the move lifts: far away, yet a time every reader
+/// can hold (PostgreSQL's `infinity` is no date for chrono).
+const PAUSED_FOR_GOOD: &str = "'9999-12-31 00:00:00+00'";
+/// How long the source keeps answering "moving" (503) after the switch
+/// before its copy of the tenant's row goes: load balancers hear of the
+/// switch within a second.
+const SOURCE_GRACE: Duration = Duration::from_secs(2);
 
 /// What a move reports as it goes (the CLI prints it).
 #[derive(Debug, Clone, Serialize)]
@@ -306,9 +313,10 @@ impl Provisioner {
         wait_for_handover(plan, paused).await?;
         switch(&mut source, &mut target, plan, &tables, &foreign_keys).await?;
         publish(plan).await?;
+        let published = Instant::now();
         report.paused_ms = paused.elapsed().as_millis() as u64;
         progress(MovePhase::Switched { paused_ms: report.paused_ms });
-        let path = self.retire(plan).await?;
+        let path = self.retire(plan, published).await?;
         progress(MovePhase::Exported { path: path.clone() });
         report.export_path = Some(path);
         Ok(report)
@@ -335,8 +343,10 @@ impl Provisioner {
         let tx = target.transaction().await?;
         if plan.to_url.is_some() {
             tx.execute(
-                "INSERT INTO platform.tenants (id, slug, schema_name, name, status, schema_version, cluster_id, created_at, paused_until) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'infinity')",
+                &format!(
+                    "INSERT INTO platform.tenants (id, slug, schema_name, name, status, schema_version, cluster_id, created_at, paused_until) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {PAUSED_FOR_GOOD})"
+                ),
                 &[
                     &plan.tenant.id,
                     &plan.tenant.slug.as_str(),
@@ -399,7 +409,8 @@ impl Provisioner {
     /// The switch committed: route to the target and retire the source.
     async fn finish(&self, directory: &Client, plan: &Move) -> Result<Option<String>, ProvisioningError> {
         publish(plan).await?;
-        let path = if plan.same_database() { None } else { Some(self.retire(plan).await?) };
+        let published = Instant::now();
+        let path = if plan.same_database() { None } else { Some(self.retire(plan, published).await?) };
         directory
             .execute(
                 "UPDATE platform.tenant_moves SET state = 'done', finished_at = now(), export_path = $2 WHERE id = $1",
@@ -449,9 +460,10 @@ impl Provisioner {
         Ok(Some(finished))
     }
 
-    /// Export the source's retired schema, then drop it and the tenant's
-    /// rows there. The path of the export.
-    async fn retire(&self, plan: &Move) -> Result<String, ProvisioningError> {
+    /// Export the source's retired schema, then drop it and, once load
+    /// balancers have heard of the switch (`SOURCE_GRACE` after
+    /// `published`), the tenant's rows there. The path of the export.
+    async fn retire(&self, plan: &Move, published: Instant) -> Result<String, ProvisioningError> {
         let source = connect(plan.source_url()).await?;
         let exists: bool = source
             .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&plan.retired])
@@ -461,6 +473,7 @@ impl Provisioner {
         let path = if exists { self.export_schema(&plan.retired, &label, plan.source_url()).await?.display().to_string() } else { String::new() };
         source.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(&plan.retired))).await?;
         if plan.from_url.is_some() {
+            tokio::time::sleep(SOURCE_GRACE.saturating_sub(published.elapsed())).await;
             source.execute("DELETE FROM platform.tenants WHERE id = $1", &[&plan.tenant.id]).await?;
             source.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANGES_CHANNEL, &plan.tenant.slug.as_str()]).await?;
         }
@@ -689,7 +702,7 @@ async fn switch(
     tx.execute("DELETE FROM platform.tenant_work WHERE tenant_id = $1", &[&plan.tenant.id]).await?;
     if plan.from_url.is_some() {
         // The source cluster's own row: paused for good, until retired.
-        tx.execute("UPDATE platform.tenants SET paused_until = 'infinity' WHERE id = $1", &[&plan.tenant.id]).await?;
+        tx.execute(&format!("UPDATE platform.tenants SET paused_until = {PAUSED_FOR_GOOD} WHERE id = $1"), &[&plan.tenant.id]).await?;
     } else {
         // The source is the directory: its row moves in this same commit.
         move_directory_row(&tx, plan).await?;

@@ -89,7 +89,8 @@ impl Tenant {
             schema_version: row.get(5),
             created_at: row.get(6),
             cluster: row.get(7),
-            paused_until: row.get(8),
+            // A time no reader can hold (PostgreSQL's `infinity`) pauses for good.
+            paused_until: row.try_get(8).unwrap_or(Some(DateTime::<Utc>::MAX_UTC)),
         })
     }
 
