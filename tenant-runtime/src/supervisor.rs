@@ -240,12 +240,16 @@ impl Supervisor {
                 None if with_work.contains(id) => 0,
                 None => continue,
             };
-            let worker = self.spawn(spec.clone(), restarts);
+            let worker = self.spawn(spec.clone(), restarts, handing_over.contains(id));
             running.insert(*id, worker);
         }
     }
 
-    fn spawn(&self, spec: TenantSpec, restarts: u32) -> Running {
+    /// A worker for `spec`. One started while its tenant is handed over
+    /// starts nothing either: the node may be releasing the tenant's lease
+    /// this very moment, and an execution begun here would run again on
+    /// the next owner, which resumes it from its last checkpoint.
+    fn spawn(&self, spec: TenantSpec, restarts: u32, handing_over: bool) -> Running {
         let cancel = self.shutdown.child_token();
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let (limits, limits_rx) = watch::channel(spec.limits.clone());
@@ -256,6 +260,9 @@ impl Supervisor {
         // Its own token under the node's: the node's drain stops every
         // worker's starts, a handover only this one's.
         let begun = self.draining.child_token();
+        if handing_over {
+            begun.cancel();
+        }
         let drain = Drain { begun: begun.clone(), in_flight: in_flight.clone(), idle: self.idle.clone() };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let link = Link { supervisor: self.clone(), tenant: spec.id, generation };
@@ -403,7 +410,7 @@ impl Supervisor {
             return None;
         }
         let spec = workers.held.get(&tenant)?.clone();
-        let worker = self.spawn(spec, restarts);
+        let worker = self.spawn(spec, restarts, workers.handing_over.contains(&tenant));
         let sender = worker.commands.clone();
         workers.running.insert(tenant, worker);
         Some(sender)
@@ -503,6 +510,31 @@ mod tests {
         assert!(sup.busy().is_empty(), "the running execution never finished");
         assert!(store.outcomes.lock().unwrap().contains_key(&running), "the running execution finished");
         assert!(store.claims.lock().unwrap().contains_key(&arriving), "nothing new started while draining");
+        sup.shutdown().await;
+    }
+
+    /// A tenant handed over whose worker had retired: a command that comes
+    /// for it meanwhile starts a worker that starts nothing, since the node
+    /// may be releasing the tenant's lease at that very moment (the next
+    /// owner would run the execution again from its last checkpoint).
+    #[tokio::test]
+    async fn a_worker_started_during_a_handover_starts_nothing() {
+        use crate::execution::tests::{claimed, MemoryStore};
+        let store = Arc::new(MemoryStore::default());
+        let sup = Supervisor::new(CancellationToken::new(), crate::execution::tests::engine(store.clone()));
+        let a = spec("alpha");
+        sup.settle(vec![a.clone()], &HashSet::new());
+        assert!(sup.status().is_empty(), "no work, no worker");
+        assert!(sup.hand_over(&HashSet::from([a.id])).is_empty(), "nothing in hand: the lease may go");
+        let arriving = Uuid::now_v7();
+        let say = claimed(serde_json::json!([{"name": "say", "log": {"message": "hi"}}]), vec![]);
+        store.claims.lock().unwrap().insert(arriving, say);
+        assert!(sup.send(a.id, WorkerCommand::Execute(arriving)).await, "a worker starts for the command");
+        assert_eq!(ping(&sup, a.id).await.as_deref(), Some("alpha"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!store.outcomes.lock().unwrap().contains_key(&arriving), "nothing started during the handover");
+        assert!(store.claims.lock().unwrap().contains_key(&arriving), "left for the next owner");
+        assert!(sup.busy().is_empty());
         sup.shutdown().await;
     }
 
