@@ -9,7 +9,8 @@ library only). Talks to the nodes' platform API as the platform owner
   cluster.py kill VICTIM_PID VICTIM_PORT SURVIVOR_PORT...
       kill -9 the victim, then poll the survivors every POLL_MS (default 20)
       until all the tenants it held run on them; print one JSON line:
-      tenants moved, and ms from the kill until the status showed the node
+      tenants moved, the kill's unix time (killed_at), and ms from the kill
+      until the status showed the node
       dead (dead_ms), its tenants leased to live nodes (leased_ms), and
       their workers running on the survivors (running_ms).
 """
@@ -64,7 +65,7 @@ def kill(victim_pid, victim_port, survivors):
     if not moving:
         sys.exit("the victim holds no tenant")
     os.kill(victim_pid, signal.SIGKILL)
-    killed = time.monotonic()
+    killed, killed_at = time.monotonic(), time.time()
     dead = leased = None
     while time.monotonic() - killed < 60:
         status = call(survivors[0], "GET", "/api/platform/cluster", token)
@@ -79,7 +80,7 @@ def kill(victim_pid, victim_port, survivors):
         for port in survivors:
             running |= {w["tenant"] for w in call(port, "GET", "/api/platform/node", token)["tenants"]}
         if dead is not None and leased is not None and moving <= running:
-            print(json.dumps({"tenants": len(moving), "dead_ms": dead * 1000, "leased_ms": leased * 1000,
+            print(json.dumps({"tenants": len(moving), "killed_at": killed_at, "dead_ms": dead * 1000, "leased_ms": leased * 1000,
                               "running_ms": (time.monotonic() - killed) * 1000}))
             return
         time.sleep(POLL)

@@ -17,9 +17,16 @@
 # heartbeat 1,000 ms, node timeout 6,000 ms. Expect the failover time
 # between timeout - heartbeat and timeout + heartbeat (docs/clustering.md).
 #
+# VIA_LB=1 also keeps a webhook load on every tenant through `tessera-lb`
+# (bench/webhook_load.py, LOAD_THREADS senders, an `orders` integration in
+# each tenant) for the whole run, and reports for each kill the requests
+# that failed (an answer other than 202, or none) from the kill until its
+# tenants ran elsewhere plus 2 s, and the recovery time: from the kill to
+# the last failure.
+#
 # Settings (environment): NODES=3 TENANTS=30 KILLS=12 HEARTBEAT_MS=1000
-# NODE_TIMEOUT_MS=6000 POLL_MS=20, plus those of lib.sh (SKIP_BUILD,
-# KEEP_DB, PG*).
+# NODE_TIMEOUT_MS=6000 POLL_MS=20 VIA_LB=0 LOAD_THREADS=16, plus those of
+# lib.sh (SKIP_BUILD, KEEP_DB, PG*).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NODES="${NODES:-3}"
@@ -28,10 +35,13 @@ KILLS="${KILLS:-12}"
 HEARTBEAT_MS="${HEARTBEAT_MS:-1000}"
 NODE_TIMEOUT_MS="${NODE_TIMEOUT_MS:-6000}"
 POLL_MS="${POLL_MS:-20}"
+VIA_LB="${VIA_LB:-0}"
+LOAD_THREADS="${LOAD_THREADS:-16}"
 OWNER_EMAIL="owner@bench.test"
 OWNER_PASSWORD="bench-platform-owner-pass"
 
-for v in NODES TENANTS KILLS HEARTBEAT_MS NODE_TIMEOUT_MS POLL_MS; do
+[[ "$VIA_LB" == 0 || "$VIA_LB" == 1 ]] || { echo "VIA_LB must be 0 or 1" >&2; exit 2; }
+for v in NODES TENANTS KILLS HEARTBEAT_MS NODE_TIMEOUT_MS POLL_MS LOAD_THREADS; do
     [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -ge 1 ]] || { echo "$v must be a positive whole number" >&2; exit 2; }
 done
 [[ "$NODES" -ge 2 && "$NODES" -le 10 ]] || { echo "NODES must be 2..10" >&2; exit 2; }
@@ -39,6 +49,14 @@ done
 
 bench_init failover
 build_tessera
+if [[ "$VIA_LB" == 1 ]]; then
+    LB_BIN="$(dirname "$TESSERA")/tessera-lb"
+    if [[ "${SKIP_BUILD:-0}" != 1 && -z "${TESSERA_BIN:-}" ]]; then
+        log "building the load balancer (cargo build --release -p tessera-lb)"
+        (cd "$REPO_ROOT" && cargo build --release -p tessera-lb --quiet)
+    fi
+    [[ -x "$LB_BIN" ]] || die "no tessera-lb binary at $LB_BIN"
+fi
 fresh_database tessera_bench_failover
 export TESSERA_LOG__LEVEL=warn
 export TESSERA_CLUSTER__HEARTBEAT_INTERVAL_MS="$HEARTBEAT_MS" TESSERA_CLUSTER__NODE_TIMEOUT_MS="$NODE_TIMEOUT_MS"
@@ -61,6 +79,56 @@ done
 export TENANTS POLL_MS OWNER_EMAIL OWNER_PASSWORD
 cluster() { python3 "$BENCH_DIR/cluster.py" "$@"; }
 
+LOAD_OUT="$WORK_DIR/load.txt"
+STOP_FILE="$WORK_DIR/stop-load"
+if [[ "$VIA_LB" == 1 ]]; then
+    SLUGS="$(seq -f "failover-%03g" 1 "$TENANTS" | paste -sd, -)"
+    PORT="${PORTS[0]}" SLUGS="$SLUGS" python3 - <<'PY' || die "apply the integration"
+import http.client, json, os
+port = int(os.environ["PORT"])
+yaml = """apiVersion: tessera.dev/v1
+kind: Integration
+metadata:
+  name: orders
+spec:
+  triggers:
+    - webhook:
+        auth: none
+  steps:
+    - name: normalise
+      transform:
+        expression: "{order: .trigger.body.order, total: (.trigger.body.total_cents / 100)}"
+"""
+def call(method, path, host, body, headers):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, path, body=body, headers={"Host": host, **headers})
+    resp = conn.getresponse(); data = resp.read(); conn.close()
+    if resp.status != 200:
+        raise SystemExit(f"{method} {path} for {host}: HTTP {resp.status}: {data[:300]!r}")
+    return data
+for slug in os.environ["SLUGS"].split(","):
+    host = f"{slug}.localhost:{port}"
+    login = {"email": f"owner@{slug}.test", "password": "bench-tenant-owner-pass"}
+    token = json.loads(call("POST", "/api/auth/login", host, json.dumps(login), {"Content-Type": "application/json"}))["token"]
+    call("POST", "/api/apply", host, yaml, {"Content-Type": "application/yaml", "Authorization": "Bearer " + token})
+PY
+    LB_PORT="$(free_port)"
+    TESSERA_LB_LISTEN="127.0.0.1:$LB_PORT" TESSERA_BASE_DOMAIN=localhost TESSERA_LB_LOG__LEVEL=warn \
+        "$LB_BIN" >"$WORK_DIR/lb.log" 2>&1 &
+    LB_PID=$!
+    # The load and the load balancer stop first; the exit status reaches
+    # lib.sh's cleanup (`&& ... ||`: a failing command in an EXIT trap ends
+    # it under set -e).
+    stop_lb() { local rc=$?; touch "$STOP_FILE" || true; kill -TERM "$LB_PID" 2>/dev/null || true; return $rc; }
+    trap 'stop_lb && cleanup || cleanup' EXIT
+    sleep 1
+    # Bounded: the load stops by itself after an hour at most.
+    python3 "$BENCH_DIR/webhook_load.py" "$LB_PORT" "$SLUGS" "$LOAD_THREADS" "$LOAD_OUT" "$STOP_FILE" 3600 &
+    LOAD_PID=$!
+    log "webhook load through tessera-lb on port $LB_PORT ($LOAD_THREADS senders)"
+    sleep 2
+fi
+
 RESULTS="$WORK_DIR/results.jsonl"
 : >"$RESULTS"
 for k in $(seq 1 "$KILLS"); do
@@ -76,7 +144,13 @@ for k in $(seq 1 "$KILLS"); do
     PORTS[v]=$NODE_PORT
 done
 
-NODES="$NODES" KILLS="$KILLS" HB="$HEARTBEAT_MS" TO="$NODE_TIMEOUT_MS" RESULTS="$RESULTS" python3 - <<'PY'
+if [[ "$VIA_LB" == 1 ]]; then
+    sleep 2
+    touch "$STOP_FILE"
+    wait "$LOAD_PID" || die "the webhook load failed"
+fi
+
+NODES="$NODES" KILLS="$KILLS" HB="$HEARTBEAT_MS" TO="$NODE_TIMEOUT_MS" RESULTS="$RESULTS" LOAD_OUT="$LOAD_OUT" VIA_LB="$VIA_LB" python3 - <<'PY'
 import json, math, os
 runs = [json.loads(l) for l in open(os.environ["RESULTS"])]
 def pct(values, p):
@@ -89,5 +163,18 @@ for key, label in (("dead_ms", "killed node shown dead"), ("leased_ms", "its ten
                    ("running_ms", "its tenants' workers running elsewhere (failover time)")):
     v = [r[key] for r in runs]
     print(f"  {label:<56}: p50 {pct(v, 50):7.0f} ms   p99 {pct(v, 99):7.0f} ms   min {min(v):6.0f}   max {max(v):6.0f}")
+if os.environ["VIA_LB"] == "1":
+    answers = [(float(t), s) for t, s in (l.split() for l in open(os.environ["LOAD_OUT"]))]
+    failed_all = sum(1 for _, s in answers if s != "202")
+    print(f"  webhook load through tessera-lb: {len(answers)} requests, {failed_all} not accepted "
+          f"({100 * failed_all / max(len(answers), 1):.3f}%)")
+    for n, r in enumerate(runs, 1):
+        start, end = r["killed_at"], r["killed_at"] + r["running_ms"] / 1000 + 2
+        window = [(t, s) for t, s in answers if start <= t < end]
+        failures = [(t, s) for t, s in window if s != "202"]
+        kinds = sorted({s for _, s in failures})
+        recovery = (max(t for t, _ in failures) - start) * 1000 if failures else 0
+        print(f"  kill {n:2}: {len(window):6} requests in the window, {len(failures):4} failed {kinds or ''}, "
+              f"recovery {recovery:6.0f} ms")
 PY
 report_load

@@ -122,7 +122,10 @@ EOF
 nginx -p "$WORK_DIR/nginx" -c "$WORK_DIR/nginx/nginx.conf" >"$WORK_DIR/nginx.log" 2>&1 &
 NGINX_PID=$!
 stop_proxies() { kill -TERM "$LB_PID" "$NGINX_PID" 2>/dev/null || true; wait "$LB_PID" "$NGINX_PID" 2>/dev/null || true; }
-trap 'stop_proxies; cleanup' EXIT
+# The exit status reaches lib.sh's cleanup (`&& ... ||`: a failing command
+# in an EXIT trap ends it under set -e).
+stop_proxies_keeping_status() { local rc=$?; stop_proxies; return $rc; }
+trap 'stop_proxies_keeping_status && cleanup || cleanup' EXIT
 
 # Both proxies route to the node (the load balancer once its health check
 # found it) before anything is measured.

@@ -14,9 +14,16 @@
 # balancer that knows the owners would), so nothing travels between nodes:
 # the difference to AFFINITY=0 is what forwarding costs.
 #
+# VIA_LB=1 adds a phase that sends the three nodes' load through
+# `tessera-lb` (one wrk with all CONNECTIONS, every tenant by its host):
+# the load balancer sends each tenant's webhooks to its lease owner, so it
+# is compared with the same three nodes sent to at random (AFFINITY=0) in
+# the same run.
+#
 # Phases, one after the other:
-#   one    one node runs every tenant
-#   three  two more nodes join; the tenants spread (TENANTS/3 each)
+#   one       one node runs every tenant
+#   three     two more nodes join; the tenants spread (TENANTS/3 each)
+#   three-lb  (VIA_LB=1) the same three nodes, every webhook through tessera-lb
 # Each phase: wait until the tenants are placed, a WARMUP run, drain, the
 # measured DURATION, drain. Figures come from the database: executions
 # whose `finished_at` falls in the window, per second; p50/p99 of
@@ -25,7 +32,7 @@
 # window, per execution (from /proc), which shows where the cores went.
 #
 # Settings (environment): TENANTS=30 DURATION=30s WARMUP=5s CONNECTIONS=48
-# RATE=0 AFFINITY=0 CONCURRENCY=64 (runtime.max_concurrent_executions), plus
+# RATE=0 AFFINITY=0 VIA_LB=0 CONCURRENCY=64 (runtime.max_concurrent_executions), plus
 # those of lib.sh (SKIP_BUILD, KEEP_DB, PG*).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -36,6 +43,7 @@ CONNECTIONS="${CONNECTIONS:-48}"
 RATE="${RATE:-0}"
 CONCURRENCY="${CONCURRENCY:-64}"
 AFFINITY="${AFFINITY:-0}"
+VIA_LB="${VIA_LB:-0}"
 OWNER_EMAIL="owner@bench.test"
 OWNER_PASSWORD="bench-platform-owner-pass"
 TENANT_PASSWORD="bench-tenant-owner-pass"
@@ -47,11 +55,20 @@ done
 [[ "$CONNECTIONS" =~ ^[0-9]+$ && "$CONNECTIONS" -ge 3 && "$CONNECTIONS" -le 999 ]] || { echo "CONNECTIONS must be 3..999" >&2; exit 2; }
 [[ "$RATE" =~ ^[0-9]+$ ]] || { echo "RATE must be a whole number of requests/s" >&2; exit 2; }
 [[ "$AFFINITY" == 0 || "$AFFINITY" == 1 ]] || { echo "AFFINITY must be 0 or 1" >&2; exit 2; }
+[[ "$VIA_LB" == 0 || "$VIA_LB" == 1 ]] || { echo "VIA_LB must be 0 or 1" >&2; exit 2; }
 [[ "$CONCURRENCY" =~ ^[0-9]+$ && "$CONCURRENCY" -ge 1 && "$CONCURRENCY" -le 10000 ]] || { echo "CONCURRENCY must be 1..10000" >&2; exit 2; }
 
 bench_init scaling
 need wrk
 build_tessera
+if [[ "$VIA_LB" == 1 ]]; then
+    LB_BIN="$(dirname "$TESSERA")/tessera-lb"
+    if [[ "${SKIP_BUILD:-0}" != 1 && -z "${TESSERA_BIN:-}" ]]; then
+        log "building the load balancer (cargo build --release -p tessera-lb)"
+        (cd "$REPO_ROOT" && cargo build --release -p tessera-lb --quiet)
+    fi
+    [[ -x "$LB_BIN" ]] || die "no tessera-lb binary at $LB_BIN"
+fi
 fresh_database tessera_bench_scaling
 # The nodes' throughput is measured, not a tenant's share: no intake limit.
 export TESSERA_LOG__LEVEL=warn TESSERA_RUNTIME__MAX_CONCURRENT_EXECUTIONS="$CONCURRENCY" TESSERA_RUNTIME__INTAKE_PER_SECOND=0 TESSERA_LIMITS__QUEUED_EXECUTIONS=10000000
@@ -156,11 +173,19 @@ tenants_for() {
     fi
 }
 
-# wrk on every node of the phase at once for $2; label $1.
+# wrk on every node of the phase at once for $2 (or, with LB_PORT set,
+# on the load balancer); label $1.
 load() {
     local label="$1" duration="$2" per_node=$((CONNECTIONS / ${#PORTS[@]})) pause=0 i pids=() tenants hosts
     [[ "$RATE" -gt 0 ]] && pause=$((CONNECTIONS * 1000 / RATE))
+    if [[ -n "${LB_PORT:-}" ]]; then
+        hosts="$(tr ',' '\n' <<<"$SLUGS" | sed 's/$/.localhost/' | paste -sd, -)"
+        wrk -t2 -c"$CONNECTIONS" -d"$duration" --timeout 10s -s "$BENCH_DIR/hooks.lua" "http://127.0.0.1:$LB_PORT" \
+            -- "$hosts" /hooks/orders "$pause" >"$WORK_DIR/wrk-$label.0.txt" 2>&1 &
+        pids+=($!)
+    fi
     for i in "${!PORTS[@]}"; do
+        [[ -n "${LB_PORT:-}" ]] && break
         tenants="$(tenants_for "${PORTS[i]}")"
         [[ -n "$tenants" ]] || die "node ${PORTS[i]} holds no tenant"
         hosts="$(tr ',' '\n' <<<"$tenants" | sed "s/\$/.localhost:${PORTS[i]}/" | paste -sd, -)"
@@ -223,6 +248,23 @@ for _ in 1 2; do
     PIDS+=("$NODE_PID")
 done
 measure three
+if [[ "$VIA_LB" == 1 ]]; then
+    LB_PORT="$(free_port)"
+    TESSERA_LB_LISTEN="127.0.0.1:$LB_PORT" TESSERA_BASE_DOMAIN=localhost TESSERA_LB_LOG__LEVEL=warn \
+        "$LB_BIN" >"$WORK_DIR/lb.log" 2>&1 &
+    LB_PID=$!
+    # The load balancer stops first; the exit status reaches lib.sh's cleanup
+    # (`&& ... ||`: a failing command in an EXIT trap ends it under set -e).
+    stop_lb() { local rc=$?; kill -TERM "$LB_PID" 2>/dev/null || true; wait "$LB_PID" 2>/dev/null || true; return $rc; }
+    trap 'stop_lb && cleanup || cleanup' EXIT
+    ok=0
+    for _ in $(seq 1 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$LB_PORT/healthz" && { ok=1; break; }
+        sleep 0.1
+    done
+    [[ $ok == 1 ]] || { cat "$WORK_DIR/lb.log" >&2; die "the load balancer did not start"; }
+    measure three-lb
+fi
 
 TENANTS="$TENANTS" CONNECTIONS="$CONNECTIONS" RATE="$RATE" AFFINITY="$AFFINITY" RESULTS="$RESULTS" python3 - <<'PY'
 import json, os
@@ -237,5 +279,8 @@ for r in runs.values():
           f"backlog at end {r['backlog']}   CPU per execution: nodes {r['node_cpu_ms']:.2f} ms, PostgreSQL {r['pg_cpu_ms']:.2f} ms "
           f"({r['cores_busy']:.2f} cores busy)")
 print(f"  scaling ratio three/one: {runs['three']['rate'] / runs['one']['rate']:.2f}")
+if "three-lb" in runs:
+    print(f"  through tessera-lb: three/one {runs['three-lb']['rate'] / runs['one']['rate']:.2f}, "
+          f"against the same nodes sent to at random {runs['three-lb']['rate'] / runs['three']['rate']:.2f}")
 PY
 report_load
