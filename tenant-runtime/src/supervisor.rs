@@ -169,6 +169,12 @@ pub struct Supervisor {
     live: Arc<AtomicUsize>,
     /// Turns of workers reading their tenant's state as they start.
     starting: Arc<tokio::sync::Semaphore>,
+    /// The runtime the supervisor was built on (the node's), where every
+    /// worker runs, wherever the call that starts it comes from. A worker
+    /// started from an HTTP handler would otherwise live on that HTTP
+    /// worker's runtime, and die with it, executions and all, when the
+    /// server stops at the start of a drain.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Supervisor {
@@ -183,6 +189,7 @@ impl Supervisor {
             idle: Arc::new(Notify::new()),
             live: Arc::new(AtomicUsize::new(0)),
             starting: Arc::new(tokio::sync::Semaphore::new(STARTING_AT_ONCE)),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -267,13 +274,17 @@ impl Supervisor {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let link = Link { supervisor: self.clone(), tenant: spec.id, generation };
         let live = Live::count(&self.live);
-        let handle = tokio::spawn(async move {
+        let task = async move {
             let _live = live;
             if restarts > 0 {
                 tokio::time::sleep(RESTART_BACKOFF).await;
             }
             worker::run(task_spec, engine, rx, limits_rx, task_cancel, drain, link).await
-        });
+        };
+        let handle = match &self.runtime {
+            Some(runtime) => runtime.spawn(task),
+            None => tokio::spawn(task),
+        };
         Running { spec, cancel, commands, limits, handle, started_at: Utc::now(), restarts, in_flight, begun, generation }
     }
 
@@ -467,7 +478,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_while_holding_the_workers_lock_does_not_break_later_calls() {
-        let sup = Supervisor::new(CancellationToken::new(), crate::execution::tests::engine(Default::default()));
+        let mut sup = Supervisor::new(CancellationToken::new(), crate::execution::tests::engine(Default::default()));
+        // Not bound to a runtime: outside one, starting a worker panics.
+        sup.runtime = None;
         let a = spec("alpha");
         // Outside a tokio runtime, starting a worker panics, with the lock held.
         let outside = std::thread::spawn({
