@@ -50,12 +50,7 @@ done
 bench_init failover
 build_tessera
 if [[ "$VIA_LB" == 1 ]]; then
-    LB_BIN="$(dirname "$TESSERA")/tessera-lb"
-    if [[ "${SKIP_BUILD:-0}" != 1 && -z "${TESSERA_BIN:-}" ]]; then
-        log "building the load balancer (cargo build --release -p tessera-lb)"
-        (cd "$REPO_ROOT" && cargo build --release -p tessera-lb --quiet)
-    fi
-    [[ -x "$LB_BIN" ]] || die "no tessera-lb binary at $LB_BIN"
+    build_lb
 fi
 fresh_database tessera_bench_failover
 export TESSERA_LOG__LEVEL=warn
@@ -83,10 +78,8 @@ LOAD_OUT="$WORK_DIR/load.txt"
 STOP_FILE="$WORK_DIR/stop-load"
 if [[ "$VIA_LB" == 1 ]]; then
     SLUGS="$(seq -f "failover-%03g" 1 "$TENANTS" | paste -sd, -)"
-    PORT="${PORTS[0]}" SLUGS="$SLUGS" python3 - <<'PY' || die "apply the integration"
-import http.client, json, os
-port = int(os.environ["PORT"])
-yaml = """apiVersion: tessera.dev/v1
+    python3 "$BENCH_DIR/apply_everywhere.py" "${PORTS[0]}" "$SLUGS" bench-tenant-owner-pass <<'YAML' || die "apply the integration"
+apiVersion: tessera.dev/v1
 kind: Integration
 metadata:
   name: orders
@@ -98,20 +91,7 @@ spec:
     - name: normalise
       transform:
         expression: "{order: .trigger.body.order, total: (.trigger.body.total_cents / 100)}"
-"""
-def call(method, path, host, body, headers):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request(method, path, body=body, headers={"Host": host, **headers})
-    resp = conn.getresponse(); data = resp.read(); conn.close()
-    if resp.status != 200:
-        raise SystemExit(f"{method} {path} for {host}: HTTP {resp.status}: {data[:300]!r}")
-    return data
-for slug in os.environ["SLUGS"].split(","):
-    host = f"{slug}.localhost:{port}"
-    login = {"email": f"owner@{slug}.test", "password": "bench-tenant-owner-pass"}
-    token = json.loads(call("POST", "/api/auth/login", host, json.dumps(login), {"Content-Type": "application/json"}))["token"]
-    call("POST", "/api/apply", host, yaml, {"Content-Type": "application/yaml", "Authorization": "Bearer " + token})
-PY
+YAML
     LB_PORT="$(free_port)"
     TESSERA_LB_LISTEN="127.0.0.1:$LB_PORT" TESSERA_BASE_DOMAIN=localhost TESSERA_LB_LOG__LEVEL=warn \
         "$LB_BIN" >"$WORK_DIR/lb.log" 2>&1 &

@@ -46,6 +46,16 @@ build_tessera() {
     [[ -x "$TESSERA" ]] || die "no tessera binary at $TESSERA"
 }
 
+# tessera-lb beside the tessera binary (built the same way): sets LB_BIN.
+build_lb() {
+    LB_BIN="$(dirname "$TESSERA")/tessera-lb"
+    if [[ "${SKIP_BUILD:-0}" != 1 && -z "${TESSERA_BIN:-}" ]]; then
+        log "building the load balancer (cargo build --release -p tessera-lb)"
+        (cd "$REPO_ROOT" && cargo build --release -p tessera-lb --quiet)
+    fi
+    [[ -x "$LB_BIN" ]] || die "no tessera-lb binary at $LB_BIN"
+}
+
 psql_admin() {
     PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -d postgres "$@"
 }

@@ -43,12 +43,7 @@ bench_init loadbalancer
 need wrk
 need nginx
 build_tessera
-LB_BIN="$(dirname "$TESSERA")/tessera-lb"
-if [[ "${SKIP_BUILD:-0}" != 1 && -z "${TESSERA_BIN:-}" ]]; then
-    log "building the load balancer (cargo build --release -p tessera-lb)"
-    (cd "$REPO_ROOT" && cargo build --release -p tessera-lb --quiet)
-fi
-[[ -x "$LB_BIN" ]] || die "no tessera-lb binary at $LB_BIN"
+build_lb
 fresh_database tessera_bench_lb
 export TESSERA_LOG__LEVEL=warn TESSERA_AUTH__LOGIN_PER_ACCOUNT_PER_MINUTE=100000 TESSERA_AUTH__LOGIN_PER_ADDRESS_PER_MINUTE=100000
 # The proxies' X-Forwarded-For is believed, as in a real deployment.

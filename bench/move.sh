@@ -58,12 +58,7 @@ bench_init move
 need pg_dump
 need timeout
 build_tessera
-LB_BIN="$(dirname "$TESSERA")/tessera-lb"
-if [[ "${SKIP_BUILD:-0}" != 1 && -z "${TESSERA_BIN:-}" ]]; then
-    log "building the load balancer (cargo build --release -p tessera-lb)"
-    (cd "$REPO_ROOT" && cargo build --release -p tessera-lb --quiet)
-fi
-[[ -x "$LB_BIN" ]] || die "no tessera-lb binary at $LB_BIN"
+build_lb
 
 # The directory, which is also cluster local's database; then b's own.
 fresh_database tessera_bench_move

@@ -62,12 +62,7 @@ bench_init scaling
 need wrk
 build_tessera
 if [[ "$VIA_LB" == 1 ]]; then
-    LB_BIN="$(dirname "$TESSERA")/tessera-lb"
-    if [[ "${SKIP_BUILD:-0}" != 1 && -z "${TESSERA_BIN:-}" ]]; then
-        log "building the load balancer (cargo build --release -p tessera-lb)"
-        (cd "$REPO_ROOT" && cargo build --release -p tessera-lb --quiet)
-    fi
-    [[ -x "$LB_BIN" ]] || die "no tessera-lb binary at $LB_BIN"
+    build_lb
 fi
 fresh_database tessera_bench_scaling
 # The nodes' throughput is measured, not a tenant's share: no intake limit.
@@ -91,10 +86,8 @@ PORTS+=("$NODE_PORT")
 PIDS+=("$NODE_PID")
 
 # Apply `orders` in every tenant (each owner signs in once).
-PORT="${PORTS[0]}" SLUGS="$SLUGS" python3 - <<'PY' || die "apply the integration"
-import http.client, json, os
-port = int(os.environ["PORT"])
-yaml = """apiVersion: tessera.dev/v1
+python3 "$BENCH_DIR/apply_everywhere.py" "${PORTS[0]}" "$SLUGS" "$TENANT_PASSWORD" <<'YAML' || die "apply the integration"
+apiVersion: tessera.dev/v1
 kind: Integration
 metadata:
   name: orders
@@ -108,24 +101,11 @@ spec:
         expression: "{order: .trigger.body.order, total: (.trigger.body.total_cents / 100)}"
     - name: enrich
       transform:
-        expression: "{id: .execution.id, total: .steps.normalise.total, band: (if .steps.normalise.total > 100 then \\"big\\" else \\"small\\" end)}"
+        expression: "{id: .execution.id, total: .steps.normalise.total, band: (if .steps.normalise.total > 100 then \"big\" else \"small\" end)}"
     - name: report
       log:
         message: "order ${{ .steps.normalise.order }} stored"
-"""
-def call(method, path, host, body, headers):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request(method, path, body=body, headers={"Host": host, **headers})
-    resp = conn.getresponse(); data = resp.read(); conn.close()
-    if resp.status != 200:
-        raise SystemExit(f"{method} {path} for {host}: HTTP {resp.status}: {data[:300]!r}")
-    return data
-for slug in os.environ["SLUGS"].split(","):
-    host = f"{slug}.localhost:{port}"
-    login = {"email": f"owner@{slug}.test", "password": os.environ["TENANT_PASSWORD"]}
-    token = json.loads(call("POST", "/api/auth/login", host, json.dumps(login), {"Content-Type": "application/json"}))["token"]
-    call("POST", "/api/apply", host, yaml, {"Content-Type": "application/yaml", "Authorization": "Bearer " + token})
-PY
+YAML
 
 export TENANTS OWNER_EMAIL OWNER_PASSWORD
 cluster() { python3 "$BENCH_DIR/cluster.py" "$@"; }
