@@ -1,6 +1,8 @@
 //! Host → destination → the nodes to try, in order. Pure decisions over
 //! the routing snapshot: no I/O, no waiting.
 
+use std::sync::Arc;
+
 use tessera_hosts::{classify, HostError, HostTarget};
 use uuid::Uuid;
 
@@ -101,8 +103,8 @@ fn bare_name(host: &str) -> String {
 
 /// The healthy live nodes of the destination's cluster, best first: the
 /// tenant's lease owner, then the rest by rendezvous hash on the tenant.
-pub fn candidates(routing: &Routing, health: &Health, destination: &Destination) -> Vec<Node> {
-    let mut nodes: Vec<Node> = routing.nodes_of(destination.cluster()).into_iter().filter(|n| health.is_healthy(&n.address)).collect();
+pub fn candidates(routing: &Routing, health: &Health, destination: &Destination) -> Vec<Arc<Node>> {
+    let mut nodes: Vec<Arc<Node>> = routing.nodes_of(destination.cluster()).into_iter().filter(|n| health.is_healthy(&n.address)).collect();
     let key = destination.affinity();
     nodes.sort_by_key(|n| std::cmp::Reverse(rendezvous(&key, n.id.as_bytes())));
     if let Destination::Tenant { id, cluster, .. } = destination

@@ -64,7 +64,16 @@ pub async fn cluster_db(pool: &PgPool, node_timeout: Duration) -> Result<(Vec<No
     )
     .fetch_all(pool)
     .await?;
-    let nodes = nodes.into_iter().map(|(id, cluster, address)| Node { id, cluster, address }).collect();
+    let nodes = nodes
+        .into_iter()
+        .filter_map(|(id, cluster, address)| {
+            let node = Node::new(id, cluster, address.clone());
+            if node.is_none() {
+                tracing::warn!(%id, address, "a node's address is no host:port; it gets no requests");
+            }
+            node
+        })
+        .collect();
     Ok((nodes, leases.into_iter().collect()))
 }
 

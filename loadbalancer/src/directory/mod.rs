@@ -12,6 +12,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
+use hyper::http::uri::Authority;
 use uuid::Uuid;
 
 /// Which database a cluster's nodes and leases live in: `None` is the
@@ -43,12 +44,23 @@ pub struct Node {
     pub id: Uuid,
     pub cluster: String,
     pub address: String,
+    /// `address` parsed once, for every request's URI.
+    pub authority: Authority,
+}
+
+impl Node {
+    /// `None` when `address` is no `host:port` (a node registered with a
+    /// bad address cannot be sent anything).
+    pub fn new(id: Uuid, cluster: String, address: String) -> Option<Self> {
+        let authority = address.parse().ok()?;
+        Some(Self { id, cluster, address, authority })
+    }
 }
 
 /// One cluster database's nodes and lease owners.
 #[derive(Debug, Default)]
 pub struct ClusterDb {
-    nodes: ArcSwap<Vec<Node>>,
+    nodes: ArcSwap<Vec<Arc<Node>>>,
     /// tenant → owning node. A std lock: held for a map operation only,
     /// never across an await.
     leases: RwLock<HashMap<Uuid, Uuid>>,
@@ -56,7 +68,7 @@ pub struct ClusterDb {
 
 impl ClusterDb {
     pub fn replace(&self, nodes: Vec<Node>, leases: HashMap<Uuid, Uuid>) {
-        self.nodes.store(Arc::new(nodes));
+        self.nodes.store(Arc::new(nodes.into_iter().map(Arc::new).collect()));
         *self.leases.write().expect("lease map lock") = leases;
     }
 
@@ -99,7 +111,7 @@ impl Routing {
     }
 
     /// The live nodes of `cluster`, as its own database lists them.
-    pub fn nodes_of(&self, cluster: &str) -> Vec<Node> {
+    pub fn nodes_of(&self, cluster: &str) -> Vec<Arc<Node>> {
         let Some(db) = self.existing_db_of(cluster) else { return Vec::new() };
         db.nodes.load().iter().filter(|n| n.cluster == cluster).cloned().collect()
     }

@@ -3,9 +3,10 @@
 
 use std::net::IpAddr;
 
-use hyper::{
-    header::{self, HeaderMap, HeaderName, HeaderValue},
-};
+use std::fmt::Write;
+
+use bytes::Bytes;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -36,14 +37,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The client's id when it is sane (1–200 visible ASCII characters), else a new UUIDv7.
-pub fn request_id(headers: &HeaderMap) -> String {
+/// The client's id when it is sane (1–200 visible ASCII characters), else a
+/// new UUIDv7. A header value, shared by the request and the response.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
         .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+        .filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.as_bytes().iter().all(u8::is_ascii_graphic))
+        .cloned()
+        .unwrap_or_else(|| owned(uuid::Uuid::now_v7().to_string()).expect("a UUID is a header value"))
 }
 
 /// What the node must learn about the request's way in.
@@ -51,29 +52,34 @@ pub struct Forwarded<'a> {
     pub client: IpAddr,
     pub https: bool,
     /// The Host the client sent.
-    pub original_host: &'a str,
-    /// The Host the node must see.
-    pub upstream_host: &'a str,
-    pub request_id: &'a str,
+    pub original_host: &'a HeaderValue,
+    /// The Host the node must see, when not the client's.
+    pub upstream_host: Option<HeaderValue>,
+    pub request_id: &'a HeaderValue,
 }
 
-/// Prepare a request's headers for the node.
-pub fn forward(headers: &mut HeaderMap, how: &Forwarded) {
+/// Prepare a request's headers for the node. Values are shared, not
+/// copied, where they can be: this runs for every request.
+pub fn forward(headers: &mut HeaderMap, how: Forwarded) {
     strip_hop_by_hop(headers);
-    let chain = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ");
-    let chain = if chain.is_empty() { how.client.to_string() } else { format!("{chain}, {}", how.client) };
-    set(headers, X_FORWARDED_FOR, &chain);
-    set(headers, X_FORWARDED_PROTO, if how.https { "https" } else { "http" });
-    set(headers, X_FORWARDED_HOST, how.original_host);
-    set(headers, header::HOST, how.upstream_host);
-    set(headers, X_REQUEST_ID, how.request_id);
+    let mut chain = String::with_capacity(64);
+    for earlier in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
+        chain.push_str(earlier);
+        chain.push_str(", ");
+    }
+    let _ = write!(chain, "{}", how.client);
+    if let Some(chain) = owned(chain) {
+        headers.insert(X_FORWARDED_FOR, chain);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if how.https { "https" } else { "http" }));
+    headers.insert(X_FORWARDED_HOST, how.original_host.clone());
+    headers.insert(header::HOST, how.upstream_host.unwrap_or_else(|| how.original_host.clone()));
+    headers.insert(X_REQUEST_ID, how.request_id.clone());
 }
 
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    // Every value here was a valid header value already or is ASCII we made.
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
-    }
+/// `text` as a header value without copying it; `None` when it cannot be one.
+pub fn owned(text: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(text)).ok()
 }
 
 #[cfg(test)]
@@ -100,5 +106,26 @@ mod tests {
         assert_ne!(request_id(&h), "has space");
         h.insert(X_REQUEST_ID, HeaderValue::from_str(&"x".repeat(201)).unwrap());
         assert_eq!(request_id(&h).len(), 36);
+        h.remove(X_REQUEST_ID);
+        assert_eq!(request_id(&h).len(), 36);
+    }
+
+    #[test]
+    fn forwarded_headers_extend_the_chain_and_keep_the_host() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
+        let (host, id) = (HeaderValue::from_static("acme.example.com"), HeaderValue::from_static("r-1"));
+        let how = Forwarded { client: "127.0.0.2".parse().unwrap(), https: true, original_host: &host, upstream_host: None, request_id: &id };
+        forward(&mut h, how);
+        assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.9, 127.0.0.2");
+        assert_eq!(h[&X_FORWARDED_PROTO], "https");
+        assert_eq!(h[&X_FORWARDED_HOST], "acme.example.com");
+        assert_eq!(h[header::HOST], "acme.example.com");
+        assert_eq!(h[&X_REQUEST_ID], "r-1");
+        let custom = HeaderValue::from_static("acme.localhost");
+        let how = Forwarded { client: "::1".parse().unwrap(), https: false, original_host: &host, upstream_host: Some(custom), request_id: &id };
+        forward(&mut h, how);
+        assert_eq!(h[header::HOST], "acme.localhost");
+        assert_eq!(h[&X_FORWARDED_HOST], "acme.example.com");
     }
 }

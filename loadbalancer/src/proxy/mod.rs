@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use hyper::{
     body::Incoming,
     header::{self, HeaderValue},
+    http::uri::{PathAndQuery, Scheme},
     Method, Request, Response, Uri, Version,
 };
 use hyper_util::{
@@ -76,43 +77,44 @@ impl Proxy {
     /// way it carries the request id.
     pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
         let request_id = headers::request_id(request.headers());
-        let span = tracing::info_span!("request", request_id = %request_id, tenant = tracing::field::Empty,
+        let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or_default(), tenant = tracing::field::Empty,
             method = %request.method(), path = %request.uri().path());
         let result = self.forward(request, peer, &request_id).instrument(span.clone()).await;
         let mut response = result.unwrap_or_else(|error| {
             span.in_scope(|| tracing::debug!(%error, "refused"));
             error.into_response()
         });
-        if let Ok(id) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(X_REQUEST_ID, id);
-        }
+        response.headers_mut().insert(X_REQUEST_ID, request_id);
         response
     }
 
-    async fn forward(&self, request: Request<Incoming>, peer: Peer, request_id: &str) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn forward(&self, request: Request<Incoming>, peer: Peer, request_id: &HeaderValue) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
         let original_host = host_of(&parts.headers, &parts.uri);
-        let destination = route::resolve(original_host.as_deref(), &self.base_domain, &self.routing.directory())?;
+        let destination = route::resolve(original_host.as_ref().and_then(|h| h.to_str().ok()), &self.base_domain, &self.routing.directory())?;
         if let Some(slug) = destination.tenant_slug() {
             tracing::Span::current().record("tenant", slug);
         }
-        let original_host = original_host.unwrap_or_default();
-        let upstream_host = destination.canonical_host(&self.base_domain).unwrap_or_else(|| original_host.clone());
-        let how = Forwarded { client: peer.address.ip(), https: peer.https, original_host: &original_host, upstream_host: &upstream_host, request_id };
-        headers::forward(&mut parts.headers, &how);
+        // Resolved, so the client sent a host.
+        let original_host = original_host.unwrap_or_else(|| HeaderValue::from_static(""));
+        let upstream_host = destination.canonical_host(&self.base_domain).and_then(headers::owned);
+        let how = Forwarded { client: peer.address.ip(), https: peer.https, original_host: &original_host, upstream_host, request_id };
+        headers::forward(&mut parts.headers, how);
         let body = RequestBody::read(body, self.max_body, self.buffer_up_to).await?;
-        let outgoing = Outgoing { method: parts.method, uri: parts.uri, headers: parts.headers, body };
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let outgoing = Outgoing { method: parts.method, path, headers: parts.headers, body };
         self.attempts(&destination, outgoing).await
     }
 
     /// Try the destination's nodes in order, at most `max_attempts`.
-    async fn attempts(&self, destination: &Destination, outgoing: Outgoing) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn attempts(&self, destination: &Destination, mut outgoing: Outgoing) -> Result<Response<ProxyBody>, ProxyError> {
         let candidates = route::candidates(&self.routing, &self.health, destination);
         if candidates.is_empty() {
             return Err(ProxyError::NoHealthyNode);
         }
-        for node in candidates.iter().take(self.max_attempts) {
-            let Some(request) = outgoing.to(node) else { break };
+        let tried = candidates.len().min(self.max_attempts);
+        for (attempt, node) in candidates.iter().take(tried).enumerate() {
+            let Some(request) = outgoing.to(node, attempt + 1 == tried) else { break };
             match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
                 Ok(Ok(response)) => return Ok(upstream_response(response)),
                 // The node may be working on it: sending it again could run it twice.
@@ -140,22 +142,22 @@ impl Proxy {
 /// The parts of a prepared request that every attempt reuses.
 struct Outgoing {
     method: Method,
-    uri: Uri,
+    path: PathAndQuery,
     headers: hyper::HeaderMap,
     body: RequestBody,
 }
 
 impl Outgoing {
     /// This request addressed to `node`; `None` when its body is gone.
-    fn to(&self, node: &Node) -> Option<Request<ProxyBody>> {
+    /// The `last` attempt takes the headers instead of a copy.
+    fn to(&mut self, node: &Node, last: bool) -> Option<Request<ProxyBody>> {
         let body = self.body.for_attempt()?;
-        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri: Uri = format!("http://{}{path}", node.address).parse().ok()?;
+        let uri = Uri::builder().scheme(Scheme::HTTP).authority(node.authority.clone()).path_and_query(self.path.clone()).build().ok()?;
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = self.headers.clone();
+        *request.headers_mut() = if last { std::mem::take(&mut self.headers) } else { self.headers.clone() };
         Some(request)
     }
 }
@@ -168,10 +170,10 @@ fn upstream_response(response: Response<Incoming>) -> Response<ProxyBody> {
 }
 
 /// The Host header, or an HTTP/2 request's authority.
-fn host_of(headers: &hyper::HeaderMap, uri: &Uri) -> Option<String> {
+fn host_of(headers: &hyper::HeaderMap, uri: &Uri) -> Option<HeaderValue> {
     match headers.get(header::HOST) {
-        Some(value) => Some(value.to_str().ok()?.to_string()),
-        None => uri.authority().map(|a| a.as_str().to_string()),
+        Some(value) => Some(value.clone()),
+        None => HeaderValue::from_str(uri.authority()?.as_str()).ok(),
     }
 }
 
