@@ -39,6 +39,8 @@ pub struct Config {
     /// built in (see `tenant_limits`).
     pub limits: LimitOverrides,
     pub dev: DevConfig,
+    /// The Prometheus endpoint (`crate::metrics`).
+    pub metrics: MetricsConfig,
     /// What tenants' steps, triggers and connection tests may connect to
     /// (docs/security.md, "Egress").
     pub egress: EgressConfig,
@@ -310,6 +312,23 @@ fn rule_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<tessera_runti
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served (`0.0.0.0:9464`, say), apart from
+    /// the API; unset: nowhere (the counting costs nothing to speak of).
+    pub listen: Option<String>,
+    /// Tenants with a `tenant` label of their own on this node; the rest
+    /// count under `_other`.
+    pub max_tenant_labels: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: None, max_tenant_labels: 100 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct DevConfig {
     /// Where `tessera dev` keeps its private PostgreSQL and keys.
     pub data_dir: Option<PathBuf>,
@@ -338,6 +357,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             limits: LimitOverrides::default(),
             dev: DevConfig::default(),
+            metrics: MetricsConfig::default(),
             egress: EgressConfig::default(),
             bench_routes: false,
         }

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod limits;
 pub mod local_postgres;
+pub mod metrics;
 pub mod notifications;
 pub mod platform;
 pub mod provisioning;

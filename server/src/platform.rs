@@ -17,6 +17,7 @@ use crate::{
     cluster::Cluster,
     egress::{self, Action, EgressError},
     limits::{LimitBook, LimitsError, LimitsView},
+    metrics::Metrics,
     provisioning::{moves::MoveReport, CreatedTenant, DeletedTenant, NewTenant, Provisioner, ProvisioningError},
     tenancy::{Tenant, TenantStatus},
 };
@@ -29,6 +30,7 @@ pub struct Platform {
     pub egress: Arc<Egress>,
     pub cluster: Arc<Cluster>,
     pub pool: Pool,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Platform {
@@ -54,6 +56,7 @@ impl Platform {
     /// this node's workers match the outcome before the answer.
     pub async fn move_tenant(&self, slug: &str, to: &str) -> Result<MoveReport, ProvisioningError> {
         let moved = self.provisioner.move_tenant(slug, to, |_| {}).await;
+        self.metrics.moved(if moved.is_ok() { "moved" } else { "failed" });
         self.cluster.settle_now().await;
         moved
     }

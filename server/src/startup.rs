@@ -120,6 +120,7 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     shutdown: CancellationToken,
+    metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl Application {
@@ -154,11 +155,17 @@ impl Application {
         let every = Duration::from_millis(state.config.cluster.heartbeat_interval_ms.max(1000));
         crate::egress::spawn_peer_watch(state.pool.clone(), state.egress.clone(), every, shutdown.clone());
         let server = http_server(state.clone(), listener)?;
-        Ok(Self { port, server, state, shutdown })
+        let metrics_address = metrics_server(state.clone(), shutdown.clone())?;
+        Ok(Self { port, server, state, shutdown, metrics_address })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where `GET /metrics` answers (`metrics.listen`), if anywhere.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_address
     }
 
     pub fn state(&self) -> web::Data<AppState> {
@@ -222,6 +229,30 @@ impl StopSignals {
     }
 }
 
+/// `GET /metrics` on `metrics.listen`, apart from the API (see
+/// `crate::metrics`), until the node shuts down; its bound address.
+fn metrics_server(state: web::Data<AppState>, shutdown: CancellationToken) -> Result<Option<std::net::SocketAddr>, StartupError> {
+    let Some(addr) = state.config.metrics.listen.clone() else { return Ok(None) };
+    let bind = |source| StartupError::Bind { addr: addr.clone(), source };
+    let listener = TcpListener::bind(&addr).map_err(bind)?;
+    let bound = listener.local_addr().map_err(bind)?;
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).route("/metrics", web::get().to(routes::metrics::metrics)))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)
+        .map_err(bind)?
+        .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        handle.stop(false).await;
+    });
+    tracing::info!(%bound, "metrics at /metrics");
+    Ok(Some(bound))
+}
+
 fn http_server(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, StartupError> {
     let config = state.config.clone();
     let json = web::JsonConfig::default().limit(config.http.max_body_bytes).error_handler(error::json_error);
@@ -230,6 +261,8 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener) -> Result<Serv
             .wrap(from_fn(host_guard))
             // Inside the logger, so a panic's 500 is logged in its request's span.
             .wrap(from_fn(routes::catch_panics))
+            // Outside the panic catcher, so a panic's 500 is counted.
+            .wrap(from_fn(routes::metrics::count_requests))
             .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(state.clone())
             .app_data(json.clone())

@@ -26,6 +26,7 @@ use crate::{
         executions::{CrashLimit, Fence},
     },
     limits::LimitBook,
+    metrics::Metrics,
     platform::Platform,
     starts::{Intake, IntakeLimit, Starts},
     provisioning::Provisioner,
@@ -77,6 +78,8 @@ pub struct AppState {
     pub egress: Arc<Egress>,
     /// The platform owner's changes to tenants, with their follow-ups here.
     pub platform: Platform,
+    /// What `GET /metrics` shows.
+    pub metrics: Arc<Metrics>,
 }
 
 fn token_keys(config: &Config) -> Result<TokenKeys, StateError> {
@@ -95,7 +98,18 @@ fn token_keys(config: &Config) -> Result<TokenKeys, StateError> {
 
 /// The runtime's engine: executions stored in tenant schemas, under the
 /// configured limits; and who waits for their ends on this node.
-fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: ResourceCache, starts: Starts, egress: Arc<Egress>) -> (Engine, Endings) {
+/// What the engine is built from.
+struct EngineParts {
+    db: TenantDb,
+    keys: Arc<KeyRing>,
+    fence: Fence,
+    hot: ResourceCache,
+    starts: Starts,
+    egress: Arc<Egress>,
+}
+
+fn engine(config: &Config, parts: EngineParts, metrics: Arc<Metrics>) -> (Engine, Endings) {
+    let EngineParts { db, keys, fence, hot, starts, egress } = parts;
     let limits = Limits {
         default_timeout: Duration::from_secs(config.runtime.execution_timeout_secs.max(1)),
         retire_idle_after: Duration::from_secs(config.runtime.retire_idle_worker_secs.max(1)),
@@ -105,7 +119,7 @@ fn engine(config: &Config, db: TenantDb, keys: Arc<KeyRing>, fence: Fence, hot: 
     let endings = Endings::default();
     let store = crate::engine::executions::PgExecutionStore::new(db, fence, starts, endings.clone());
     let store: Arc<dyn tessera_runtime::ExecutionStore> =
-        if config.runtime.batch_commits { Arc::new(crate::engine::committer::BatchingStore::start(store)) } else { Arc::new(store) };
+        if config.runtime.batch_commits { Arc::new(crate::engine::committer::BatchingStore::start(store, metrics)) } else { Arc::new(store) };
     let io = Arc::new(tessera_runtime::execution::io::Io::new(egress));
     (Engine { store, connections, limits, triggers, publishers: Default::default(), io, versions: Default::default() }, endings)
 }
@@ -144,7 +158,9 @@ impl AppState {
         let limits = LimitBook::new(pool.clone(), &config);
         let egress = crate::egress::gate(&config, listen, pool.clone());
         let starts = Starts::new(tenant_db.clone(), limits.clone());
-        let (engine, endings) = engine(&config, tenant_db.clone(), sealing.clone(), fence.clone(), hot.clone(), starts.clone(), egress.clone());
+        let metrics = Arc::new(Metrics::new(config.metrics.max_tenant_labels));
+        let parts = EngineParts { db: tenant_db.clone(), keys: sealing.clone(), fence: fence.clone(), hot: hot.clone(), starts: starts.clone(), egress: egress.clone() };
+        let (engine, endings) = engine(&config, parts, metrics.clone());
         let supervisor = Supervisor::new(shutdown, engine);
         let node = NodeIdentity {
             id: node_id,
@@ -160,10 +176,17 @@ impl AppState {
         let mail = Arc::new(MailCounters::new(if broker.is_some() { Carrier::Amqp } else { Carrier::Notify }));
         let cluster = Arc::new(Cluster::new(cluster_pool, node, &config.cluster, supervisor.clone(), fence.held, broker, limits.clone()));
         let intake_limit = IntakeLimit::new(config.runtime.intake_per_second, config.runtime.intake_burst);
-        let platform = Platform { provisioner: provisioner.clone(), limits: limits.clone(), egress: egress.clone(), cluster: cluster.clone(), pool: pool.clone() };
+        let platform = Platform {
+            provisioner: provisioner.clone(),
+            limits: limits.clone(),
+            egress: egress.clone(),
+            cluster: cluster.clone(),
+            pool: pool.clone(),
+            metrics: metrics.clone(),
+        };
         Ok(Self {
             platform,
-            intake: Intake::start(starts, intake_limit, supervisor.clone()),
+            intake: Intake::start(starts, intake_limit, supervisor.clone(), metrics.clone()),
             changes: DefinitionChanges::new(hot.clone(), supervisor.clone()),
             supervisor,
             cluster,
@@ -179,6 +202,7 @@ impl AppState {
             provisioner,
             sealing,
             mail,
+            metrics,
         })
     }
 

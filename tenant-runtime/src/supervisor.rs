@@ -353,6 +353,12 @@ impl Supervisor {
     }
 
     /// The tenants this node runs, by slug.
+    /// How many tenants this node holds, and how many workers run.
+    pub fn counts(&self) -> (usize, usize) {
+        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        (workers.held.len(), workers.running.len())
+    }
+
     pub fn held(&self) -> Vec<HeldTenant> {
         let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         let mut list: Vec<HeldTenant> = workers

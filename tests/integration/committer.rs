@@ -86,7 +86,7 @@ async fn two_tenants_and_a_store(app: &TestApp) -> (Vec<TenantSpec>, BatchingSto
     }
     let fence = Fence { node: app.state.cluster.node().id, held: app.state.cluster.fences(), crashes: Default::default() };
     let starts = Starts::new(app.state.tenant_db.clone(), app.state.limits.clone());
-    (specs, BatchingStore::start(PgExecutionStore::new(app.state.tenant_db.clone(), fence, starts, Default::default())))
+    (specs, BatchingStore::start(PgExecutionStore::new(app.state.tenant_db.clone(), fence, starts, Default::default()), app.state.metrics.clone()))
 }
 
 #[tokio::test]

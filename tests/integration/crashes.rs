@@ -186,7 +186,7 @@ async fn a_claim_counts_a_crash_only_when_the_last_claimer_is_another_node_that_
         ("running", Some(stopped), 5, false, 6, "failed"),
     ];
     let store = || PgExecutionStore::new(app.state.tenant_db.clone(), fence(), Starts::new(app.state.tenant_db.clone(), app.state.limits.clone()), Default::default());
-    let stores: [Box<dyn ExecutionStore>; 2] = [Box::new(BatchingStore::start(store())), Box::new(store())];
+    let stores: [Box<dyn ExecutionStore>; 2] = [Box::new(BatchingStore::start(store(), app.state.metrics.clone())), Box::new(store())];
     for store in &stores {
         for (state, claimer, before, claimed, after, end) in cases {
             let id = Uuid::now_v7();

@@ -24,6 +24,7 @@ mod hostile;
 mod integrations;
 mod isolation;
 mod lanes;
+mod metrics;
 mod loadbalancer;
 mod limits;
 mod migrations;

@@ -190,6 +190,8 @@ pub struct TestApp {
     pub state: actix_web::web::Data<AppState>,
     pub http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
+    /// Where `GET /metrics` answers, when `metrics.listen` was set.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -211,7 +213,7 @@ pub async fn spawn_app_on(database_name: String, database_url: String, tweak: im
     migrate::migrate_platform(&database_url).await.expect("migrate platform schema");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a random port");
     let app = Application::build_with_listener(config.clone(), listener).expect("build app");
-    let (port, state, handle) = (app.port(), app.state(), app.handle());
+    let (port, state, handle, metrics_address) = (app.port(), app.state(), app.handle(), app.metrics_address());
     tokio::spawn(app.run_until_stopped());
     state
         .provisioner
@@ -219,7 +221,7 @@ pub async fn spawn_app_on(database_name: String, database_url: String, tweak: im
         .await
         .expect("create platform owner");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
-    TestApp { port, database_name, database_url, config, state, http, handle }
+    TestApp { port, database_name, database_url, config, state, http, handle, metrics_address }
 }
 
 /// A tenant created through the platform API, with its first owner.

@@ -38,6 +38,7 @@ use crate::{
     cluster::WRITE_LOCK,
     engine::executions::{outcome_columns, Fence, PgExecutionStore},
     database::DbError,
+    metrics::Metrics,
     tenancy::{LaneTx, SchemaName, TenantDb},
 };
 
@@ -50,6 +51,10 @@ pub struct BatchingStore {
     inner: Arc<PgExecutionStore>,
     writes: Batcher<Write>,
 }
+
+// Executions started and ended, and steps, are counted here (`Metrics`):
+// every claim, checkpoint and finish of the node passes through, once
+// committed.
 
 /// One write waiting for its batch, and where its caller awaits the result.
 struct Write {
@@ -78,23 +83,48 @@ impl Write {
     }
 
     /// The same write on its own, for when its batch failed.
-    async fn alone(self, inner: &PgExecutionStore) {
+    async fn alone(self, inner: &PgExecutionStore, metrics: &Metrics) {
         let (tenant, id) = (&self.tenant, self.execution);
         match self.kind {
-            WriteKind::Claim(reply) => drop(reply.send(inner.claim(tenant, id).await)),
-            WriteKind::Checkpoint(step, reply) => drop(reply.send(inner.checkpoint(tenant, id, &step).await)),
-            WriteKind::Finish(outcome, reply) => drop(reply.send(inner.finish(tenant, id, &outcome).await)),
+            WriteKind::Claim(reply) => {
+                let claimed = inner.claim(tenant, id).await;
+                if let Ok(Some(_)) = claimed {
+                    metrics.started(&tenant.slug, 1);
+                }
+                drop(reply.send(claimed))
+            }
+            WriteKind::Checkpoint(step, reply) => {
+                let written = inner.checkpoint(tenant, id, &step).await;
+                if written.is_ok() {
+                    count_step(metrics, &step);
+                }
+                drop(reply.send(written))
+            }
+            WriteKind::Finish(outcome, reply) => {
+                let written = inner.finish(tenant, id, &outcome).await;
+                if written.is_ok() {
+                    metrics.finished(&tenant.slug, crate::engine::executions::outcome_state(&outcome));
+                }
+                drop(reply.send(written))
+            }
         }
     }
+}
+
+/// A recorded step's duration, by its state.
+fn count_step(metrics: &Metrics, step: &StepRecord) {
+    let took = (step.finished_at - step.started_at).to_std().unwrap_or_default();
+    metrics.step(step.state.as_str(), took);
 }
 
 impl BatchingStore {
     /// Start the committer task (it ends when the store is dropped).
     /// Every batch is fenced by its tenant's lease, like a single write.
     /// `inner` commits what a failed batch held, one write at a time.
-    pub fn start(inner: PgExecutionStore) -> Self {
+    pub fn start(inner: PgExecutionStore, metrics: Arc<Metrics>) -> Self {
         let inner = Arc::new(inner);
-        let writes = Batcher::start("batching committer", Statements { inner: inner.clone() }, MAX_BATCH);
+        let statements = Statements { inner: inner.clone(), metrics: metrics.clone() };
+        let writes = Batcher::start("batching committer", statements, MAX_BATCH, metrics);
         Self { inner, writes }
     }
 
@@ -150,6 +180,7 @@ impl ExecutionStore for BatchingStore {
 /// The committer's statements, for the batcher.
 struct Statements {
     inner: Arc<PgExecutionStore>,
+    metrics: Arc<Metrics>,
 }
 
 impl TenantBatch for Statements {
@@ -179,6 +210,7 @@ impl TenantBatch for Statements {
         match claimed {
             Ok(mut claimed) => {
                 let endings = self.inner.endings();
+                self.count(tenant, &writes, claimed.len());
                 writes.iter().filter(|w| matches!(w.kind, WriteKind::Finish(..))).for_each(|w| endings.ended(w.execution));
                 writes.into_iter().for_each(|w| w.answer(Ok(&mut claimed)));
             }
@@ -195,7 +227,23 @@ impl TenantBatch for Statements {
     }
 
     async fn alone(&self, write: Write) {
-        write.alone(&self.inner).await
+        write.alone(&self.inner, &self.metrics).await
+    }
+}
+
+impl Statements {
+    /// A committed batch of `tenant`'s, in the metrics.
+    fn count(&self, tenant: &TenantSpec, writes: &[Write], claimed: usize) {
+        if claimed > 0 {
+            self.metrics.started(&tenant.slug, claimed as u64);
+        }
+        for write in writes {
+            match &write.kind {
+                WriteKind::Checkpoint(step, _) => count_step(&self.metrics, step),
+                WriteKind::Finish(outcome, _) => self.metrics.finished(&tenant.slug, crate::engine::executions::outcome_state(outcome)),
+                WriteKind::Claim(_) => {}
+            }
+        }
     }
 }
 
@@ -382,10 +430,8 @@ async fn write_together(tx: &LaneTx, fence: &Fence, writes: &[Write]) -> Result<
     }
     let lock: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant.id];
     // The lock first: the batch's snapshot follows it (see `TenantDb::locked_write_in_schema`).
-    let schema = &writes[0].schema;
-    let (locked, rows) = tokio::join!(tx.query(schema, WRITE_LOCK, &lock), tx.query(schema, &BATCH[parts.index()], &params));
-    locked?;
-    Ok(Ok(rows?))
+    let rows = tx.locked_query(&writes[0].schema, (WRITE_LOCK, &lock), &BATCH[parts.index()], &params).await?;
+    Ok(Ok(rows))
 }
 
 /// The claims of a batch's result, by execution. A claim that comes back

@@ -274,8 +274,16 @@ fn to_json<T: serde::Serialize>(value: &Option<T>) -> Option<Value> {
 /// An outcome as the `state`, `output` and `error` columns of its execution.
 pub(crate) fn outcome_columns(outcome: &Outcome) -> (&'static str, Option<Value>, Option<Value>) {
     match outcome {
-        Outcome::Succeeded(output) => ("succeeded", Some(output.clone()), None),
-        Outcome::Failed(failure) => ("failed", None, to_json(&Some(failure))),
+        Outcome::Succeeded(output) => (outcome_state(outcome), Some(output.clone()), None),
+        Outcome::Failed(failure) => (outcome_state(outcome), None, to_json(&Some(failure))),
+    }
+}
+
+/// The `state` column of an outcome.
+pub(crate) fn outcome_state(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded(_) => "succeeded",
+        Outcome::Failed(_) => "failed",
     }
 }
 

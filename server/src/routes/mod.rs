@@ -9,6 +9,7 @@ mod definition_body;
 mod extract;
 mod health;
 mod idempotency;
+pub mod metrics;
 mod panics;
 pub mod panel;
 mod platform;

@@ -37,6 +37,7 @@ use crate::{
     tenancy::batch::{Batcher, Stopped, TenantBatch},
     database::DbError,
     limits::AdmitError,
+    metrics::Metrics,
     tenancy::{LaneTx, SchemaName, Tenant, TenantDb},
 };
 
@@ -76,8 +77,8 @@ pub struct Intake {
 }
 
 impl Intake {
-    pub fn start(starts: Starts, limit: IntakeLimit, supervisor: Supervisor) -> Self {
-        let inserts = Batcher::start("intake", Inserts { db: starts.db.clone() }, MAX_BATCH);
+    pub fn start(starts: Starts, limit: IntakeLimit, supervisor: Supervisor, metrics: Arc<Metrics>) -> Self {
+        let inserts = Batcher::start("intake", Inserts { db: starts.db.clone() }, MAX_BATCH, metrics);
         Self { starts, limit, inserts, supervisor }
     }
 

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
 use super::{LaneTx, SchemaName, TenantDb};
-use crate::database::DbError;
+use crate::{database::DbError, metrics::Metrics};
 
 /// Batches committing at once. One: requests arriving while a batch
 /// commits form the next batch, so batches grow with the load. With four,
@@ -84,9 +84,10 @@ impl<R> Clone for Batcher<R> {
 impl<R: Send + 'static> Batcher<R> {
     /// Start the batcher's task: `name` says which in logs and errors,
     /// `max_batch` is the most requests in one batch (all tenants together).
-    pub fn start<B: TenantBatch<Request = R>>(name: &'static str, statements: B, max_batch: usize) -> Self {
+    /// Each batch's size and what it left waiting go to `metrics`.
+    pub fn start<B: TenantBatch<Request = R>>(name: &'static str, statements: B, max_batch: usize, metrics: Arc<Metrics>) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(run(name, waiting, Arc::new(statements), max_batch));
+        tokio::spawn(run(name, waiting, Arc::new(statements), max_batch, metrics));
         Self { name, queue }
     }
 
@@ -98,7 +99,7 @@ impl<R: Send + 'static> Batcher<R> {
 
 /// Take every request waiting (up to `max_batch`) as soon as a flush slot
 /// is free, and flush them in the background.
-async fn run<B: TenantBatch>(name: &'static str, mut waiting: mpsc::Receiver<B::Request>, statements: Arc<B>, max_batch: usize) {
+async fn run<B: TenantBatch>(name: &'static str, mut waiting: mpsc::Receiver<B::Request>, statements: Arc<B>, max_batch: usize, metrics: Arc<Metrics>) {
     let slots = Arc::new(Semaphore::new(FLUSH_SLOTS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
@@ -106,6 +107,7 @@ async fn run<B: TenantBatch>(name: &'static str, mut waiting: mpsc::Receiver<B::
         if waiting.recv_many(&mut batch, max_batch).await == 0 {
             return; // every handle is gone
         }
+        metrics.batch(name, batch.len(), waiting.len());
         let statements = statements.clone();
         tokio::spawn(async move {
             flush(name, &*statements, batch).await;

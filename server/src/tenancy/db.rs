@@ -153,6 +153,20 @@ impl LaneTx {
         Ok(query_in(client, schema, sql, params).await?.0)
     }
 
+    /// `lock`, then `sql`, both as `schema`'s statements, sent in that
+    /// order: whatever either needs prepared is prepared first. Issued
+    /// together, a lock statement still to prepare let an unnamed
+    /// statement go out before it, so the write could run before its lock
+    /// (a lease's fence read before a takeover's wait).
+    pub async fn locked_query(&self, schema: &SchemaName, lock: (&str, Params<'_>), sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        let client = self.tx.client.as_ref().expect("transaction is live until consumed");
+        let (lock_statement, statement) =
+            tokio::try_join!(client.ready(lock.0, qualify(lock.0, schema)), client.ready(sql, qualify(sql, schema)))?;
+        let (locked, rows) = tokio::join!(biased; client.run(&lock_statement, lock.1), client.run(&statement, params));
+        locked?;
+        Ok(rows?.0)
+    }
+
     pub async fn commit(self) -> Result<(), DbError> {
         self.tx.commit().await
     }

@@ -198,6 +198,13 @@ impl Lanes {
         self.inner.lanes.len()
     }
 
+    /// The lanes' connections together: open, idle, callers waiting.
+    pub fn status(&self) -> (usize, usize, usize) {
+        self.inner.lanes.iter().map(|lane| lane.pool.status()).fold((0, 0, 0), |(s, a, w), status| {
+            (s + status.size, a + status.available, w + status.waiting)
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.inner.lanes.is_empty()
     }

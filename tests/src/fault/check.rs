@@ -77,7 +77,10 @@ pub struct Verdict {
     pub wrong_rows: Vec<String>,
     /// Rows whose `sql` step ran more than once (allowed: at least once).
     pub rewritten_rows: usize,
-    /// Their executions (tenant and id), to look for in the nodes' logs.
+    /// Their executions (tenant and id), to look for in the nodes' logs,
+    /// with what tells a rerun on another node from a retry on the same
+    /// one: the execution's crash count and last claimer, and the `store`
+    /// step's attempt.
     pub rewritten: Vec<String>,
 }
 
@@ -148,8 +151,35 @@ pub async fn verify(cluster: &FaultCluster, workload: &Workload, accepted: &[Acc
     verdict.unexpected_executions.extend(executions.keys().filter(|id| !told.contains_key(id)).map(Uuid::to_string));
     verdict.wrong_rows.extend(rows.keys().filter(|id| !told.contains_key(id)).map(|id| format!("{id}: no such execution")));
     verdict.rewritten_rows = rows.values().filter(|r| r.writes > 1).count();
-    verdict.rewritten = rows.iter().filter(|(_, r)| r.writes > 1).map(|(id, r)| format!("{} {id}", r.tenant)).collect();
+    let rewritten: Vec<(&Uuid, &Row)> = rows.iter().filter(|(_, r)| r.writes > 1).collect();
+    verdict.rewritten = describe_rewritten(cluster, &rewritten).await?;
     Ok(verdict)
+}
+
+/// Each rewritten row's execution: tenant, id, crashes, claimed by, and
+/// the attempt its `store` step ended on.
+async fn describe_rewritten(cluster: &FaultCluster, rewritten: &[(&Uuid, &Row)]) -> Result<Vec<String>, FaultError> {
+    let db = cluster.postgres().connect("tessera").await?;
+    let mut described = Vec::new();
+    for (id, row) in rewritten {
+        let sql = format!(
+            "SELECT e.crashes, e.claimed_by::text, (SELECT s.attempt FROM \"{0}\".execution_steps s \
+             WHERE s.execution_id = e.id AND s.path = 'store') FROM \"{0}\".executions e WHERE e.id = $1",
+            schema(&row.tenant)
+        );
+        let text = match db.query_opt(&sql, &[id]).await? {
+            Some(r) => format!(
+                "{} {id} (crashes {}, claimed by {}, store attempt {})",
+                row.tenant,
+                r.get::<_, i32>(0),
+                r.get::<_, Option<String>>(1).unwrap_or_default(),
+                r.get::<_, Option<i32>>(2).map_or("none".to_string(), |a| a.to_string()),
+            ),
+            None => format!("{} {id} (no execution)", row.tenant),
+        };
+        described.push(text);
+    }
+    Ok(described)
 }
 
 async fn read_executions(cluster: &FaultCluster, workload: &Workload) -> Result<HashMap<Uuid, Stored>, FaultError> {
