@@ -41,7 +41,8 @@ pub struct RequestLabels {
     /// The route's pattern (`/api/integrations/{name}`), never the path
     /// itself: paths carry names and ids without bound.
     pub route: String,
-    pub method: String,
+    /// One of a few fixed names: nothing to allocate per request.
+    pub method: &'static str,
     pub status: u16,
 }
 
@@ -147,9 +148,9 @@ impl Metrics {
         self.tenants.label(slug)
     }
 
-    pub fn request(&self, route: &str, method: &str, status: u16, took: Duration) {
+    pub fn request(&self, route: &str, method: &'static str, status: u16, took: Duration) {
         let route = route.to_string();
-        self.http_requests.get_or_create(&RequestLabels { route: route.clone(), method: method.to_string(), status }).inc();
+        self.http_requests.get_or_create(&RequestLabels { route: route.clone(), method, status }).inc();
         self.http_duration.get_or_create(&RouteLabels { route }).observe(took.as_secs_f64());
     }
 
