@@ -314,7 +314,8 @@ fn rule_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<tessera_runti
 #[serde(default)]
 pub struct MetricsConfig {
     /// Where `GET /metrics` is served (`0.0.0.0:9464`, say), apart from
-    /// the API; unset: nowhere (the counting costs nothing to speak of).
+    /// the API; unset: nowhere (the counting costs nothing to speak of),
+    /// except under `tessera dev`, which takes a free loopback port.
     pub listen: Option<String>,
     /// Tenants with a `tenant` label of their own on this node; the rest
     /// count under `_other`.

@@ -7,6 +7,7 @@
 //! What it has to tell goes out as [`DevEvent`]s: the command line prints them.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -41,7 +42,8 @@ pub enum DevEvent {
     /// without one): the tenant API of [`DEMO_TENANT`] at
     /// `http://demo.{base_domain}:{port}/api`; the node's health check at
     /// `node`.
-    Ready { base_domain: String, host: String, port: u16, node: String, load_balancer: bool },
+    /// `metrics`: where the node's `GET /metrics` answers.
+    Ready { base_domain: String, host: String, port: u16, node: String, load_balancer: bool, metrics: Option<SocketAddr> },
     /// The private PostgreSQL did not stop when the platform did.
     PostgresNotStopped(LocalPostgresError),
 }
@@ -111,7 +113,10 @@ async fn serve_demo(mut config: Config, tell: impl Fn(DevEvent)) -> anyhow::Resu
         config.listen = "127.0.0.1:0".into();
         config.auth.trusted_proxies.push(ProxyRange::try_from("127.0.0.1/32".to_string()).map_err(anyhow::Error::msg)?);
     }
+    // Metrics on a free loopback port unless configured: there to try.
+    config.metrics.listen.get_or_insert_with(|| "127.0.0.1:0".into());
     let app = Application::build(config).await?;
+    let metrics = app.metrics_address();
     seed_demo(&app).await?;
     let node = format!("127.0.0.1:{}", app.port());
     let (host, port) = listen.rsplit_once(':').context("listen is host:port")?;
@@ -129,7 +134,7 @@ async fn serve_demo(mut config: Config, tell: impl Fn(DevEvent)) -> anyhow::Resu
         ended = &mut serving => return ended.map_err(Into::into),
         started = started => started?,
     };
-    tell(DevEvent::Ready { base_domain: base, host: host.to_string(), port, node, load_balancer: balancer_process.is_some() });
+    tell(DevEvent::Ready { base_domain: base, host: host.to_string(), port, node, load_balancer: balancer_process.is_some(), metrics });
     serving.await?;
     // The load balancer stops with the node (its child is killed on drop).
     drop(balancer_process);

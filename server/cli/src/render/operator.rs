@@ -237,16 +237,18 @@ fn dev(event: &DevEvent) -> String {
         DevEvent::StartingPostgres { data_dir, port } => format!("starting a private PostgreSQL in {} (port {port})", data_dir.display()),
         DevEvent::BuildingLoadBalancer => "building the load balancer (tessera-lb)".to_string(),
         DevEvent::NoLoadBalancer => "no tessera-lb binary next to this one: the node serves alone".to_string(),
-        DevEvent::Ready { base_domain: base, host, port, node, load_balancer } => format!(
+        DevEvent::Ready { base_domain: base, host, port, node, load_balancer, metrics } => format!(
             "\nTessera is running{}.\n\
              \n  Tenant panel     http://{DEMO_TENANT}.{base}:{port}/   ({} / {})\
              \n  Platform console http://{base}:{port}/   ({} / {})\
              \n  Tenant API       http://{DEMO_TENANT}.{base}:{port}/api\
              \n  Platform API     http://{base}:{port}/api/platform\
-             \n  Node health      http://{node}/readyz\
+             \n  Node health      http://{node}/readyz{}\
              \n\nTry:\n  curl -s http://{DEMO_TENANT}.{base}:{port}/api/auth/login -H 'content-type: application/json' \\\n    -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'\n\nPress Ctrl-C to stop.\n",
             if *load_balancer { format!(" (load balancer on {host}:{port}, node on {node})") } else { String::new() },
-            DEMO_USER.0, DEMO_USER.1, DEMO_OWNER.0, DEMO_OWNER.1, DEMO_USER.0, DEMO_USER.1
+            DEMO_USER.0, DEMO_USER.1, DEMO_OWNER.0, DEMO_OWNER.1,
+            metrics.map(|m| format!("\n  Node metrics     http://{m}/metrics")).unwrap_or_default(),
+            DEMO_USER.0, DEMO_USER.1
         ),
         DevEvent::PostgresNotStopped(e) => format!("could not stop the private PostgreSQL: {e}"),
     }
