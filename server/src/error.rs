@@ -14,6 +14,7 @@ use serde_json::json;
 use tessera_runtime::limits::LimitError;
 
 use crate::{
+    audit::AuditError,
     auth::AuthError,
     cluster::ClusterError,
     database::DbError,
@@ -334,6 +335,15 @@ impl From<ControlError> for ApiError {
             ControlError::Resource(resource) => return resource.into(),
         };
         ApiError::new(StatusCode::CONFLICT, code, e.to_string())
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Invalid { .. } => ApiError::bad_request("invalid_request", e.to_string()),
+            AuditError::Db(db) => db.into(),
+        }
     }
 }
 

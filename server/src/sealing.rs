@@ -21,6 +21,7 @@ use chacha20poly1305::{
     aead::{Aead, AeadCore, KeyInit, OsRng, Payload},
     ChaCha20Poly1305, Key, Nonce,
 };
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::config::SecretsConfig;
@@ -57,12 +58,19 @@ pub struct Sealed {
 struct RingKey {
     id: String,
     cipher: ChaCha20Poly1305,
+    /// The audit trail's HMAC key (`audit.rs`), derived from this one so
+    /// that it lives where the sealing key does, outside the database, and
+    /// rotates with it; never the sealing key itself.
+    audit: [u8; 32],
 }
 
 impl RingKey {
     fn new(bytes: &[u8; 32]) -> Self {
         let id = hex_prefix(&Sha256::digest(bytes));
-        Self { id, cipher: ChaCha20Poly1305::new(&Key::from(*bytes)) }
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(bytes).expect("HMAC takes a key of any length");
+        mac.update(b"tessera audit trail v1");
+        let audit = mac.finalize().into_bytes().into();
+        Self { id, cipher: ChaCha20Poly1305::new(&Key::from(*bytes)), audit }
     }
 }
 
@@ -112,6 +120,11 @@ impl KeyRing {
 
     pub fn current_key_id(&self) -> &str {
         &self.current
+    }
+
+    /// The audit trail's key derived from the key `key_id`, if the ring has it.
+    pub fn audit_key(&self, key_id: &str) -> Option<&[u8; 32]> {
+        self.keys.get(key_id).map(|k| &k.audit)
     }
 
     /// Seal `plaintext` with the current key, bound to `context`.

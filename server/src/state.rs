@@ -14,6 +14,7 @@ use tessera_runtime::{egress::Egress, Engine, Limits, Supervisor};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    audit::Trail,
     auth::{AccountStanding, AuthService, LoginLimiter, Passwords, TokenKeys},
     cluster::{
         mail::{broker::{Broker, BrokerError}, Carrier, MailCounters},
@@ -80,6 +81,8 @@ pub struct AppState {
     pub platform: Platform,
     /// What `GET /metrics` shows.
     pub metrics: Arc<Metrics>,
+    /// Signs and checks the audit trails (the platform's and each tenant's).
+    pub audit: Trail,
 }
 
 fn token_keys(config: &Config) -> Result<TokenKeys, StateError> {
@@ -183,8 +186,10 @@ impl AppState {
             cluster: cluster.clone(),
             pool: pool.clone(),
             metrics: metrics.clone(),
+            audit: Trail::new(sealing.clone()),
         };
         Ok(Self {
+            audit: Trail::new(sealing.clone()),
             platform,
             intake: Intake::start(starts, intake_limit, supervisor.clone(), metrics.clone()),
             changes: DefinitionChanges::new(hot.clone(), supervisor.clone()),

@@ -1,5 +1,6 @@
 //! One test binary for the whole suite (one link, shared harness in src/).
 
+mod audit;
 mod auth;
 mod bad_input;
 mod cli;

@@ -61,9 +61,17 @@ export function buildPath(path: string, query?: RequestOptions['query']): string
   return qs ? `${path}${path.includes('?') ? '&' : '?'}${qs}` : path;
 }
 
-export async function api<T = unknown>(path: string, opts: RequestOptions = {}): Promise<T> {
+/**
+ * Sent with every request: the server records a change made through the
+ * panel as `via: panel` in the audit trail.
+ */
+export const CLIENT_HEADER = 'x-tessera-client';
+export const CLIENT_NAME = 'panel';
+
+/** One request to this origin, with the token and the panel's headers; the network failing is an `ApiError` (status 0). */
+async function send(path: string, opts: RequestOptions, accept: string): Promise<Response> {
   if (!path.startsWith('/')) throw new Error('API paths are relative to this origin');
-  const headers: Record<string, string> = { accept: 'application/json' };
+  const headers: Record<string, string> = { accept, [CLIENT_HEADER]: CLIENT_NAME };
   if (token && !opts.anonymous) headers.authorization = `Bearer ${token}`;
   let body: BodyInit | undefined;
   if (opts.raw) {
@@ -73,9 +81,8 @@ export async function api<T = unknown>(path: string, opts: RequestOptions = {}):
     headers['content-type'] = 'application/json';
     body = JSON.stringify(opts.body);
   }
-  let res: Response;
   try {
-    res = await fetch(buildPath(path, opts.query), {
+    return await fetch(buildPath(path, opts.query), {
       method: opts.method ?? (body !== undefined ? 'POST' : 'GET'),
       headers,
       body,
@@ -87,25 +94,74 @@ export async function api<T = unknown>(path: string, opts: RequestOptions = {}):
     if ((e as Error).name === 'AbortError') throw e;
     throw new ApiError(0, { code: 'network_error', message: `The server could not be reached (${(e as Error).message})` });
   }
-  const text = await res.text();
-  let data: unknown = undefined;
-  if (text) {
+}
+
+function parseBody(text: string): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The error of a response that is not OK; a 401 ends the session. */
+function failure(res: Response, data: unknown, opts: RequestOptions): ApiError {
+  const errBody =
+    data && typeof data === 'object' && 'error' in (data as object)
+      ? ((data as { error: ApiErrorBody }).error)
+      : { code: `http_${res.status}`, message: typeof data === 'string' && data ? data.slice(0, 300) : res.statusText || `HTTP ${res.status}` };
+  const err = new ApiError(res.status, errBody);
+  if (res.status === 401 && !opts.anonymous && token) onUnauthorized?.();
+  return err;
+}
+
+export async function api<T = unknown>(path: string, opts: RequestOptions = {}): Promise<T> {
+  const res = await send(path, opts, 'application/json');
+  const data = parseBody(await res.text());
+  if (!res.ok) throw failure(res, data, opts);
+  return data as T;
+}
+
+export interface Download {
+  blob: Blob;
+  /** From the response's Content-Disposition, when it names one. */
+  filename: string | null;
+}
+
+/**
+ * A file the API serves (an export), fetched with the token like any call:
+ * the token lives in this page's memory, so a plain link could not send it.
+ */
+export async function download(path: string, opts: Pick<RequestOptions, 'query' | 'signal'> & { accept?: string } = {}): Promise<Download> {
+  const res = await send(path, opts, opts.accept ?? '*/*');
+  if (!res.ok) throw failure(res, parseBody(await res.text()), opts);
+  const disposition = res.headers.get('content-disposition') ?? '';
+  const match = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
+  let filename: string | null = null;
+  if (match) {
     try {
-      data = JSON.parse(text);
+      filename = decodeURIComponent(match[1]!);
     } catch {
-      data = text;
+      filename = match[1]!;
     }
   }
-  if (!res.ok) {
-    const errBody =
-      data && typeof data === 'object' && 'error' in (data as object)
-        ? ((data as { error: ApiErrorBody }).error)
-        : { code: `http_${res.status}`, message: typeof data === 'string' && data ? data.slice(0, 300) : res.statusText || `HTTP ${res.status}` };
-    const err = new ApiError(res.status, errBody);
-    if (res.status === 401 && !opts.anonymous && token) onUnauthorized?.();
-    throw err;
-  }
-  return data as T;
+  return { blob: await res.blob(), filename };
+}
+
+/** Offers `blob` to the user as a file download named `filename`. */
+export function saveBlob(blob: Blob, filename: string): void {
+  const href = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = href;
+  a.download = filename;
+  a.rel = 'noopener';
+  a.style.display = 'none';
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  // Revoked once the browser has taken the file.
+  window.setTimeout(() => URL.revokeObjectURL(href), 10_000);
 }
 
 export function errorText(e: unknown): string {
@@ -265,4 +321,57 @@ export function readingOrder(value: unknown): unknown {
   };
   entries.sort((a, b) => rank(a[0]) - rank(b[0]));
   return Object.fromEntries(entries.map(([k, v]) => [k, readingOrder(v)]));
+}
+
+/** A `datetime-local` value (the browser's time zone) as RFC 3339 in UTC, or nothing. */
+export function isoOfLocal(local: string): string | undefined {
+  if (!local) return undefined;
+  const d = new Date(local);
+  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
+}
+
+export type AuditActorKind = 'user' | 'api_key' | 'owner' | 'operator';
+export type AuditVia = 'api' | 'cli' | 'panel' | 'operator';
+
+/** One record of an audit trail (a tenant's or the platform's). */
+export interface AuditRecord {
+  seq: number;
+  at: string;
+  actor_kind: AuditActorKind | string;
+  actor_id: string | null;
+  actor_name: string;
+  address: string | null;
+  via: AuditVia | string;
+  request_id: string | null;
+  action: string;
+  resource_kind: string;
+  resource_name: string;
+  detail: unknown;
+  key_id: string;
+  mac: string;
+}
+
+export interface AuditPage {
+  items: AuditRecord[];
+  /** Pass as `before` for the next (older) page; null on the last. */
+  next_before: number | null;
+}
+
+export interface AuditVerification {
+  ok: boolean;
+  records: number;
+  head_seq: number;
+  head_mac: string;
+  problems: { seq: number; problem: string }[];
+}
+
+/** The filters of an audit listing and export, as the API names them. */
+export interface AuditFilters {
+  actor?: string;
+  action?: string;
+  resource_kind?: string;
+  resource?: string;
+  /** RFC 3339. */
+  since?: string;
+  until?: string;
 }

@@ -162,6 +162,25 @@ async function initialJsGzipBytes() {
   return { total, files: [...seen] };
 }
 
+/**
+ * The rows of the audit table (`{ action, via, text }` each, newest first)
+ * once there are `min` or more and every one has the `action` and contains
+ * the `text` given: the table of the filters just applied, not the one
+ * before.
+ */
+async function auditRows(page, { min = 1, action, text } = {}) {
+  const table = page.getByRole('table', { name: 'Audit records' });
+  await table.waitFor();
+  await page.waitForFunction(
+    ({ min, action, text }) => {
+      const rows = [...document.querySelectorAll('[data-testid="audit-row"]')];
+      return rows.length >= min && rows.every((r) => (!action || r.dataset.action === action) && (!text || r.textContent.includes(text)));
+    },
+    { min, action: action ?? null, text: text ?? null },
+  );
+  return table.getByTestId('audit-row').evaluateAll((rows) => rows.map((r) => ({ action: r.dataset.action, via: r.dataset.via, text: r.textContent })));
+}
+
 // ---------------------------------------------------------------------------
 // Fixtures
 
@@ -173,6 +192,7 @@ const INTEGRATION = `flow-${randomLetters(6)}`;
 let platformToken;
 let tokenA;
 let lastExecution;
+let consoleTenant;
 const extraTenants = [];
 
 before(async () => {
@@ -411,6 +431,7 @@ test('7. the platform owner creates a tenant and suspends it', async () => {
     await page.getByRole('button', { name: 'Create tenant' }).click();
     const row = page.getByTestId(`tenant-${slug}`);
     await row.waitFor();
+    consoleTenant = slug;
     await row.getByRole('button', { name: 'Suspend' }).click();
     await row.getByTestId('tenant-status').filter({ hasText: 'suspended' }).waitFor();
     await row.getByTestId('tenant-cluster').filter({ hasText: 'local' }).waitFor();
@@ -581,6 +602,102 @@ test('a connection is created from its form, and edited with its secrets never s
     const one = await ok(request(`${A.slug}.localhost`, 'GET', '/api/connections/billing-api', { token: tokenA }), 'read the connection');
     assert.deepEqual(one.settings, { username: 'bob', hosts: [] });
     assert.ok(!JSON.stringify(one).includes('pw-never-shown'));
+  } finally {
+    await context.close();
+  }
+});
+
+test('the audit trail shows a change made in the panel, pages back, exports and verifies', async () => {
+  const host = `${A.slug}.localhost`;
+  const { context, page } = await openSignedIn(host, '/variables', A.email, A.password);
+  try {
+    // A change through the panel (recorded `via: panel`), and one through the API.
+    await page.getByRole('button', { name: 'New variable' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Name').fill('audit_probe');
+    await dialog.getByLabel('Value (JSON)').fill('{"n": 1}');
+    await dialog.getByRole('button', { name: 'Save variable' }).click();
+    await page.getByRole('button', { name: 'Edit audit_probe' }).waitFor();
+    await ok(request(host, 'PUT', '/api/variables/audit_api', { token: tokenA, body: { value: 2, description: '' } }), 'put a variable through the API');
+    // By now A has more than a page of records (the 105 runs of the executions test among them).
+    const first = await ok(request(host, 'GET', '/api/audit', { token: tokenA }), 'list the audit trail');
+    assert.equal(first.items.length, 100, 'a first page of 100');
+    assert.ok(first.next_before, 'A has older records than the first page');
+
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Audit' }).click();
+    await page.getByRole('heading', { name: 'Audit trail' }).waitFor();
+    const newest = await auditRows(page, { min: 100 });
+    assert.equal(newest.length, 100, 'the first page is 100 rows');
+    assert.equal(newest[0].action, 'variable.put', 'newest first');
+    assert.match(newest[0].text, /audit_api/);
+    await shot(page, 'audit');
+    await page.getByRole('button', { name: 'Older records' }).click();
+    await auditRows(page, { min: 101 });
+
+    // Filtered to one action: the panel's change says so, the API's says api.
+    await page.getByLabel('Action', { exact: true }).fill('variable.put');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    const puts = await auditRows(page, { min: 2, action: 'variable.put' });
+    const byPanel = puts.find((r) => r.text.includes('audit_probe'));
+    const byApi = puts.find((r) => r.text.includes('audit_api'));
+    assert.ok(byPanel && byApi, JSON.stringify(puts));
+    assert.equal(byPanel.via, 'panel');
+    assert.ok(byPanel.text.includes(A.email), `the actor is named: ${byPanel.text}`);
+    assert.equal(byApi.via, 'api');
+    assert.equal(new URL(page.url()).searchParams.get('action'), 'variable.put');
+
+    await page.getByRole('button', { name: 'Verify chain' }).click();
+    await page.getByRole('status').filter({ hasText: 'Chain intact' }).waitFor();
+
+    // The export: a file of the filtered records, oldest first, one JSON per line.
+    const [file] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export' }).click()]);
+    assert.equal(file.suggestedFilename(), `${A.slug}-audit.ndjson`);
+    const lines = fs.readFileSync(await file.path(), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(lines.length >= 2 && lines.every((r) => r.action === 'variable.put'), JSON.stringify(lines));
+    assert.ok(lines.every((r, i) => i === 0 || r.seq > lines[i - 1].seq), 'oldest first');
+    assert.equal(lines.find((r) => r.resource_name === 'audit_probe')?.via, 'panel');
+
+    // Since a local time: sent as RFC 3339 in UTC, with the panel's header on the request.
+    const asked = page.waitForRequest((r) => new URL(r.url()).pathname === '/api/audit' && new URL(r.url()).searchParams.has('since'));
+    await page.getByLabel('Since', { exact: true }).fill('2099-01-01T00:00');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    const sent = await asked;
+    assert.equal(new URL(sent.url()).searchParams.get('since'), await page.evaluate(() => new Date('2099-01-01T00:00').toISOString()));
+    assert.equal(new URL(sent.url()).searchParams.get('action'), 'variable.put');
+    assert.equal(sent.headers()['x-tessera-client'], 'panel');
+    await page.getByText('No audit records match.').waitFor();
+
+    // The trail is for admins: the API refuses a viewer.
+    const viewerToken = await login(host, VIEWER.email, VIEWER.password);
+    const refused = await request(host, 'GET', '/api/audit', { token: viewerToken });
+    assert.equal(refused.status, 403, refused.text);
+  } finally {
+    await context.close();
+  }
+});
+
+test("the console's audit trail lists the tenant created from it", async () => {
+  assert.ok(consoleTenant, 'test 7 created a tenant from the console');
+  const { context, page } = await openSignedIn('localhost', '/', OWNER_EMAIL, OWNER_PASSWORD);
+  try {
+    await page.getByRole('heading', { name: 'Tenants' }).waitFor();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Audit' }).click();
+    await page.getByRole('heading', { name: 'Audit trail' }).waitFor();
+    await page.getByLabel('Resource name', { exact: true }).fill(consoleTenant);
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    const rows = await auditRows(page, { min: 2, text: consoleTenant });
+    const created = rows.find((r) => r.action === 'tenant.create');
+    assert.ok(created, JSON.stringify(rows));
+    assert.equal(created.via, 'panel');
+    assert.ok(created.text.includes(OWNER_EMAIL), `the owner is named: ${created.text}`);
+    assert.ok(rows.some((r) => r.action === 'tenant.suspend'), JSON.stringify(rows));
+    await shot(page, 'platform-audit');
+    // Tenant A was created through the API, without the panel's header.
+    const a = await ok(request('localhost', 'GET', `/api/platform/audit?action=tenant.create&resource=${A.slug}`, { token: platformToken }), "read A's creation");
+    assert.equal(a.items.length, 1, JSON.stringify(a));
+    assert.equal(a.items[0].via, 'api');
+    await page.getByRole('button', { name: 'Verify chain' }).click();
+    await page.getByRole('status').filter({ hasText: 'Chain intact' }).waitFor();
   } finally {
     await context.close();
   }

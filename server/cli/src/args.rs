@@ -89,6 +89,73 @@ pub enum ClientCommand {
     Cancel(ExecutionArgs),
     /// Run a failed execution again from the step that failed.
     Retry(ExecutionArgs),
+    /// The tenant's audit trail: who changed what, when and from where.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The newest records matching the filters.
+    List(AuditListArgs),
+    /// Every record matching the filters, oldest first, as JSON lines.
+    Export(AuditFilterArgs),
+    /// Check the trail's chain of HMACs; fails when a record was edited,
+    /// inserted or removed.
+    Verify {
+        #[command(flatten)]
+        target: ServerArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditListArgs {
+    #[command(flatten)]
+    pub filter: AuditFilterArgs,
+    /// At most this many records (1 to 1000).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditFilterArgs {
+    #[command(flatten)]
+    pub target: ServerArgs,
+    /// Only this actor's changes (an email, an API key's name, or an id).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this action, e.g. integration.update.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only resources of this kind: integration, connection, user, api_key, variable, execution.
+    #[arg(long)]
+    pub resource_kind: Option<String>,
+    /// Only the resource of this name.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// From this time on (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+impl AuditFilterArgs {
+    /// The filters as query pairs.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let given = [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("resource_kind", &self.resource_kind),
+            ("resource", &self.resource),
+            ("since", &self.since),
+            ("until", &self.until),
+        ];
+        given.into_iter().filter_map(|(key, value)| value.clone().map(|v| (key, v))).collect()
+    }
 }
 
 /// Which stored profile to use.
@@ -296,6 +363,17 @@ pub enum PlatformCommand {
         /// The owner's password; generated and printed when omitted.
         #[arg(long, env = "TESSERA_INIT_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+    },
+    /// Check an audit trail's chain of HMACs on the database, with this
+    /// configuration's `secrets.key`: the platform's, or one tenant's.
+    /// Fails when a record was edited, inserted or removed.
+    VerifyAudit {
+        /// A tenant's trail instead of the platform's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 

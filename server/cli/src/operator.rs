@@ -5,13 +5,18 @@
 //! renderer (`render::operator`).
 
 use std::{
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
 use deadpool_postgres::Pool;
+use serde_json::json;
 use tessera_server::{
+    audit::{Actor, Change, Scope, Trail},
     auth::Passwords,
     cluster,
     config::{Config, DatabaseConfig},
@@ -40,7 +45,8 @@ pub async fn run(config: Config, command: OperatorCommand, out: Terminal) -> any
         OperatorCommand::Dev => return tessera_server::dev::run(config, |event| out.show(&Output::Dev(event))).await,
         _ => Operator::connect(config).await?,
     };
-    match command {
+    let change = audited(&command);
+    let done = match command {
         OperatorCommand::Migrate(args) => operator.migrate(args, out).await,
         OperatorCommand::Platform(cmd) => operator.platform(cmd, out).await,
         OperatorCommand::Tenant(cmd) => operator.tenant(cmd, out).await,
@@ -49,6 +55,48 @@ pub async fn run(config: Config, command: OperatorCommand, out: Terminal) -> any
         OperatorCommand::Cluster(cmd) => operator.cluster(cmd, out).await,
         OperatorCommand::Secrets(SecretsCommand::Reseal) => operator.reseal(out).await,
         OperatorCommand::Serve | OperatorCommand::Dev => unreachable!("they returned above"),
+    };
+    if let (Ok(()), Some(change)) = (&done, change) {
+        operator.record(change).await?;
+    }
+    done
+}
+
+/// What a command that changes the platform says in its audit trail
+/// (never a password or a database address); None for one that only reads.
+fn audited(command: &OperatorCommand) -> Option<Change> {
+    let tenant = |action: &str, slug: &str, detail: serde_json::Value| Some(Change::new(format!("tenant.{action}"), "tenant", slug).with(detail));
+    match command {
+        OperatorCommand::Tenant(cmd) => match cmd {
+            TenantCommand::Create { slug, owner_email, cluster, .. } => tenant("create", slug, json!({"owner_email": owner_email, "cluster": cluster})),
+            TenantCommand::Suspend { slug } => tenant("suspend", slug, json!({})),
+            TenantCommand::Resume { slug } => tenant("resume", slug, json!({})),
+            TenantCommand::Delete { slug, .. } => tenant("delete", slug, json!({})),
+            TenantCommand::Move { slug, to, abort } => tenant("move", slug, json!({"to": to, "abort": abort})),
+            TenantCommand::Domain(DomainCommand::Add { slug, domain }) => Some(Change::new("domain.add", "domain", domain).with(json!({"tenant": slug}))),
+            TenantCommand::Domain(DomainCommand::Verify { slug, domain }) => Some(Change::new("domain.verify", "domain", domain).with(json!({"tenant": slug}))),
+            TenantCommand::Domain(DomainCommand::Remove { slug, domain }) => Some(Change::new("domain.remove", "domain", domain).with(json!({"tenant": slug}))),
+            TenantCommand::Limits(LimitsCommand::Set { slug, limits }) => {
+                tenant("limits", slug, json!({"changes": limits.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()}))
+            }
+            TenantCommand::Limits(LimitsCommand::Unset { slug, names }) => tenant("limits", slug, json!({"unset": names})),
+            TenantCommand::Egress(EgressCommand::Allow(args)) => {
+                tenant("egress", &args.slug, json!({"action": "allow", "rules": args.rules, "removed": args.remove}))
+            }
+            TenantCommand::Egress(EgressCommand::Deny(args)) => {
+                tenant("egress", &args.slug, json!({"action": "deny", "rules": args.rules, "removed": args.remove}))
+            }
+            _ => None,
+        },
+        OperatorCommand::Cluster(ClusterCommand::Create { id, kind, partner, .. }) => {
+            Some(Change::new("cluster.create", "cluster", id).with(json!({"kind": kind, "partner": partner})))
+        }
+        OperatorCommand::Cluster(ClusterCommand::Drain { id }) => Some(Change::new("cluster.drain", "cluster", id)),
+        OperatorCommand::Cluster(ClusterCommand::Activate { id }) => Some(Change::new("cluster.activate", "cluster", id)),
+        OperatorCommand::Node(NodeCommand::Drain { id, .. }) => Some(Change::new("node.drain", "node", id.to_string())),
+        OperatorCommand::Platform(PlatformCommand::Init { email, .. }) => Some(Change::new("owner.create", "owner", email)),
+        OperatorCommand::Secrets(SecretsCommand::Reseal) => Some(Change::new("secrets.reseal", "secrets", "connections")),
+        _ => None,
     }
 }
 
@@ -69,6 +117,7 @@ struct Operator {
     pool: Pool,
     /// The platform migrations this run applied.
     applied: usize,
+    trail: Trail,
 }
 
 impl Operator {
@@ -79,7 +128,17 @@ impl Operator {
         let mut db = config.database.clone();
         db.pool_size = 2;
         let pool = build_pool(&db, &url)?;
-        Ok(Self { config, database_url: url, pool, applied })
+        // Signed with the nodes' key when this configuration has it.
+        let trail = match KeyRing::from_config(&config.secrets) {
+            Ok(keys) => Trail::new(Arc::new(keys)),
+            Err(_) => Trail::unsigned(),
+        };
+        Ok(Self { config, database_url: url, pool, applied, trail })
+    }
+
+    /// Record a change this command made in the platform's audit trail.
+    async fn record(&self, change: Change) -> anyhow::Result<()> {
+        self.trail.record_platform(&self.pool, &Actor::operator(), change).await.context("recording the change in the audit trail")
     }
 
     fn provisioner(&self) -> Provisioner {
@@ -196,11 +255,39 @@ impl Operator {
     }
 
     async fn platform(&self, cmd: PlatformCommand, out: Terminal) -> anyhow::Result<()> {
-        let PlatformCommand::Init { email, password } = cmd;
+        let (email, password) = match cmd {
+            PlatformCommand::Init { email, password } => (email, password),
+            PlatformCommand::VerifyAudit { tenant, json } => {
+                return self.verify_audit(tenant, json, out).await;
+            }
+        };
         let generated = password.is_none();
         let password = password.unwrap_or_else(tessera_server::dev::random_password);
         self.provisioner().init_platform(&email, password.clone()).await?;
         out.show(&Output::OwnerCreated { email, generated_password: generated.then_some(password) });
+        Ok(())
+    }
+
+    async fn verify_audit(&self, tenant: Option<String>, json: bool, out: Terminal) -> anyhow::Result<()> {
+        let keys = KeyRing::from_config(&self.config.secrets).context("verifying needs the nodes' secrets.key")?;
+        let trail = Trail::new(Arc::new(keys));
+        let verification = match tenant {
+            None => trail.verify(Scope::Platform(&self.pool)).await?,
+            Some(slug) => {
+                let tenant = self.provisioner().get(&slug).await?;
+                let lanes = Lanes::build(&DatabaseConfig { pool_size: 1, ..self.config.database.clone() }, &self.database_url)?;
+                trail.verify(Scope::Tenant(&TenantDb::new(lanes), &tenant)).await?
+            }
+        };
+        let value = serde_json::to_value(&verification)?;
+        if json {
+            out.json(&value)?;
+        } else {
+            out.show(&Output::AuditVerified(value));
+        }
+        if !verification.ok {
+            bail!("the audit trail's chain is broken");
+        }
         Ok(())
     }
 

@@ -12,9 +12,10 @@ use uuid::Uuid;
 
 use super::{api_keys, AuthError, AuthService, Role, PLATFORM_AUDIENCE};
 use crate::{
+    audit::{Actor, Change, Trail, Via},
     config::ProxyRange,
     database::DbError,
-    tenancy::{HostTarget, Tenant, TenantDb, TenantDirectory, TenantStatus},
+    tenancy::{HostTarget, Tenant, TenantDb, TenantDirectory, TenantStatus, TenantTx},
 };
 
 /// The client's address, for throttling. The peer, unless the peer is one
@@ -93,11 +94,41 @@ pub enum Principal {
     ApiKey { id: Uuid, name: String },
 }
 
+/// Where a request came from, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub address: Option<String>,
+    pub via: Via,
+    pub request_id: Option<String>,
+}
+
+impl Origin {
+    /// `via` from what the client says it is: the panel sends
+    /// `X-Tessera-Client: panel`, the CLI a `tessera-cli/` user agent.
+    /// Only a label: a client could claim either.
+    pub fn of(address: Option<String>, client: Option<&str>, user_agent: Option<&str>, request_id: Option<String>) -> Self {
+        let via = if client == Some("panel") {
+            Via::Panel
+        } else if user_agent.is_some_and(|ua| ua.starts_with("tessera-cli/")) {
+            Via::Cli
+        } else {
+            Via::Api
+        };
+        Origin { address, via, request_id }
+    }
+
+    fn actor(&self, kind: &'static str, id: String, name: String) -> Actor {
+        Actor { kind, id: Some(id), name, address: self.address.clone(), via: self.via, request_id: self.request_id.clone() }
+    }
+}
+
 /// An authenticated caller of a tenant's API.
 pub struct TenantCaller {
     pub tenant: Arc<Tenant>,
     pub principal: Principal,
     pub role: Role,
+    pub origin: Origin,
+    trail: Trail,
 }
 
 impl TenantCaller {
@@ -117,6 +148,23 @@ impl TenantCaller {
         }
     }
 
+    pub fn actor(&self) -> Actor {
+        match &self.principal {
+            Principal::User { id, email } => self.origin.actor("user", id.to_string(), email.clone()),
+            Principal::ApiKey { id, name } => self.origin.actor("api_key", id.to_string(), name.clone()),
+        }
+    }
+
+    /// Record `change` in the tenant's audit trail, inside the transaction
+    /// that makes it.
+    pub async fn record(&self, tx: &mut TenantTx, change: Change) -> Result<(), DbError> {
+        self.trail.record(tx, &self.actor(), change).await
+    }
+
+    pub fn trail(&self) -> &Trail {
+        &self.trail
+    }
+
     /// The caller of `credential` on the tenant `target` names: an API key
     /// of that tenant, or a token issued for it whose user still stands.
     pub async fn authenticate(
@@ -125,6 +173,7 @@ impl TenantCaller {
         auth: &AuthService,
         target: Option<HostTarget>,
         credential: Option<String>,
+        (origin, trail): (Origin, Trail),
     ) -> Result<Self, AuthError> {
         let tenant = TenantHost::resolve(directory, target).await?;
         let credential = credential.ok_or(AuthError::MissingCredentials)?;
@@ -143,7 +192,7 @@ impl TenantCaller {
             (Principal::User { id: claims.sub, email: claims.email }, role)
         };
         tracing::Span::current().record("user", tracing::field::display(principal_id(&principal)));
-        Ok(TenantCaller { tenant, principal, role })
+        Ok(TenantCaller { tenant, principal, role, origin, trail })
     }
 }
 
@@ -157,11 +206,22 @@ fn principal_id(p: &Principal) -> Uuid {
 pub struct PlatformCaller {
     pub owner_id: Uuid,
     pub email: String,
+    pub origin: Origin,
 }
 
 impl PlatformCaller {
+    pub fn actor(&self) -> Actor {
+        self.origin.actor("owner", self.owner_id.to_string(), self.email.clone())
+    }
+
     /// The platform owner of `credential`, on the platform host only.
-    pub async fn authenticate(pool: &Pool, auth: &AuthService, target: Option<HostTarget>, credential: Option<String>) -> Result<Self, AuthError> {
+    pub async fn authenticate(
+        pool: &Pool,
+        auth: &AuthService,
+        target: Option<HostTarget>,
+        credential: Option<String>,
+        origin: Origin,
+    ) -> Result<Self, AuthError> {
         if target != Some(HostTarget::Platform) {
             return Err(AuthError::WrongHost);
         }
@@ -176,7 +236,7 @@ impl PlatformCaller {
             return Err(AuthError::InvalidToken);
         }
         tracing::Span::current().record("user", tracing::field::display(claims.sub));
-        Ok(PlatformCaller { owner_id: claims.sub, email: claims.email })
+        Ok(PlatformCaller { owner_id: claims.sub, email: claims.email, origin })
     }
 }
 

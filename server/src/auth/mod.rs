@@ -13,7 +13,7 @@ mod roles;
 mod standing;
 mod token;
 
-pub use caller::{bearer_credential, client_address, PlatformCaller, Principal, TenantCaller, TenantHost};
+pub use caller::{bearer_credential, client_address, Origin, PlatformCaller, Principal, TenantCaller, TenantHost};
 pub use password::Passwords;
 pub use rate_limit::LoginLimiter;
 pub use roles::Role;

@@ -5,9 +5,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use uuid::Uuid;
+use serde_json::json;
 
 use super::{parse_id, ResourceError};
 use crate::{
+    audit::Change,
     auth::{api_keys, Role, TenantCaller},
     database::DbError,
     tenancy::TenantDb,
@@ -74,8 +76,11 @@ pub async fn create(db: &TenantDb, caller: &TenantCaller, new: NewApiKey) -> Res
             &[&Uuid::now_v7(), &name, &key.display_prefix, &key.digest, &new.role.as_str(), &caller.user_id()],
         )
         .await?;
+    let created = from_row(&row)?;
+    let detail = json!({"id": created.id, "role": new.role.as_str(), "prefix": key.display_prefix});
+    caller.record(&mut tx, Change::new("api_key.create", "api_key", &name).with(detail)).await?;
     tx.commit().await?;
-    Ok(CreatedApiKey { key: from_row(&row)?, secret: key.secret })
+    Ok(CreatedApiKey { key: created, secret: key.secret })
 }
 
 pub async fn list(db: &TenantDb, caller: &TenantCaller) -> Result<Vec<ApiKey>, ResourceError> {
@@ -96,6 +101,7 @@ pub async fn revoke(db: &TenantDb, caller: &TenantCaller, id: &str) -> Result<Ap
         .await?
         .ok_or(ResourceError::NotFound { kind: "api key", id: id.to_string() })?;
     let key = from_row(&row)?;
+    caller.record(&mut tx, Change::new("api_key.revoke", "api_key", &key.name).with(json!({"id": id}))).await?;
     tx.commit().await?;
     Ok(key)
 }

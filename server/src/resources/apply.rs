@@ -4,9 +4,11 @@
 
 use serde::Serialize;
 use tessera_runtime::definition::{parse_documents_against, Resource};
+use serde_json::json;
 
 use super::{changes::DefinitionChanges, connections, integrations, ResourceError};
 use crate::{
+    audit::Change,
     auth::{Role, TenantCaller},
     sealing::KeyRing,
     tenancy::TenantDb,
@@ -28,6 +30,23 @@ pub struct Applied {
     pub name: String,
     pub version: i32,
     pub result: Outcome,
+}
+
+impl Applied {
+    /// What the audit trail says of it: nothing when nothing changed.
+    fn audited(&self) -> Option<Change> {
+        let kind = match self.kind {
+            "Integration" => "integration",
+            _ => "connection",
+        };
+        let (action, before) = match self.result {
+            Outcome::Created => ("create", None),
+            Outcome::Updated => ("update", (kind == "integration").then(|| self.version - 1)),
+            Outcome::Unchanged => return None,
+        };
+        let detail = json!({"version": self.version, "previous_version": before});
+        Some(Change::new(format!("{kind}.{action}"), kind, &self.name).with(detail))
+    }
 }
 
 /// Store the changes, or only say what they would be.
@@ -66,6 +85,9 @@ pub async fn apply(
     if mode == Mode::DryRun {
         tx.rollback().await?;
         return Ok(applied);
+    }
+    for change in applied.iter().filter_map(Applied::audited) {
+        caller.record(&mut tx, change).await?;
     }
     changes.commit_integrations(tx, caller.tenant.id).await?;
     tracing::info!(resources = applied.len(), "definitions applied");

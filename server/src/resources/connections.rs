@@ -9,6 +9,7 @@ use serde::Serialize;
 use tessera_runtime::definition::{Connection, ConnectionKind, Name, Resource, StoredConnections};
 use tokio_postgres::Row;
 use uuid::Uuid;
+use serde_json::json;
 
 use super::{
     apply::{Applied, Outcome},
@@ -16,6 +17,7 @@ use super::{
     parse_name, ResourceError,
 };
 use crate::{
+    audit::Change,
     auth::{Role, TenantCaller},
     sealing::{KeyRing, Sealed},
     tenancy::{SchemaName, Tenant, TenantDb, TenantTx},
@@ -133,10 +135,12 @@ pub async fn delete(db: &TenantDb, changes: &DefinitionChanges, caller: &TenantC
     caller.require(Role::Editor)?;
     let name = parse_name(KIND, name)?;
     let mut tx = db.begin(&caller.tenant).await?;
-    let n = tx.execute("DELETE FROM @tenant.connections WHERE name = $1", &[&name.as_str()]).await?;
-    if n == 0 {
+    let deleted = tx.query_opt("DELETE FROM @tenant.connections WHERE name = $1 RETURNING kind", &[&name.as_str()]).await?;
+    let Some(deleted) = deleted else {
         return Err(not_found(name.as_str()));
-    }
+    };
+    let detail = json!({"kind": deleted.get::<_, String>(0)});
+    caller.record(&mut tx, Change::new("connection.delete", "connection", name.as_str()).with(detail)).await?;
     tx.commit().await?;
     changes.connections_changed(caller.tenant.id);
     Ok(())

@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use tessera_runtime::{Supervisor, WorkerCommand};
 use uuid::Uuid;
+use serde_json::json;
 
 use super::{
     executions::{self, Execution},
     parse_id, ResourceError,
 };
 use crate::{
+    audit::Change,
     engine::endings::Endings,
     auth::{Role, TenantCaller},
     tenancy::{TenantDb, TenantTx},
@@ -85,6 +87,7 @@ pub async fn cancel(db: &TenantDb, endings: &Endings, supervisor: &Supervisor, c
         _ => return Err(ControlError::Finished { id, state }),
     };
     tx.execute(sql, &[&id]).await?;
+    caller.record(&mut tx, Change::new("execution.cancel", "execution", id.to_string()).with(json!({"state": state}))).await?;
     tx.commit().await?;
     tracing::info!(execution_id = %id, was = %state, "cancel requested");
     // A queued one may sit in the worker, waiting for a slot: stop that too.
@@ -121,6 +124,7 @@ pub async fn retry(db: &TenantDb, supervisor: &Supervisor, caller: &TenantCaller
     let forgotten = tx.execute(RETRY_FORGETS, &[&id]).await?;
     tx.execute(REQUEUE, &[&id]).await?;
     crate::tenancy::work::mark(&mut tx, tenant.id).await?;
+    caller.record(&mut tx, Change::new("execution.retry", "execution", id.to_string()).with(json!({"steps_forgotten": forgotten}))).await?;
     tx.commit().await?;
     tracing::info!(execution_id = %id, forgotten, "failed execution queued again");
     let execution = executions::load(db, tenant, id).await?;

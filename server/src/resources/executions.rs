@@ -13,6 +13,7 @@ use uuid::Uuid;
 pub use super::execution_controls::IdempotencyKey;
 use super::{parse_id, parse_name, ResourceError};
 use crate::{
+    audit::Change,
     auth::{Role, TenantCaller},
     engine::endings::Endings,
     starts::{Intake, Run, Started},
@@ -132,7 +133,10 @@ pub(super) fn not_found(id: impl ToString) -> ResourceError {
 /// Start a run of integration `name`'s current version with `payload` as
 /// its trigger body (committed before the answer, then the tenant's worker
 /// is woken). A repeated `key` answers with the execution it started first.
+/// The run is recorded in the audit trail once its execution is stored
+/// (the intake commits starts in batches of many callers').
 pub async fn run(
+    db: &TenantDb,
     intake: &Intake,
     caller: &TenantCaller,
     name: &str,
@@ -143,7 +147,14 @@ pub async fn run(
     let integration = parse_name("integration", name)?;
     let trigger = json!({"kind": "manual", "body": payload.unwrap_or(Value::Null)});
     let key = key.map(|k| k.as_str().to_string());
-    Ok(intake.run(&caller.tenant, Run { integration, version: None, trigger, key }).await?)
+    let started = intake.run(&caller.tenant, Run { integration: integration.clone(), version: None, trigger, key }).await?;
+    if !started.replayed {
+        let mut tx = db.begin(&caller.tenant).await?;
+        let detail = json!({"integration": integration.as_str()});
+        caller.record(&mut tx, Change::new("execution.run", "execution", started.id.to_string()).with(detail)).await?;
+        tx.commit().await?;
+    }
+    Ok(started)
 }
 
 /// The execution once it is final, or as it is when `limit` runs out.

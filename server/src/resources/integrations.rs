@@ -9,6 +9,7 @@ use serde_json::Value;
 use tessera_runtime::definition::{Integration, Resource};
 use tokio_postgres::Row;
 use uuid::Uuid;
+use serde_json::json;
 
 use super::{
     apply::{Applied, Outcome},
@@ -16,6 +17,7 @@ use super::{
     parse_name, ResourceError,
 };
 use crate::{
+    audit::Change,
     auth::{Role, TenantCaller},
     tenancy::{TenantDb, TenantTx},
 };
@@ -163,6 +165,8 @@ pub async fn rollback(
     let enabled = definition["spec"]["enabled"].as_bool().unwrap_or(true);
     add_version(&mut tx, caller, name, current + 1, &definition, enabled).await?;
     let row = tx.query_one(CURRENT, &[&name]).await?;
+    let detail = json!({"version": current + 1, "previous_version": current, "restored_version": version});
+    caller.record(&mut tx, Change::new("integration.rollback", "integration", name).with(detail)).await?;
     changes.commit_integrations(tx, caller.tenant.id).await?;
     Ok(current_from_row(&row))
 }
@@ -172,10 +176,12 @@ pub async fn delete(db: &TenantDb, changes: &DefinitionChanges, caller: &TenantC
     caller.require(Role::Editor)?;
     let name = parse_name(KIND, name)?;
     let mut tx = db.begin(&caller.tenant).await?;
-    let n = tx.execute("DELETE FROM @tenant.integrations WHERE name = $1", &[&name.as_str()]).await?;
-    if n == 0 {
+    let deleted = tx.query_opt("DELETE FROM @tenant.integrations WHERE name = $1 RETURNING current_version", &[&name.as_str()]).await?;
+    let Some(deleted) = deleted else {
         return Err(not_found(name.as_str()));
-    }
+    };
+    let detail = json!({"previous_version": deleted.get::<_, i32>(0)});
+    caller.record(&mut tx, Change::new("integration.delete", "integration", name.as_str()).with(detail)).await?;
     changes.commit_integrations(tx, caller.tenant.id).await?;
     Ok(())
 }

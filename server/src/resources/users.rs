@@ -4,9 +4,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use uuid::Uuid;
+use serde_json::json;
 
 use super::{parse_id, ResourceError};
 use crate::{
+    audit::Change,
     auth::{announce_change, AuthService, Passwords, Role, TenantCaller},
     database::DbError,
     provisioning::normalize_email,
@@ -101,8 +103,11 @@ pub async fn create(db: &TenantDb, passwords: &Passwords, caller: &TenantCaller,
         )
         .await?
         .ok_or_else(|| ResourceError::Conflict { kind: "user", id: email.clone() })?;
+    let user = from_row(&row)?;
+    let detail = json!({"id": user.id, "role": new.role.as_str()});
+    caller.record(&mut tx, Change::new("user.create", "user", &email).with(detail)).await?;
     tx.commit().await?;
-    Ok(from_row(&row)?)
+    Ok(user)
 }
 
 /// Fail unless, after the change, the tenant still has an enabled owner.
@@ -162,6 +167,15 @@ pub async fn update(
     let user = from_row(&row)?;
     ensure_an_owner_remains(&mut tx).await?;
     announce_change(&mut tx, caller.tenant.id, id).await?;
+    // What changed, never the password itself.
+    let detail = json!({
+        "id": id,
+        "role": changes.role.map(Role::as_str),
+        "display_name": changes.display_name,
+        "disabled": changes.disabled,
+        "password_changed": hash.is_some(),
+    });
+    caller.record(&mut tx, Change::new("user.update", "user", &user.email).with(detail)).await?;
     tx.commit().await?;
     auth.standing.invalidate(caller.tenant.id, id);
     Ok(user)
@@ -175,7 +189,7 @@ pub async fn delete(db: &TenantDb, auth: &AuthService, caller: &TenantCaller, id
     let mut tx = db.begin(&caller.tenant).await?;
     tx.query("SELECT 1 FROM @tenant.users WHERE role = 'owner' FOR UPDATE", &[]).await?;
     let current = tx
-        .query_opt("DELETE FROM @tenant.users WHERE id = $1 RETURNING role", &[&id])
+        .query_opt("DELETE FROM @tenant.users WHERE id = $1 RETURNING role, email", &[&id])
         .await?
         .ok_or(ResourceError::NotFound { kind: "user", id: id.to_string() })?;
     if current.try_get::<_, Role>(0).map_err(DbError::from)? == Role::Owner {
@@ -183,6 +197,8 @@ pub async fn delete(db: &TenantDb, auth: &AuthService, caller: &TenantCaller, id
     }
     ensure_an_owner_remains(&mut tx).await?;
     announce_change(&mut tx, caller.tenant.id, id).await?;
+    let email: String = current.get(1);
+    caller.record(&mut tx, Change::new("user.delete", "user", email).with(json!({"id": id}))).await?;
     tx.commit().await?;
     auth.standing.invalidate(caller.tenant.id, id);
     Ok(id)

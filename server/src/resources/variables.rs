@@ -4,9 +4,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
+use serde_json::json;
 
 use super::ResourceError;
 use crate::{
+    audit::Change,
     auth::{Role, TenantCaller},
     tenancy::TenantDb,
 };
@@ -75,11 +77,15 @@ pub async fn put(db: &TenantDb, caller: &TenantCaller, name: &str, input: Variab
             &format!(
                 "INSERT INTO @tenant.variables (name, value, description, updated_by) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value, description = excluded.description, \
-                 updated_by = excluded.updated_by, updated_at = now() RETURNING {COLUMNS}"
+                 updated_by = excluded.updated_by, updated_at = now() RETURNING {COLUMNS}, xmax = 0"
             ),
             &[&name, &input.value, &input.description, &caller.user_id()],
         )
         .await?;
+    // Variables are configuration, not secrets, but their values are the
+    // tenant's: the trail says that one changed, not to what.
+    let created: bool = row.get(4);
+    caller.record(&mut tx, Change::new("variable.put", "variable", name).with(json!({"created": created}))).await?;
     tx.commit().await?;
     Ok(from_row(&row))
 }
@@ -92,6 +98,7 @@ pub async fn delete(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<
     if n == 0 {
         return Err(not_found(name));
     }
+    caller.record(&mut tx, Change::new("variable.delete", "variable", name)).await?;
     tx.commit().await?;
     Ok(())
 }

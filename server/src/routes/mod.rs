@@ -1,6 +1,7 @@
 //! Thin HTTP handlers: extract typed input, call one domain function, map
 //! the result. Business rules live in the domain modules.
 
+mod audit_export;
 mod auth;
 #[cfg(feature = "bench-routes")]
 mod bench;

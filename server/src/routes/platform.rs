@@ -4,7 +4,9 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::audit_export::ndjson;
 use crate::{
+    audit::{AuditFilter, Scope},
     auth::PlatformCaller,
     cluster,
     egress::{self, Action},
@@ -46,7 +48,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/platform/clusters/{id}/activate", web::post().to(clusters_activate))
         .route("/platform/node", web::get().to(node))
         .route("/platform/cluster", web::get().to(cluster))
-        .route("/platform/nodes/{id}/drain", web::post().to(drain));
+        .route("/platform/nodes/{id}/drain", web::post().to(drain))
+        .route("/platform/audit", web::get().to(audit_list))
+        .route("/platform/audit/export", web::get().to(audit_export))
+        .route("/platform/audit/verify", web::get().to(audit_verify));
 }
 
 #[derive(Deserialize)]
@@ -92,11 +97,11 @@ async fn list(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
     Ok(HttpResponse::Ok().json(json!({"items": state.provisioner.list().await?})))
 }
 
-async fn create(state: web::Data<AppState>, _caller: PlatformCaller, body: web::Json<CreateTenant>) -> Reply {
+async fn create(state: web::Data<AppState>, caller: PlatformCaller, body: web::Json<CreateTenant>) -> Reply {
     let b = body.into_inner();
     let created = state
         .platform
-        .create_tenant(NewTenant {
+        .create_tenant(&caller.actor(), NewTenant {
             slug: b.slug,
             name: b.name,
             owner_email: b.owner_email,
@@ -111,23 +116,23 @@ async fn get(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Pat
     Ok(HttpResponse::Ok().json(state.provisioner.get(&slug).await?))
 }
 
-async fn set_status(state: &AppState, slug: &str, status: TenantStatus) -> Reply {
-    let tenant = state.platform.set_status(slug, status).await?;
+async fn set_status(state: &AppState, caller: &PlatformCaller, slug: &str, status: TenantStatus) -> Reply {
+    let tenant = state.platform.set_status(&caller.actor(), slug, status).await?;
     Ok(HttpResponse::Ok().json(tenant))
 }
 
-async fn suspend(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>) -> Reply {
-    set_status(&state, &slug, TenantStatus::Suspended).await
+async fn suspend(state: web::Data<AppState>, caller: PlatformCaller, slug: web::Path<String>) -> Reply {
+    set_status(&state, &caller, &slug, TenantStatus::Suspended).await
 }
 
-async fn resume(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>) -> Reply {
-    set_status(&state, &slug, TenantStatus::Active).await
+async fn resume(state: web::Data<AppState>, caller: PlatformCaller, slug: web::Path<String>) -> Reply {
+    set_status(&state, &caller, &slug, TenantStatus::Active).await
 }
 
 /// `POST /api/platform/tenants/{slug}/move {"to": cluster}`: answered once
 /// the tenant is served by the target (or, having failed, still by the source).
-async fn move_tenant(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>, body: web::Json<MoveTenant>) -> Reply {
-    Ok(HttpResponse::Ok().json(state.platform.move_tenant(&slug, &body.to).await?))
+async fn move_tenant(state: web::Data<AppState>, caller: PlatformCaller, slug: web::Path<String>, body: web::Json<MoveTenant>) -> Reply {
+    Ok(HttpResponse::Ok().json(state.platform.move_tenant(&caller.actor(), &slug, &body.to).await?))
 }
 
 async fn domains_list(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>) -> Reply {
@@ -135,20 +140,20 @@ async fn domains_list(state: web::Data<AppState>, _caller: PlatformCaller, slug:
 }
 
 /// Answers the TXT record that proves the tenant controls the domain.
-async fn domains_add(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::Path<String>, body: web::Json<AddDomain>) -> Reply {
-    let added = domains::add(&state.platform.pool, &state.config.base_domain, &slug, &body.domain).await?;
+async fn domains_add(state: web::Data<AppState>, caller: PlatformCaller, slug: web::Path<String>, body: web::Json<AddDomain>) -> Reply {
+    let added = state.platform.add_domain(&caller.actor(), &state.config.base_domain, &slug, &body.domain).await?;
     Ok(HttpResponse::Created().json(added))
 }
 
-async fn domains_verify(state: web::Data<AppState>, _caller: PlatformCaller, path: web::Path<(String, String)>) -> Reply {
+async fn domains_verify(state: web::Data<AppState>, caller: PlatformCaller, path: web::Path<(String, String)>) -> Reply {
     let (slug, domain) = path.into_inner();
     let servers = &state.config.provisioning.dns_servers;
-    Ok(HttpResponse::Ok().json(domains::verify(&state.platform.pool, servers, &slug, &domain).await?))
+    Ok(HttpResponse::Ok().json(state.platform.verify_domain(&caller.actor(), servers, &slug, &domain).await?))
 }
 
-async fn domains_remove(state: web::Data<AppState>, _caller: PlatformCaller, path: web::Path<(String, String)>) -> Reply {
+async fn domains_remove(state: web::Data<AppState>, caller: PlatformCaller, path: web::Path<(String, String)>) -> Reply {
     let (slug, domain) = path.into_inner();
-    domains::remove(&state.platform.pool, &slug, &domain).await?;
+    state.platform.remove_domain(&caller.actor(), &slug, &domain).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -160,7 +165,7 @@ async fn delete(
     query: web::Query<DeleteQuery>,
 ) -> Reply {
     let confirm = query.into_inner().confirm.unwrap_or_default();
-    let deleted = state.platform.delete_tenant(&slug, &confirm, &caller.email).await?;
+    let deleted = state.platform.delete_tenant(&caller.actor(), &slug, &confirm).await?;
     Ok(HttpResponse::Ok().json(deleted))
 }
 
@@ -190,11 +195,11 @@ async fn limits(state: web::Data<AppState>, _caller: PlatformCaller, slug: web::
 /// every node without a restart.
 async fn set_limits(
     state: web::Data<AppState>,
-    _caller: PlatformCaller,
+    caller: PlatformCaller,
     slug: web::Path<String>,
     body: web::Json<serde_json::Map<String, serde_json::Value>>,
 ) -> Reply {
-    let view = state.platform.update_limits(&slug, &body).await?;
+    let view = state.platform.update_limits(&caller.actor(), &slug, &body).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -223,9 +228,9 @@ async fn cluster(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
 /// `POST /api/platform/nodes/{id}/drain`: from its next heartbeat the node
 /// starts no execution, hands each tenant over once its running executions
 /// finish, and takes no new ones.
-async fn drain(state: web::Data<AppState>, _caller: PlatformCaller, id: web::Path<String>) -> Reply {
+async fn drain(state: web::Data<AppState>, caller: PlatformCaller, id: web::Path<String>) -> Reply {
     let id = cluster::parse_node_id(&id)?;
-    state.cluster.drain(id).await?;
+    state.platform.drain_node(&caller.actor(), id).await?;
     Ok(HttpResponse::Accepted().json(state.cluster.status().await?))
 }
 
@@ -243,18 +248,18 @@ async fn egress_show(state: web::Data<AppState>, _caller: PlatformCaller, slug: 
 
 /// `POST /api/platform/tenants/{slug}/egress/{allow|deny}`: add rules;
 /// every node applies them at once (NOTIFY), no restart.
-async fn egress_add(state: web::Data<AppState>, _caller: PlatformCaller, path: web::Path<(String, String)>, body: web::Json<EgressRules>) -> Reply {
-    egress_change(&state, path.into_inner(), body.into_inner(), false).await
+async fn egress_add(state: web::Data<AppState>, caller: PlatformCaller, path: web::Path<(String, String)>, body: web::Json<EgressRules>) -> Reply {
+    egress_change(&state, &caller, path.into_inner(), body.into_inner(), false).await
 }
 
 /// `DELETE /api/platform/tenants/{slug}/egress/{allow|deny}`: remove rules.
-async fn egress_remove(state: web::Data<AppState>, _caller: PlatformCaller, path: web::Path<(String, String)>, body: web::Json<EgressRules>) -> Reply {
-    egress_change(&state, path.into_inner(), body.into_inner(), true).await
+async fn egress_remove(state: web::Data<AppState>, caller: PlatformCaller, path: web::Path<(String, String)>, body: web::Json<EgressRules>) -> Reply {
+    egress_change(&state, &caller, path.into_inner(), body.into_inner(), true).await
 }
 
-async fn egress_change(state: &AppState, (slug, action): (String, String), body: EgressRules, remove: bool) -> Reply {
+async fn egress_change(state: &AppState, caller: &PlatformCaller, (slug, action): (String, String), body: EgressRules, remove: bool) -> Reply {
     let action = Action::parse(&action)?;
-    state.platform.change_egress(&slug, action, &body.rules, remove).await?;
+    state.platform.change_egress(&caller.actor(), &slug, action, &body.rules, remove).await?;
     Ok(HttpResponse::Ok().json(egress::show(&state.pool, &state.config, &slug).await?))
 }
 
@@ -262,10 +267,10 @@ async fn clusters_list(state: web::Data<AppState>, _caller: PlatformCaller) -> R
     Ok(HttpResponse::Ok().json(json!({"items": clusters::list(&state.pool).await?})))
 }
 
-async fn clusters_create(state: web::Data<AppState>, _caller: PlatformCaller, body: web::Json<CreateCluster>) -> Reply {
+async fn clusters_create(state: web::Data<AppState>, caller: PlatformCaller, body: web::Json<CreateCluster>) -> Reply {
     let b = body.into_inner();
     let new = NewCluster { id: b.id, name: b.name, kind: b.kind, partner: b.partner, database_url: b.database_url, amqp_url: b.amqp_url };
-    Ok(HttpResponse::Created().json(clusters::create(&state.pool, new).await?))
+    Ok(HttpResponse::Created().json(state.platform.create_cluster(&caller.actor(), new).await?))
 }
 
 async fn clusters_show(state: web::Data<AppState>, _caller: PlatformCaller, id: web::Path<String>) -> Reply {
@@ -273,10 +278,25 @@ async fn clusters_show(state: web::Data<AppState>, _caller: PlatformCaller, id: 
     Ok(HttpResponse::Ok().json(clusters::show(&state.pool, &id, timeout).await?))
 }
 
-async fn clusters_drain(state: web::Data<AppState>, _caller: PlatformCaller, id: web::Path<String>) -> Reply {
-    Ok(HttpResponse::Ok().json(clusters::set_state(&state.pool, &id, true).await?))
+async fn clusters_drain(state: web::Data<AppState>, caller: PlatformCaller, id: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(state.platform.set_cluster_state(&caller.actor(), &id, true).await?))
 }
 
-async fn clusters_activate(state: web::Data<AppState>, _caller: PlatformCaller, id: web::Path<String>) -> Reply {
-    Ok(HttpResponse::Ok().json(clusters::set_state(&state.pool, &id, false).await?))
+async fn clusters_activate(state: web::Data<AppState>, caller: PlatformCaller, id: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(state.platform.set_cluster_state(&caller.actor(), &id, false).await?))
+}
+
+/// `GET /api/platform/audit`: the platform's audit trail, newest first.
+async fn audit_list(state: web::Data<AppState>, _caller: PlatformCaller, filter: web::Query<AuditFilter>) -> Reply {
+    Ok(HttpResponse::Ok().json(state.audit.list(Scope::Platform(&state.pool), &filter).await?))
+}
+
+/// `GET /api/platform/audit/export`: every matching record, oldest first, one JSON per line.
+async fn audit_export(state: web::Data<AppState>, _caller: PlatformCaller, filter: web::Query<AuditFilter>) -> Reply {
+    Ok(ndjson(&state.audit.export(Scope::Platform(&state.pool), filter.into_inner()).await?, "platform"))
+}
+
+/// `GET /api/platform/audit/verify`: walk the platform's chain.
+async fn audit_verify(state: web::Data<AppState>, _caller: PlatformCaller) -> Reply {
+    Ok(HttpResponse::Ok().json(state.audit.verify(Scope::Platform(&state.pool)).await?))
 }

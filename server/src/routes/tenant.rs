@@ -4,11 +4,12 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{definition_body::DefinitionText, idempotency::IdempotencyHeader, trigger_body::TriggerBody};
+use super::{audit_export::ndjson, definition_body::DefinitionText, idempotency::IdempotencyHeader, trigger_body::TriggerBody};
 use crate::{
+    audit::AuditFilter,
     auth::TenantCaller,
     error::ApiError,
-    resources::{api_keys, apply, connection_test, connections, execution_controls, executions, integrations, stats, users, variables},
+    resources::{api_keys, apply, audit, connection_test, connections, execution_controls, executions, integrations, stats, users, variables},
     state::AppState,
 };
 
@@ -44,7 +45,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/connections", web::get().to(list_connections))
         .route("/connections/{name}", web::get().to(get_connection))
         .route("/connections/{name}", web::delete().to(delete_connection))
-        .route("/connections/{name}/test", web::post().to(test_connection));
+        .route("/connections/{name}/test", web::post().to(test_connection))
+        .route("/audit", web::get().to(list_audit))
+        .route("/audit/export", web::get().to(export_audit))
+        .route("/audit/verify", web::get().to(verify_audit));
 }
 
 /// `GET /api/me`: the caller's tenant, identity and role.
@@ -211,7 +215,7 @@ async fn run_integration(
     key: IdempotencyHeader,
     body: TriggerBody,
 ) -> Reply {
-    let started = executions::run(&state.intake, &caller, &name, body.0, key.0.as_ref()).await?;
+    let started = executions::run(&state.tenant_db, &state.intake, &caller, &name, body.0, key.0.as_ref()).await?;
     let replayed = started.replayed;
     if !query.wait {
         let mut answer = HttpResponse::Accepted();
@@ -259,4 +263,19 @@ async fn delete_connection(state: web::Data<AppState>, caller: TenantCaller, nam
 async fn test_connection(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
     let result = connection_test::test(&state.tenant_db, &state.sealing, &state.egress, &caller, &name).await?;
     Ok(HttpResponse::Ok().json(result))
+}
+
+/// `GET /api/audit`: the tenant's audit trail, newest first, filtered and paged.
+async fn list_audit(state: web::Data<AppState>, caller: TenantCaller, filter: web::Query<AuditFilter>) -> Reply {
+    Ok(HttpResponse::Ok().json(audit::list(&state.tenant_db, &caller, &filter).await?))
+}
+
+/// `GET /api/audit/export`: every matching record, oldest first, one JSON per line.
+async fn export_audit(state: web::Data<AppState>, caller: TenantCaller, filter: web::Query<AuditFilter>) -> Reply {
+    Ok(ndjson(&audit::export(&state.tenant_db, &caller, filter.into_inner()).await?, caller.tenant.slug.as_str()))
+}
+
+/// `GET /api/audit/verify`: walk the chain and say whether it is intact.
+async fn verify_audit(state: web::Data<AppState>, caller: TenantCaller) -> Reply {
+    Ok(HttpResponse::Ok().json(audit::verify(&state.tenant_db, &caller).await?))
 }

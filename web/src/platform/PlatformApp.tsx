@@ -6,6 +6,7 @@ import { NotFound } from '../components/NotFound';
 import { TenantsPage } from './Tenants';
 import { TenantDetail } from './TenantDetail';
 import { ClusterPage } from './Cluster';
+import { PlatformAuditPage } from './Audit';
 
 export function PlatformApp() {
   const { email } = useAuth();
@@ -24,6 +25,7 @@ export function PlatformApp() {
               nav={[
                 { to: '/', label: 'Tenants', end: true },
                 { to: '/cluster', label: 'Cluster' },
+                { to: '/audit', label: 'Audit' },
               ]}
               who={<span>{email}</span>}
             />
@@ -33,6 +35,7 @@ export function PlatformApp() {
         <Route index element={<TenantsPage />} />
         <Route path="tenants/:slug" element={<TenantDetail />} />
         <Route path="cluster" element={<ClusterPage />} />
+        <Route path="audit" element={<PlatformAuditPage />} />
         <Route path="*" element={<NotFound />} />
       </Route>
     </Routes>

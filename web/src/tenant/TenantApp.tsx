@@ -13,6 +13,7 @@ import { ConnectionsPage } from './Connections';
 import { VariablesPage } from './Variables';
 import { UsersPage } from './Users';
 import { ApiKeysPage } from './ApiKeys';
+import { AuditPage } from './Audit';
 import { NotFound } from '../components/NotFound';
 
 const EditorPage = lazy(() => import('../editor/EditorPage'));
@@ -30,6 +31,7 @@ export function TenantApp({ slug }: { slug: string }) {
       ? [
           { to: '/users', label: 'Users' },
           { to: '/api-keys', label: 'API keys' },
+          { to: '/audit', label: 'Audit' },
         ]
       : []),
   ];
@@ -73,6 +75,7 @@ export function TenantApp({ slug }: { slug: string }) {
         <Route path="variables" element={<VariablesPage />} />
         <Route path="users" element={<UsersPage />} />
         <Route path="api-keys" element={<ApiKeysPage />} />
+        <Route path="audit" element={<AuditPage />} />
         <Route path="*" element={<NotFound />} />
       </Route>
     </Routes>

@@ -240,6 +240,26 @@ impl ApiClient {
         self.body(response).await
     }
 
+    /// `GET /api/audit[/verify]?...`: a page of records, or the chain's check.
+    pub async fn audit(&self, path: &[&str], pairs: &[(&str, String)]) -> Result<Value, CallError> {
+        let response = self.audit_call(path, pairs).await?;
+        self.body(response).await
+    }
+
+    /// `GET /api/audit/export?...`: JSON lines, as the server wrote them.
+    pub async fn audit_export(&self, pairs: &[(&str, String)]) -> Result<String, CallError> {
+        let response = self.audit_call(&["audit", "export"], pairs).await?;
+        response.text().await.map_err(|e| CallError::Protocol { server: self.server().to_string(), reason: innermost(&e) })
+    }
+
+    async fn audit_call(&self, path: &[&str], pairs: &[(&str, String)]) -> Result<Response, CallError> {
+        let mut url = self.url(path);
+        if !pairs.is_empty() {
+            url.query_pairs_mut().extend_pairs(pairs);
+        }
+        self.send(self.authorised_url(Method::GET, url)).await
+    }
+
     async fn get_json(&self, segments: &[&str]) -> Result<Value, CallError> {
         let response = self.send(self.authorised(Method::GET, segments)).await?;
         self.body(response).await

@@ -15,7 +15,7 @@ use super::{
     source, ApiClient, CallError, Credential, ExecutionFilter, Profile, ProfileFile,
 };
 use crate::{
-    args::{ApplyArgs, ClientCommand, DeleteArgs, ExecutionArgs, GetArgs, GetKind, LoginArgs, LogsArgs, OutputFormat, ProfileArgs, ResourceKind, RollbackArgs, RunArgs, ServerArgs},
+    args::{ApplyArgs, AuditCommand, ClientCommand, DeleteArgs, ExecutionArgs, GetArgs, GetKind, LoginArgs, LogsArgs, OutputFormat, ProfileArgs, ResourceKind, RollbackArgs, RunArgs, ServerArgs},
     render::{client::Output, Terminal},
 };
 
@@ -32,6 +32,7 @@ pub async fn run(command: ClientCommand, out: Terminal) -> anyhow::Result<()> {
         ClientCommand::Logs(args) => logs(args, out).await,
         ClientCommand::Cancel(args) => cancel(args, out).await,
         ClientCommand::Retry(args) => retry(args, out).await,
+        ClientCommand::Audit(cmd) => audit(cmd, out).await,
     }
 }
 
@@ -289,4 +290,33 @@ fn show_new_steps(execution: &serde_json::Value, shown: &mut HashSet<(String, i6
             out.show(&Output::Step(step.clone()));
         }
     }
+}
+
+/// `audit list|export|verify`: the tenant's audit trail. `verify` fails
+/// (exit 1) when the chain is broken.
+async fn audit(cmd: AuditCommand, out: Terminal) -> anyhow::Result<()> {
+    match cmd {
+        AuditCommand::List(args) => {
+            let client = api_client(args.filter.target.clone())?;
+            let mut pairs = args.filter.pairs();
+            pairs.push(("limit", args.limit.to_string()));
+            let answer = client.audit(&["audit"], &pairs).await?;
+            match args.output {
+                OutputFormat::Json => out.json(&answer)?,
+                OutputFormat::Table => out.show(&Output::Audit(answer)),
+            }
+        }
+        AuditCommand::Export(filter) => {
+            let client = api_client(filter.target.clone())?;
+            out.show(&Output::Raw(client.audit_export(&filter.pairs()).await?));
+        }
+        AuditCommand::Verify { target } => {
+            let answer = api_client(target)?.audit(&["audit", "verify"], &[]).await?;
+            out.show(&Output::AuditVerified(answer.clone()));
+            if answer["ok"] != serde_json::Value::Bool(true) {
+                bail!("the audit trail's chain is broken");
+            }
+        }
+    }
+    Ok(())
 }

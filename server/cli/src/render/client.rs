@@ -32,6 +32,12 @@ pub enum Output {
     Finished { state: String, result: Value },
     Step(Value),
     Outcome(Value),
+    /// A page of audit records (`GET /api/audit`).
+    Audit(Value),
+    /// What `GET /api/audit/verify` found.
+    AuditVerified(Value),
+    /// Text passed through as the server wrote it (an export).
+    Raw(String),
 }
 
 impl Render for Output {
@@ -55,6 +61,9 @@ impl Render for Output {
             Output::Finished { state, result } => format!("{state}\n{result:#}"),
             Output::Step(s) => step(s),
             Output::Outcome(execution) => outcome(execution),
+            Output::Audit(answer) => audit(answer),
+            Output::AuditVerified(answer) => audit_verified(answer),
+            Output::Raw(text) => text.trim_end().to_string(),
         }
     }
 
@@ -103,6 +112,30 @@ pub fn versions(answer: &Value) -> String {
         .map(|v| vec![text(&v["version"]), timestamp(&v["created_at"]), text(&v["created_by"])])
         .collect();
     table(&["VERSION", "CREATED", "CREATED BY"], rows)
+}
+
+/// A table of audit records, newest first.
+pub fn audit(answer: &Value) -> String {
+    let rows = items(answer)
+        .iter()
+        .map(|r| {
+            let actor = format!("{} ({})", text(&r["actor_name"]), text(&r["actor_kind"]));
+            let resource = format!("{}/{}", text(&r["resource_kind"]), text(&r["resource_name"]));
+            vec![text(&r["seq"]), timestamp(&r["at"]), actor, text(&r["via"]), text(&r["action"]), resource]
+        })
+        .collect();
+    table(&["SEQ", "AT", "ACTOR", "VIA", "ACTION", "RESOURCE"], rows)
+}
+
+/// `chain intact: 12 records (head 12, 3f9a...)`, or every problem found.
+pub fn audit_verified(answer: &Value) -> String {
+    let head = format!("head {}, {}", answer["head_seq"], text(&answer["head_mac"]));
+    if answer["ok"] == Value::Bool(true) {
+        return format!("chain intact: {} records ({head})", answer["records"]);
+    }
+    let problems = answer["problems"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let lines: Vec<String> = problems.iter().map(|p| format!("record {}: {}", p["seq"], text(&p["problem"]))).collect();
+    format!("chain broken ({} records, {head}):\n{}", answer["records"], lines.join("\n"))
 }
 
 /// A table of executions (`GET /api/executions`).

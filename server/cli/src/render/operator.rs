@@ -26,6 +26,8 @@ use super::{Render, Stream};
 /// One result (or problem, or progress line) of an operator command.
 #[derive(Debug)]
 pub enum Output {
+    /// What `platform verify-audit` found.
+    AuditVerified(serde_json::Value),
     PlatformMigrated { applied: usize },
     TenantsMigrating(MigrateProgress),
     TenantMigrationFailed { schema: String, error: String },
@@ -77,6 +79,7 @@ impl Render for Output {
             Output::ClusterDetail(detail) => cluster_detail(detail),
             Output::ClusterState(c) if c.state == "draining" => format!("cluster {} is draining: it takes no new tenant", c.id),
             Output::ClusterState(c) => format!("cluster {} is active", c.id),
+            Output::AuditVerified(answer) => super::client::audit_verified(answer),
             Output::Resealed { tenant, connections } => format!("{tenant}: {connections} connection(s) re-sealed"),
             Output::AllResealed { connections, tenants, key } => format!("{connections} connection(s) in {tenants} tenant(s) now sealed with key {key}"),
             Output::OwnerCreated { email, generated_password } => {
