@@ -183,6 +183,15 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// An EnvFilter directive, e.g. `info,tessera_server=debug`.
     pub level: String,
+    /// Export traces (requests, executions, steps) over OTLP/HTTP to this
+    /// collector URL, e.g. `http://collector:4318/v1/traces`. Off when unset:
+    /// nothing leaves the node unless configured.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of the exported spans.
+    pub otlp_service_name: String,
+    /// The share of traces exported, 0.0 to 1.0 (a busy node runs thousands
+    /// of executions a second).
+    pub otlp_sample_ratio: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,7 +407,13 @@ impl Default for HttpConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Pretty, level: "info,refinery_core=warn,tokio_postgres=warn".into() }
+        Self {
+            format: LogFormat::Pretty,
+            level: "info,refinery_core=warn,tokio_postgres=warn".into(),
+            otlp_endpoint: None,
+            otlp_service_name: "tessera".into(),
+            otlp_sample_ratio: 1.0,
+        }
     }
 }
 
@@ -515,6 +530,13 @@ impl Config {
         if self.provisioning.migrate_parallelism == 0 {
             return Err(ConfigError::Invalid("provisioning.migrate_parallelism must be at least 1".into()));
         }
+        let log = &self.log;
+        if log.otlp_endpoint.as_deref().is_some_and(|url| !(url.starts_with("http://") || url.starts_with("https://"))) {
+            return Err(ConfigError::Invalid("log.otlp_endpoint must be an http:// or https:// URL (OTLP over HTTP)".into()));
+        }
+        if !(0.0..=1.0).contains(&log.otlp_sample_ratio) {
+            return Err(ConfigError::Invalid("log.otlp_sample_ratio must be between 0.0 and 1.0".into()));
+        }
         Ok(())
     }
 
@@ -620,6 +642,19 @@ mod tests {
     fn trusted_proxies_are_read_as_a_list_from_the_environment() {
         let config = Config::load_with_env(None, env(&[("TESSERA_AUTH__TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7")])).map_err(|e| e.to_string()).unwrap();
         assert_eq!(config.auth.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn trace_export_is_off_by_default_and_its_settings_are_checked() {
+        let config = Config::load_with_env(None, env(&[])).map_err(|e| e.to_string()).unwrap();
+        assert!(config.log.otlp_endpoint.is_none());
+        let on = env(&[("TESSERA_LOG__OTLP_ENDPOINT", "http://collector:4318/v1/traces"), ("TESSERA_LOG__OTLP_SAMPLE_RATIO", "0.25")]);
+        let config = Config::load_with_env(None, on).map_err(|e| e.to_string()).unwrap();
+        assert_eq!((config.log.otlp_endpoint.as_deref(), config.log.otlp_sample_ratio), (Some("http://collector:4318/v1/traces"), 0.25));
+        for bad in [("TESSERA_LOG__OTLP_ENDPOINT", "collector:4317"), ("TESSERA_LOG__OTLP_SAMPLE_RATIO", "2")] {
+            let refused = Config::load_with_env(None, env(&[bad])).map_err(|e| e.to_string()).unwrap_err();
+            assert!(refused.contains("log.otlp_"), "{refused}");
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Drop for TempDir {
 
 /// `tessera` with a clean environment: none of the caller's TESSERA_*
 /// variables, only the ones given.
-fn tessera(env: &[(&str, String)]) -> Command {
+pub(crate) fn tessera(env: &[(&str, String)]) -> Command {
     let mut command = Command::new(tessera_bin());
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("TESSERA_") {

@@ -41,5 +41,6 @@ mod rotation;
 mod smoke;
 mod triggers;
 mod steps_io;
+mod traces;
 mod webhooks;
 mod work;

@@ -12,8 +12,10 @@ use tessera_tests::{error_code, eventually, migration_history, spawn_app, TestAp
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Every table of a fully migrated tenant schema, by name.
-const TENANT_TABLES: [&str; 11] = [
+const TENANT_TABLES: [&str; 13] = [
     "api_keys",
+    "audit_chain",
+    "audit_records",
     "connections",
     "execution_steps",
     "executions",

@@ -105,6 +105,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     tracing::info!(port = app.port(), "serving");
     app.run_until_signalled().await?;
+    telemetry::flush();
     Ok(())
 }
 
