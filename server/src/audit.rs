@@ -92,7 +92,7 @@ impl Change {
 }
 
 /// One stored record, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Record {
     pub seq: i64,
     pub at: DateTime<Utc>,
@@ -370,7 +370,7 @@ pub const MAX_PAGE: i64 = 1000;
 pub const MAX_EXPORT: usize = 100_000;
 
 /// What `verify` found.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Verification {
     pub ok: bool,
     pub records: i64,
@@ -380,7 +380,7 @@ pub struct Verification {
     pub problems: Vec<Problem>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     pub seq: i64,
     pub problem: String,
@@ -395,7 +395,8 @@ impl Verification {
 }
 
 /// Filters of a listing; every one given must match.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditFilter {
     /// The actor's name (email, key or owner name) or id.
@@ -446,7 +447,7 @@ impl AuditFilter {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub items: Vec<Record>,
     /// Pass as `before` for the next (older) page; absent on the last.

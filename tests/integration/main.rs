@@ -30,6 +30,7 @@ mod loadbalancer;
 mod limits;
 mod migrations;
 mod moves;
+mod openapi;
 mod noisy;
 mod onprem;
 mod operations;

@@ -7,7 +7,7 @@ use tokio_postgres::types::{FromSql, Type};
 /// viewer < editor < admin < owner. Viewers read; editors change the
 /// tenant's resources; admins also manage users and API keys; owners also
 /// manage other owners.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,

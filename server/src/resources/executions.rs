@@ -88,7 +88,8 @@ pub struct ExecutionPage {
 }
 
 /// `GET /api/executions` filters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionFilter {
     pub integration: Option<String>,

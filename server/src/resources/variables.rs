@@ -13,7 +13,7 @@ use crate::{
     tenancy::TenantDb,
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Variable {
     pub name: String,
     pub value: serde_json::Value,
@@ -21,7 +21,7 @@ pub struct Variable {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariableInput {
     pub value: serde_json::Value,

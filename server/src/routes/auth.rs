@@ -8,7 +8,7 @@ use crate::{
     tenancy::HostTarget,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     email: String,
@@ -17,6 +17,15 @@ pub struct Login {
 
 /// `POST /api/auth/login`: a tenant token on a tenant host, a platform token
 /// on the platform host.
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    tag = "auth",
+    summary = "Sign in: a tenant token on a tenant host, a platform token on the platform host",
+    request_body = Login,
+    responses((status = 200, description = "`{token, expires_in}`", body = Object)),
+    security(())
+)]
 pub async fn login(req: HttpRequest, state: web::Data<AppState>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
     let Login { email, password } = body.into_inner();
     let address = client_address(&req, &state.config.auth.trusted_proxies);
@@ -36,6 +45,14 @@ pub async fn login(req: HttpRequest, state: web::Data<AppState>, body: web::Json
 /// whether it is a tenant's or the platform console without guessing from
 /// the name: `{"kind": "tenant", "tenant": "acme"}` (a tenant that exists)
 /// or `{"kind": "platform"}`. It tells nothing the `Host` header does not.
+#[utoipa::path(
+    get,
+    path = "/api/host",
+    tag = "auth",
+    summary = "What this host serves: a tenant or the platform",
+    responses((status = 200, description = "`{kind, tenant}`", body = Object)),
+    security(())
+)]
 pub async fn host(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let target = req.extensions().get::<HostTarget>().cloned();
     Ok(match target {

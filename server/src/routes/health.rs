@@ -6,11 +6,27 @@ use serde_json::json;
 use crate::{provisioning::migrate, state::AppState};
 
 /// The process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "The process is up",
+    responses((status = 200, description = "up", body = Object)),
+    security(())
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// The node can serve: the database answers and every schema is migrated.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "The database is reachable and every schema migrated",
+    responses((status = 200, description = "ready", body = Object), (status = 503, description = "not ready", body = Object)),
+    security(())
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let checks = async {
         let client = state.pool.get().await?;

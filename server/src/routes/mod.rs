@@ -11,6 +11,7 @@ mod extract;
 mod health;
 mod idempotency;
 pub mod metrics;
+mod openapi;
 mod panics;
 pub mod panel;
 mod platform;
@@ -38,6 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
                 .route("/{file:.*}", web::get().to(panel::asset))
                 .route("/{file:.*}", web::head().to(panel::asset)),
         )
+        // Before the `/api` scope, which would answer these paths 404.
+        .configure(openapi::configure)
         .service(
             web::scope("/api")
                 .route("/auth/login", web::post().to(auth::login))

@@ -15,6 +15,16 @@ use crate::{
     state::AppState,
 };
 
+#[utoipa::path(
+    post,
+    path = "/hooks/{integration}",
+    tag = "webhooks",
+    summary = "An integration's webhook trigger; auth as the trigger says",
+    params(("integration" = String, Path, description = "the integration")),
+    request_body(content((Object = "application/json"), (String = "text/plain")), description = "the payload"),
+    responses((status = 202, description = "committed: `{id, state}`", body = Object), (status = 200, description = "a synchronous trigger's output", body = Object)),
+    security(())
+)]
 pub async fn receive(
     state: web::Data<AppState>,
     host: TenantHost,
