@@ -703,6 +703,63 @@ test("the console's audit trail lists the tenant created from it", async () => {
   }
 });
 
+test("a custom domain is added on a tenant's page, fails verification without its TXT record, and is removed", async () => {
+  const domain = `integrations.${randomLetters(8)}.test`;
+  const record = `_tessera-challenge.${domain}`;
+  const list = async () => (await ok(request('localhost', 'GET', `/api/platform/tenants/${B.slug}/domains`, { token: platformToken }), "list B's domains")).items;
+  const { context, page } = await openSignedIn('localhost', `/tenants/${B.slug}`, OWNER_EMAIL, OWNER_PASSWORD);
+  try {
+    await page.getByRole('heading', { name: 'Custom domains' }).waitFor();
+    const section = page.getByRole('region', { name: 'Custom domains' });
+    const input = section.getByLabel('Domain', { exact: true });
+    // Not a domain: the server's error, and nothing is stored.
+    await input.fill('not a domain');
+    await section.getByRole('button', { name: 'Add domain', exact: true }).click();
+    const refused = section.getByRole('alert').filter({ hasText: 'invalid_domain' });
+    await refused.waitFor();
+    assert.match(await refused.textContent(), /is not a domain a tenant can bring/);
+    assert.deepEqual(await list(), []);
+
+    // Added: pending, with the TXT record to publish shown as the server gave it.
+    await input.fill(domain);
+    await section.getByRole('button', { name: 'Add domain', exact: true }).click();
+    const table = section.getByRole('table', { name: 'Custom domains' });
+    const row = table.getByTestId(`domain-${domain}`);
+    await row.getByText('Pending verification').waitFor();
+    const stored = (await list()).find((d) => d.domain === domain);
+    assert.ok(stored && !stored.verified && stored.verified_at === null, JSON.stringify(stored));
+    assert.equal(stored.verification.name, record);
+    await row.getByText(stored.verification.name, { exact: true }).waitFor();
+    await row.getByText(stored.verification.value, { exact: true }).waitFor();
+    await section.getByRole('status').filter({ hasText: `Publish TXT record ${record} = ${stored.verification.value}` }).waitFor();
+    assert.equal(await section.getByRole('alert').count(), 0, 'the earlier error is gone');
+    await shot(page, 'platform-domains');
+
+    // Nobody published the record (with provisioning.dns_servers unset the
+    // node asks the system's resolver: no such name, or no answer at all),
+    // so verifying fails, says why next to the domain, and it stays pending.
+    await row.getByRole('button', { name: `Verify ${domain}`, exact: true }).click();
+    const failure = row.getByRole('alert');
+    await failure.waitFor({ timeout: 60_000 });
+    const why = await failure.textContent();
+    console.log(`# verifying ${domain} without its TXT record: ${why}`);
+    assert.match(why, /no TXT record .* was found|DNS lookup failed/);
+    await row.getByText('Pending verification').waitFor();
+    assert.equal(await row.getByText('Verified', { exact: true }).count(), 0);
+    assert.equal((await list()).find((d) => d.domain === domain)?.verified, false);
+
+    // Removed, after a confirmation.
+    await row.getByRole('button', { name: `Remove ${domain}`, exact: true }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Remove domain' }).click();
+    await row.waitFor({ state: 'detached' });
+    await section.getByText('No custom domains.').waitFor();
+    assert.equal(await section.getByRole('status').filter({ hasText: record }).count(), 0, 'the TXT record to publish is no longer shown');
+    assert.deepEqual(await list(), []);
+  } finally {
+    await context.close();
+  }
+});
+
 test('no page broke the Content-Security-Policy or threw', () => {
   assert.deepEqual(cspViolations, []);
   assert.deepEqual(pageErrors, []);

@@ -2,7 +2,7 @@ import { useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, formatTime } from '../api';
-import { ErrorBox, Loading, TableHead, useDocumentTitle } from '../components/common';
+import { ConfirmDialog, ErrorBox, Loading, TableHead, useDocumentTitle } from '../components/common';
 import { TenantActions, type Tenant } from './Tenants';
 
 interface Limits {
@@ -177,6 +177,160 @@ function ExecutionsPerDay({ slug }: { slug: string }) {
   );
 }
 
+/** The DNS record that proves a tenant controls a domain (`Challenge` on the server). */
+interface DomainChallenge {
+  record_type: string;
+  name: string;
+  value: string;
+}
+
+/** A tenant's custom domain (`GET /api/platform/tenants/{slug}/domains`). */
+interface TenantDomain {
+  domain: string;
+  verified: boolean;
+  verified_at: string | null;
+  created_at: string;
+  verification: DomainChallenge;
+}
+
+function ChallengeRecord({ c }: { c: DomainChallenge }) {
+  return (
+    <span className="small">
+      {c.record_type} <code>{c.name}</code> = <code>{c.value}</code>
+    </span>
+  );
+}
+
+function DomainRow({ slug, d, onVerified, onRemove }: { slug: string; d: TenantDomain; onVerified(): void; onRemove(): void }) {
+  const qc = useQueryClient();
+  const verify = useMutation({
+    mutationFn: () => api<TenantDomain>(`/api/platform/tenants/${slug}/domains/${encodeURIComponent(d.domain)}/verify`, { method: 'POST' }),
+    onSuccess: () => {
+      onVerified();
+      qc.invalidateQueries({ queryKey: ['platform', 'tenant', slug, 'domains'] });
+    },
+  });
+  return (
+    <tr data-testid={`domain-${d.domain}`}>
+      <th scope="row">{d.domain}</th>
+      <td>
+        {d.verified ? (
+          <>
+            <span className="badge state-succeeded">Verified</span> <span className="muted small">since {formatTime(d.verified_at)}</span>
+          </>
+        ) : (
+          <span className="badge state-queued">Pending verification</span>
+        )}
+      </td>
+      <td>
+        <ChallengeRecord c={d.verification} />
+      </td>
+      <td>{formatTime(d.created_at)}</td>
+      <td>
+        <span className="row-actions">
+          {d.verified ? null : (
+            <button type="button" onClick={() => verify.mutate()} disabled={verify.isPending} aria-label={`Verify ${d.domain}`}>
+              {verify.isPending ? 'Verifying…' : 'Verify'}
+            </button>
+          )}
+          <button type="button" className="danger" onClick={onRemove} aria-label={`Remove ${d.domain}`}>
+            Remove
+          </button>
+          {verify.error ? (
+            <span className="bad small" role="alert">
+              {(verify.error as Error).message}
+            </span>
+          ) : null}
+        </span>
+      </td>
+    </tr>
+  );
+}
+
+/** The domains the tenant brings (`integrations.acme.com`), each routed once its TXT record is found. */
+function CustomDomains({ slug }: { slug: string }) {
+  const qc = useQueryClient();
+  const key = ['platform', 'tenant', slug, 'domains'];
+  const q = useQuery({ queryKey: key, queryFn: () => api<{ items: TenantDomain[] }>(`/api/platform/tenants/${slug}/domains`) });
+  const [domain, setDomain] = useState('');
+  const [added, setAdded] = useState<TenantDomain | null>(null);
+  const [removing, setRemoving] = useState<string | null>(null);
+  const add = useMutation({
+    mutationFn: () => api<TenantDomain>(`/api/platform/tenants/${slug}/domains`, { method: 'POST', body: { domain: domain.trim() } }),
+    onSuccess: (d) => {
+      setDomain('');
+      setAdded(d.verified ? null : d);
+      qc.invalidateQueries({ queryKey: key });
+    },
+  });
+  return (
+    <section aria-labelledby="domains-h">
+      <h2 id="domains-h">Custom domains</h2>
+      <p className="muted">
+        Domains the tenant brings serve its hooks and APIs once it proves it controls their DNS: it publishes the TXT record shown, then the domain is
+        verified.
+      </p>
+      <ErrorBox error={q.error} />
+      {q.isLoading ? <Loading /> : null}
+      {q.data && q.data.items.length === 0 ? <p className="muted">No custom domains.</p> : null}
+      {q.data && q.data.items.length > 0 ? (
+        <div className="table-wrap">
+          <table aria-label="Custom domains">
+            <TableHead columns={['Domain', 'Status', 'TXT record', 'Added']} actions />
+            <tbody>
+              {q.data.items.map((d) => (
+                <DomainRow
+                  key={d.domain}
+                  slug={slug}
+                  d={d}
+                  onVerified={() => setAdded((a) => (a?.domain === d.domain ? null : a))}
+                  onRemove={() => setRemoving(d.domain)}
+                />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+      {added ? (
+        <p className="notice" role="status">
+          Publish {added.verification.record_type} record <code>{added.verification.name}</code> = <code>{added.verification.value}</code>, then verify{' '}
+          {added.domain}.
+        </p>
+      ) : null}
+      <form
+        className="toolbar"
+        onSubmit={(e) => {
+          e.preventDefault();
+          add.mutate();
+        }}
+      >
+        <div className="field inline">
+          <label htmlFor="domain-name">Domain</label>
+          <input id="domain-name" value={domain} onChange={(e) => setDomain(e.target.value)} required placeholder="integrations.acme.com" autoComplete="off" />
+        </div>
+        <button type="submit" disabled={add.isPending}>
+          Add domain
+        </button>
+      </form>
+      <ErrorBox error={add.error} title="Not added" />
+      <ConfirmDialog
+        open={removing !== null}
+        onOpenChange={(o) => !o && setRemoving(null)}
+        danger
+        title={`Remove domain ${removing}?`}
+        description="The tenant is no longer served on it; adding it again means publishing a new TXT record."
+        confirmLabel="Remove domain"
+        onConfirm={async () => {
+          const gone = removing!;
+          await api(`/api/platform/tenants/${slug}/domains/${encodeURIComponent(gone)}`, { method: 'DELETE' });
+          setAdded((a) => (a?.domain === gone ? null : a));
+          await qc.invalidateQueries({ queryKey: key });
+        }}
+      />
+    </section>
+  );
+}
+
 export function TenantDetail() {
   const { slug = '' } = useParams();
   useDocumentTitle(`Tenant ${slug}`);
@@ -217,6 +371,7 @@ export function TenantDetail() {
       </section>
       <ExecutionsPerDay slug={slug} />
       <EgressRules slug={slug} />
+      <CustomDomains slug={slug} />
     </div>
   );
 }
