@@ -227,6 +227,7 @@ impl From<ResourceError> for ApiError {
             }
             NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            InUse { .. } => (StatusCode::CONFLICT, "in_use"),
             LastOwner => (StatusCode::CONFLICT, "last_owner"),
             EgressDenied(_) => (StatusCode::FORBIDDEN, "egress_denied"),
             // A caller without the role, and every other refusal of a

@@ -9,6 +9,7 @@ pub mod database;
 pub mod dev;
 pub mod egress;
 pub mod engine;
+pub mod gateway;
 pub mod error;
 pub mod limits;
 pub mod local_postgres;

@@ -20,6 +20,7 @@ mod faults;
 mod executions;
 mod flow;
 mod concurrency;
+mod consumers;
 mod hosts;
 mod hostile;
 mod integrations;

@@ -12,8 +12,12 @@ use tessera_tests::{error_code, eventually, migration_history, spawn_app, TestAp
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Every table of a fully migrated tenant schema, by name.
-const TENANT_TABLES: [&str; 13] = [
+const TENANT_TABLES: [&str; 17] = [
+    "api_consumer_keys",
+    "api_consumer_usage",
+    "api_consumers",
     "api_keys",
+    "api_plans",
     "audit_chain",
     "audit_records",
     "connections",
@@ -49,6 +53,8 @@ async fn tables_in(app: &TestApp, schema: &str) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|r| r.get(0))
+        .collect::<std::collections::BTreeSet<String>>()
+        .into_iter()
         .collect()
 }
 

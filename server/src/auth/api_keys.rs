@@ -25,9 +25,15 @@ pub struct NewKey {
 }
 
 pub fn generate() -> NewKey {
+    generate_with(KEY_PREFIX)
+}
+
+/// A key starting with `prefix`, which says what it is for: a tenant's own
+/// API keys and its APIs' consumers' keys never pass for each other.
+pub fn generate_with(prefix: &str) -> NewKey {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let secret = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let secret = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes));
     NewKey { display_prefix: secret[..DISPLAY_PREFIX_LEN].to_string(), digest: digest(&secret), secret }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod consumers;
 pub mod apply;
 pub mod changes;
 pub mod connection_test;
@@ -15,6 +16,7 @@ pub mod execution_controls;
 pub mod cache;
 pub mod executions;
 pub mod integrations;
+pub mod plans;
 pub mod stats;
 pub mod users;
 pub mod variables;
@@ -36,6 +38,9 @@ pub enum ResourceError {
     NotFound { kind: &'static str, id: String },
     #[error("{kind} '{id}' already exists")]
     Conflict { kind: &'static str, id: String },
+    /// Still used by other resources, which would be left without it.
+    #[error("{kind} '{id}' is still used by {by}")]
+    InUse { kind: &'static str, id: String, by: String },
     #[error("a tenant keeps at least one active owner")]
     LastOwner,
     /// Every problem of a definition file; nothing of it was stored.

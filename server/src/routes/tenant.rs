@@ -9,7 +9,7 @@ use crate::{
     audit::AuditFilter,
     auth::TenantCaller,
     error::ApiError,
-    resources::{api_keys, apply, audit, connection_test, connections, execution_controls, executions, integrations, stats, users, variables},
+    resources::{api_keys, apply, audit, consumers, plans, connection_test, connections, execution_controls, executions, integrations, stats, users, variables},
     state::AppState,
 };
 
@@ -46,6 +46,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/connections/{name}", web::get().to(get_connection))
         .route("/connections/{name}", web::delete().to(delete_connection))
         .route("/connections/{name}/test", web::post().to(test_connection))
+        .route("/plans", web::get().to(list_plans))
+        .route("/plans/{name}", web::get().to(get_plan))
+        .route("/plans/{name}", web::put().to(put_plan))
+        .route("/plans/{name}", web::delete().to(delete_plan))
+        .route("/consumers", web::get().to(list_consumers))
+        .route("/consumers", web::post().to(create_consumer))
+        .route("/consumers/{id}", web::get().to(get_consumer))
+        .route("/consumers/{id}", web::patch().to(update_consumer))
+        .route("/consumers/{id}", web::delete().to(delete_consumer))
+        .route("/consumers/{id}/keys", web::post().to(create_consumer_key))
+        .route("/consumers/{id}/keys/{key}", web::delete().to(revoke_consumer_key))
         .route("/audit", web::get().to(list_audit))
         .route("/audit/export", web::get().to(export_audit))
         .route("/audit/verify", web::get().to(verify_audit));
@@ -550,4 +561,139 @@ async fn export_audit(state: web::Data<AppState>, caller: TenantCaller, filter: 
 )]
 async fn verify_audit(state: web::Data<AppState>, caller: TenantCaller) -> Reply {
     Ok(HttpResponse::Ok().json(audit::verify(&state.tenant_db, &caller).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/plans",
+    tag = "api management",
+    summary = "The plans the tenant's API consumers are on (admin+)",
+    responses((status = 200, description = r#"`{"items": [Plan]}`"#, body = Object))
+)]
+async fn list_plans(state: web::Data<AppState>, caller: TenantCaller) -> Reply {
+    Ok(HttpResponse::Ok().json(json!({"items": plans::list(&state.tenant_db, &caller).await?})))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/plans/{name}",
+    tag = "api management",
+    summary = "One plan (admin+)",
+    params(("name" = String, Path, description = "the plan")),
+    responses((status = 200, description = "the plan", body = plans::Plan))
+)]
+async fn get_plan(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(plans::get(&state.tenant_db, &caller, &name).await?))
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/plans/{name}",
+    tag = "api management",
+    summary = "Create or replace a plan: a rate (token bucket) and an optional quota per day or month (admin+)",
+    params(("name" = String, Path, description = "the plan")),
+    request_body = plans::PlanInput,
+    responses((status = 200, description = "the plan", body = plans::Plan))
+)]
+async fn put_plan(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>, body: web::Json<plans::PlanInput>) -> Reply {
+    Ok(HttpResponse::Ok().json(plans::put(&state.tenant_db, &caller, &name, body.into_inner()).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/plans/{name}",
+    tag = "api management",
+    summary = "Delete a plan no consumer is on (admin+)",
+    params(("name" = String, Path, description = "the plan")),
+    responses((status = 204, description = "deleted"))
+)]
+async fn delete_plan(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
+    plans::delete(&state.tenant_db, &caller, &name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/consumers",
+    tag = "api management",
+    summary = "The tenant's API consumers with their keys, never a secret (admin+)",
+    responses((status = 200, description = r#"`{"items": [Consumer]}`"#, body = Object))
+)]
+async fn list_consumers(state: web::Data<AppState>, caller: TenantCaller) -> Reply {
+    Ok(HttpResponse::Ok().json(json!({"items": consumers::list(&state.tenant_db, &caller).await?})))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/consumers",
+    tag = "api management",
+    summary = "Add a consumer on a plan (admin+)",
+    request_body = consumers::NewConsumer,
+    responses((status = 201, description = "the consumer", body = consumers::Consumer))
+)]
+async fn create_consumer(state: web::Data<AppState>, caller: TenantCaller, body: web::Json<consumers::NewConsumer>) -> Reply {
+    Ok(HttpResponse::Created().json(consumers::create(&state.tenant_db, &caller, body.into_inner()).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/consumers/{id}",
+    tag = "api management",
+    summary = "One consumer with its keys (admin+)",
+    params(("id" = String, Path, description = "the consumer's id")),
+    responses((status = 200, description = "the consumer", body = consumers::Consumer))
+)]
+async fn get_consumer(state: web::Data<AppState>, caller: TenantCaller, id: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(consumers::get(&state.tenant_db, &caller, &id).await?))
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/consumers/{id}",
+    tag = "api management",
+    summary = "Move a consumer to another plan, or change its description (admin+)",
+    params(("id" = String, Path, description = "the consumer's id")),
+    request_body = consumers::ConsumerChanges,
+    responses((status = 200, description = "the consumer", body = consumers::Consumer))
+)]
+async fn update_consumer(state: web::Data<AppState>, caller: TenantCaller, id: web::Path<String>, body: web::Json<consumers::ConsumerChanges>) -> Reply {
+    Ok(HttpResponse::Ok().json(consumers::update(&state.tenant_db, &caller, &id, body.into_inner()).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/consumers/{id}",
+    tag = "api management",
+    summary = "Delete a consumer and its keys (admin+)",
+    params(("id" = String, Path, description = "the consumer's id")),
+    responses((status = 204, description = "deleted"))
+)]
+async fn delete_consumer(state: web::Data<AppState>, caller: TenantCaller, id: web::Path<String>) -> Reply {
+    consumers::delete(&state.tenant_db, &caller, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/consumers/{id}/keys",
+    tag = "api management",
+    summary = "A new key for a consumer; its secret is in this answer only (admin+)",
+    params(("id" = String, Path, description = "the consumer's id")),
+    responses((status = 201, description = "the key and its secret", body = consumers::CreatedConsumerKey))
+)]
+async fn create_consumer_key(state: web::Data<AppState>, caller: TenantCaller, id: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Created().json(consumers::create_key(&state.tenant_db, &caller, &id).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/consumers/{id}/keys/{key}",
+    tag = "api management",
+    summary = "Revoke a consumer's key: its next call fails, on every node (admin+)",
+    params(("id" = String, Path, description = "the consumer's id"), ("key" = String, Path, description = "the key's id")),
+    responses((status = 200, description = "the revoked key", body = consumers::ConsumerKey))
+)]
+async fn revoke_consumer_key(state: web::Data<AppState>, caller: TenantCaller, path: web::Path<(String, String)>) -> Reply {
+    let (id, key) = path.into_inner();
+    Ok(HttpResponse::Ok().json(consumers::revoke_key(&state.tenant_db, &caller, &id, &key).await?))
 }
