@@ -15,6 +15,7 @@ use tessera_runtime::limits::LimitError;
 
 use crate::{
     audit::AuditError,
+    gateway::{self, AdmissionError, GatewayError},
     auth::AuthError,
     cluster::ClusterError,
     database::DbError,
@@ -38,11 +39,13 @@ pub struct ApiError {
     /// The execution an error is about, sent as `error.execution_id`, so a
     /// caller can name it to the tenant.
     execution_id: Option<uuid::Uuid>,
+    /// Further headers: a managed API's `RateLimit-*` on its 429.
+    headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after_secs: None, errors: None, execution_id: None }
+        Self { status, code, message: message.into(), retry_after_secs: None, errors: None, execution_id: None, headers: Vec::new() }
     }
 
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
@@ -90,6 +93,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if let Some(secs) = self.retry_after_secs {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        for (name, value) in &self.headers {
+            response.insert_header((*name, value.clone()));
         }
         let mut error = json!({"code": self.code, "message": self.message});
         if let Some(errors) = &self.errors {
@@ -345,6 +351,52 @@ impl From<AuditError> for ApiError {
             AuditError::Invalid { .. } => ApiError::bad_request("invalid_request", e.to_string()),
             AuditError::Db(db) => db.into(),
         }
+    }
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> Self {
+        use GatewayError::*;
+        let (status, code) = match &e {
+            NoSuchApi { .. } => (StatusCode::NOT_FOUND, "api_not_found"),
+            NoSuchRoute { .. } => (StatusCode::NOT_FOUND, "route_not_found"),
+            MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            MissingKey => (StatusCode::UNAUTHORIZED, "missing_api_key"),
+            Admission(AdmissionError::UnknownKey) => (StatusCode::UNAUTHORIZED, "invalid_api_key"),
+            Admission(AdmissionError::RateLimited { limits, retry_after_ms, .. } | AdmissionError::QuotaExceeded { limits, retry_after_ms, .. }) => {
+                let code = if matches!(e, Admission(AdmissionError::RateLimited { .. })) { "rate_limited" } else { "quota_exceeded" };
+                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, e.to_string());
+                api.retry_after_secs = Some(retry_after_ms.div_ceil(1000));
+                api.headers = gateway::rate_headers(limits, 0.0, Some(*retry_after_ms));
+                return api;
+            }
+            Admission(AdmissionError::Db(_)) | Db(_) => {
+                let (Admission(AdmissionError::Db(db)) | Db(db)) = e else { unreachable!() };
+                return db.into();
+            }
+            InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            RequestInvalid(errors) => {
+                let mut api = ApiError::bad_request("request_invalid", e.to_string());
+                api.errors = Some(serde_json::to_value(errors).expect("schema errors serialise"));
+                return api;
+            }
+            Transform { .. } => (StatusCode::BAD_GATEWAY, "transform_failed"),
+            Failed { execution_id, .. } => {
+                let mut api = ApiError::new(StatusCode::BAD_GATEWAY, "integration_failed", e.to_string());
+                api.execution_id = Some(*execution_id);
+                return api;
+            }
+            Unfinished { execution_id } => {
+                let mut api = ApiError::new(StatusCode::GATEWAY_TIMEOUT, "integration_timeout", e.to_string());
+                api.execution_id = Some(*execution_id);
+                return api;
+            }
+            Start(_) => {
+                let Start(resource) = e else { unreachable!() };
+                return resource.into();
+            }
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 

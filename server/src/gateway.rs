@@ -8,13 +8,23 @@
 //! limits are exact across the cluster at the cost of one round trip per
 //! call, and a revoked key fails its next call everywhere.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use tessera_runtime::{
+    definition::{Api, ApiAuth, ApiRoute, HttpMethod, Resource},
+    expression::{pool, Expression},
+};
 use uuid::Uuid;
 
 use crate::{
-    auth::api_keys,
+    auth::{api_keys, bearer_credential},
     database::DbError,
-    resources::consumers::CONSUMER_KEY_PREFIX,
+    engine::endings::Endings,
+    resources::{consumers::CONSUMER_KEY_PREFIX, executions, ResourceError},
+    starts::{Intake, Run},
     tenancy::{Tenant, TenantDb},
 };
 
@@ -117,4 +127,203 @@ fn refusal(consumer: String, limits: Limits, available: f64, quota_spent: bool) 
     }
     let until_reset = limits.quota_resets_at.map(|at| (at - Utc::now()).num_milliseconds().max(1) as u64).unwrap_or(1000);
     AdmissionError::QuotaExceeded { consumer, limits, retry_after_ms: until_reset }
+}
+
+/// How long a call waits for its integration's answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One call of a managed API, as received.
+pub struct ApiRequest {
+    pub method: HttpMethod,
+    pub base_path: String,
+    pub version: String,
+    /// The route's part of the path, after `/apis/<base>/<version>`.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    /// Lowercased names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ApiRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A call's answer: the body and the headers that go with it.
+pub struct ApiAnswer {
+    pub body: Value,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// A request body that does not match its route's schema: where and why.
+#[derive(Debug, Serialize)]
+pub struct SchemaProblem {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("there is no API at /apis/{base_path}/{version}")]
+    NoSuchApi { base_path: String, version: String },
+    #[error("the API has no route {path}")]
+    NoSuchRoute { path: String },
+    #[error("the route {path} does not answer {method}")]
+    MethodNotAllowed { path: String, method: String },
+    #[error("this API needs a consumer's key: X-API-Key or Authorization: Bearer")]
+    MissingKey,
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
+    #[error("the request body is not JSON: {0}")]
+    InvalidJson(String),
+    #[error("the request body does not match the route's schema ({} problem(s))", .0.len())]
+    RequestInvalid(Vec<SchemaProblem>),
+    #[error("the route's {which} transform failed: {message}")]
+    Transform { which: &'static str, message: String },
+    #[error("the integration failed: {message}")]
+    Failed { execution_id: Uuid, message: String },
+    #[error("the integration did not answer within {} s", CALL_TIMEOUT.as_secs())]
+    Unfinished { execution_id: Uuid },
+    #[error(transparent)]
+    Start(ResourceError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// `RateLimit-*` headers: the bucket's size, the calls left now, and the
+/// seconds until it is full again (or, refused, until the next call may pass).
+pub fn rate_headers(limits: &Limits, remaining: f64, retry_after_ms: Option<u64>) -> Vec<(&'static str, String)> {
+    let reset = match retry_after_ms {
+        Some(ms) => ms.div_ceil(1000),
+        None => ((f64::from(limits.burst) - remaining).max(0.0) / limits.rate_per_second).ceil() as u64,
+    };
+    vec![
+        ("RateLimit-Limit", limits.burst.to_string()),
+        ("RateLimit-Remaining", (remaining.max(0.0).floor() as u64).to_string()),
+        ("RateLimit-Reset", reset.to_string()),
+    ]
+}
+
+/// What serving a managed API uses of the node.
+pub struct Gateway<'a> {
+    pub db: &'a TenantDb,
+    pub intake: &'a Intake,
+    pub endings: &'a Endings,
+}
+
+impl Gateway<'_> {
+    /// Serve one call: find the API and its route, admit the consumer,
+    /// check and reshape the request, run the route's integration and
+    /// answer with its (reshaped) output.
+    pub async fn call(&self, tenant: &Tenant, request: ApiRequest) -> Result<ApiAnswer, GatewayError> {
+        let api = self.api(tenant, &request.base_path, &request.version).await?;
+        let (route, params) = route_for(&api, &request)?;
+        let mut headers = deprecation_headers(&api);
+        let consumer = match api.spec.auth {
+            ApiAuth::None => None,
+            ApiAuth::ApiKey => {
+                let credential = bearer_credential(request.header("authorization"), request.header("x-api-key"));
+                let admitted = admit(self.db, tenant, &credential.ok_or(GatewayError::MissingKey)?).await?;
+                headers.extend(rate_headers(&admitted.limits, admitted.remaining, None));
+                Some(admitted.consumer)
+            }
+        };
+        let body = parse_body(&request.body)?;
+        if let Some(schema) = &route.request_schema {
+            check_schema(schema, &body)?;
+        }
+        let query: Map<String, Value> = request.query.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let seen = json!({"body": body, "params": params, "query": query, "headers": visible_headers(&request.headers)});
+        let payload = match &route.request {
+            Some(transform) => transform_with(tenant, "request", transform.as_str(), seen.clone()).await?,
+            None => body,
+        };
+        let trigger = json!({
+            "kind": "api", "api": api.metadata.name.as_str(), "version": api.spec.version, "route": route.path,
+            "consumer": consumer, "body": payload, "params": seen["params"], "query": seen["query"],
+        });
+        let output = self.run(tenant, route, trigger).await?;
+        let body = match &route.response {
+            Some(transform) => transform_with(tenant, "response", transform.as_str(), output).await?,
+            None => output,
+        };
+        Ok(ApiAnswer { body, headers })
+    }
+
+    async fn api(&self, tenant: &Tenant, base_path: &str, version: &str) -> Result<Api, GatewayError> {
+        let rows = self.db.statement(tenant, "SELECT definition FROM @tenant.apis WHERE base_path = $1 AND version = $2", &[&base_path, &version]).await?;
+        let missing = || GatewayError::NoSuchApi { base_path: base_path.to_string(), version: version.to_string() };
+        let definition: Value = rows.first().ok_or_else(missing)?.get(0);
+        match serde_json::from_value(definition) {
+            Ok(Resource::Api(api)) => Ok(api),
+            _ => Err(missing()),
+        }
+    }
+
+    /// Start the route's integration and wait for its end: its output, or why not.
+    async fn run(&self, tenant: &Tenant, route: &ApiRoute, trigger: Value) -> Result<Value, GatewayError> {
+        let run = Run { integration: route.integration.clone(), version: None, trigger, key: None };
+        let started = self.intake.run(tenant, run).await.map_err(|e| GatewayError::Start(e.into()))?;
+        let execution = executions::wait_for_end(self.db, self.endings, tenant, started.id, CALL_TIMEOUT).await.map_err(GatewayError::Start)?;
+        match execution.state.as_str() {
+            "succeeded" => Ok(execution.output.unwrap_or(Value::Null)),
+            state if execution.is_final() => {
+                let message = execution.error.as_ref().and_then(|e| e["message"].as_str()).unwrap_or(state).to_string();
+                Err(GatewayError::Failed { execution_id: execution.id, message })
+            }
+            _ => Err(GatewayError::Unfinished { execution_id: execution.id }),
+        }
+    }
+}
+
+fn route_for<'a>(api: &'a Api, request: &ApiRequest) -> Result<(&'a ApiRoute, Map<String, Value>), GatewayError> {
+    let mut matching = api.spec.routes.iter().filter_map(|route| Some((route, route.matches(&request.path)?))).peekable();
+    if matching.peek().is_none() {
+        return Err(GatewayError::NoSuchRoute { path: request.path.clone() });
+    }
+    matching.find(|(route, _)| route.method == request.method).ok_or_else(|| GatewayError::MethodNotAllowed {
+        path: request.path.clone(),
+        method: serde_json::to_value(request.method).ok().and_then(|m| m.as_str().map(String::from)).unwrap_or_default(),
+    })
+}
+
+/// `Deprecation` and `Sunset` (RFC 8594) on every answer of a version with a sunset.
+fn deprecation_headers(api: &Api) -> Vec<(&'static str, String)> {
+    let Some(sunset) = api.spec.sunset.as_deref().and_then(|s| DateTime::parse_from_rfc3339(s).ok()) else { return Vec::new() };
+    vec![("Deprecation", "true".into()), ("Sunset", sunset.with_timezone(&Utc).to_rfc2822().replace("+0000", "GMT"))]
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, GatewayError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))
+}
+
+/// Every way `body` fails the route's schema (the schema compiled when the
+/// API was applied; at most 20 problems are named).
+fn check_schema(schema: &Value, body: &Value) -> Result<(), GatewayError> {
+    let validator = jsonschema::validator_for(schema).map_err(|e| GatewayError::RequestInvalid(vec![SchemaProblem { path: String::new(), message: e.to_string() }]))?;
+    let problems: Vec<SchemaProblem> =
+        validator.iter_errors(body).take(20).map(|e| SchemaProblem { path: e.instance_path().to_string(), message: e.to_string() }).collect();
+    if problems.is_empty() { Ok(()) } else { Err(GatewayError::RequestInvalid(problems)) }
+}
+
+/// Headers a transform may read: never the caller's credentials.
+fn visible_headers(headers: &[(String, String)]) -> Map<String, Value> {
+    const HIDDEN: [&str; 4] = ["authorization", "cookie", "proxy-authorization", "x-api-key"];
+    headers.iter().filter(|(n, _)| !HIDDEN.contains(&n.as_str())).map(|(n, v)| (n.clone(), Value::String(v.clone()))).collect()
+}
+
+/// The tenant's jq, on the evaluation pool under its bounds.
+async fn transform_with(tenant: &Tenant, which: &'static str, text: &str, input: Value) -> Result<Value, GatewayError> {
+    let text = text.to_string();
+    let failed = |message: String| GatewayError::Transform { which, message };
+    pool::pool()
+        .run(&tenant.id.to_string(), move || Expression::compile_cached(&text)?.evaluate(&input))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(e.message()))
 }

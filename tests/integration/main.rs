@@ -26,6 +26,7 @@ mod hostile;
 mod integrations;
 mod isolation;
 mod lanes;
+mod managed_apis;
 mod metrics;
 mod loadbalancer;
 mod limits;

@@ -12,12 +12,13 @@ use tessera_tests::{error_code, eventually, migration_history, spawn_app, TestAp
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Every table of a fully migrated tenant schema, by name.
-const TENANT_TABLES: [&str; 17] = [
+const TENANT_TABLES: [&str; 18] = [
     "api_consumer_keys",
     "api_consumer_usage",
     "api_consumers",
     "api_keys",
     "api_plans",
+    "apis",
     "audit_chain",
     "audit_records",
     "connections",

@@ -6,7 +6,7 @@ use serde::Serialize;
 use tessera_runtime::definition::{parse_documents_against, Resource};
 use serde_json::json;
 
-use super::{changes::DefinitionChanges, connections, integrations, ResourceError};
+use super::{apis, changes::DefinitionChanges, connections, integrations, ResourceError};
 use crate::{
     audit::Change,
     auth::{Role, TenantCaller},
@@ -37,11 +37,12 @@ impl Applied {
     fn audited(&self) -> Option<Change> {
         let kind = match self.kind {
             "Integration" => "integration",
+            "Api" => "api",
             _ => "connection",
         };
         let (action, before) = match self.result {
             Outcome::Created => ("create", None),
-            Outcome::Updated => ("update", (kind == "integration").then(|| self.version - 1)),
+            Outcome::Updated => ("update", (kind != "connection").then(|| self.version - 1)),
             Outcome::Unchanged => return None,
         };
         let detail = json!({"version": self.version, "previous_version": before});
@@ -80,6 +81,7 @@ pub async fn apply(
         applied.push(match resource {
             Resource::Connection(connection) => connections::apply(&mut tx, keys, caller, connection).await?,
             Resource::Integration(integration) => integrations::apply(&mut tx, caller, integration).await?,
+            Resource::Api(api) => apis::apply(&mut tx, api).await?,
         });
     }
     if mode == Mode::DryRun {

@@ -8,6 +8,7 @@ mod bench;
 mod body_limit;
 mod definition_body;
 mod extract;
+mod gateway;
 mod health;
 mod idempotency;
 pub mod metrics;
@@ -31,6 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
         .route("/readyz", web::get().to(health::readyz))
         // Outside /api: webhook senders are other systems, not API clients.
         .route("/hooks/{integration}", web::post().to(webhook::receive))
+        // Outside /api too: a tenant's managed APIs, called by its consumers.
+        .route("/apis/{tail:.*}", web::route().to(gateway::call))
         // The panel's hashed files, compressed for browsers that ask; the
         // panel's pages are the default service (`panel::fallback`).
         .service(

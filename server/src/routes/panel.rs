@@ -4,7 +4,7 @@
 //!
 //! - `/assets/…`: Vite's content-hashed files, cached for a year
 //!   (`immutable`); an unknown one is a JSON 404, never the page.
-//! - Any other GET outside the API (`/api`, `/hooks`, `/bench`): a file of the panel's root if there is
+//! - Any other GET outside the API (`/api`, `/apis`, `/hooks`, `/bench`): a file of the panel's root if there is
 //!   one (`favicon.svg`), else `index.html` (the panel routes in the
 //!   browser), never cached, so a new node's panel is seen at once. On a
 //!   tenant host only for a tenant that exists (else `tenant_not_found`).
@@ -49,7 +49,7 @@ pub async fn asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 pub async fn fallback(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let path = req.path();
     let under = |prefix: &str| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-    let outside_api = !["/api", "/hooks", "/assets", "/bench"].into_iter().any(under);
+    let outside_api = !["/api", "/apis", "/hooks", "/assets", "/bench"].into_iter().any(under);
     if !(outside_api && (req.method() == Method::GET || req.method() == Method::HEAD)) {
         return Err(ApiError::not_found("not_found", "no such endpoint"));
     }

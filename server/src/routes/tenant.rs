@@ -9,7 +9,7 @@ use crate::{
     audit::AuditFilter,
     auth::TenantCaller,
     error::ApiError,
-    resources::{api_keys, apply, audit, consumers, plans, connection_test, connections, execution_controls, executions, integrations, stats, users, variables},
+    resources::{api_keys, apis, apply, audit, consumers, plans, connection_test, connections, execution_controls, executions, integrations, stats, users, variables},
     state::AppState,
 };
 
@@ -46,6 +46,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/connections/{name}", web::get().to(get_connection))
         .route("/connections/{name}", web::delete().to(delete_connection))
         .route("/connections/{name}/test", web::post().to(test_connection))
+        .route("/apis", web::get().to(list_apis))
+        .route("/apis/{name}", web::get().to(get_api))
+        .route("/apis/{name}", web::delete().to(delete_api))
         .route("/plans", web::get().to(list_plans))
         .route("/plans/{name}", web::get().to(get_plan))
         .route("/plans/{name}", web::put().to(put_plan))
@@ -696,4 +699,40 @@ async fn create_consumer_key(state: web::Data<AppState>, caller: TenantCaller, i
 async fn revoke_consumer_key(state: web::Data<AppState>, caller: TenantCaller, path: web::Path<(String, String)>) -> Reply {
     let (id, key) = path.into_inner();
     Ok(HttpResponse::Ok().json(consumers::revoke_key(&state.tenant_db, &caller, &id, &key).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/apis",
+    tag = "api management",
+    summary = "The tenant's managed APIs (viewer+)",
+    responses((status = 200, description = r#"`{"items": [ApiInfo]}`"#, body = Object))
+)]
+async fn list_apis(state: web::Data<AppState>, caller: TenantCaller) -> Reply {
+    Ok(HttpResponse::Ok().json(json!({"items": apis::list(&state.tenant_db, &caller).await?})))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/apis/{name}",
+    tag = "api management",
+    summary = "One managed API with its definition (viewer+)",
+    params(("name" = String, Path, description = "the API")),
+    responses((status = 200, description = "the API", body = apis::ApiInfo))
+)]
+async fn get_api(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(apis::get(&state.tenant_db, &caller, &name).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/apis/{name}",
+    tag = "api management",
+    summary = "Stop serving a managed API (editor+)",
+    params(("name" = String, Path, description = "the API")),
+    responses((status = 204, description = "deleted"))
+)]
+async fn delete_api(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
+    apis::delete(&state.tenant_db, &caller, &name).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -52,6 +52,12 @@ pub async fn receive(
 /// JSON extractor: an HMAC covers the exact bytes sent.
 pub struct WebhookDelivery(Delivery);
 
+impl WebhookDelivery {
+    pub fn into_inner(self) -> Delivery {
+        self.0
+    }
+}
+
 impl FromRequest for WebhookDelivery {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;

@@ -55,6 +55,12 @@ pub(crate) fn check(action: &Action, path: &Path) -> Vec<Issue> {
     issues
 }
 
+/// The jq of an API route: its request and response transforms.
+pub(crate) fn check_route(route: &super::ApiRoute, path: &Path) -> Vec<Issue> {
+    let transforms = [("request", &route.request), ("response", &route.response)];
+    transforms.into_iter().filter_map(|(field, value)| compile_expression(value.as_ref()?, path.key(field))).collect()
+}
+
 fn compile_expression(value: &Expression, path: Path) -> Option<Issue> {
     let error = expression::Expression::compile(value.as_str()).err()?;
     Some(Issue::at(path, describe(&error, "jq expression")))

@@ -30,6 +30,7 @@
 //! A resource that fails a stage skips the stages after it. The other
 //! resources go on, so one report covers the whole file.
 
+mod api;
 mod connection;
 mod error;
 mod expressions;
@@ -41,6 +42,7 @@ mod source;
 mod validate;
 mod values;
 
+pub use api::*;
 pub use connection::*;
 pub use error::{DefinitionError, DefinitionErrors};
 pub use integration::*;
@@ -128,10 +130,10 @@ fn read_resource(document: &LoadedResource) -> Result<Resource, Vec<Issue>> {
 fn deserialize(value: &serde_json::Value) -> Result<Resource, serde_path_to_error::Error<serde_json::Error>> {
     let mut body = value.clone();
     let kind = body.as_object_mut().and_then(|object| object.remove("kind"));
-    if kind.as_ref().and_then(serde_json::Value::as_str) == Some(ResourceKind::Connection.as_str()) {
-        serde_path_to_error::deserialize(body).map(Resource::Connection)
-    } else {
-        serde_path_to_error::deserialize(body).map(Resource::Integration)
+    match kind.as_ref().and_then(serde_json::Value::as_str) {
+        Some(k) if k == ResourceKind::Connection.as_str() => serde_path_to_error::deserialize(body).map(Resource::Connection),
+        Some(k) if k == ResourceKind::Api.as_str() => serde_path_to_error::deserialize(body).map(Resource::Api),
+        _ => serde_path_to_error::deserialize(body).map(Resource::Integration),
     }
 }
 

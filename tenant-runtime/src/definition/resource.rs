@@ -6,7 +6,7 @@ use std::{borrow::Cow, collections::BTreeMap, fmt};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-use super::{ConnectionSpec, IntegrationSpec, Name};
+use super::{ApiSpec, ConnectionSpec, IntegrationSpec, Name};
 
 /// One resource of a definition file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,6 +14,7 @@ use super::{ConnectionSpec, IntegrationSpec, Name};
 pub enum Resource {
     Integration(Integration),
     Connection(Connection),
+    Api(Api),
 }
 
 impl Resource {
@@ -21,6 +22,7 @@ impl Resource {
         match self {
             Self::Integration(_) => ResourceKind::Integration,
             Self::Connection(_) => ResourceKind::Connection,
+            Self::Api(_) => ResourceKind::Api,
         }
     }
 
@@ -32,6 +34,7 @@ impl Resource {
         match self {
             Self::Integration(integration) => &integration.metadata,
             Self::Connection(connection) => &connection.metadata,
+            Self::Api(api) => &api.metadata,
         }
     }
 }
@@ -41,15 +44,17 @@ impl Resource {
 pub enum ResourceKind {
     Integration,
     Connection,
+    Api,
 }
 
 impl ResourceKind {
-    pub const ALL: [Self; 2] = [Self::Integration, Self::Connection];
+    pub const ALL: [Self; 3] = [Self::Integration, Self::Connection, Self::Api];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Integration => "Integration",
             Self::Connection => "Connection",
+            Self::Api => "Api",
         }
     }
 }
@@ -110,6 +115,15 @@ pub struct Connection {
     pub spec: ConnectionSpec,
 }
 
+/// Integrations published as a managed API (`api.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Api {
+    pub api_version: ApiVersion,
+    pub metadata: Metadata,
+    pub spec: ApiSpec,
+}
+
 /// Written by hand because the derived form of an internally tagged enum is
 /// a `oneOf` of the kinds, and a validator can only say that a `oneOf`
 /// failed as a whole: a wrong field deep in an integration's spec would be
@@ -130,7 +144,7 @@ impl JsonSchema for Resource {
         };
         json_schema!({
             "type": "object",
-            "description": "A Tessera resource: an integration or a connection.",
+            "description": "A Tessera resource: an integration, a connection or an API.",
             "properties": {
                 "apiVersion": { "const": ApiVersion::V1.as_str() },
                 "kind": { "enum": kinds },
@@ -142,6 +156,7 @@ impl JsonSchema for Resource {
             "allOf": [
                 spec_for(ResourceKind::Integration, generator.subschema_for::<IntegrationSpec>()),
                 spec_for(ResourceKind::Connection, generator.subschema_for::<ConnectionSpec>()),
+                spec_for(ResourceKind::Api, generator.subschema_for::<ApiSpec>()),
             ],
         })
     }

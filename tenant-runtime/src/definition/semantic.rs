@@ -32,7 +32,7 @@ pub(crate) fn check(resources: &[Resource], stored: Option<&StoredConnections>) 
         stored.into_iter().flatten().map(|(name, kind)| (name, *kind)).collect();
     connections.extend(resources.iter().filter_map(|resource| match resource {
         Resource::Connection(connection) => Some((&connection.metadata.name, connection.spec.kind())),
-        Resource::Integration(_) => None,
+        Resource::Integration(_) | Resource::Api(_) => None,
     }));
     let complete = stored.is_some();
     for (index, resource) in resources.iter().enumerate() {
@@ -40,6 +40,30 @@ pub(crate) fn check(resources: &[Resource], stored: Option<&StoredConnections>) 
             let found = IntegrationChecker::run(&integration.spec, &connections, complete);
             issues.extend(found.into_iter().map(|issue| (index, issue)));
         }
+        if let Resource::Api(api) = resource {
+            issues.extend(api_routes(&api.spec).into_iter().map(|issue| (index, issue)));
+        }
+    }
+    issues
+}
+
+/// An API's routes: no two with the same method and path, request schemas
+/// that are JSON Schemas, and jq that compiles.
+fn api_routes(spec: &super::ApiSpec) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    let mut seen = HashMap::new();
+    for (i, route) in spec.routes.iter().enumerate() {
+        let at = Path::root().key("spec").key("routes").index(i);
+        let shape: Vec<&str> = route.path.split('/').map(|s| if s.starts_with('{') { "{}" } else { s }).collect();
+        if let Some(first) = seen.insert((route.method, shape.join("/")), i) {
+            issues.push(Issue::at(at.key("path"), format!("routes[{first}] has the same method and path")));
+        }
+        if let Some(schema) = &route.request_schema {
+            if let Err(e) = jsonschema::validator_for(schema) {
+                issues.push(Issue::at(at.key("requestSchema"), format!("not a valid JSON Schema: {e}")));
+            }
+        }
+        issues.extend(super::expressions::check_route(route, &at));
     }
     issues
 }

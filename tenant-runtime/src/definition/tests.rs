@@ -53,7 +53,7 @@ fn integration(spec: &str) -> String {
 fn integration_spec(resource: &Resource) -> &IntegrationSpec {
     match resource {
         Resource::Integration(integration) => &integration.spec,
-        Resource::Connection(_) => panic!("{} is a connection", resource.name()),
+        other => panic!("{} is a {}", resource.name(), other.kind()),
     }
 }
 
@@ -253,7 +253,7 @@ fn the_envelope_is_checked() {
         source,
         &[
             (Some(1), "apiVersion", 1, 13, "expected `tessera.dev/v1`, found the text \"v1\""),
-            (Some(1), "kind", 2, 7, "expected one of `Integration`, `Connection`, found the text \"Integratoin\""),
+            (Some(1), "kind", 2, 7, "expected one of `Integration`, `Connection`, `Api`, found the text \"Integratoin\""),
             (Some(2), "apiVersion", 6, 1, "missing required field `apiVersion`"),
             (Some(2), "spec", 6, 1, "missing required field `spec`"),
         ],
