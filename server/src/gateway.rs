@@ -20,6 +20,7 @@ use tessera_runtime::{
 use uuid::Uuid;
 
 use crate::{
+    analytics::Analytics,
     auth::{api_keys, bearer_credential},
     database::DbError,
     engine::endings::Endings,
@@ -132,6 +133,13 @@ fn refusal(consumer: String, limits: Limits, available: f64, quota_spent: bool) 
 /// How long a call waits for its integration's answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What a call turned out to be, for its analytics.
+#[derive(Default)]
+struct Seen {
+    route: Option<String>,
+    consumer: Option<String>,
+}
+
 /// One call of a managed API, as received.
 pub struct ApiRequest {
     pub method: HttpMethod,
@@ -211,21 +219,40 @@ pub struct Gateway<'a> {
     pub db: &'a TenantDb,
     pub intake: &'a Intake,
     pub endings: &'a Endings,
+    pub analytics: &'a Analytics,
 }
 
 impl Gateway<'_> {
     /// Serve one call: find the API and its route, admit the consumer,
     /// check and reshape the request, run the route's integration and
     /// answer with its (reshaped) output.
+    /// Every call of an API that exists is counted in its analytics,
+    /// refused or not.
     pub async fn call(&self, tenant: &Tenant, request: ApiRequest) -> Result<ApiAnswer, GatewayError> {
+        let started = std::time::Instant::now();
         let api = self.api(tenant, &request.base_path, &request.version).await?;
-        let (route, params) = route_for(&api, &request)?;
-        let mut headers = deprecation_headers(&api);
+        let mut seen = Seen::default();
+        let answer = self.serve(tenant, &api, &request, &mut seen).await;
+        let route = seen.route.as_deref().unwrap_or("unmatched");
+        self.analytics.record(tenant, api.metadata.name.as_str(), route, seen.consumer.as_deref(), answer.is_ok(), started.elapsed());
+        answer
+    }
+
+    async fn serve(&self, tenant: &Tenant, api: &Api, request: &ApiRequest, seen: &mut Seen) -> Result<ApiAnswer, GatewayError> {
+        let (route, params) = route_for(api, request)?;
+        let method = serde_json::to_value(route.method).ok().and_then(|m| m.as_str().map(String::from)).unwrap_or_default();
+        seen.route = Some(format!("{method} {}", route.path));
+        let mut headers = deprecation_headers(api);
         let consumer = match api.spec.auth {
             ApiAuth::None => None,
             ApiAuth::ApiKey => {
                 let credential = bearer_credential(request.header("authorization"), request.header("x-api-key"));
-                let admitted = admit(self.db, tenant, &credential.ok_or(GatewayError::MissingKey)?).await?;
+                let admitted = admit(self.db, tenant, &credential.ok_or(GatewayError::MissingKey)?).await.inspect_err(|e| {
+                    if let AdmissionError::RateLimited { consumer, .. } | AdmissionError::QuotaExceeded { consumer, .. } = e {
+                        seen.consumer = Some(consumer.clone());
+                    }
+                })?;
+                seen.consumer = Some(admitted.consumer.clone());
                 headers.extend(rate_headers(&admitted.limits, admitted.remaining, None));
                 Some(admitted.consumer)
             }
@@ -235,14 +262,14 @@ impl Gateway<'_> {
             check_schema(schema, &body)?;
         }
         let query: Map<String, Value> = request.query.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-        let seen = json!({"body": body, "params": params, "query": query, "headers": visible_headers(&request.headers)});
+        let view = json!({"body": body, "params": params, "query": query, "headers": visible_headers(&request.headers)});
         let payload = match &route.request {
-            Some(transform) => transform_with(tenant, "request", transform.as_str(), seen.clone()).await?,
+            Some(transform) => transform_with(tenant, "request", transform.as_str(), view.clone()).await?,
             None => body,
         };
         let trigger = json!({
             "kind": "api", "api": api.metadata.name.as_str(), "version": api.spec.version, "route": route.path,
-            "consumer": consumer, "body": payload, "params": seen["params"], "query": seen["query"],
+            "consumer": consumer, "body": payload, "params": view["params"], "query": view["query"],
         });
         let output = self.run(tenant, route, trigger).await?;
         let body = match &route.response {

@@ -1,5 +1,6 @@
 //! Tessera server node. See docs/architecture.md for the map.
 
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod body;

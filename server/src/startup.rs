@@ -152,6 +152,7 @@ impl Application {
         crate::notifications::spawn_listener(url, subscribers, shutdown.clone());
         spawn_cluster(state.clone(), shutdown.clone());
         Sweeper::new(state.directory.clone(), state.tenant_db.clone(), &state.config.runtime).spawn(shutdown.clone());
+        state.analytics.clone().spawn(state.tenant_db.clone(), shutdown.clone());
         let every = Duration::from_millis(state.config.cluster.heartbeat_interval_ms.max(1000));
         crate::egress::spawn_peer_watch(state.pool.clone(), state.egress.clone(), every, shutdown.clone());
         let server = http_server(state.clone(), listener)?;

@@ -14,6 +14,7 @@ use tessera_runtime::{egress::Egress, Engine, Limits, Supervisor};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    analytics::Analytics,
     audit::Trail,
     auth::{AccountStanding, AuthService, LoginLimiter, Passwords, TokenKeys},
     cluster::{
@@ -83,6 +84,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Signs and checks the audit trails (the platform's and each tenant's).
     pub audit: Trail,
+    /// Managed APIs' calls counted on this node, written every second.
+    pub analytics: Analytics,
 }
 
 fn token_keys(config: &Config) -> Result<TokenKeys, StateError> {
@@ -190,6 +193,7 @@ impl AppState {
         };
         Ok(Self {
             audit: Trail::new(sealing.clone()),
+            analytics: Analytics::default(),
             platform,
             intake: Intake::start(starts, intake_limit, supervisor.clone(), metrics.clone()),
             changes: DefinitionChanges::new(hot.clone(), supervisor.clone()),

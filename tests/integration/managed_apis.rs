@@ -182,6 +182,31 @@ async fn a_published_api_serves_consumers_within_their_plans_on_every_node() {
     let (status, body) = status_and_json(other).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("api_not_found")));
 
+    // Analytics: every call of orders-v1 counted, per route and consumer,
+    // from both nodes (each writes its counts every second).
+    let report = |app: &TestApp| {
+        let request = app.tenant_request(Method::GET, "acme", "/api/apis/orders-v1/analytics?window=24h").bearer_auth(&owner);
+        async move { status_and_json(request).await.1 }
+    };
+    let figures = |report: &Value, list: &str, key: &str, name: Value| {
+        report[list].as_array().unwrap().iter().find(|r| r[key] == name).map(|r| (r["calls"].as_i64().unwrap(), r["errors"].as_i64().unwrap()))
+    };
+    let counted = tessera_tests::eventually(std::time::Duration::from_secs(15), || async {
+        figures(&report(&app).await, "routes", "route", json!("POST /quotes/{sku}")) == Some((18, 12))
+    })
+    .await;
+    let analytics = report(&app).await;
+    assert!(counted, "{analytics:#}");
+    assert_eq!(figures(&analytics, "routes", "route", json!("unmatched")), Some((2, 2)), "{analytics:#}");
+    assert_eq!(figures(&analytics, "consumers", "consumer", json!("partner")), Some((7, 4)), "{analytics:#}");
+    assert_eq!(figures(&analytics, "consumers", "consumer", json!("trial-user")), Some((6, 3)), "{analytics:#}");
+    assert_eq!(figures(&analytics, "consumers", "consumer", Value::Null), Some((7, 7)), "{analytics:#}");
+    let series: i64 = analytics["series"].as_array().unwrap().iter().map(|p| p["calls"].as_i64().unwrap()).sum();
+    assert_eq!((series, analytics["series"].as_array().unwrap().len()), (20, 24), "{analytics:#}");
+    assert!(analytics["routes"][0]["p50_ms"].as_f64().is_some_and(|ms| ms > 0.0) && analytics["routes"][0]["p99_ms"].is_number(), "{analytics:#}");
+    let (status, _) = owner_call(&app, &owner, Method::GET, "/api/apis/nothing/analytics", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // Listed, and in the audit trail.
     let (_, listed) = owner_call(&app, &owner, Method::GET, "/api/apis", None).await;
     let names: Vec<&str> = listed["items"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();

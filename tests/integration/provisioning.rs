@@ -12,7 +12,8 @@ use tessera_tests::{error_code, eventually, migration_history, spawn_app, TestAp
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Every table of a fully migrated tenant schema, by name.
-const TENANT_TABLES: [&str; 18] = [
+const TENANT_TABLES: [&str; 19] = [
+    "api_call_stats",
     "api_consumer_keys",
     "api_consumer_usage",
     "api_consumers",

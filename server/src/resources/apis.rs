@@ -101,3 +101,13 @@ pub async fn delete(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<
     tx.commit().await?;
     Ok(())
 }
+
+/// `name`'s calls over the last 24 hours (hourly) or 7 days (6-hourly).
+pub async fn analytics(db: &TenantDb, caller: &TenantCaller, name: &str, window: super::stats::Window) -> Result<crate::analytics::Report, ResourceError> {
+    let api = get(db, caller, name).await?;
+    let (label, hours, step) = match window {
+        super::stats::Window::Day => ("24h", 24, 1),
+        super::stats::Window::Week => ("7d", 24 * 7, 6),
+    };
+    Ok(crate::analytics::report(db, &caller.tenant, &api.name, label, hours, step).await?)
+}

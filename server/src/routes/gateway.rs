@@ -21,7 +21,7 @@ pub async fn call(state: web::Data<AppState>, host: TenantHost, req: HttpRequest
     };
     let delivery = delivery.into_inner();
     let request = ApiRequest { method, base_path, version, path, query: delivery.query, headers: delivery.headers, body: delivery.body };
-    let gateway = Gateway { db: &state.tenant_db, intake: &state.intake, endings: &state.endings };
+    let gateway = Gateway { db: &state.tenant_db, intake: &state.intake, endings: &state.endings, analytics: &state.analytics };
     let answer = gateway.call(&host.0, request).await?;
     let mut response = HttpResponse::Ok();
     for (name, value) in answer.headers {

@@ -49,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/apis", web::get().to(list_apis))
         .route("/apis/{name}", web::get().to(get_api))
         .route("/apis/{name}", web::delete().to(delete_api))
+        .route("/apis/{name}/analytics", web::get().to(api_analytics))
         .route("/plans", web::get().to(list_plans))
         .route("/plans/{name}", web::get().to(get_plan))
         .route("/plans/{name}", web::put().to(put_plan))
@@ -735,4 +736,17 @@ async fn get_api(state: web::Data<AppState>, caller: TenantCaller, name: web::Pa
 async fn delete_api(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
     apis::delete(&state.tenant_db, &caller, &name).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/apis/{name}/analytics",
+    tag = "api management",
+    summary = "A managed API's calls, errors and p50/p99 latency over time, per route and per consumer (viewer+)",
+    params(("name" = String, Path, description = "the API"), StatsQuery),
+    responses((status = 200, description = "the report", body = crate::analytics::Report))
+)]
+async fn api_analytics(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>, query: web::Query<StatsQuery>) -> Reply {
+    let window = stats::Window::parse(query.window.as_deref().unwrap_or("24h"))?;
+    Ok(HttpResponse::Ok().json(apis::analytics(&state.tenant_db, &caller, &name, window).await?))
 }
