@@ -375,3 +375,97 @@ export interface AuditFilters {
   since?: string;
   until?: string;
 }
+
+// ---------------------------------------------------------------------------
+// Managed APIs (docs/api-management.md)
+
+export type ApiAuth = 'apiKey' | 'none';
+
+export interface ApiRoute {
+  method: string;
+  path: string;
+  integration: string;
+  /** JSON Schema of the body. */
+  requestSchema?: unknown;
+  /** jq over `{body, params, query, headers}`. */
+  request?: string;
+  /** jq over the integration's output. */
+  response?: string;
+}
+
+export interface ApiDefinition {
+  apiVersion: string;
+  kind: 'Api';
+  metadata: { name: string; description?: string };
+  spec: {
+    basePath: string;
+    version: string;
+    /** `apiKey` when absent. */
+    auth?: ApiAuth;
+    /** RFC 3339: deprecated until then. */
+    sunset?: string;
+    routes: ApiRoute[];
+  };
+}
+
+export interface ManagedApi {
+  name: string;
+  base_path: string;
+  version: string;
+  revision: number;
+  definition: ApiDefinition;
+  created_at: string;
+  updated_at: string;
+}
+
+/** Where an API is served on this tenant's host: `/apis/<basePath>/<version>`. */
+export function apiPathOf(a: Pick<ManagedApi, 'base_path' | 'version'>): string {
+  return `/apis/${a.base_path}/${a.version}`;
+}
+
+export interface ApiCallStats {
+  calls: number;
+  errors: number;
+  p50_ms: number | null;
+  p99_ms: number | null;
+}
+
+export interface ApiAnalytics {
+  window: string;
+  step_seconds: number;
+  series: ({ at: string } & ApiCallStats)[];
+  routes: ({ route: string } & ApiCallStats)[];
+  /** `consumer` null: calls without one (auth none, or refused before a key was known). */
+  consumers: ({ consumer: string | null } & ApiCallStats)[];
+}
+
+export interface Plan {
+  name: string;
+  description: string;
+  rate_per_second: number;
+  burst: number;
+  quota: number | null;
+  quota_period: 'day' | 'month' | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ConsumerKey {
+  id: string;
+  prefix: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+  /** In the answer that made the key only. */
+  secret?: string;
+}
+
+export interface Consumer {
+  id: string;
+  name: string;
+  plan: string;
+  description: string;
+  created_at: string;
+  updated_at: string;
+  keys: ConsumerKey[];
+}

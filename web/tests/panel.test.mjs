@@ -29,10 +29,10 @@ function randomLetters(n) {
 }
 
 /** One API call to the node on 127.0.0.1 with an explicit Host header. */
-function request(host, method, urlPath, { token, body, contentType, accept } = {}) {
+function request(host, method, urlPath, { token, body, contentType, accept, headers: extra } = {}) {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-    const headers = { host: `${host}:${PORT}`, accept: accept ?? 'application/json' };
+    const headers = { ...extra, host: `${host}:${PORT}`, accept: accept ?? 'application/json' };
     if (payload !== undefined) {
       headers['content-type'] = contentType ?? 'application/json';
       headers['content-length'] = Buffer.byteLength(payload);
@@ -757,6 +757,165 @@ test("a custom domain is added on a tenant's page, fails verification without it
     assert.deepEqual(await list(), []);
   } finally {
     await context.close();
+  }
+});
+
+// An integration published as a managed API (docs/api-management.md): one
+// route, reshaped both ways, called with a consumer's key.
+const QUOTE_API = `apiVersion: tessera.dev/v1
+kind: Integration
+metadata:
+  name: quote
+spec:
+  steps:
+    - name: price
+      transform:
+        expression: '{sku: .trigger.body.sku, total: (.trigger.body.qty * 2), consumer: .trigger.consumer}'
+---
+apiVersion: tessera.dev/v1
+kind: Api
+metadata:
+  name: quotes-v1
+spec:
+  basePath: quotes
+  version: v1
+  routes:
+    - method: POST
+      path: /quotes/{sku}
+      integration: quote
+      request: '{sku: .params.sku, qty: .body.qty}'
+      response: '{quote: .}'
+`;
+
+test('a consumer and its key made in the panel call an API, whose page counts the call, until the key is revoked', async () => {
+  const host = `${A.slug}.localhost`;
+  const API = 'quotes-v1';
+  const ROUTE = '/quotes/{sku}';
+  // A partner's call, from outside the browser, with the consumer's key.
+  const callApi = (key) => request(host, 'POST', '/apis/quotes/v1/quotes/A-7', { body: { qty: 4 }, headers: { 'x-api-key': key } });
+  let secret;
+  let prefix;
+  const { context, page } = await openSignedIn(host, '/consumers', A.email, A.password);
+  try {
+    await page.getByRole('heading', { name: 'Plans', exact: true }).waitFor();
+    // A plan, from its form.
+    await page.getByRole('button', { name: 'Create plan' }).click();
+    let dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Name').fill('partners');
+    await dialog.getByLabel('Rate (calls per second)').fill('50');
+    await dialog.getByLabel('Burst').fill('100');
+    await dialog.getByLabel('Quota', { exact: true }).fill('1000');
+    await dialog.getByLabel('Quota period').selectOption('day');
+    await dialog.getByLabel('Description').fill('made by the panel tests');
+    await dialog.getByRole('button', { name: 'Save plan' }).click();
+    const plans = page.getByRole('table', { name: 'Plans' });
+    await plans.getByRole('rowheader', { name: 'partners', exact: true }).waitFor();
+    await plans.getByText('1000 per day').waitFor();
+    const plan = await ok(request(host, 'GET', '/api/plans/partners', { token: tokenA }), 'read the plan');
+    assert.deepEqual([plan.rate_per_second, plan.burst, plan.quota, plan.quota_period], [50, 100, 1000, 'day']);
+
+    // A consumer on it.
+    await page.getByRole('button', { name: 'Add consumer' }).click();
+    dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Name').fill('partner');
+    await dialog.getByLabel('Plan').selectOption('partners');
+    await dialog.getByRole('button', { name: 'Create consumer' }).click();
+    const partner = page.getByTestId('consumer-partner');
+    await partner.getByText('no keys').waitFor();
+
+    // A key: its secret shown once, with the warning, then only its prefix.
+    await partner.getByRole('button', { name: 'New key for partner' }).click();
+    dialog = page.getByRole('dialog', { name: 'Your new key for partner' });
+    await dialog.getByText('it is shown only once').waitFor();
+    secret = await dialog.getByLabel('New consumer key').inputValue();
+    assert.match(secret, /^tck_\S{43}$/);
+    await dialog.getByRole('button', { name: 'Copy' }).waitFor();
+    await shot(page, 'consumer-key');
+    await dialog.getByRole('button', { name: 'I have stored it' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    const listed = (await ok(request(host, 'GET', '/api/consumers', { token: tokenA }), 'list the consumers')).items.find((c) => c.name === 'partner');
+    assert.equal(listed?.keys.length, 1, JSON.stringify(listed));
+    prefix = listed.keys[0].prefix;
+    assert.ok(secret.startsWith(prefix), `${prefix} begins ${secret.slice(0, 12)}`);
+    await partner.getByText(`${prefix}…`).waitFor();
+    assert.ok(!(await page.content()).includes(secret), 'the secret is gone once its dialog is closed');
+    // After a reload (and signing in again): the prefix, never the secret.
+    await page.reload();
+    await page.getByLabel('Email').fill(A.email);
+    await page.getByLabel('Password').fill(A.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByTestId('consumer-partner').getByText(`${prefix}…`).waitFor();
+    assert.equal(new URL(page.url()).pathname, '/consumers');
+    assert.equal(await page.getByLabel('New consumer key').count(), 0);
+    assert.ok(!(await page.content()).includes(secret), 'the secret is not shown after a reload');
+    await shot(page, 'consumers');
+
+    // A plan a consumer is on is not deleted: the API's 409 is shown.
+    await page.getByRole('button', { name: 'Delete plan partners' }).click();
+    dialog = page.getByRole('dialog');
+    await dialog.getByRole('button', { name: 'Delete', exact: true }).click();
+    await dialog.getByRole('alert').filter({ hasText: 'in_use' }).waitFor();
+    await dialog.getByRole('button', { name: 'Keep it' }).click();
+    await plans.getByRole('rowheader', { name: 'partners', exact: true }).waitFor();
+
+    // The API, applied as any definition is, on its pages.
+    await ok(request(host, 'POST', '/api/apply', { token: tokenA, body: QUOTE_API, contentType: 'application/yaml' }), 'apply the API');
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'APIs', exact: true }).click();
+    await page.getByRole('heading', { name: 'APIs', exact: true }).waitFor();
+    const listedApi = page.getByRole('table', { name: 'APIs' }).getByRole('row').filter({ hasText: API });
+    await listedApi.getByText('/apis/quotes/v1').waitFor();
+    await shot(page, 'apis');
+    await listedApi.getByRole('link', { name: API, exact: true }).click();
+    await page.getByRole('heading', { name: API, exact: true }).waitFor();
+    await page.getByTestId('api-url').filter({ hasText: `${url(host, '/apis/quotes/v1')}` }).waitFor();
+    const route = page.getByRole('table', { name: 'Routes' }).getByTestId('api-route').filter({ hasText: ROUTE });
+    await route.getByText('POST', { exact: true }).waitFor();
+    await route.getByRole('link', { name: 'quote', exact: true }).waitFor();
+    await route.getByRole('button', { name: `Show details of POST ${ROUTE}` }).click();
+    await page.getByLabel(`Request transform of POST ${ROUTE}`).filter({ hasText: '.params.sku' }).waitFor();
+    await page.getByLabel(`Response transform of POST ${ROUTE}`).filter({ hasText: '{quote: .}' }).waitFor();
+
+    // One call with the key, then the API's analytics count it (flushed
+    // every second or so: refreshed until they do).
+    const served = await callApi(secret);
+    assert.equal(served.status, 200, served.text);
+    assert.deepEqual(served.json, { quote: { sku: 'A-7', total: 8, consumer: 'partner' } });
+    await page.getByRole('heading', { name: 'Analytics' }).waitFor();
+    const byRoute = page.getByRole('table', { name: 'Calls by route' }).getByRole('row').filter({ hasText: ROUTE });
+    const deadline = Date.now() + 20_000;
+    let calls = 0;
+    for (;;) {
+      if (await byRoute.count()) calls = Number(await byRoute.getByRole('cell').first().textContent());
+      if (calls >= 1 || Date.now() > deadline) break;
+      await page.waitForTimeout(1000);
+      await page.getByRole('button', { name: 'Refresh' }).click();
+    }
+    assert.ok(calls >= 1, `"Calls by route" counts the call within 20 s (${calls})`);
+    await page.getByRole('table', { name: 'Calls by consumer' }).getByRole('rowheader', { name: 'partner', exact: true }).waitFor();
+    await page.getByRole('img', { name: 'Calls and errors over time' }).waitFor();
+    await shot(page, 'api');
+
+    // Revoked in the panel: the API refuses the key from its next call.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Consumers' }).click();
+    await page.getByTestId('consumer-partner').getByRole('button', { name: `Revoke key ${prefix}` }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Revoke', exact: true }).click();
+    await page.getByTestId('consumer-partner').getByText(/^revoked /).waitFor();
+    const refused = await callApi(secret);
+    assert.equal(refused.status, 401, refused.text);
+    assert.equal(refused.json?.error?.code, 'invalid_api_key');
+  } finally {
+    await context.close();
+  }
+
+  // A viewer reads the API but may not delete it, and has no Consumers page.
+  const viewer = await openSignedIn(host, `/managed-apis/${API}`, VIEWER.email, VIEWER.password);
+  try {
+    await viewer.page.getByRole('heading', { name: API, exact: true }).waitFor();
+    await viewer.page.getByRole('table', { name: 'Routes' }).getByTestId('api-route').filter({ hasText: ROUTE }).waitFor();
+    assert.equal(await viewer.page.getByRole('button', { name: 'Delete API' }).count(), 0);
+    assert.equal(await viewer.page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Consumers' }).count(), 0);
+  } finally {
+    await viewer.context.close();
   }
 });
 

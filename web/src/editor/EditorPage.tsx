@@ -6,6 +6,7 @@ import { api, ApiError, readingOrder, type Definition, type DefinitionError, typ
 import { useRole } from '../auth';
 import { ErrorBox, Loading, useDocumentTitle } from '../components/common';
 import { YamlEditor } from './YamlEditor';
+import { apiPage } from '../tenant/Apis';
 
 const FlowGraph = lazy(() => import('../graph/FlowGraph'));
 
@@ -105,6 +106,10 @@ export default function EditorPage() {
         for (const i of res.items ?? []) {
           if (i.kind === 'Integration') qc.invalidateQueries({ queryKey: ['integration', i.name] });
           if (i.kind === 'Connection') qc.invalidateQueries({ queryKey: ['connections'] });
+          if (i.kind === 'Api') {
+            qc.invalidateQueries({ queryKey: ['apis'] });
+            qc.invalidateQueries({ queryKey: ['api', i.name] });
+          }
         }
       }
     } catch (e) {
@@ -194,7 +199,13 @@ export default function EditorPage() {
             <ul>
               {outcome.items.map((i) => (
                 <li key={`${i.kind}/${i.name}`}>
-                  {i.kind === 'Integration' ? <Link to={`/integrations/${encodeURIComponent(i.name)}`}>{`integration/${i.name}`}</Link> : `${i.kind.toLowerCase()}/${i.name}`} {i.result}
+                  {i.kind === 'Integration' ? (
+                    <Link to={`/integrations/${encodeURIComponent(i.name)}`}>{`integration/${i.name}`}</Link>
+                  ) : i.kind === 'Api' && outcome.stored ? (
+                    <Link to={apiPage(i.name)}>{`api/${i.name}`}</Link>
+                  ) : (
+                    `${i.kind.toLowerCase()}/${i.name}`
+                  )} {i.result}
                   {i.version ? ` (version ${i.version})` : ''}
                 </li>
               ))}

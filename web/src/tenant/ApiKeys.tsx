@@ -49,7 +49,8 @@ function NewKey({ onCreated, myRole }: { onCreated(k: ApiKey): void; myRole: Rol
   );
 }
 
-function ShowSecret({ k, onDone }: { k: ApiKey; onDone(): void }) {
+/** A new key's secret, shown once, with a copy button (API keys and API consumers' keys). */
+export function ShowSecret({ k, onDone, label = 'New API key' }: { k: { secret?: string }; onDone(): void; label?: string }) {
   const [copied, setCopied] = useState(false);
   return (
     <div>
@@ -58,7 +59,7 @@ function ShowSecret({ k, onDone }: { k: ApiKey; onDone(): void }) {
       </p>
       <div className="secret-row">
         <label htmlFor="new-key-secret" className="sr-only">
-          New API key
+          {label}
         </label>
         <input id="new-key-secret" className="mono" readOnly value={k.secret ?? ''} onFocus={(e) => e.target.select()} />
         <button

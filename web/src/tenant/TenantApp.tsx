@@ -13,6 +13,9 @@ import { ConnectionsPage } from './Connections';
 import { VariablesPage } from './Variables';
 import { UsersPage } from './Users';
 import { ApiKeysPage } from './ApiKeys';
+import { API_PAGES, ApisPage } from './Apis';
+import { ApiPage } from './Api';
+import { ConsumersPage } from './Consumers';
 import { AuditPage } from './Audit';
 import { NotFound } from '../components/NotFound';
 
@@ -27,8 +30,10 @@ export function TenantApp({ slug }: { slug: string }) {
     { to: '/executions', label: 'Executions' },
     { to: '/connections', label: 'Connections' },
     { to: '/variables', label: 'Variables' },
+    { to: API_PAGES, label: 'APIs' },
     ...(isAdmin
       ? [
+          { to: '/consumers', label: 'Consumers' },
           { to: '/users', label: 'Users' },
           { to: '/api-keys', label: 'API keys' },
           { to: '/audit', label: 'Audit' },
@@ -73,6 +78,9 @@ export function TenantApp({ slug }: { slug: string }) {
         <Route path="executions/:id" element={<ExecutionPage />} />
         <Route path="connections" element={<ConnectionsPage />} />
         <Route path="variables" element={<VariablesPage />} />
+        <Route path={API_PAGES} element={<ApisPage />} />
+        <Route path={`${API_PAGES}/:name`} element={<ApiPage />} />
+        <Route path="consumers" element={<ConsumersPage />} />
         <Route path="users" element={<UsersPage />} />
         <Route path="api-keys" element={<ApiKeysPage />} />
         <Route path="audit" element={<AuditPage />} />
