@@ -259,7 +259,11 @@ impl Gateway<'_> {
         };
         let body = parse_body(&request.body)?;
         if let Some(schema) = &route.request_schema {
-            check_schema(schema, &body)?;
+            // The tenant's schema (its patterns, its nesting) is tenant code:
+            // checked on the evaluation pool, as its jq is.
+            let (schema, checked) = (schema.clone(), body.clone());
+            let verdict = pool::pool().run(&tenant.id.to_string(), move || check_schema(&schema, &checked)).await;
+            verdict.map_err(|e| GatewayError::Transform { which: "schema", message: e.to_string() })??;
         }
         let query: Map<String, Value> = request.query.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
         let view = json!({"body": body, "params": params, "query": query, "headers": visible_headers(&request.headers)});
