@@ -40,7 +40,11 @@ end
 
 function request()
     counter = counter + 1
-    local headers = { ["Host"] = hosts[(counter % #hosts) + 1], ["Content-Type"] = "application/json" }
+    local headers = {}
+    -- The command line's -H headers (a consumer's key, say), then ours.
+    for name, value in pairs(wrk.headers) do headers[name] = value end
+    headers["Host"] = hosts[(counter % #hosts) + 1]
+    headers["Content-Type"] = "application/json"
     local body = string.format('{"order": %d, "total_cents": %d}', counter, counter * 7)
     return wrk.format("POST", paths[(counter % #paths) + 1], headers, body)
 end
