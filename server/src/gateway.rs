@@ -8,7 +8,10 @@
 //! limits are exact across the cluster at the cost of one round trip per
 //! call, and a revoked key fails its next call everywhere.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -240,8 +243,7 @@ impl Gateway<'_> {
 
     async fn serve(&self, tenant: &Tenant, api: &Api, request: &ApiRequest, seen: &mut Seen) -> Result<ApiAnswer, GatewayError> {
         let (route, params) = route_for(api, request)?;
-        let method = serde_json::to_value(route.method).ok().and_then(|m| m.as_str().map(String::from)).unwrap_or_default();
-        seen.route = Some(format!("{method} {}", route.path));
+        seen.route = Some(format!("{} {}", method_name(route.method), route.path));
         let mut headers = deprecation_headers(api);
         let consumer = match api.spec.auth {
             ApiAuth::None => None,
@@ -316,7 +318,7 @@ fn route_for<'a>(api: &'a Api, request: &ApiRequest) -> Result<(&'a ApiRoute, Ma
     }
     matching.find(|(route, _)| route.method == request.method).ok_or_else(|| GatewayError::MethodNotAllowed {
         path: request.path.clone(),
-        method: serde_json::to_value(request.method).ok().and_then(|m| m.as_str().map(String::from)).unwrap_or_default(),
+        method: method_name(request.method),
     })
 }
 
@@ -333,10 +335,31 @@ fn parse_body(body: &[u8]) -> Result<Value, GatewayError> {
     serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))
 }
 
+/// `GET`, `POST`...: the method as definitions write it.
+fn method_name(method: HttpMethod) -> String {
+    serde_json::to_value(method).ok().and_then(|m| m.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// Compiled request schemas by their text: compiling one costs far more
+/// than checking a body against it, and a route's schema changes only with
+/// its API. Bounded; an entry unused for ten minutes goes.
+static VALIDATORS: LazyLock<moka::sync::Cache<String, Arc<jsonschema::Validator>>> =
+    LazyLock::new(|| moka::sync::Cache::builder().max_capacity(1_000).time_to_idle(Duration::from_secs(600)).build());
+
 /// Every way `body` fails the route's schema (the schema compiled when the
 /// API was applied; at most 20 problems are named).
 fn check_schema(schema: &Value, body: &Value) -> Result<(), GatewayError> {
-    let validator = jsonschema::validator_for(schema).map_err(|e| GatewayError::RequestInvalid(vec![SchemaProblem { path: String::new(), message: e.to_string() }]))?;
+    let text = schema.to_string();
+    let validator = match VALIDATORS.get(&text) {
+        Some(validator) => validator,
+        None => {
+            let compiled = jsonschema::validator_for(schema)
+                .map_err(|e| GatewayError::RequestInvalid(vec![SchemaProblem { path: String::new(), message: e.to_string() }]))?;
+            let compiled = Arc::new(compiled);
+            VALIDATORS.insert(text, compiled.clone());
+            compiled
+        }
+    };
     let problems: Vec<SchemaProblem> =
         validator.iter_errors(body).take(20).map(|e| SchemaProblem { path: e.instance_path().to_string(), message: e.to_string() }).collect();
     if problems.is_empty() { Ok(()) } else { Err(GatewayError::RequestInvalid(problems)) }

@@ -146,6 +146,11 @@ async fn a_published_api_serves_consumers_within_their_plans_on_every_node() {
     }
     let raw = app.tenant_request(Method::POST, "acme", "/apis/orders/v1/quotes/X").header("x-api-key", &partner).body("{not json").send().await.unwrap();
     assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+    // A hostile body nested 50,000 levels deep: refused, and the node stays up.
+    let deep = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
+    let request = app.tenant_request(Method::POST, "acme", "/apis/orders/v1/quotes/X").header("x-api-key", &partner).header("content-type", "application/json");
+    let (status, body) = status_and_json(request.body(deep)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_body")), "{body}");
     assert_eq!(executions(&app, &owner).await, before, "no request that failed its checks ran the integration");
 
     // Keys: none, wrong, a tenant's own key, revoked (on both nodes at once).
@@ -192,17 +197,17 @@ async fn a_published_api_serves_consumers_within_their_plans_on_every_node() {
         report[list].as_array().unwrap().iter().find(|r| r[key] == name).map(|r| (r["calls"].as_i64().unwrap(), r["errors"].as_i64().unwrap()))
     };
     let counted = tessera_tests::eventually(std::time::Duration::from_secs(15), || async {
-        figures(&report(&app).await, "routes", "route", json!("POST /quotes/{sku}")) == Some((18, 12))
+        figures(&report(&app).await, "routes", "route", json!("POST /quotes/{sku}")) == Some((19, 13))
     })
     .await;
     let analytics = report(&app).await;
     assert!(counted, "{analytics:#}");
     assert_eq!(figures(&analytics, "routes", "route", json!("unmatched")), Some((2, 2)), "{analytics:#}");
-    assert_eq!(figures(&analytics, "consumers", "consumer", json!("partner")), Some((7, 4)), "{analytics:#}");
+    assert_eq!(figures(&analytics, "consumers", "consumer", json!("partner")), Some((8, 5)), "{analytics:#}");
     assert_eq!(figures(&analytics, "consumers", "consumer", json!("trial-user")), Some((6, 3)), "{analytics:#}");
     assert_eq!(figures(&analytics, "consumers", "consumer", Value::Null), Some((7, 7)), "{analytics:#}");
     let series: i64 = analytics["series"].as_array().unwrap().iter().map(|p| p["calls"].as_i64().unwrap()).sum();
-    assert_eq!((series, analytics["series"].as_array().unwrap().len()), (20, 24), "{analytics:#}");
+    assert_eq!((series, analytics["series"].as_array().unwrap().len()), (21, 24), "{analytics:#}");
     assert!(analytics["routes"][0]["p50_ms"].as_f64().is_some_and(|ms| ms > 0.0) && analytics["routes"][0]["p99_ms"].is_number(), "{analytics:#}");
     let (status, _) = owner_call(&app, &owner, Method::GET, "/api/apis/nothing/analytics", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
