@@ -238,5 +238,26 @@ async fn the_panel_works_in_a_real_browser() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     // The figures the tests measure, for docs/performance.md.
     stdout.lines().filter(|l| l.contains("PANEL_METRIC")).for_each(|l| println!("{l}"));
-    assert!(output.status.success(), "the browser tests failed:\n{stdout}\n{stderr}");
+    if !output.status.success() {
+        // The whole run, then its failures again at the very end, where a
+        // log cut to its last lines still shows why; no backtrace follows
+        // (it would only point here).
+        println!("the browser tests failed:\n{stdout}\n{stderr}");
+        println!("---- the failing browser tests ----\n{}", failed_tests(&stdout));
+        std::panic::resume_unwind(Box::new("the browser tests failed"));
+    }
+}
+
+/// The TAP blocks of the tests that failed: `not ok ...` up to its `...`.
+fn failed_tests(tap: &str) -> String {
+    let mut failed = Vec::new();
+    let mut inside = false;
+    for line in tap.lines() {
+        inside |= line.starts_with("not ok");
+        if inside {
+            failed.push(line);
+            inside = line.trim() != "...";
+        }
+    }
+    failed.join("\n")
 }

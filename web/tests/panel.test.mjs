@@ -16,7 +16,7 @@ const OWNER_EMAIL = process.env.TESSERA_PANEL_OWNER_EMAIL;
 const OWNER_PASSWORD = process.env.TESSERA_PANEL_OWNER_PASSWORD;
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const SHOTS = process.env.TESSERA_SCREENSHOTS;
-const TIMEOUT = 20_000;
+const TIMEOUT = 30_000;
 
 // ---------------------------------------------------------------------------
 // Helpers
