@@ -15,7 +15,7 @@ use tessera_runtime::limits::LimitError;
 
 use crate::{
     audit::AuditError,
-    gateway::{self, AdmissionError, GatewayError},
+    gateway::{self, AdmissionError, BackendError, GatewayError, Refusal},
     auth::AuthError,
     cluster::ClusterError,
     database::DbError,
@@ -361,7 +361,17 @@ impl From<GatewayError> for ApiError {
             NoSuchApi { .. } => (StatusCode::NOT_FOUND, "api_not_found"),
             NoSuchRoute { .. } => (StatusCode::NOT_FOUND, "route_not_found"),
             MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            DotSegment => (StatusCode::BAD_REQUEST, "invalid_path"),
             MissingKey => (StatusCode::UNAUTHORIZED, "missing_api_key"),
+            MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
+            InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Jwks(_) => (StatusCode::BAD_GATEWAY, "jwks_unavailable"),
+            CorsRefused { .. } => (StatusCode::FORBIDDEN, "cors_origin_not_allowed"),
+            Backend(BackendError::Refused) => (StatusCode::BAD_GATEWAY, "backend_refused"),
+            Backend(BackendError::Unreachable) => (StatusCode::BAD_GATEWAY, "backend_unreachable"),
+            Backend(BackendError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "backend_timeout"),
+            Backend(BackendError::TooLarge) => (StatusCode::BAD_GATEWAY, "backend_answer_too_large"),
+            Backend(BackendError::NotJson) => (StatusCode::BAD_GATEWAY, "transform_failed"),
             Admission(AdmissionError::UnknownKey) => (StatusCode::UNAUTHORIZED, "invalid_api_key"),
             Admission(AdmissionError::RateLimited { limits, retry_after_ms, .. } | AdmissionError::QuotaExceeded { limits, retry_after_ms, .. }) => {
                 let code = if matches!(e, Admission(AdmissionError::RateLimited { .. })) { "rate_limited" } else { "quota_exceeded" };
@@ -397,6 +407,15 @@ impl From<GatewayError> for ApiError {
             }
         };
         ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// A refused call of a managed API keeps the headers that go with it (CORS, deprecation).
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        let mut api = ApiError::from(refusal.error);
+        api.headers.extend(refusal.headers);
+        api
     }
 }
 

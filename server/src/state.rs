@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     analytics::Analytics,
+    gateway::Outbound,
     audit::Trail,
     auth::{AccountStanding, AuthService, LoginLimiter, Passwords, TokenKeys},
     cluster::{
@@ -86,6 +87,8 @@ pub struct AppState {
     pub audit: Trail,
     /// Managed APIs' calls counted on this node, written every second.
     pub analytics: Analytics,
+    /// Managed API routes' backends and identity providers, reached through the egress gate.
+    pub outbound: Arc<Outbound>,
 }
 
 fn token_keys(config: &Config) -> Result<TokenKeys, StateError> {
@@ -194,6 +197,7 @@ impl AppState {
         Ok(Self {
             audit: Trail::new(sealing.clone()),
             analytics: Analytics::default(),
+            outbound: Arc::new(Outbound::new(egress.clone())),
             platform,
             intake: Intake::start(starts, intake_limit, supervisor.clone(), metrics.clone()),
             changes: DefinitionChanges::new(hot.clone(), supervisor.clone()),

@@ -266,3 +266,256 @@ spec:
         assert!(paths.contains(&path), "{path} not reported: {body}");
     }
 }
+
+/// What the test backend saw of one forwarded call.
+#[derive(Default)]
+struct Backend {
+    seen: std::sync::Mutex<Vec<Value>>,
+}
+
+async fn backend(state: actix_web::web::Data<Backend>, req: actix_web::HttpRequest, body: actix_web::web::Bytes) -> actix_web::HttpResponse {
+    let headers: serde_json::Map<String, Value> =
+        req.headers().iter().map(|(n, v)| (n.as_str().to_string(), json!(v.to_str().unwrap_or_default()))).collect();
+    let seen = json!({"method": req.method().as_str(), "path": req.path(), "query": req.query_string(), "headers": headers, "body": String::from_utf8_lossy(&body)});
+    state.seen.lock().unwrap().push(seen.clone());
+    actix_web::HttpResponse::Created()
+        .insert_header(("etag", "\"v7\""))
+        .insert_header(("x-internal-secret", "backend-only"))
+        .json(json!({"id": 42, "echo": seen}))
+}
+
+const FORWARDED: &str = r#"
+apiVersion: tessera.dev/v1
+kind: Api
+metadata:
+  name: inventory
+spec:
+  basePath: inventory
+  version: v1
+  routes:
+    - method: POST
+      path: /items/{id}
+      forward: {url: "BACKEND/base"}
+    - method: GET
+      path: /items/{id}/summary
+      forward: {url: "BACKEND/base"}
+      response: '{id: .id, method: .echo.method}'
+    - method: GET
+      path: /ours
+      forward: {url: "http://127.0.0.1:DATABASE_PORT/"}
+  cors:
+    allowOrigins: ["https://shop.example.com"]
+    maxAgeSeconds: 120
+"#;
+
+#[tokio::test]
+async fn a_forwarding_route_reaches_its_backend_through_the_egress_gate_with_cors() {
+    let app = tessera_tests::spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let seen = std::sync::Arc::new(Backend::default());
+    let base = tessera_tests::serve_locally(seen.clone(), backend);
+    let database_port = reqwest::Url::parse(&tessera_tests::admin_url()).unwrap().port().unwrap_or(5432);
+    app.apply_yaml("acme", &owner, &FORWARDED.replace("BACKEND", &base).replace("DATABASE_PORT", &database_port.to_string())).await;
+    owner_call(&app, &owner, Method::PUT, "/api/plans/gold", Some(json!({"rate_per_second": 100, "burst": 100}))).await;
+    let (_, key) = consumer(&app, &owner, "shop", "gold").await;
+
+    // Sent on: method, path under the base, query, body as it came; the
+    // caller's key stays here, the consumer's name goes along.
+    let request = app
+        .tenant_request(Method::POST, "acme", "/apis/inventory/v1/items/a%20b?lang=fr&x=1")
+        .header("x-api-key", &key)
+        .header("cookie", "session=caller")
+        .header("content-type", "text/plain")
+        .header("origin", "https://shop.example.com")
+        .body("plain text, not JSON");
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let headers = response.headers().clone();
+    assert_eq!(headers["etag"], "\"v7\"");
+    assert!(headers.get("x-internal-secret").is_none(), "only the listed answer headers come back");
+    assert_eq!(headers["access-control-allow-origin"], "https://shop.example.com");
+    assert_eq!(headers["ratelimit-limit"], "100");
+    let answer: Value = response.json().await.unwrap();
+    let echo = &answer["echo"];
+    assert_eq!((echo["method"].as_str(), echo["path"].as_str(), echo["query"].as_str()), (Some("POST"), Some("/base/items/a%20b"), Some("lang=fr&x=1")));
+    assert_eq!(echo["body"], "plain text, not JSON");
+    assert_eq!(echo["headers"]["x-tessera-consumer"], "shop");
+    assert_eq!(echo["headers"]["content-type"], "text/plain");
+    for hidden in ["x-api-key", "cookie", "authorization", "origin"] {
+        assert!(echo["headers"].get(hidden).is_none(), "{hidden} was forwarded: {echo}");
+    }
+
+    // A response transform reads the backend's JSON.
+    let (status, _, body) = call_api(&app, app.port, Some(&key), Method::GET, "/apis/inventory/v1/items/9/summary", Value::Null).await;
+    assert_eq!((status, body), (StatusCode::CREATED, json!({"id": 42, "method": "GET"})), "the backend's status, the reshaped body");
+
+    // The platform's own database is never a backend; nothing escapes the base path.
+    let (status, _, body) = call_api(&app, app.port, Some(&key), Method::GET, "/apis/inventory/v1/ours", Value::Null).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_GATEWAY, Some("backend_refused")), "{body}");
+    let before = seen.seen.lock().unwrap().len();
+    // (Sent raw: HTTP clients resolve dot segments before sending.)
+    for escape in ["/apis/inventory/v1/items/..", "/apis/inventory/v1/items/%2E%2E", "/apis/inventory/v1/./items/x"] {
+        let answer = raw_call(app.port, escape, &key).await;
+        assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("invalid_path"), "{escape}: {answer}");
+    }
+    assert_eq!(seen.seen.lock().unwrap().len(), before, "the backend saw nothing of a refused call");
+
+    // CORS: a preflight needs no key; another origin is refused; an error
+    // to an allowed origin still says so, so the page can read it.
+    let preflight = app
+        .tenant_request(Method::OPTIONS, "acme", "/apis/inventory/v1/items/1")
+        .header("origin", "https://shop.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://shop.example.com");
+    assert_eq!(h["access-control-allow-methods"], "POST");
+    assert_eq!(h["access-control-max-age"], "120");
+    assert!(h["access-control-allow-headers"].to_str().unwrap().contains("x-api-key"));
+    let refused = app
+        .tenant_request(Method::OPTIONS, "acme", "/apis/inventory/v1/items/1")
+        .header("origin", "https://evil.example.net")
+        .header("access-control-request-method", "POST");
+    let (status, body) = status_and_json(refused).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("cors_origin_not_allowed")));
+    let unauthorised = app.tenant_request(Method::POST, "acme", "/apis/inventory/v1/items/1").header("origin", "https://shop.example.com").send().await.unwrap();
+    assert_eq!(unauthorised.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(unauthorised.headers()["access-control-allow-origin"], "https://shop.example.com");
+    let elsewhere = app.tenant_request(Method::POST, "acme", "/apis/inventory/v1/items/1").header("x-api-key", &key).header("origin", "https://evil.example.net").send().await.unwrap();
+    assert!(elsewhere.headers().get("access-control-allow-origin").is_none());
+}
+
+/// A call written byte by byte, its path as given: the whole answer.
+async fn raw_call(port: u16, path: &str, key: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = format!("POST {path} HTTP/1.1\r\nHost: acme.localhost:{port}\r\nX-API-Key: {key}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+/// A test identity provider: an Ed25519 key, its JWKS, and tokens.
+struct Provider {
+    key: jsonwebtoken::EncodingKey,
+    kid: String,
+}
+
+impl Provider {
+    fn new(kid: &str) -> Self {
+        // PKCS#8 of an Ed25519 key: the fixed prefix, then 32 random bytes.
+        let mut der = vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+        der.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        der.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        Self { key: jsonwebtoken::EncodingKey::from_ed_der(&der), kid: kid.into() }
+    }
+
+    fn jwk(&self) -> Value {
+        let mut jwk = serde_json::to_value(jsonwebtoken::jwk::Jwk::from_encoding_key(&self.key, jsonwebtoken::Algorithm::EdDSA).unwrap()).unwrap();
+        jwk["kid"] = json!(self.kid);
+        jwk
+    }
+
+    fn token(&self, claims: Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
+}
+
+async fn jwks(state: actix_web::web::Data<(Value, std::sync::atomic::AtomicUsize)>) -> actix_web::HttpResponse {
+    state.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    actix_web::HttpResponse::Ok().json(&state.0)
+}
+
+#[tokio::test]
+async fn a_jwt_api_accepts_its_providers_tokens_only_and_describes_itself() {
+    let app = tessera_tests::spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let (provider, stranger) = (Provider::new("k1"), Provider::new("k1"));
+    let published = std::sync::Arc::new((json!({"keys": [provider.jwk()]}), std::sync::atomic::AtomicUsize::new(0)));
+    let idp = tessera_tests::serve_locally(published.clone(), jwks);
+    let definition = QUOTE.replace("name: orders-v2", "name: orders-jwt").replace("version: v2", "version: v3\n  auth: jwt\n  jwt:\n    issuer: https://idp.example.com\n    audiences: [orders]\n    jwksUrl: IDP/keys").replace("IDP", &idp);
+    app.apply_yaml("acme", &owner, &definition).await;
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"iss": "https://idp.example.com", "aud": "orders", "sub": "partner-42", "exp": now + 300});
+    let call = |token: Option<String>| {
+        let mut request = app.tenant_request(Method::POST, "acme", "/apis/orders/v3/quotes/J").json(&json!({"quantity": 2}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        status_and_json(request)
+    };
+    let (status, body) = call(Some(provider.token(claims.clone()))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"sku": "J", "amount": 4})));
+
+    let mut wrong = Vec::new();
+    for (field, value) in [("aud", json!("billing")), ("iss", json!("https://other.example.com")), ("exp", json!(now - 3600))] {
+        let mut bad = claims.clone();
+        bad[field] = value;
+        wrong.push((field.to_string(), provider.token(bad)));
+    }
+    wrong.push(("another key".into(), stranger.token(claims.clone())));
+    let hs256 = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(b"guess")).unwrap();
+    wrong.push(("HS256".into(), hs256));
+    wrong.push(("not a JWT".into(), "tck_abc".into()));
+    for (what, token) in wrong {
+        let (status, body) = call(Some(token)).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")), "{what}: {body}");
+    }
+    let (status, body) = call(None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("missing_token")));
+    let fetches = published.1.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=2).contains(&fetches), "the JWKS is kept, not fetched per call ({fetches} fetches)");
+
+    // Each API's OpenAPI document: its routes, schema, auth and deprecation.
+    let (status, document) = status_and_json(app.tenant_request(Method::GET, "acme", "/apis/orders/v1/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["servers"][0]["url"], "/apis/orders/v1");
+    let quote = &document["paths"]["/quotes/{sku}"]["post"];
+    assert_eq!(quote["requestBody"]["content"]["application/json"]["schema"]["required"], json!(["qty"]));
+    assert_eq!(quote["parameters"][0]["name"], "sku");
+    assert_eq!(quote["deprecated"], true);
+    assert!(quote["responses"].get("429").is_some());
+    assert_eq!(document["components"]["securitySchemes"]["consumerKey"]["name"], "X-API-Key");
+    let (_, jwt_document) = owner_call(&app, &owner, Method::GET, "/api/apis/orders-jwt/openapi.json", None).await;
+    assert_eq!(jwt_document["components"]["securitySchemes"]["bearerJwt"]["bearerFormat"], "JWT");
+    assert!(jwt_document["paths"]["/quotes/{sku}"]["post"]["responses"].get("429").is_none());
+}
+
+#[tokio::test]
+async fn routes_backends_auth_and_cors_are_checked_when_applied() {
+    let app = tessera_tests::spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let bad = r#"
+apiVersion: tessera.dev/v1
+kind: Api
+metadata:
+  name: broken
+spec:
+  basePath: broken
+  version: v1
+  auth: jwt
+  cors: {allowOrigins: ["*"], allowCredentials: true}
+  routes:
+    - {method: GET, path: /both, integration: quote, forward: {url: "https://backend.example.com"}}
+    - {method: GET, path: /neither}
+    - {method: GET, path: /ftp, forward: {url: "ftp://files.example.com/"}}
+    - {method: GET, path: /openapi.json, integration: quote}
+"#;
+    let response = app.tenant_request(Method::POST, "acme", "/api/apply").bearer_auth(&owner).header("content-type", "application/yaml").body(bad).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    let paths: Vec<&str> = body["error"]["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    for path in ["spec.jwt", "spec.cors.allowOrigins", "spec.routes[0].forward", "spec.routes[1]", "spec.routes[2].forward.url", "spec.routes[3].path"] {
+        assert!(paths.contains(&path), "{path} not reported: {body}");
+    }
+}

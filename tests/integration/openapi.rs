@@ -87,6 +87,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_
             // at once ("AST constructor recursion depth mismatch").
             .args(["--workers", "1"])
             .env("NO_COLOR", "1")
+            // Its cache and hypothesis's database go in the scratch directory, not the checkout.
+            .current_dir(&scratch.0)
             .kill_on_drop(true)
             .output()
             .await

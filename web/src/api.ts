@@ -379,17 +379,43 @@ export interface AuditFilters {
 // ---------------------------------------------------------------------------
 // Managed APIs (docs/api-management.md)
 
-export type ApiAuth = 'apiKey' | 'none';
+export type ApiAuth = 'apiKey' | 'jwt' | 'none';
 
+/** With auth `jwt`: whose tokens are accepted, checked against the issuer's keys. */
+export interface ApiJwt {
+  issuer: string;
+  audiences: string[];
+  jwksUrl: string;
+  /** The claim naming the consumer; `sub` when absent. */
+  consumerClaim?: string;
+}
+
+/** Browsers allowed to call the API from other origins. */
+export interface ApiCors {
+  allowOrigins: string[];
+  allowHeaders?: string[];
+  maxAgeSeconds?: number;
+  allowCredentials?: boolean;
+}
+
+/** A backend a route forwards its calls to, through the egress gate. */
+export interface ApiForward {
+  url: string;
+  /** e.g. `10s`. */
+  timeout?: string;
+}
+
+/** Either `integration` or `forward`. */
 export interface ApiRoute {
   method: string;
   path: string;
-  integration: string;
+  integration?: string;
+  forward?: ApiForward;
   /** JSON Schema of the body. */
   requestSchema?: unknown;
   /** jq over `{body, params, query, headers}`. */
   request?: string;
-  /** jq over the integration's output. */
+  /** jq over the integration's output, or the backend's JSON. */
   response?: string;
 }
 
@@ -402,6 +428,9 @@ export interface ApiDefinition {
     version: string;
     /** `apiKey` when absent. */
     auth?: ApiAuth;
+    /** Only with auth `jwt`. */
+    jwt?: ApiJwt;
+    cors?: ApiCors;
     /** RFC 3339: deprecated until then. */
     sunset?: string;
     routes: ApiRoute[];

@@ -868,6 +868,11 @@ test('a consumer and its key made in the panel call an API, whose page counts th
     await listedApi.getByRole('link', { name: API, exact: true }).click();
     await page.getByRole('heading', { name: API, exact: true }).waitFor();
     await page.getByTestId('api-url').filter({ hasText: `${url(host, '/apis/quotes/v1')}` }).waitFor();
+    // Its OpenAPI document, linked from the page and public on the tenant's host.
+    const openapiHref = await page.getByRole('link', { name: 'OpenAPI document', exact: true }).getAttribute('href');
+    assert.ok(openapiHref?.endsWith('/openapi.json'), `the OpenAPI link: ${openapiHref}`);
+    const openapi = await ok(request(host, 'GET', new URL(openapiHref, url(host)).pathname), 'read the OpenAPI document');
+    assert.equal(openapi?.openapi, '3.1.0', JSON.stringify(openapi));
     const route = page.getByRole('table', { name: 'Routes' }).getByTestId('api-route').filter({ hasText: ROUTE });
     await route.getByText('POST', { exact: true }).waitFor();
     await route.getByRole('link', { name: 'quote', exact: true }).waitFor();

@@ -87,6 +87,15 @@ pub async fn get(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<Api
     rows.first().map(from_row).ok_or_else(|| ResourceError::NotFound { kind: KIND, id: name.to_string() })
 }
 
+/// `name`'s OpenAPI 3.1 document, as its callers get it.
+pub async fn document(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<Value, ResourceError> {
+    let info = get(db, caller, name).await?;
+    match serde_json::from_value(info.definition) {
+        Ok(Resource::Api(api)) => Ok(super::api_document::document(&api)),
+        _ => Err(ResourceError::NotFound { kind: KIND, id: info.name }),
+    }
+}
+
 /// Stop serving an API; its next call gets 404.
 pub async fn delete(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<(), ResourceError> {
     caller.require(Role::Editor)?;

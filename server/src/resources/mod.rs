@@ -6,6 +6,7 @@
 //! here, next to the rule they protect, not in the handlers.
 
 pub mod api_keys;
+pub mod api_document;
 pub mod apis;
 pub mod audit;
 pub mod consumers;

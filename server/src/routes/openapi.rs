@@ -49,7 +49,7 @@ struct ErrorDetail {
         tenant::list_executions, tenant::get_execution, tenant::cancel_execution, tenant::retry_execution,
         tenant::list_connections, tenant::get_connection, tenant::delete_connection, tenant::test_connection,
         tenant::list_audit, tenant::export_audit, tenant::verify_audit,
-        tenant::list_apis, tenant::get_api, tenant::delete_api, tenant::api_analytics,
+        tenant::list_apis, tenant::get_api, tenant::delete_api, tenant::api_analytics, tenant::api_document,
         tenant::list_plans, tenant::get_plan, tenant::put_plan, tenant::delete_plan,
         tenant::list_consumers, tenant::create_consumer, tenant::get_consumer, tenant::update_consumer, tenant::delete_consumer,
         tenant::create_consumer_key, tenant::revoke_consumer_key,

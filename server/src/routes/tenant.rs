@@ -50,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/apis/{name}", web::get().to(get_api))
         .route("/apis/{name}", web::delete().to(delete_api))
         .route("/apis/{name}/analytics", web::get().to(api_analytics))
+        .route("/apis/{name}/openapi.json", web::get().to(api_document))
         .route("/plans", web::get().to(list_plans))
         .route("/plans/{name}", web::get().to(get_plan))
         .route("/plans/{name}", web::put().to(put_plan))
@@ -736,6 +737,18 @@ async fn get_api(state: web::Data<AppState>, caller: TenantCaller, name: web::Pa
 async fn delete_api(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
     apis::delete(&state.tenant_db, &caller, &name).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/apis/{name}/openapi.json",
+    tag = "api management",
+    summary = "A managed API's OpenAPI 3.1 document, as its callers get it at /apis/<base path>/<version>/openapi.json (viewer+)",
+    params(("name" = String, Path, description = "the API")),
+    responses((status = 200, description = "the document", body = Object))
+)]
+async fn api_document(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
+    Ok(HttpResponse::Ok().json(apis::document(&state.tenant_db, &caller, &name).await?))
 }
 
 #[utoipa::path(

@@ -47,13 +47,28 @@ pub(crate) fn check(resources: &[Resource], stored: Option<&StoredConnections>) 
     issues
 }
 
-/// An API's routes: no two with the same method and path, request schemas
-/// that are JSON Schemas, and jq that compiles.
+/// An API's routes: no two with the same method and path, each with an
+/// integration or a backend, request schemas that are JSON Schemas, and jq
+/// that compiles; `jwt` exactly with `auth: jwt`; CORS that browsers accept.
 fn api_routes(spec: &super::ApiSpec) -> Vec<Issue> {
-    let mut issues = Vec::new();
+    let mut issues = api_access(spec);
     let mut seen = HashMap::new();
     for (i, route) in spec.routes.iter().enumerate() {
         let at = Path::root().key("spec").key("routes").index(i);
+        if route.method == super::HttpMethod::Get && route.path == "/openapi.json" {
+            issues.push(Issue::at(at.key("path"), "GET /openapi.json answers with the API's OpenAPI document; choose another path"));
+        }
+        match (&route.integration, &route.forward) {
+            (Some(_), Some(_)) => issues.push(Issue::at(at.key("forward"), "a route runs an integration or forwards to a backend, not both")),
+            (None, None) => issues.push(Issue::at(at.clone(), "a route needs `integration` or `forward`")),
+            (None, Some(forward)) => {
+                issues.extend(web_url(&forward.url, at.key("forward").key("url")));
+                if forward.timeout.is_some_and(|t| t.get() > super::ApiForward::MAX_TIMEOUT) {
+                    issues.push(Issue::at(at.key("forward").key("timeout"), "at most 5m"));
+                }
+            }
+            (Some(_), None) => {}
+        }
         let shape: Vec<&str> = route.path.split('/').map(|s| if s.starts_with('{') { "{}" } else { s }).collect();
         if let Some(first) = seen.insert((route.method, shape.join("/")), i) {
             issues.push(Issue::at(at.key("path"), format!("routes[{first}] has the same method and path")));
@@ -66,6 +81,33 @@ fn api_routes(spec: &super::ApiSpec) -> Vec<Issue> {
         issues.extend(super::expressions::check_route(route, &at));
     }
     issues
+}
+
+fn api_access(spec: &super::ApiSpec) -> Vec<Issue> {
+    let spec_at = Path::root().key("spec");
+    let mut issues = Vec::new();
+    match (spec.auth, &spec.jwt) {
+        (super::ApiAuth::Jwt, None) => issues.push(Issue::at(spec_at.key("jwt"), "`auth: jwt` needs the identity provider in `jwt`")),
+        (super::ApiAuth::Jwt, Some(jwt)) => issues.extend(web_url(&jwt.jwks_url, spec_at.key("jwt").key("jwksUrl"))),
+        (_, Some(_)) => issues.push(Issue::at(spec_at.key("jwt"), "`jwt` is only read with `auth: jwt`")),
+        (_, None) => {}
+    }
+    if let Some(cors) = &spec.cors {
+        if cors.allow_credentials && cors.allow_origins.iter().any(|o| o == "*") {
+            let message = "browsers refuse credentialed calls to an API open to every origin (`*`): name the origins";
+            issues.push(Issue::at(spec_at.key("cors").key("allowOrigins"), message));
+        }
+    }
+    issues
+}
+
+/// An `http` or `https` URL with a host: what the egress gate can check.
+fn web_url(text: &str, at: Path) -> Option<Issue> {
+    match reqwest::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => None,
+        Ok(_) => Some(Issue::at(at, "an http or https URL with a host")),
+        Err(e) => Some(Issue::at(at, format!("not a URL: {e}"))),
+    }
 }
 
 /// Every `hosts` pattern of a connection parses as an egress rule does.

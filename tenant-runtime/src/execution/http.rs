@@ -349,7 +349,8 @@ async fn send_with_oauth(
     request.send(Some(&token)).await
 }
 
-fn method(method: HttpMethod) -> Method {
+/// The reqwest method of a definition's.
+pub fn method(method: HttpMethod) -> Method {
     match method {
         HttpMethod::Get => Method::GET,
         HttpMethod::Post => Method::POST,

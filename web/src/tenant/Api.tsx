@@ -19,6 +19,41 @@ function yesNo(v: unknown): ReactNode {
   return v === undefined || v === null || v === '' ? <span className="muted">no</span> : 'yes';
 }
 
+/** What a route runs: its integration, or the backend it forwards to. */
+function RouteTarget({ route }: { route: ApiRoute }) {
+  if (route.forward) {
+    return (
+      <>
+        forwards to <code>{route.forward.url}</code>
+        {route.forward.timeout ? <span className="muted"> (timeout {route.forward.timeout})</span> : null}
+      </>
+    );
+  }
+  if (route.integration) return <Link to={`/integrations/${encodeURIComponent(route.integration)}`}>{route.integration}</Link>;
+  return <span className="muted">none</span>;
+}
+
+/** How callers authenticate, by the API's `auth`. */
+function AuthText({ a }: { a: ManagedApi }) {
+  const spec = a.definition.spec;
+  switch (spec.auth ?? 'apiKey') {
+    case 'none':
+      return <>none: anyone may call it</>;
+    case 'jwt':
+      return (
+        <>
+          JWT from <code>{spec.jwt?.issuer ?? '?'}</code> (audiences: {(spec.jwt?.audiences ?? []).join(', ') || 'none'}) in <code>Authorization: Bearer</code>
+        </>
+      );
+    default:
+      return (
+        <>
+          {authText(a)} (<code>X-API-Key</code>)
+        </>
+      );
+  }
+}
+
 function RouteRows({ route }: { route: ApiRoute }) {
   const [open, setOpen] = useState(false);
   const label = `${route.method} ${route.path}`;
@@ -34,7 +69,7 @@ function RouteRows({ route }: { route: ApiRoute }) {
           <code>{route.path}</code>
         </td>
         <td>
-          <Link to={`/integrations/${encodeURIComponent(route.integration)}`}>{route.integration}</Link>
+          <RouteTarget route={route} />
         </td>
         <td>{yesNo(route.requestSchema)}</td>
         <td>{yesNo(route.request)}</td>
@@ -219,12 +254,19 @@ export function ApiPage() {
             <div>
               <dt>URL</dt>
               <dd>
-                <code data-testid="api-url">{`${window.location.origin}${apiPathOf(a)}`}</code>
+                <code data-testid="api-url">{`${window.location.origin}${apiPathOf(a)}`}</code> ·{' '}
+                <a href={`${apiPathOf(a)}/openapi.json`}>OpenAPI document</a>
               </dd>
             </div>
             <div>
               <dt>Auth</dt>
-              <dd>{(spec.auth ?? 'apiKey') === 'none' ? 'none: anyone may call it' : <>{authText(a)} (<code>X-API-Key</code>)</>}</dd>
+              <dd>
+                <AuthText a={a} />
+              </dd>
+            </div>
+            <div>
+              <dt>CORS</dt>
+              <dd>{spec.cors?.allowOrigins.length ? spec.cors.allowOrigins.join(', ') : <span className="muted">none</span>}</dd>
             </div>
             <div>
               <dt>Sunset</dt>
@@ -246,7 +288,7 @@ export function ApiPage() {
             ) : (
               <div className="table-wrap">
                 <table aria-label="Routes">
-                  <TableHead columns={['Method', 'Path', 'Integration', 'Request schema', 'Request transform', 'Response transform']} actions />
+                  <TableHead columns={['Method', 'Path', 'Integration or backend', 'Request schema', 'Request transform', 'Response transform']} actions />
                   <tbody>
                     {spec.routes.map((r) => (
                       <RouteRows key={`${r.method} ${r.path}`} route={r} />

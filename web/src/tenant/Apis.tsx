@@ -19,7 +19,14 @@ export function apiPage(name: string): string {
 
 /** An API's auth as people read it (`apiKey` when the definition says nothing). */
 export function authText(a: ManagedApi): string {
-  return (a.definition.spec.auth ?? 'apiKey') === 'none' ? 'none' : 'API key';
+  switch (a.definition.spec.auth ?? 'apiKey') {
+    case 'none':
+      return 'none';
+    case 'jwt':
+      return 'JWT';
+    default:
+      return 'API key';
+  }
 }
 
 /** "deprecated" with the sunset date, for an API version that has one. */
@@ -43,8 +50,8 @@ export function ApisPage() {
         <h1>APIs</h1>
       </div>
       <p className="muted">
-        Integrations published to partners: each route runs an integration and answers with its output. Callers are consumers with their own keys, on a
-        plan.
+        Integrations published to partners: each route runs an integration and answers with its output, or forwards the call to a backend. Callers are
+        consumers with their own keys, on a plan, or hold a token of the tenant’s identity provider.
       </p>
       <ErrorBox error={q.error} />
       {q.isLoading ? <Loading /> : null}

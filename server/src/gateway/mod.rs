@@ -1,137 +1,49 @@
-//! Admission of an API consumer's call (docs/api-management.md): its key,
-//! then its plan's limits, checked where every node of the cluster sees the
-//! same state. Each consumer has one row in `api_consumer_usage`: a token
-//! bucket (refilled at the plan's rate, at most its burst) and the calls of
-//! its current quota window (UTC day or month). One statement looks the key
-//! up, refills the bucket and takes a token and a quota call, or takes
-//! nothing; the row lock orders concurrent calls from any node, so the
-//! limits are exact across the cluster at the cost of one round trip per
-//! call, and a revoked key fails its next call everywhere.
+//! Managed APIs served (docs/api-management.md): a call of
+//! `/apis/<base path>/<version>/<route>` finds its API and route, is let in
+//! by the API's auth (a consumer's key within its plan's limits, or a JWT
+//! of the tenant's identity provider), checked and reshaped, then runs the
+//! route's integration or is forwarded to its backend through the egress
+//! gate. CORS, the version's deprecation and each API's OpenAPI document
+//! are answered here too.
+
+mod admission;
+mod cors;
+mod forward;
+mod jwt;
+
+pub use admission::{admit, AdmissionError, Admitted, Limits};
+pub use forward::BackendError;
+pub use jwt::Jwks;
 
 use std::{
     sync::{Arc, LazyLock},
     time::Duration,
 };
 
+use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tessera_runtime::{
     definition::{Api, ApiAuth, ApiRoute, HttpMethod, Resource},
+    egress::Egress,
+    execution::http::HttpClient,
     expression::{pool, Expression},
 };
 use uuid::Uuid;
 
 use crate::{
     analytics::Analytics,
-    auth::{api_keys, bearer_credential},
+    auth::bearer_credential,
     database::DbError,
     engine::endings::Endings,
-    resources::{consumers::CONSUMER_KEY_PREFIX, executions, ResourceError},
+    resources::{
+        api_document::{self as document, method_name},
+        executions, ResourceError,
+    },
     starts::{Intake, Run},
     tenancy::{Tenant, TenantDb},
 };
-
-/// A call let through, and what is left of the consumer's limits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Admitted {
-    pub consumer_id: Uuid,
-    pub consumer: String,
-    pub plan: String,
-    pub limits: Limits,
-    /// Tokens left in the bucket after this call.
-    pub remaining: f64,
-    /// Calls left in the quota window after this call, when there is a quota.
-    pub quota_remaining: Option<i64>,
-}
-
-/// A plan's limits as a call meets them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    pub rate_per_second: f64,
-    pub burst: i32,
-    pub quota: Option<i64>,
-    /// When the quota window ends.
-    pub quota_resets_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AdmissionError {
-    #[error("the API key is not a valid consumer key of this tenant")]
-    UnknownKey,
-    #[error("consumer '{consumer}' is over its plan's rate of {} calls per second", limits.rate_per_second)]
-    RateLimited { consumer: String, limits: Limits, retry_after_ms: u64 },
-    #[error("consumer '{consumer}' has used its plan's quota of {} calls", limits.quota.unwrap_or_default())]
-    QuotaExceeded { consumer: String, limits: Limits, retry_after_ms: u64 },
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-const ADMIT: &str = "\
-WITH key AS (
-    SELECT id, consumer_id, last_used_at FROM @tenant.api_consumer_keys WHERE key_hash = $1 AND revoked_at IS NULL
-), plan AS (
-    SELECT c.id, c.name, p.name AS plan, p.rate_per_second AS rate, p.burst, p.quota,
-           CASE p.quota_period WHEN 'day' THEN date_trunc('day', now(), 'UTC') WHEN 'month' THEN date_trunc('month', now(), 'UTC') END AS window_start,
-           CASE p.quota_period WHEN 'day' THEN date_trunc('day', now(), 'UTC') + interval '1 day'
-                               WHEN 'month' THEN date_trunc('month', now(), 'UTC') + interval '1 month' END AS window_end
-    FROM key JOIN @tenant.api_consumers c ON c.id = key.consumer_id JOIN @tenant.api_plans p ON p.name = c.plan
-), touched AS (
-    UPDATE @tenant.api_consumer_keys k SET last_used_at = now() FROM key
-    WHERE k.id = key.id AND (key.last_used_at IS NULL OR key.last_used_at < now() - interval '1 minute')
-), taken AS (
-    UPDATE @tenant.api_consumer_usage u SET
-        tokens = least(plan.burst, u.tokens + plan.rate * greatest(0, extract(epoch FROM now() - u.refilled_at)::float8)) - 1,
-        refilled_at = greatest(u.refilled_at, now()),
-        window_start = plan.window_start,
-        used = CASE WHEN u.window_start IS NOT DISTINCT FROM plan.window_start THEN u.used + 1 ELSE 1 END
-    FROM plan
-    WHERE u.consumer_id = plan.id
-      AND least(plan.burst, u.tokens + plan.rate * greatest(0, extract(epoch FROM now() - u.refilled_at)::float8)) >= 1
-      AND (plan.quota IS NULL OR u.window_start IS DISTINCT FROM plan.window_start OR u.used < plan.quota)
-    RETURNING u.tokens, u.used
-)
-SELECT plan.id, plan.name, plan.plan, plan.rate, plan.burst, plan.quota, plan.window_end, taken.tokens, taken.used
-FROM plan LEFT JOIN taken ON true";
-
-/// Why a call was refused, read after the refusal: the statement that
-/// refused it saw the row as of its start, before the calls it waited for.
-const STATE: &str = "SELECT least(p.burst, u.tokens + p.rate_per_second * greatest(0, extract(epoch FROM clock_timestamp() - u.refilled_at)::float8)),
-       p.quota IS NOT NULL AND u.used >= p.quota
-         AND u.window_start IS NOT DISTINCT FROM
-             CASE p.quota_period WHEN 'day' THEN date_trunc('day', now(), 'UTC') WHEN 'month' THEN date_trunc('month', now(), 'UTC') END
-FROM @tenant.api_consumer_usage u JOIN @tenant.api_consumers c ON c.id = u.consumer_id JOIN @tenant.api_plans p ON p.name = c.plan
-WHERE u.consumer_id = $1";
-
-/// Let one call of the consumer holding `key` through, or say why not.
-pub async fn admit(db: &TenantDb, tenant: &Tenant, key: &str) -> Result<Admitted, AdmissionError> {
-    if !key.starts_with(CONSUMER_KEY_PREFIX) {
-        return Err(AdmissionError::UnknownKey);
-    }
-    let rows = db.statement(tenant, ADMIT, &[&api_keys::digest(key)]).await?;
-    let row = rows.first().ok_or(AdmissionError::UnknownKey)?;
-    let consumer: String = row.get(1);
-    let limits = Limits { rate_per_second: row.get(3), burst: row.get(4), quota: row.get(5), quota_resets_at: row.get(6) };
-    let (tokens, used): (Option<f64>, Option<i64>) = (row.get(7), row.get(8));
-    if let (Some(remaining), Some(used)) = (tokens, used) {
-        let quota_remaining = limits.quota.map(|q| q - used);
-        return Ok(Admitted { consumer_id: row.get(0), consumer, plan: row.get(2), limits, remaining, quota_remaining });
-    }
-    let consumer_id: Uuid = row.get(0);
-    let state = db.statement(tenant, STATE, &[&consumer_id]).await?;
-    let (available, quota_spent) = state.first().map(|r| (r.get::<_, f64>(0), r.get::<_, bool>(1))).unwrap_or((0.0, false));
-    Err(refusal(consumer, limits, available, quota_spent))
-}
-
-fn refusal(consumer: String, limits: Limits, available: f64, quota_spent: bool) -> AdmissionError {
-    if !quota_spent {
-        // The time until the bucket holds a whole token again.
-        let retry_after_ms = ((1.0 - available).max(0.0) / limits.rate_per_second * 1000.0).ceil().max(1.0) as u64;
-        return AdmissionError::RateLimited { consumer, limits, retry_after_ms };
-    }
-    let until_reset = limits.quota_resets_at.map(|at| (at - Utc::now()).num_milliseconds().max(1) as u64).unwrap_or(1000);
-    AdmissionError::QuotaExceeded { consumer, limits, retry_after_ms: until_reset }
-}
 
 /// How long a call waits for its integration's answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -162,9 +74,34 @@ impl ApiRequest {
     }
 }
 
-/// A call's answer: the body and the headers that go with it.
+/// A call's answer: its status, body and the headers that go with it.
 pub struct ApiAnswer {
-    pub body: Value,
+    pub status: u16,
+    pub body: AnswerBody,
+    /// What the gateway adds: limits, deprecation, CORS.
+    pub headers: Vec<(&'static str, String)>,
+    /// A backend's own headers, passed on from a forwarded call.
+    pub passed: Vec<(String, String)>,
+}
+
+pub enum AnswerBody {
+    Json(Value),
+    /// A backend's answer as it came, with its content type.
+    Raw { content_type: Option<String>, bytes: Bytes },
+    Empty,
+}
+
+impl ApiAnswer {
+    fn json(body: Value, headers: Vec<(&'static str, String)>) -> Self {
+        Self { status: 200, body: AnswerBody::Json(body), headers, passed: Vec::new() }
+    }
+}
+
+/// A call refused or failed, with the headers its answer still carries
+/// (CORS, so a page can read the error; deprecation).
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: GatewayError,
     pub headers: Vec<(&'static str, String)>,
 }
 
@@ -183,8 +120,18 @@ pub enum GatewayError {
     NoSuchRoute { path: String },
     #[error("the route {path} does not answer {method}")]
     MethodNotAllowed { path: String, method: String },
+    #[error("the path has a `.` or `..` segment")]
+    DotSegment,
     #[error("this API needs a consumer's key: X-API-Key or Authorization: Bearer")]
     MissingKey,
+    #[error("this API needs a token of its identity provider: Authorization: Bearer")]
+    MissingToken,
+    #[error("the token is not accepted: {0}")]
+    InvalidToken(String),
+    #[error("the identity provider's keys could not be read: {0}")]
+    Jwks(String),
+    #[error("calls from the origin {origin} are not allowed by the API's CORS settings")]
+    CorsRefused { origin: String },
     #[error(transparent)]
     Admission(#[from] AdmissionError),
     #[error("the request body is not JSON: {0}")]
@@ -197,6 +144,8 @@ pub enum GatewayError {
     Failed { execution_id: Uuid, message: String },
     #[error("the integration did not answer within {} s", CALL_TIMEOUT.as_secs())]
     Unfinished { execution_id: Uuid },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error(transparent)]
     Start(ResourceError),
     #[error(transparent)]
@@ -217,49 +166,72 @@ pub fn rate_headers(limits: &Limits, remaining: f64, retry_after_ms: Option<u64>
     ]
 }
 
+/// The node's outbound side of its managed APIs: the HTTP clients that
+/// forward calls to backends and fetch identity providers' keys, all
+/// through the tenant's egress gate, and the keys fetched.
+pub struct Outbound {
+    pub egress: Arc<Egress>,
+    pub http: HttpClient,
+    pub jwks: Jwks,
+}
+
+impl Outbound {
+    pub fn new(egress: Arc<Egress>) -> Self {
+        Self { egress, http: HttpClient::new(), jwks: Jwks::default() }
+    }
+}
+
 /// What serving a managed API uses of the node.
 pub struct Gateway<'a> {
     pub db: &'a TenantDb,
     pub intake: &'a Intake,
     pub endings: &'a Endings,
     pub analytics: &'a Analytics,
+    pub outbound: &'a Outbound,
 }
 
 impl Gateway<'_> {
-    /// Serve one call: find the API and its route, admit the consumer,
-    /// check and reshape the request, run the route's integration and
-    /// answer with its (reshaped) output.
+    /// Serve one call: find the API; answer a CORS preflight or the API's
+    /// document; otherwise find the route, let the caller in, check and
+    /// reshape the request, run the route's integration or forward the
+    /// call, and answer with the (reshaped) result.
     /// Every call of an API that exists is counted in its analytics,
-    /// refused or not.
-    pub async fn call(&self, tenant: &Tenant, request: ApiRequest) -> Result<ApiAnswer, GatewayError> {
+    /// refused or not; preflights and documents are not calls.
+    pub async fn call(&self, tenant: &Tenant, request: ApiRequest) -> Result<ApiAnswer, Refusal> {
         let started = std::time::Instant::now();
-        let api = self.api(tenant, &request.base_path, &request.version).await?;
+        let api = self.api(tenant, &request.base_path, &request.version).await.map_err(|error| Refusal { error, headers: Vec::new() })?;
+        let mut headers = deprecation_headers(&api);
+        if let Some(preflight) = cors::preflight(&api, &request) {
+            return preflight.map(|cors| ApiAnswer { status: 204, body: AnswerBody::Empty, headers: cors, passed: Vec::new() }).map_err(|error| Refusal { error, headers });
+        }
+        headers.extend(cors::headers(&api, request.header("origin")));
+        if request.method == HttpMethod::Get && request.path == document::PATH {
+            return Ok(ApiAnswer::json(document::document(&api), headers));
+        }
         let mut seen = Seen::default();
         let answer = self.serve(tenant, &api, &request, &mut seen).await;
         let route = seen.route.as_deref().unwrap_or("unmatched");
-        self.analytics.record(tenant, api.metadata.name.as_str(), route, seen.consumer.as_deref(), answer.is_ok(), started.elapsed());
-        answer
+        let succeeded = answer.as_ref().is_ok_and(|a| a.status < 500);
+        self.analytics.record(tenant, api.metadata.name.as_str(), route, seen.consumer.as_deref(), succeeded, started.elapsed());
+        match answer {
+            Ok(mut answer) => {
+                headers.append(&mut answer.headers);
+                answer.headers = headers;
+                Ok(answer)
+            }
+            Err(error) => Err(Refusal { error, headers }),
+        }
     }
 
     async fn serve(&self, tenant: &Tenant, api: &Api, request: &ApiRequest, seen: &mut Seen) -> Result<ApiAnswer, GatewayError> {
         let (route, params) = route_for(api, request)?;
         seen.route = Some(format!("{} {}", method_name(route.method), route.path));
-        let mut headers = deprecation_headers(api);
-        let consumer = match api.spec.auth {
-            ApiAuth::None => None,
-            ApiAuth::ApiKey => {
-                let credential = bearer_credential(request.header("authorization"), request.header("x-api-key"));
-                let admitted = admit(self.db, tenant, &credential.ok_or(GatewayError::MissingKey)?).await.inspect_err(|e| {
-                    if let AdmissionError::RateLimited { consumer, .. } | AdmissionError::QuotaExceeded { consumer, .. } = e {
-                        seen.consumer = Some(consumer.clone());
-                    }
-                })?;
-                seen.consumer = Some(admitted.consumer.clone());
-                headers.extend(rate_headers(&admitted.limits, admitted.remaining, None));
-                Some(admitted.consumer)
-            }
+        let (caller, mut headers) = self.caller(tenant, api, request, seen).await?;
+        let body = match &route.forward {
+            // A forwarded body need not be JSON, unless the route reads it.
+            Some(_) if route.request_schema.is_none() && route.request.is_none() => Value::Null,
+            _ => parse_body(&request.body)?,
         };
-        let body = parse_body(&request.body)?;
         if let Some(schema) = &route.request_schema {
             // The tenant's schema (its patterns, its nesting) is tenant code:
             // checked on the evaluation pool, as its jq is.
@@ -270,19 +242,58 @@ impl Gateway<'_> {
         let query: Map<String, Value> = request.query.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
         let view = json!({"body": body, "params": params, "query": query, "headers": visible_headers(&request.headers)});
         let payload = match &route.request {
-            Some(transform) => transform_with(tenant, "request", transform.as_str(), view.clone()).await?,
-            None => body,
+            Some(transform) => Some(transform_with(tenant, "request", transform.as_str(), view.clone()).await?),
+            None => None,
         };
+        if let Some(backend) = &route.forward {
+            let mut answer = forward::forward(self.outbound, tenant, backend, request, payload, caller.consumer.as_deref()).await?;
+            if let Some(transform) = &route.response {
+                let output = forward::json_of(&answer)?;
+                answer.body = AnswerBody::Json(transform_with(tenant, "response", transform.as_str(), output).await?);
+                answer.passed.retain(|(name, _)| name != "content-type");
+            }
+            answer.headers.append(&mut headers);
+            return Ok(answer);
+        }
         let trigger = json!({
             "kind": "api", "api": api.metadata.name.as_str(), "version": api.spec.version, "route": route.path,
-            "consumer": consumer, "body": payload, "params": view["params"], "query": view["query"],
+            "consumer": caller.consumer, "claims": caller.claims, "body": payload.unwrap_or(view["body"].clone()),
+            "params": view["params"], "query": view["query"],
         });
-        let output = self.run(tenant, route, trigger).await?;
+        let integration = route.integration.as_ref().expect("a route without a backend runs an integration");
+        let output = self.run(tenant, integration, trigger).await?;
         let body = match &route.response {
             Some(transform) => transform_with(tenant, "response", transform.as_str(), output).await?,
             None => output,
         };
-        Ok(ApiAnswer { body, headers })
+        Ok(ApiAnswer::json(body, headers))
+    }
+
+    /// Who is calling, as the API's auth says, and the headers that say
+    /// what is left of their limits.
+    async fn caller(&self, tenant: &Tenant, api: &Api, request: &ApiRequest, seen: &mut Seen) -> Result<(Caller, Vec<(&'static str, String)>), GatewayError> {
+        match (api.spec.auth, &api.spec.jwt) {
+            (ApiAuth::None, _) => Ok((Caller::default(), Vec::new())),
+            (ApiAuth::Jwt, Some(provider)) => {
+                let token = bearer_credential(request.header("authorization"), None).ok_or(GatewayError::MissingToken)?;
+                let claims = self.outbound.jwks.verify(self.outbound, tenant, provider, &token).await?;
+                let consumer = jwt::consumer(&claims, &provider.consumer_claim)?;
+                seen.consumer = Some(consumer.clone());
+                Ok((Caller { consumer: Some(consumer), claims: Some(claims) }, Vec::new()))
+            }
+            (ApiAuth::Jwt, None) => Err(GatewayError::MissingToken),
+            (ApiAuth::ApiKey, _) => {
+                let credential = bearer_credential(request.header("authorization"), request.header("x-api-key"));
+                let admitted = admit(self.db, tenant, &credential.ok_or(GatewayError::MissingKey)?).await.inspect_err(|e| {
+                    if let AdmissionError::RateLimited { consumer, .. } | AdmissionError::QuotaExceeded { consumer, .. } = e {
+                        seen.consumer = Some(consumer.clone());
+                    }
+                })?;
+                seen.consumer = Some(admitted.consumer.clone());
+                let headers = rate_headers(&admitted.limits, admitted.remaining, None);
+                Ok((Caller { consumer: Some(admitted.consumer), claims: None }, headers))
+            }
+        }
     }
 
     async fn api(&self, tenant: &Tenant, base_path: &str, version: &str) -> Result<Api, GatewayError> {
@@ -296,8 +307,8 @@ impl Gateway<'_> {
     }
 
     /// Start the route's integration and wait for its end: its output, or why not.
-    async fn run(&self, tenant: &Tenant, route: &ApiRoute, trigger: Value) -> Result<Value, GatewayError> {
-        let run = Run { integration: route.integration.clone(), version: None, trigger, key: None };
+    async fn run(&self, tenant: &Tenant, integration: &tessera_runtime::definition::Name, trigger: Value) -> Result<Value, GatewayError> {
+        let run = Run { integration: integration.clone(), version: None, trigger, key: None };
         let started = self.intake.run(tenant, run).await.map_err(|e| GatewayError::Start(e.into()))?;
         let execution = executions::wait_for_end(self.db, self.endings, tenant, started.id, CALL_TIMEOUT).await.map_err(GatewayError::Start)?;
         match execution.state.as_str() {
@@ -311,7 +322,18 @@ impl Gateway<'_> {
     }
 }
 
+/// The caller as the API's auth found them: a consumer's name (or a
+/// token's subject) and, with a JWT, its claims.
+#[derive(Default)]
+struct Caller {
+    consumer: Option<String>,
+    claims: Option<Map<String, Value>>,
+}
+
 fn route_for<'a>(api: &'a Api, request: &ApiRequest) -> Result<(&'a ApiRoute, Map<String, Value>), GatewayError> {
+    if request.path.split('/').any(|segment| segment == "." || segment == "..") {
+        return Err(GatewayError::DotSegment);
+    }
     let mut matching = api.spec.routes.iter().filter_map(|route| Some((route, route.matches(&request.path)?))).peekable();
     if matching.peek().is_none() {
         return Err(GatewayError::NoSuchRoute { path: request.path.clone() });
@@ -333,11 +355,6 @@ fn parse_body(body: &[u8]) -> Result<Value, GatewayError> {
         return Ok(Value::Null);
     }
     serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))
-}
-
-/// `GET`, `POST`...: the method as definitions write it.
-fn method_name(method: HttpMethod) -> String {
-    serde_json::to_value(method).ok().and_then(|m| m.as_str().map(String::from)).unwrap_or_default()
 }
 
 /// Compiled request schemas by their text: compiling one costs far more
