@@ -156,6 +156,27 @@ impl ExecutionStore for BatchingStore {
         Box::pin(self.submit(tenant, id, |reply| WriteKind::Checkpoint(step.clone(), reply)))
     }
 
+    /// Queued, not awaited: the batcher takes writes in the order they
+    /// came, one batch after another, so the execution's next write (which
+    /// is awaited) commits in the same batch as this one or after it.
+    fn checkpoint_pure<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, step: &'a StepRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let schema = crate::engine::executions::schema(tenant)?;
+            let write = Write { tenant: tenant.clone(), schema, execution: id, kind: WriteKind::Checkpoint(step.clone(), reply) };
+            self.writes.submit(write).await.map_err(|e| StoreError(Box::new(e)))?;
+            let (slug, path) = (tenant.slug.clone(), step.path.clone());
+            // Nobody waits for it; a failure (a lost lease fails the next
+            // write too) is only logged, and a resume runs the step again.
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = answer.await {
+                    tracing::warn!(tenant = %slug, execution_id = %id, step = %path, error = %e, "a pure step's checkpoint was not written");
+                }
+            });
+            Ok(())
+        })
+    }
+
     fn finish<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, outcome: &'a Outcome) -> StoreFuture<'a, ()> {
         Box::pin(self.submit(tenant, id, |reply| WriteKind::Finish(outcome.clone(), reply)))
     }

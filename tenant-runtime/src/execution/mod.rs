@@ -48,6 +48,14 @@ pub trait ExecutionStore: Send + Sync + 'static {
     fn claim<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid) -> StoreFuture<'a, Option<Claimed>>;
     /// Commit one step's record (its checkpoint).
     fn checkpoint<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, step: &'a StepRecord) -> StoreFuture<'a, ()>;
+    /// The checkpoint of a step with no effect outside its execution (a
+    /// `transform`, `log` or `fail`, which a resume runs again to the same
+    /// result): a store may commit it with the execution's next write
+    /// instead of before the next step starts, as long as it commits it no
+    /// later than that write. By default, at once.
+    fn checkpoint_pure<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, step: &'a StepRecord) -> StoreFuture<'a, ()> {
+        self.checkpoint(tenant, id, step)
+    }
     /// Record the final state of a running execution.
     fn finish<'a>(&'a self, tenant: &'a TenantSpec, id: Uuid, outcome: &'a Outcome) -> StoreFuture<'a, ()>;
     /// Record that a `queued` or `running` execution was cancelled (its

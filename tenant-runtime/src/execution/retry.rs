@@ -21,7 +21,7 @@ use super::{
     Failure, StepRecord, StepState, StoreError,
 };
 use crate::{
-    definition::{Backoff, RetryOn, RetryPolicy, Step},
+    definition::{Action, Backoff, RetryOn, RetryPolicy, Step},
     expression::Context,
     limits::{json_size, LimitExceeded},
 };
@@ -88,7 +88,15 @@ pub(super) async fn run_attempts(at: &At<'_>, step: &Step, path: String, context
             Ok(bytes) => recorded = bytes,
             Err(()) => retry_after = None, // the same step would only grow as large again
         }
-        at.engine.store.checkpoint(at.tenant, at.id, &record).await?;
+        // A step with no effect outside the execution need not be durable
+        // before the next one starts: lost in a crash, it runs again to
+        // the same result. Its checkpoint goes with the next write, which
+        // takes a commit off every such step's path.
+        let pure = retry_after.is_none() && matches!(step.action, Action::Transform(_) | Action::Log(_) | Action::Fail(_));
+        match pure {
+            true => at.engine.store.checkpoint_pure(at.tenant, at.id, &record).await?,
+            false => at.engine.store.checkpoint(at.tenant, at.id, &record).await?,
+        }
         let Some(wait) = retry_after else { return Ok(record) };
         tracing::info!(tenant = %at.tenant.slug, execution_id = %at.id, step = %path, attempt, wait_ms = wait.as_millis() as u64, "step failed; retrying");
         tokio::time::sleep(wait).await;
