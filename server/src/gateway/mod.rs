@@ -39,6 +39,7 @@ use crate::{
     engine::endings::Endings,
     resources::{
         api_document::{self as document, method_name},
+        cache::ResourceCache,
         executions, ResourceError,
     },
     starts::{Intake, Run},
@@ -188,6 +189,7 @@ pub struct Gateway<'a> {
     pub endings: &'a Endings,
     pub analytics: &'a Analytics,
     pub outbound: &'a Outbound,
+    pub hot: &'a ResourceCache,
 }
 
 impl Gateway<'_> {
@@ -296,28 +298,34 @@ impl Gateway<'_> {
         }
     }
 
-    async fn api(&self, tenant: &Tenant, base_path: &str, version: &str) -> Result<Api, GatewayError> {
-        let rows = self.db.statement(tenant, "SELECT definition FROM @tenant.apis WHERE base_path = $1 AND version = $2", &[&base_path, &version]).await?;
+    /// The API at `base_path`/`version`, from the node's one-second copy
+    /// (`resources::cache`) or the tenant's schema.
+    async fn api(&self, tenant: &Tenant, base_path: &str, version: &str) -> Result<Arc<Api>, GatewayError> {
         let missing = || GatewayError::NoSuchApi { base_path: base_path.to_string(), version: version.to_string() };
-        let definition: Value = rows.first().ok_or_else(missing)?.get(0);
-        match serde_json::from_value(definition) {
-            Ok(Resource::Api(api)) => Ok(api),
-            _ => Err(missing()),
+        if let Some(kept) = self.hot.api(tenant.id, base_path, version) {
+            return kept.ok_or_else(missing);
         }
+        let rows = self.db.statement(tenant, "SELECT definition FROM @tenant.apis WHERE base_path = $1 AND version = $2", &[&base_path, &version]).await?;
+        let api = match rows.first().map(|row| serde_json::from_value(row.get(0))) {
+            Some(Ok(Resource::Api(api))) => Some(Arc::new(api)),
+            _ => None,
+        };
+        self.hot.keep_api(tenant.id, base_path, version, api.clone());
+        api.ok_or_else(missing)
     }
 
     /// Start the route's integration and wait for its end: its output, or why not.
     async fn run(&self, tenant: &Tenant, integration: &tessera_runtime::definition::Name, trigger: Value) -> Result<Value, GatewayError> {
         let run = Run { integration: integration.clone(), version: None, trigger, key: None };
         let started = self.intake.run(tenant, run).await.map_err(|e| GatewayError::Start(e.into()))?;
-        let execution = executions::wait_for_end(self.db, self.endings, tenant, started.id, CALL_TIMEOUT).await.map_err(GatewayError::Start)?;
+        let execution = executions::wait_for_final(self.db, self.endings, tenant, started.id, CALL_TIMEOUT).await.map_err(GatewayError::Start)?;
         match execution.state.as_str() {
             "succeeded" => Ok(execution.output.unwrap_or(Value::Null)),
             state if execution.is_final() => {
                 let message = execution.error.as_ref().and_then(|e| e["message"].as_str()).unwrap_or(state).to_string();
-                Err(GatewayError::Failed { execution_id: execution.id, message })
+                Err(GatewayError::Failed { execution_id: started.id, message })
             }
-            _ => Err(GatewayError::Unfinished { execution_id: execution.id }),
+            _ => Err(GatewayError::Unfinished { execution_id: started.id }),
         }
     }
 }

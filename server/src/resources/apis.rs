@@ -9,6 +9,7 @@ use tessera_runtime::definition::{Api, Resource};
 
 use super::{
     apply::{Applied, Outcome},
+    changes::DefinitionChanges,
     parse_name, ResourceError,
 };
 use crate::{
@@ -96,8 +97,9 @@ pub async fn document(db: &TenantDb, caller: &TenantCaller, name: &str) -> Resul
     }
 }
 
-/// Stop serving an API; its next call gets 404.
-pub async fn delete(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<(), ResourceError> {
+/// Stop serving an API; its next call gets 404 (on another node, within
+/// the second its copy of the definition lives).
+pub async fn delete(db: &TenantDb, changes: &DefinitionChanges, caller: &TenantCaller, name: &str) -> Result<(), ResourceError> {
     caller.require(Role::Editor)?;
     let name = parse_name(KIND, name)?;
     let mut tx = db.begin(&caller.tenant).await?;
@@ -108,6 +110,7 @@ pub async fn delete(db: &TenantDb, caller: &TenantCaller, name: &str) -> Result<
     let detail = json!({"base_path": row.get::<_, String>(0), "version": row.get::<_, String>(1), "previous_version": row.get::<_, i32>(2)});
     caller.record(&mut tx, Change::new("api.delete", KIND, name.as_str()).with(detail)).await?;
     tx.commit().await?;
+    changes.apis_changed(caller.tenant.id);
     Ok(())
 }
 

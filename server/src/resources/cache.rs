@@ -1,6 +1,7 @@
-//! Short-lived copies of the two resources read on every webhook and every
-//! step that uses a connection: a webhook trigger (which version accepts,
-//! and how callers authenticate) and an opened connection.
+//! Short-lived copies of the resources read on every webhook, every step
+//! that uses a connection and every call of a managed API: a webhook
+//! trigger (which version accepts, and how callers authenticate), an opened
+//! connection, and a managed API's definition (by base path and version).
 //!
 //! Why: at hundreds of executions a second these two reads were two of the
 //! seven statements each execution cost PostgreSQL (docs/performance.md),
@@ -13,10 +14,11 @@
 //! (`intake`), whatever this copy says. Opened connections stay in this
 //! process only, like the SQL pools and OAuth tokens built from them.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use moka::sync::Cache;
-use tessera_runtime::definition::{ConnectionSpec, WebhookTrigger};
+
+use tessera_runtime::definition::{Api, ConnectionSpec, WebhookTrigger};
 use uuid::Uuid;
 
 const TTL: Duration = Duration::from_secs(1);
@@ -29,11 +31,13 @@ type Key = (Uuid, String);
 pub struct ResourceCache {
     webhooks: Cache<Key, (i32, WebhookTrigger)>,
     connections: Cache<Key, ConnectionSpec>,
+    /// By `<base path>/<version>`; `None`: there is no such API.
+    apis: Cache<Key, Option<Arc<Api>>>,
 }
 
 impl Default for ResourceCache {
     fn default() -> Self {
-        Self { webhooks: cache(), connections: cache() }
+        Self { webhooks: cache(), connections: cache(), apis: cache() }
     }
 }
 
@@ -58,10 +62,19 @@ impl ResourceCache {
         self.connections.insert((tenant, name.to_string()), spec);
     }
 
+    pub fn api(&self, tenant: Uuid, base_path: &str, version: &str) -> Option<Option<Arc<Api>>> {
+        self.apis.get(&(tenant, format!("{base_path}/{version}")))
+    }
+
+    pub fn keep_api(&self, tenant: Uuid, base_path: &str, version: &str, api: Option<Arc<Api>>) {
+        self.apis.insert((tenant, format!("{base_path}/{version}")), api);
+    }
+
     /// Something of `tenant` was applied, rolled back or deleted here.
     pub fn forget(&self, tenant: Uuid) {
         // Only fails when closures are not supported, which `default` enables.
         let _ = self.webhooks.invalidate_entries_if(move |(t, _), _| *t == tenant);
         let _ = self.connections.invalidate_entries_if(move |(t, _), _| *t == tenant);
+        let _ = self.apis.invalidate_entries_if(move |(t, _), _| *t == tenant);
     }
 }

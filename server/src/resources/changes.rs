@@ -49,6 +49,12 @@ impl DefinitionChanges {
         }
     }
 
+    /// After a managed API of `tenant` was deleted: its next call on this
+    /// node reads the definitions again.
+    pub(crate) fn apis_changed(&self, tenant: Uuid) {
+        self.hot.forget(tenant);
+    }
+
     /// After a committed change to `tenant`'s connections only: the next
     /// step that uses one on this node reads it again.
     pub(crate) fn connections_changed(&self, tenant: Uuid) {

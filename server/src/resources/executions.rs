@@ -160,17 +160,38 @@ pub async fn run(
 
 /// The execution once it is final, or as it is when `limit` runs out.
 pub async fn wait_for_end(db: &TenantDb, endings: &Endings, tenant: &Tenant, id: Uuid, limit: Duration) -> Result<Execution, ResourceError> {
+    wait_for_final(db, endings, tenant, id, limit).await?;
+    load(db, tenant, id).await
+}
+
+/// Where an execution stands: its state and, once final, its output or error.
+pub struct Standing {
+    pub state: String,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+}
+
+impl Standing {
+    pub fn is_final(&self) -> bool {
+        FINAL_STATES.contains(&self.state.as_str())
+    }
+}
+
+/// How the execution ended, or where it stands when `limit` runs out: one
+/// read once told of its end, for a caller that needs its result only
+/// (a managed API's call), not its steps.
+pub async fn wait_for_final(db: &TenantDb, endings: &Endings, tenant: &Tenant, id: Uuid, limit: Duration) -> Result<Standing, ResourceError> {
     let now = tokio::time::Instant::now();
     let until = now.checked_add(limit).unwrap_or(now + MAX_WAIT);
     let mut pause = Duration::from_millis(50);
     loop {
         // Watched before the state is read: an end committed in between still wakes us.
         let mut end = endings.watch(id);
-        let state_sql = "SELECT state FROM @tenant.executions WHERE id = $1";
-        let rows = db.statement(tenant, state_sql, &[&id]).await?;
-        let state: String = rows.first().map(|r| r.get(0)).ok_or_else(|| not_found(id))?;
-        if FINAL_STATES.contains(&state.as_str()) || tokio::time::Instant::now() >= until {
-            return load(db, tenant, id).await;
+        let rows = db.statement(tenant, "SELECT state, output, error FROM @tenant.executions WHERE id = $1", &[&id]).await?;
+        let row = rows.first().ok_or_else(|| not_found(id))?;
+        let standing = Standing { state: row.get(0), output: row.get(1), error: row.get(2) };
+        if standing.is_final() || tokio::time::Instant::now() >= until {
+            return Ok(standing);
         }
         // Told at once when it ends on this node; polled, more and more
         // slowly, for an execution that runs on another node.

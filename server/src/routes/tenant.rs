@@ -735,7 +735,7 @@ async fn get_api(state: web::Data<AppState>, caller: TenantCaller, name: web::Pa
     responses((status = 204, description = "deleted"))
 )]
 async fn delete_api(state: web::Data<AppState>, caller: TenantCaller, name: web::Path<String>) -> Reply {
-    apis::delete(&state.tenant_db, &caller, &name).await?;
+    apis::delete(&state.tenant_db, &state.changes, &caller, &name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
