@@ -89,6 +89,8 @@ pub struct AppState {
     pub analytics: Analytics,
     /// Managed API routes' backends and identity providers, reached through the egress gate.
     pub outbound: Arc<Outbound>,
+    /// The runtime's engine, for the runs a managed API's call makes where it waits (`starts::inline`).
+    pub engine: tessera_runtime::execution::Engine,
 }
 
 fn token_keys(config: &Config) -> Result<TokenKeys, StateError> {
@@ -170,7 +172,8 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(config.metrics.max_tenant_labels));
         let parts = EngineParts { db: tenant_db.clone(), keys: sealing.clone(), fence: fence.clone(), hot: hot.clone(), starts: starts.clone(), egress: egress.clone() };
         let (engine, endings) = engine(&config, parts, metrics.clone());
-        let supervisor = Supervisor::new(shutdown, engine);
+        let supervisor = Supervisor::new(shutdown, engine.clone());
+        let engine_handle = engine;
         let node = NodeIdentity {
             id: node_id,
             cluster: config.cluster.id.clone(),
@@ -198,6 +201,7 @@ impl AppState {
             audit: Trail::new(sealing.clone()),
             analytics: Analytics::default(),
             outbound: Arc::new(Outbound::new(egress.clone())),
+            engine: engine_handle,
             platform,
             intake: Intake::start(starts, intake_limit, supervisor.clone(), metrics.clone()),
             changes: DefinitionChanges::new(hot.clone(), supervisor.clone()),

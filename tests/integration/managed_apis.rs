@@ -519,3 +519,102 @@ spec:
         assert!(paths.contains(&path), "{path} not reported: {body}");
     }
 }
+
+const INLINE: &str = r#"
+apiVersion: tessera.dev/v1
+kind: Integration
+metadata:
+  name: pure
+spec:
+  steps:
+    - name: price
+      transform:
+        expression: '{total: (.trigger.body.qty * 3)}'
+    - name: check
+      choice:
+        branches:
+          - when: '.steps.price.total > 100'
+            steps:
+              - name: refuse
+                fail: {message: 'too large: ${{ .steps.price.total }}'}
+    - name: note
+      log: {message: 'priced ${{ .steps.price.total }}'}
+    - name: answer
+      transform:
+        expression: '.steps.price'
+---
+apiVersion: tessera.dev/v1
+kind: Integration
+metadata:
+  name: waits
+spec:
+  steps:
+    - name: pause
+      delay: {duration: 10ms}
+    - name: answer
+      transform:
+        expression: '{waited: true}'
+---
+apiVersion: tessera.dev/v1
+kind: Api
+metadata:
+  name: inline
+spec:
+  basePath: inline
+  version: v1
+  auth: none
+  routes:
+    - {method: POST, path: /pure, integration: pure}
+    - {method: POST, path: /waits, integration: waits}
+"#;
+
+#[tokio::test]
+async fn a_call_of_a_pure_integration_runs_inline_and_is_stored_once_finished_with_its_steps() {
+    let app = tessera_tests::spawn_app_with(|c| c.metrics.listen = Some("127.0.0.1:0".into())).await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    app.apply_yaml("acme", &owner, INLINE).await;
+    let call = |path: &'static str, body: Value| status_and_json(app.tenant_request(Method::POST, "acme", path).json(&body));
+
+    let (status, body) = call("/apis/inline/v1/pure", json!({"qty": 5})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"total": 15})));
+    // Stored as it ended, with every step, as an execution run by a worker is.
+    let (_, list) = owner_call(&app, &owner, Method::GET, "/api/executions?integration=pure", None).await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let (_, execution) = owner_call(&app, &owner, Method::GET, &format!("/api/executions/{id}"), None).await;
+    assert_eq!((execution["state"].as_str(), &execution["output"]), (Some("succeeded"), &json!({"total": 15})), "{execution}");
+    assert_eq!(execution["trigger"]["kind"], "api");
+    let paths: Vec<&str> = execution["steps"].as_array().unwrap().iter().map(|s| s["path"].as_str().unwrap()).collect();
+    for path in ["price", "check", "note", "answer"] {
+        assert!(paths.contains(&path), "{path} missing: {paths:?}");
+    }
+    assert!(execution["started_at"].is_string() && execution["finished_at"].is_string(), "{execution}");
+
+    // A failure is stored too, and named to the caller.
+    let (status, body) = call("/apis/inline/v1/pure", json!({"qty": 50})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_GATEWAY, Some("integration_failed")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("too large: 150"), "{body}");
+    let failed = body["error"]["execution_id"].as_str().unwrap();
+    let (_, execution) = owner_call(&app, &owner, Method::GET, &format!("/api/executions/{failed}"), None).await;
+    assert_eq!(execution["state"], "failed", "{execution}");
+    assert!(execution["steps"].as_array().unwrap().iter().any(|s| s["path"] == "check/branches[0]/refuse" && s["state"] == "failed"), "{execution}");
+
+    // An integration with a step that is not pure runs on the tenant's worker, as before.
+    let (status, body) = call("/apis/inline/v1/waits", json!({})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"waited": true})));
+
+    // The executions' metrics count the inline runs too.
+    let address = app.metrics_address.expect("metrics.listen is set");
+    let metrics = reqwest::get(format!("http://{address}/metrics")).await.unwrap().text().await.unwrap();
+    let counted = |state: &str| {
+        metrics.lines().find(|l| l.starts_with("tessera_executions_finished_total") && l.contains("acme") && l.contains(state)).map(|l| l.to_string())
+    };
+    assert!(counted("succeeded").is_some() && counted("failed").is_some(), "{metrics}");
+
+    // A deleted integration runs nothing.
+    let (status, _) = owner_call(&app, &owner, Method::DELETE, "/api/integrations/pure", None).await;
+    assert!(status.is_success(), "{status}");
+    let (status, body) = call("/apis/inline/v1/pure", json!({"qty": 1})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}

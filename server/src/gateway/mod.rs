@@ -27,7 +27,7 @@ use serde_json::{json, Map, Value};
 use tessera_runtime::{
     definition::{Api, ApiAuth, ApiRoute, HttpMethod, Resource},
     egress::Egress,
-    execution::http::HttpClient,
+    execution::{http::HttpClient, Engine, Outcome},
     expression::{pool, Expression},
 };
 use uuid::Uuid;
@@ -190,6 +190,7 @@ pub struct Gateway<'a> {
     pub analytics: &'a Analytics,
     pub outbound: &'a Outbound,
     pub hot: &'a ResourceCache,
+    pub engine: &'a Engine,
 }
 
 impl Gateway<'_> {
@@ -315,8 +316,17 @@ impl Gateway<'_> {
     }
 
     /// Start the route's integration and wait for its end: its output, or why not.
+    /// An integration whose steps are all pure runs here, inline, and is
+    /// stored once finished; any other is started on its tenant's worker.
     async fn run(&self, tenant: &Tenant, integration: &tessera_runtime::definition::Name, trigger: Value) -> Result<Value, GatewayError> {
         let run = Run { integration: integration.clone(), version: None, trigger, key: None };
+        let inline = self.intake.run_inline(tenant, self.engine, &run).await.map_err(|e| GatewayError::Start(e.into()))?;
+        if let Some(ended) = inline {
+            return match ended.outcome {
+                Outcome::Succeeded(output) => Ok(output),
+                Outcome::Failed(failure) => Err(GatewayError::Failed { execution_id: ended.id, message: failure.message }),
+            };
+        }
         let started = self.intake.run(tenant, run).await.map_err(|e| GatewayError::Start(e.into()))?;
         let execution = executions::wait_for_final(self.db, self.endings, tenant, started.id, CALL_TIMEOUT).await.map_err(GatewayError::Start)?;
         match execution.state.as_str() {

@@ -12,7 +12,10 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
-use tessera_runtime::definition::{ConnectionSpec, HmacAlgorithm, HmacAuth, Name, SignatureEncoding, WebhookAuth, WebhookTrigger};
+use tessera_runtime::{
+    definition::{ConnectionSpec, HmacAlgorithm, HmacAuth, Name, SignatureEncoding, WebhookAuth, WebhookTrigger},
+    execution::Outcome as RunOutcome,
+};
 use uuid::Uuid;
 
 use super::{connections, executions, cache::ResourceCache, parse_name, webhook_replay, ResourceError};
@@ -130,6 +133,7 @@ pub struct Webhooks<'a> {
     pub keys: &'a KeyRing,
     pub intake: &'a Intake,
     pub endings: &'a Endings,
+    pub engine: &'a tessera_runtime::execution::Engine,
 }
 
 impl Webhooks<'_> {
@@ -154,6 +158,16 @@ impl Webhooks<'_> {
         // The version whose trigger accepted the request is the one that runs,
         // even if another version is applied meanwhile.
         let run = Run { integration: name, version: Some(version), trigger: delivery.payload()?, key: key.map(|k| k.as_str().to_string()) };
+        if trigger.synchronous {
+            // A pure integration runs here, and is stored once it ended.
+            if let Some(ended) = self.intake.run_inline(tenant, self.engine, &run).await.map_err(ResourceError::from)? {
+                let outcome = match ended.outcome {
+                    RunOutcome::Succeeded(output) => Outcome::Finished(output),
+                    RunOutcome::Failed(_) => return Err(WebhookError::ExecutionFailed { id: ended.id }),
+                };
+                return Ok(Answer { outcome, replayed: false });
+            }
+        }
         let started = self.intake.run(tenant, run).await.map_err(ResourceError::from)?;
         let outcome = answer(self.db, self.endings, tenant, &trigger, started.id, started.state).await?;
         Ok(Answer { outcome, replayed: started.replayed })

@@ -24,7 +24,7 @@ pub async fn call(state: web::Data<AppState>, host: TenantHost, req: HttpRequest
     };
     let delivery = delivery.into_inner();
     let request = ApiRequest { method, base_path, version, path, query: delivery.query, headers: delivery.headers, body: delivery.body };
-    let gateway = Gateway { db: &state.tenant_db, intake: &state.intake, endings: &state.endings, analytics: &state.analytics, outbound: &state.outbound, hot: &state.hot };
+    let gateway = Gateway { db: &state.tenant_db, intake: &state.intake, endings: &state.endings, analytics: &state.analytics, outbound: &state.outbound, hot: &state.hot, engine: &state.engine };
     let answer = gateway.call(&host.0, request).await?;
     let mut response = HttpResponse::build(StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY));
     for (name, value) in answer.passed {

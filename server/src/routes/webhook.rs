@@ -31,7 +31,7 @@ pub async fn receive(
     name: web::Path<String>,
     delivery: WebhookDelivery,
 ) -> Result<HttpResponse, ApiError> {
-    let hooks = webhooks::Webhooks { db: &state.tenant_db, hot: &state.hot, keys: &state.sealing, intake: &state.intake, endings: &state.endings };
+    let hooks = webhooks::Webhooks { db: &state.tenant_db, hot: &state.hot, keys: &state.sealing, intake: &state.intake, endings: &state.endings, engine: &state.engine };
     let answer = hooks.accept(&host.0, &name, delivery.0).await?;
     let replayed = answer.replayed;
     Ok(match answer.outcome {

@@ -70,16 +70,18 @@ pub struct Started {
 /// their inserts ends when every handle is dropped).
 #[derive(Clone)]
 pub struct Intake {
-    starts: Starts,
-    limit: IntakeLimit,
+    pub(super) starts: Starts,
+    pub(super) limit: IntakeLimit,
     inserts: Batcher<Request>,
     supervisor: Supervisor,
+    /// Inline runs count their executions here; the others count where the engine writes.
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl Intake {
     pub fn start(starts: Starts, limit: IntakeLimit, supervisor: Supervisor, metrics: Arc<Metrics>) -> Self {
-        let inserts = Batcher::start("intake", Inserts { db: starts.db.clone() }, MAX_BATCH, metrics);
-        Self { starts, limit, inserts, supervisor }
+        let inserts = Batcher::start("intake", Inserts { db: starts.db.clone() }, MAX_BATCH, metrics.clone());
+        Self { starts, limit, inserts, supervisor, metrics }
     }
 
     /// Admit, insert and commit `run` of `tenant`, then wake the tenant's
@@ -254,7 +256,7 @@ impl IntakeLimit {
     }
 
     /// Wait for `tenant`'s turn to start an execution, up to [`MOST_WAIT`].
-    async fn admit(&self, tenant: Uuid) -> Result<(), StartError> {
+    pub(super) async fn admit(&self, tenant: Uuid) -> Result<(), StartError> {
         let Some(limiter) = &self.limiter else { return Ok(()) };
         // Forget tenants that sent nothing lately, now and then, so the
         // limiter holds only the tenants that are sending.

@@ -28,9 +28,11 @@
 //! Must never be bypassed: no other module inserts into `executions`, so a
 //! new trigger is a new method here and keeps these invariants for free.
 
+mod inline;
 mod intake;
 mod worker;
 
+pub use inline::InlineEnded;
 pub use intake::{Intake, IntakeLimit, Run, Started, MOST_WAIT};
 use tessera_runtime::limits::LimitExceeded;
 use uuid::Uuid;

@@ -10,6 +10,7 @@
 
 mod call;
 mod flow;
+mod inline;
 mod handlers;
 mod retry;
 mod publish;
@@ -21,6 +22,7 @@ pub mod sql;
 mod sql_types;
 mod steps;
 pub mod versions;
+pub use inline::{is_pure, InlineRun};
 
 use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, sync::Arc, time::Duration};
 

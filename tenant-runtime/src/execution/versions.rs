@@ -33,7 +33,7 @@ impl Default for Versions {
 impl Versions {
     /// Version `version` of `tenant`'s `integration`, parsed from `stored`
     /// unless it was parsed before.
-    pub(super) fn get(&self, tenant: Uuid, integration: &str, version: i32, stored: &Value) -> Result<Arc<Integration>, Failure> {
+    pub fn get(&self, tenant: Uuid, integration: &str, version: i32, stored: &Value) -> Result<Arc<Integration>, Failure> {
         let key = (tenant, integration.to_string(), version);
         if let Some(parsed) = self.parsed.get(&key) {
             return Ok(parsed);
