@@ -85,6 +85,18 @@ async fn call_api(app: &TestApp, port: u16, key: Option<&str>, method: Method, p
     (status, headers, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Apply `yaml` as acme's owner: refused with 400, an error at each of `paths`.
+async fn refused_at(app: &TestApp, token: &str, yaml: &str, paths: &[&str]) {
+    let request = app.tenant_request(Method::POST, "acme", "/api/apply").bearer_auth(token).header("content-type", "application/yaml");
+    let response = request.body(yaml.to_string()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    let reported: Vec<&str> = body["error"]["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    for path in paths {
+        assert!(reported.contains(path), "{path} not reported: {body}");
+    }
+}
+
 async fn executions(app: &TestApp, token: &str) -> usize {
     owner_call(app, token, Method::GET, "/api/executions", None).await.1["items"].as_array().unwrap().len()
 }
@@ -247,24 +259,13 @@ spec:
       path: /a/{y}
       integration: quote
 "#;
-    let response = app.tenant_request(Method::POST, "acme", "/api/apply").bearer_auth(&owner).header("content-type", "application/yaml").body(bad).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let body: Value = response.json().await.unwrap();
-    let paths: Vec<&str> = body["error"]["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
-    for path in ["spec.basePath", "spec.version", "spec.routes[0].path"] {
-        assert!(paths.contains(&path), "{path} not reported: {body}");
-    }
+    refused_at(&app, &owner, bad, &["spec.basePath", "spec.version", "spec.routes[0].path"]).await;
     let (_, listed) = owner_call(&app, &owner, Method::GET, "/api/apis", None).await;
     assert_eq!(listed["items"], json!([]));
 
     // Shapes right, then the rules across values: schema, jq, duplicate routes.
     let shaped = bad.replace("basePath: Orders", "basePath: orders").replace("version: one", "version: v1").replace("path: quotes", "path: /quotes");
-    let response = app.tenant_request(Method::POST, "acme", "/api/apply").bearer_auth(&owner).header("content-type", "application/yaml").body(shaped).send().await.unwrap();
-    let body: Value = response.json().await.unwrap();
-    let paths: Vec<&str> = body["error"]["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
-    for path in ["spec.routes[0].requestSchema", "spec.routes[0].request", "spec.routes[2].path"] {
-        assert!(paths.contains(&path), "{path} not reported: {body}");
-    }
+    refused_at(&app, &owner, &shaped, &["spec.routes[0].requestSchema", "spec.routes[0].request", "spec.routes[2].path"]).await;
 }
 
 /// What the test backend saw of one forwarded call.
@@ -511,13 +512,8 @@ spec:
     - {method: GET, path: /ftp, forward: {url: "ftp://files.example.com/"}}
     - {method: GET, path: /openapi.json, integration: quote}
 "#;
-    let response = app.tenant_request(Method::POST, "acme", "/api/apply").bearer_auth(&owner).header("content-type", "application/yaml").body(bad).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let body: Value = response.json().await.unwrap();
-    let paths: Vec<&str> = body["error"]["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
-    for path in ["spec.jwt", "spec.cors.allowOrigins", "spec.routes[0].forward", "spec.routes[1]", "spec.routes[2].forward.url", "spec.routes[3].path"] {
-        assert!(paths.contains(&path), "{path} not reported: {body}");
-    }
+    let expected = ["spec.jwt", "spec.cors.allowOrigins", "spec.routes[0].forward", "spec.routes[1]", "spec.routes[2].forward.url", "spec.routes[3].path"];
+    refused_at(&app, &owner, bad, &expected).await;
 }
 
 const INLINE: &str = r#"
@@ -617,4 +613,12 @@ async fn a_call_of_a_pure_integration_runs_inline_and_is_stored_once_finished_wi
     assert!(status.is_success(), "{status}");
     let (status, body) = call("/apis/inline/v1/pure", json!({"qty": 1})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // A deleted API is gone at once on the node that deleted it, though the
+    // node keeps definitions it read for a second.
+    let (status, body) = call("/apis/inline/v1/waits", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = owner_call(&app, &owner, Method::DELETE, "/api/apis/inline", None).await;
+    assert!(status.is_success(), "{status}");
+    let (status, body) = call("/apis/inline/v1/waits", json!({})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("api_not_found")), "{body}");
 }
