@@ -33,20 +33,12 @@ fresh_database tessera_bench_api_latency
 # One tenant brings the node's whole load: its intake rate, backlog and
 # concurrency limits are lifted, so what is measured is the engine's path.
 export TESSERA_RUNTIME__INTAKE_PER_SECOND=0 TESSERA_LIMITS__QUEUED_EXECUTIONS=10000000 TESSERA_RUNTIME__MAX_CONCURRENT_EXECUTIONS=1024
-"$TESSERA" tenant create bench --owner-email owner@bench.test --owner-password bench-owner-password >/dev/null
+create_bench_tenant
 start_node
 PORT_="$NODE_PORT"
-HOST="bench.localhost:$PORT_"
 
-api() { # method path [json]: the owner's call, its body on stdout
-    curl -sS --fail-with-body -X "$1" -H "Host: $HOST" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-        ${3:+-d "$3"} "http://127.0.0.1:$PORT_$2"
-}
-TOKEN="$(curl -sS --fail-with-body -H "Host: $HOST" -H 'Content-Type: application/json' \
-    -d '{"email": "owner@bench.test", "password": "bench-owner-password"}' "http://127.0.0.1:$PORT_/api/auth/login" \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
-curl -sS --fail-with-body -H "Host: $HOST" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/yaml' \
-    --data-binary @- "http://127.0.0.1:$PORT_/api/apply" >/dev/null <<'YAML'
+owner_sign_in "$PORT_"
+owner_apply <<'YAML'
 apiVersion: tessera.dev/v1
 kind: Integration
 metadata:
@@ -75,9 +67,9 @@ spec:
       path: /price
       integration: quote
 YAML
-api PUT /api/plans/unmetered '{"rate_per_second": 1000000, "burst": 1000000}' >/dev/null
-ID="$(api POST /api/consumers '{"name": "bench", "plan": "unmetered"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
-KEY="$(api POST "/api/consumers/$ID/keys" | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')"
+owner_api PUT /api/plans/unmetered '{"rate_per_second": 1000000, "burst": 1000000}' >/dev/null
+ID="$(owner_api POST /api/consumers '{"name": "bench", "plan": "unmetered"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
+KEY="$(owner_api POST "/api/consumers/$ID/keys" | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')"
 URL="http://127.0.0.1:$PORT_/apis/quotes/v1/price"
 BODY='{"order": 7, "total_cents": 1250}'
 

@@ -246,3 +246,29 @@ bench_init() {
 report_load() {
     echo "  machine: $(nproc) cores; load average (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
+
+# The one tenant of a single-tenant bench, `bench`: created with its owner
+# (before the node starts), then signed in on node port $1 by
+# owner_sign_in (sets HOST and TOKEN). owner_api <method> <path> [json]
+# prints the owner's answer; owner_apply sends the YAML on stdin to
+# /api/apply.
+BENCH_OWNER_EMAIL=owner@bench.test
+BENCH_OWNER_PASSWORD=bench-owner-password
+create_bench_tenant() {
+    "$TESSERA" tenant create bench --owner-email "$BENCH_OWNER_EMAIL" --owner-password "$BENCH_OWNER_PASSWORD" >/dev/null
+}
+owner_sign_in() {
+    OWNER_PORT="$1"
+    HOST="bench.localhost:$OWNER_PORT"
+    TOKEN="$(curl -sS --fail-with-body -H "Host: $HOST" -H 'Content-Type: application/json' \
+        -d "{\"email\": \"$BENCH_OWNER_EMAIL\", \"password\": \"$BENCH_OWNER_PASSWORD\"}" "http://127.0.0.1:$OWNER_PORT/api/auth/login" \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
+}
+owner_api() {
+    curl -sS --fail-with-body -X "$1" -H "Host: $HOST" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+        ${3:+-d "$3"} "http://127.0.0.1:$OWNER_PORT$2"
+}
+owner_apply() {
+    curl -sS --fail-with-body -H "Host: $HOST" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/yaml' \
+        --data-binary @- "http://127.0.0.1:$OWNER_PORT/api/apply" >/dev/null
+}

@@ -40,20 +40,12 @@ export TESSERA_CLUSTER__HEARTBEAT_INTERVAL_MS=500 TESSERA_CLUSTER__NODE_TIMEOUT_
 # once, both ways ran into the limits and measured them, not the gateway).
 export TESSERA_RUNTIME__INTAKE_PER_SECOND=0 TESSERA_LIMITS__QUEUED_EXECUTIONS=10000000 TESSERA_RUNTIME__MAX_CONCURRENT_EXECUTIONS=1024
 
-"$TESSERA" tenant create bench --owner-email owner@bench.test --owner-password bench-owner-password >/dev/null
+create_bench_tenant
 start_node
 FIRST="$NODE_PORT"
-HOST="bench.localhost:$FIRST"
 
-api() { # method path [json]: the owner's call, its body on stdout
-    curl -sS --fail-with-body -X "$1" -H "Host: $HOST" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-        ${3:+-d "$3"} "http://127.0.0.1:$FIRST$2"
-}
-TOKEN="$(curl -sS --fail-with-body -H "Host: $HOST" -H 'Content-Type: application/json' \
-    -d '{"email": "owner@bench.test", "password": "bench-owner-password"}' "http://127.0.0.1:$FIRST/api/auth/login" \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
-curl -sS --fail-with-body -H "Host: $HOST" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/yaml' \
-    --data-binary @- "http://127.0.0.1:$FIRST/api/apply" >/dev/null <<'YAML'
+owner_sign_in "$FIRST"
+owner_apply <<'YAML'
 apiVersion: tessera.dev/v1
 kind: Integration
 metadata:
@@ -83,10 +75,10 @@ spec:
       response: '{result: .}'
 YAML
 key_for() { # consumer plan rate burst: a consumer on a new plan; prints its key
-    api PUT "/api/plans/$2" "{\"rate_per_second\": $3, \"burst\": $4}" >/dev/null
+    owner_api PUT "/api/plans/$2" "{\"rate_per_second\": $3, \"burst\": $4}" >/dev/null
     local id
-    id="$(api POST /api/consumers "{\"name\": \"$1\", \"plan\": \"$2\"}" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
-    api POST "/api/consumers/$id/keys" | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])'
+    id="$(owner_api POST /api/consumers "{\"name\": \"$1\", \"plan\": \"$2\"}" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
+    owner_api POST "/api/consumers/$id/keys" | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])'
 }
 FREE_KEY="$(key_for unmetered unmetered 1000000 1000000)"
 METERED_KEY="$(key_for metered metered "$RATE" "$RATE")"

@@ -230,23 +230,28 @@ impl Gateway<'_> {
         let (route, params) = route_for(api, request)?;
         seen.route = Some(format!("{} {}", method_name(route.method), route.path));
         let (caller, mut headers) = self.caller(tenant, api, request, seen).await?;
-        let body = match &route.forward {
+        let mut body = match &route.forward {
             // A forwarded body need not be JSON, unless the route reads it.
             Some(_) if route.request_schema.is_none() && route.request.is_none() => Value::Null,
             _ => parse_body(&request.body)?,
         };
         if let Some(schema) = &route.request_schema {
             // The tenant's schema (its patterns, its nesting) is tenant code:
-            // checked on the evaluation pool, as its jq is.
-            let (schema, checked) = (schema.clone(), body.clone());
-            let verdict = pool::pool().run(&tenant.id.to_string(), move || check_schema(&schema, &checked)).await;
-            verdict.map_err(|e| GatewayError::Transform { which: "schema", message: e.to_string() })??;
+            // checked on the evaluation pool, as its jq is. The body goes
+            // there and comes back, not copied.
+            let schema = schema.clone();
+            let verdict = pool::pool().run(&tenant.id.to_string(), move || check_schema(&schema, &body).map(|()| body)).await;
+            body = verdict.map_err(|e| GatewayError::Transform { which: "schema", message: e.to_string() })??;
         }
-        let query: Map<String, Value> = request.query.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-        let view = json!({"body": body, "params": params, "query": query, "headers": visible_headers(&request.headers)});
-        let payload = match &route.request {
-            Some(transform) => Some(transform_with(tenant, "request", transform.as_str(), view.clone()).await?),
-            None => None,
+        let query: Value = request.query.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>().into();
+        let params = Value::Object(params);
+        // The request transform's output replaces the body (`payload`); without one, the body goes as it came.
+        let (payload, body) = match &route.request {
+            Some(transform) => {
+                let view = json!({"body": body, "params": params.clone(), "query": query.clone(), "headers": visible_headers(&request.headers)});
+                (Some(transform_with(tenant, "request", transform.as_str(), view).await?), Value::Null)
+            }
+            None => (None, body),
         };
         if let Some(backend) = &route.forward {
             let mut answer = forward::forward(self.outbound, tenant, backend, request, payload, caller.consumer.as_deref()).await?;
@@ -260,8 +265,8 @@ impl Gateway<'_> {
         }
         let trigger = json!({
             "kind": "api", "api": api.metadata.name.as_str(), "version": api.spec.version, "route": route.path,
-            "consumer": caller.consumer, "claims": caller.claims, "body": payload.unwrap_or(view["body"].clone()),
-            "params": view["params"], "query": view["query"],
+            "consumer": caller.consumer, "claims": caller.claims, "body": payload.unwrap_or(body),
+            "params": params, "query": query,
         });
         let integration = route.integration.as_ref().expect("a route without a backend runs an integration");
         let output = self.run(tenant, integration, trigger).await?;
