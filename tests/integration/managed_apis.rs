@@ -304,6 +304,9 @@ spec:
     - method: GET
       path: /ours
       forward: {url: "http://127.0.0.1:DATABASE_PORT/"}
+    - method: GET
+      path: /metadata
+      forward: {url: "http://169.254.169.254/latest"}
   cors:
     allowOrigins: ["https://shop.example.com"]
     maxAgeSeconds: 120
@@ -352,8 +355,10 @@ async fn a_forwarding_route_reaches_its_backend_through_the_egress_gate_with_cor
     assert_eq!((status, body), (StatusCode::CREATED, json!({"id": 42, "method": "GET"})), "the backend's status, the reshaped body");
 
     // The platform's own database is never a backend; nothing escapes the base path.
-    let (status, _, body) = call_api(&app, app.port, Some(&key), Method::GET, "/apis/inventory/v1/ours", Value::Null).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_GATEWAY, Some("backend_refused")), "{body}");
+    for refused in ["/apis/inventory/v1/ours", "/apis/inventory/v1/metadata"] {
+        let (status, _, body) = call_api(&app, app.port, Some(&key), Method::GET, refused, Value::Null).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_GATEWAY, Some("backend_refused")), "{refused}: {body}");
+    }
     let before = seen.seen.lock().unwrap().len();
     // (Sent raw: HTTP clients resolve dot segments before sending.)
     for escape in ["/apis/inventory/v1/items/..", "/apis/inventory/v1/items/%2E%2E", "/apis/inventory/v1/./items/x"] {
@@ -511,8 +516,9 @@ spec:
     - {method: GET, path: /neither}
     - {method: GET, path: /ftp, forward: {url: "ftp://files.example.com/"}}
     - {method: GET, path: /openapi.json, integration: quote}
+    - {method: GET, path: /slow, forward: {url: "https://backend.example.com", timeout: 10h}}
 "#;
-    let expected = ["spec.jwt", "spec.cors.allowOrigins", "spec.routes[0].forward", "spec.routes[1]", "spec.routes[2].forward.url", "spec.routes[3].path"];
+    let expected = ["spec.jwt", "spec.cors.allowOrigins", "spec.routes[0].forward", "spec.routes[1]", "spec.routes[2].forward.url", "spec.routes[3].path", "spec.routes[4].forward.timeout"];
     refused_at(&app, &owner, bad, &expected).await;
 }
 
